@@ -1,0 +1,97 @@
+//! Command-line definitions (clap) only; `main.rs` dispatches.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pushgate",
+    version,
+    about = "A release controller driven by Asana: lock projects gate pushes, push tasks record them.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// The config file.
+    #[arg(long, global = true, env = "PUSHGATE_CONFIG", default_value = crate::config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// Log lines on stderr: human-readable or one JSON object each.
+    #[arg(long, global = true, value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+    /// More log detail (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less log detail (repeat for less).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Decide one push of CLUSTER now (with --dry-run: print the plan, change nothing).
+    Push {
+        cluster: String,
+        /// Run exclusion, freeze, candidate and gate; print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per cluster: open locks (name, assignee, link) and what they mean.
+    Status {
+        /// Only this cluster.
+        cluster: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a lock task in CLUSTER's lock project, assigned to the token's user.
+    Lock {
+        cluster: String,
+        /// Why pushes must stop; becomes the task's name and notes.
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Complete a lock task (it must be in a configured lock project).
+    Unlock {
+        task_gid: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the config, the token (GET /users/me) and every configured project.
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the embedded Asana-compatible API; first stdout line: JSON with base_url, token, gids.
+    Sandbox {
+        /// Loopback address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Keep the sandbox's data in this JSON file (default: memory only).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// The newcomer's first run: the sandbox, a demo config, and the gate deciding on a short schedule.
+    Demo {
+        /// Where the demo keeps its files.
+        #[arg(long, default_value = "pushgate-demo")]
+        dir: PathBuf,
+        /// How often the demo decides (a duration such as 20s).
+        #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+        every: std::time::Duration,
+        /// Stop after this many decisions (default: until Ctrl-C).
+        #[arg(long)]
+        ticks: Option<u32>,
+        /// Loopback address for the demo's sandbox.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+}

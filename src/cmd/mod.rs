@@ -1,0 +1,139 @@
+//! The commands: each opens what it needs, does its work and returns an
+//! [`Outcome`]; `main.rs` turns outcomes and errors into exit codes.
+
+pub mod check;
+pub mod demo;
+pub mod locks;
+pub mod push;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::asana::{Client, Sleeper, Token};
+use crate::config::{AsanaEndpoint, ClusterSettings, Config};
+use crate::plan::Verdict;
+use crate::sandbox::Sandbox;
+
+/// How a command ended, for `main` to turn into an exit code.
+#[derive(Debug)]
+pub enum Outcome {
+    Success,
+    /// The command ran and reports a failure it already printed.
+    Failure,
+    /// A push decision (push, dry run).
+    Decided(Verdict),
+}
+
+/// Bad usage, such as an unknown cluster: exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The config and a client for its Asana, plus the in-process sandbox when
+/// the config says `base_url = "sandbox"`.
+pub struct Env {
+    pub config: Config,
+    pub client: Client,
+    sandbox: Option<Sandbox>,
+}
+
+impl Env {
+    pub async fn open(config_path: &Path) -> anyhow::Result<Env> {
+        let config = Config::load(config_path)?;
+        let policy = config.asana.retry.clone();
+        let (client, sandbox) = match &config.asana.endpoint {
+            AsanaEndpoint::Sandbox => {
+                let data = config.state_dir.join("sandbox.json");
+                let sb = Sandbox::start(SocketAddr::from(([127, 0, 0, 1], 0)), Some(&data)).await?;
+                let url = reqwest::Url::parse(&sb.base_url())?;
+                let client = Client::new(
+                    &url,
+                    Token::new(sb.token(), "the embedded sandbox"),
+                    policy,
+                    Sleeper::Tokio,
+                )?;
+                (client, Some(sb))
+            }
+            AsanaEndpoint::Url(url) => {
+                let source = config
+                    .asana
+                    .token
+                    .as_ref()
+                    .context("asana: no token source configured")?;
+                let token = Token::read(source).map_err(|e| UsageError(e.to_string()))?;
+                (Client::new(url, token, policy, Sleeper::Tokio)?, None)
+            }
+        };
+        Ok(Env {
+            config,
+            client,
+            sandbox,
+        })
+    }
+
+    pub fn from_parts(config: Config, client: Client) -> Env {
+        Env {
+            config,
+            client,
+            sandbox: None,
+        }
+    }
+
+    pub fn cluster(&self, name: &str) -> Result<&ClusterSettings, UsageError> {
+        self.config.cluster(name).ok_or_else(|| {
+            let known: Vec<&str> = self.config.clusters.keys().map(|c| c.as_str()).collect();
+            UsageError(format!(
+                "unknown cluster `{name}` (configured: {})",
+                known.join(", ")
+            ))
+        })
+    }
+
+    pub fn fix_field(&self) -> Option<&str> {
+        self.config
+            .crash
+            .as_ref()
+            .map(|c| c.fix_commit_field.as_str())
+    }
+
+    /// Stops the in-process sandbox, if any.
+    pub async fn close(self) {
+        if let Some(sb) = self.sandbox {
+            sb.stop().await;
+        }
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// Who is running pushgate, for notes and comments: `user@host`.
+pub fn operator() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown-host".into());
+    format!("{user}@{host}")
+}
+
+pub(crate) fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}

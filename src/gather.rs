@@ -1,0 +1,127 @@
+//! Gather: the only code that reads the world for a decision. It asks Asana
+//! (and, as the push grows, git and the state directory) and returns plain
+//! `Facts`. It decides nothing; a read that fails becomes a fact too.
+
+use crate::asana::{fields, Client, CompletedSince, Task};
+use crate::config::ClusterSettings;
+use crate::model::{LockTask, TaskGid};
+use crate::plan::{Facts, LockFacts};
+
+/// What `decide` needs to know about one push of `cluster`.
+pub async fn facts(client: &Client, cluster: &ClusterSettings, fix_field: Option<&str>) -> Facts {
+    Facts {
+        cluster: cluster.name.clone(),
+        locks: lock_facts(client, cluster, fix_field).await,
+    }
+}
+
+/// The cluster's lock project: its incomplete tasks. An error after the
+/// client's retries is recorded as unreadable (the gate fails closed).
+pub async fn lock_facts(
+    client: &Client,
+    cluster: &ClusterSettings,
+    fix_field: Option<&str>,
+) -> LockFacts {
+    match client
+        .project_tasks(
+            &cluster.lock_project,
+            CompletedSince::Now,
+            fields::LOCK_TASK,
+        )
+        .await
+    {
+        Ok(tasks) => LockFacts::Read(
+            tasks
+                .into_iter()
+                .filter_map(|t| lock_task(t, fix_field))
+                .collect(),
+        ),
+        Err(e) => LockFacts::Unreadable(describe(&e)),
+    }
+}
+
+/// An error with its causes, on one line.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// A lock task as the gate sees it. Tasks with an id Asana would never send
+/// are dropped (and logged) rather than trusted.
+pub fn lock_task(t: Task, fix_field: Option<&str>) -> Option<LockTask> {
+    let Some(gid) = TaskGid::parse(&t.gid) else {
+        tracing::warn!(gid = %t.gid.escape_debug(), "ignoring a task with a malformed gid");
+        return None;
+    };
+    let fix_commit = fix_commit(&t, fix_field);
+    Some(LockTask {
+        link: t
+            .permalink_url
+            .clone()
+            .unwrap_or_else(|| format!("https://app.asana.com/0/0/{gid}")),
+        gid,
+        name: t.name,
+        assignee: t.assignee.and_then(|a| a.name),
+        completed: t.completed.unwrap_or(false),
+        fix_commit,
+    })
+}
+
+/// The raw fix-commit value (SPEC §5): the text custom field named
+/// `fix_field`, else the last notes line starting with `Fixed-in:`.
+/// Not validated here: that is decided against the repository.
+fn fix_commit(t: &Task, fix_field: Option<&str>) -> Option<String> {
+    let from_field = fix_field.and_then(|name| {
+        t.custom_fields
+            .iter()
+            .flatten()
+            .find(|f| f.name.as_deref() == Some(name))
+            .and_then(|f| f.text_value.as_deref())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    });
+    from_field.or_else(|| {
+        t.notes
+            .as_deref()?
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("Fixed-in:"))
+            .map(|v| v.trim().to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asana::CustomFieldValue;
+
+    #[test]
+    fn fix_commit_prefers_the_field_then_the_last_notes_line() {
+        let mut t = Task {
+            gid: "1".into(),
+            notes: Some("Fixed-in: aaaaaaa\ntext\nFixed-in: bbbbbbb\nmore".into()),
+            ..Task::default()
+        };
+        assert_eq!(
+            fix_commit(&t, Some("Fix commit")).as_deref(),
+            Some("bbbbbbb")
+        );
+        t.custom_fields = Some(vec![CustomFieldValue {
+            gid: "9".into(),
+            name: Some("Fix commit".into()),
+            text_value: Some(" ccccccc ".into()),
+        }]);
+        assert_eq!(
+            fix_commit(&t, Some("Fix commit")).as_deref(),
+            Some("ccccccc")
+        );
+        assert_eq!(fix_commit(&t, Some("Other")).as_deref(), Some("bbbbbbb"));
+    }
+}

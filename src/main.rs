@@ -1,0 +1,107 @@
+//! The `pushgate` binary: parses the command line, runs the command, and is
+//! the one place that prints errors and picks exit codes (SPEC §3).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use pushgate::cli::{Cli, Command};
+use pushgate::cmd::{self, Env, Outcome, UsageError};
+use pushgate::config::ConfigError;
+use pushgate::plan::{HoldReason, Verdict};
+use pushgate::sandbox::Sandbox;
+use pushgate::telemetry;
+
+const EXIT_OK: u8 = 0;
+const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_LOCKED: u8 = 3;
+const EXIT_UNKNOWN: u8 = 5;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(
+        cli.log_format,
+        cli.verbose.min(8) as i8 - cli.quiet.min(8) as i8,
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pushgate: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(outcome) => ExitCode::from(exit_code(&outcome)),
+        Err(err) => {
+            eprintln!("pushgate: {err:#}");
+            let usage = err.downcast_ref::<ConfigError>().is_some()
+                || err.downcast_ref::<UsageError>().is_some();
+            ExitCode::from(if usage { EXIT_USAGE } else { EXIT_FAILED })
+        }
+    }
+}
+
+fn exit_code(outcome: &Outcome) -> u8 {
+    match outcome {
+        Outcome::Success => EXIT_OK,
+        Outcome::Failure => EXIT_FAILED,
+        Outcome::Decided(Verdict::Push) => EXIT_OK,
+        Outcome::Decided(Verdict::Hold(HoldReason::Locked { .. })) => EXIT_LOCKED,
+        Outcome::Decided(Verdict::Unknown { .. }) => EXIT_UNKNOWN,
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Sandbox { listen, data } => {
+            let sandbox = Sandbox::start(listen, data.as_deref()).await?;
+            println!("{}", serde_json::to_string(&sandbox.info())?);
+            if data.is_none() {
+                tracing::warn!("no --data FILE: the sandbox's data lives in memory only");
+            }
+            tracing::info!(base_url = %sandbox.base_url(), "sandbox serving; Ctrl-C stops it");
+            cmd::shutdown_signal().await;
+            sandbox.stop().await;
+            Ok(Outcome::Success)
+        }
+        Command::Demo {
+            dir,
+            every,
+            ticks,
+            listen,
+        } => {
+            cmd::demo::run(&dir, every, ticks, listen).await?;
+            Ok(Outcome::Success)
+        }
+        command => {
+            let env = Env::open(&cli.config).await?;
+            let outcome = match command {
+                Command::Push {
+                    cluster,
+                    dry_run,
+                    json,
+                } => cmd::push::run(&env, &cluster, dry_run, json).await,
+                Command::Status { cluster, json } => {
+                    cmd::status::run(&env, cluster.as_deref(), json).await
+                }
+                Command::Lock {
+                    cluster,
+                    reason,
+                    json,
+                } => cmd::locks::lock(&env, &cluster, &reason, chrono::Utc::now(), json).await,
+                Command::Unlock { task_gid, json } => {
+                    cmd::locks::unlock(&env, &task_gid, json).await
+                }
+                Command::Check { json } => cmd::check::run(&env, &cli.config, json).await,
+                Command::Sandbox { .. } | Command::Demo { .. } => unreachable!("handled above"),
+            };
+            env.close().await;
+            outcome
+        }
+    }
+}

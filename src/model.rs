@@ -1,0 +1,230 @@
+//! Domain nouns shared by every layer: ids as newtypes (a task gid and a
+//! project gid cannot be swapped), clusters, hosts and lock tasks.
+//!
+//! Plain data only: no serde (DTOs live in `asana/`, raw config in
+//! `config.rs`), no IO.
+
+use std::fmt;
+
+/// Asana ids are strings of decimal digits.
+fn is_gid(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+macro_rules! gid_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Accepts only what Asana uses for ids: 1 to 40 decimal digits.
+            pub fn parse(s: &str) -> Option<Self> {
+                is_gid(s).then(|| Self(s.to_owned()))
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+gid_type!(
+    /// The gid of an Asana task.
+    TaskGid
+);
+gid_type!(
+    /// The gid of an Asana project.
+    ProjectGid
+);
+gid_type!(
+    /// The gid of an Asana workspace.
+    WorkspaceGid
+);
+
+/// A cluster's name as written under `[clusters.NAME]`: lowercase letters,
+/// digits, `-` and `_`, starting with a letter.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClusterName(String);
+
+impl ClusterName {
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut bytes = s.bytes();
+        let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
+        let rest_ok = s.len() <= 32
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        (first_ok && rest_ok).then(|| Self(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClusterName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where one host of a cluster lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Host {
+    /// `local:/abs/path`: the target directory on this machine.
+    Local { path: std::path::PathBuf },
+    /// `[user@]hostname[:port]`, reached with ssh and rsync.
+    Ssh {
+        user: Option<String>,
+        hostname: String,
+        port: Option<u16>,
+    },
+}
+
+impl Host {
+    /// Parses one host as written in `hosts` or a `hosts_file` line.
+    /// Refuses anything that could be read as an option by ssh or rsync.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("local:") {
+            let path = std::path::Path::new(path);
+            if !path.is_absolute() {
+                return Err(format!("`{s}`: a local host needs an absolute path"));
+            }
+            if path
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return Err(format!("`{s}`: a local host path may not contain `..`"));
+            }
+            return Ok(Host::Local {
+                path: path.to_owned(),
+            });
+        }
+        if s.starts_with('-') {
+            return Err(format!(
+                "`{s}`: a host may not start with `-` (it would be read as an option)"
+            ));
+        }
+        let (user, rest) = match s.split_once('@') {
+            Some((u, r)) => (Some(u), r),
+            None => (None, s),
+        };
+        let (hostname, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => {
+                let port: u16 = p
+                    .parse()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("`{s}`: `{p}` is not a port number"))?;
+                (h, Some(port))
+            }
+            None => (rest, None),
+        };
+        let name_ok = |t: &str| {
+            !t.is_empty()
+                && !t.starts_with('-')
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+        };
+        if let Some(u) = user {
+            if !name_ok(u) {
+                return Err(format!("`{s}`: `{u}` is not a valid user name"));
+            }
+        }
+        if !name_ok(hostname) {
+            return Err(format!(
+                "`{s}`: a host name may hold only letters, digits, `.`, `-` and `_`"
+            ));
+        }
+        Ok(Host::Ssh {
+            user: user.map(str::to_owned),
+            hostname: hostname.to_owned(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Local { path } => write!(f, "local:{}", path.display()),
+            Host::Ssh {
+                user,
+                hostname,
+                port,
+            } => {
+                if let Some(u) = user {
+                    write!(f, "{u}@")?;
+                }
+                f.write_str(hostname)?;
+                if let Some(p) = port {
+                    write!(f, ":{p}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A task read from a lock project, reduced to what the gate and the
+/// operator need. Its text is untrusted: it is only ever printed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockTask {
+    pub gid: TaskGid,
+    pub name: String,
+    pub assignee: Option<String>,
+    pub link: String,
+    pub completed: bool,
+    /// The raw fix-commit value (custom field, else the last `Fixed-in:`
+    /// notes line), not yet checked against the repository.
+    pub fix_commit: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_parse_and_refuse_option_lookalikes() {
+        assert_eq!(
+            Host::parse("deploy@web-1.internal:2222")
+                .unwrap()
+                .to_string(),
+            "deploy@web-1.internal:2222"
+        );
+        assert!(matches!(
+            Host::parse("local:/srv/a").unwrap(),
+            Host::Local { .. }
+        ));
+        for bad in [
+            "-oProxyCommand=touch /tmp/x",
+            "local:relative",
+            "local:/a/../b",
+            "a b",
+            "host:0",
+            "host:99999",
+            "us$er@host",
+            "@host",
+            "",
+            "x@-o",
+        ] {
+            assert!(Host::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn gids_are_digits_only() {
+        assert!(TaskGid::parse("1200000000000001").is_some());
+        for bad in ["", "12a", "-1", "1 2", "$(reboot)"] {
+            assert!(TaskGid::parse(bad).is_none(), "{bad:?}");
+        }
+        assert!(ClusterName::parse("beta").is_some());
+        assert!(ClusterName::parse("Beta").is_none());
+        assert!(ClusterName::parse("1beta").is_none());
+    }
+}

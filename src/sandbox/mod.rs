@@ -1,0 +1,310 @@
+//! The embedded Asana-compatible server (SPEC §6): what the demo, the tests
+//! and anyone without an Asana account run pushgate against.
+//!
+//! It follows Asana's documented behaviour for what pushgate and the usual
+//! clients use, keeps its data in a JSON file written atomically, and can be
+//! told to misbehave (429 storms, 5xx, latency, dropped connections, 403 on a
+//! project) from Rust tests or through `/_sandbox/faults`. It binds loopback
+//! only and always requires its bearer token. It is not a general Asana
+//! emulator: no sections, tags, events or webhooks; text custom fields only.
+
+mod http;
+mod richtext;
+#[allow(clippy::all)]
+mod spec;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+pub use store::{seed, Data};
+
+/// Misbehaviour on demand. Counts (`fail_next`, `drop_next`) are used up one
+/// request at a time.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Every Nth request (counted from the start) gets 429 with `Retry-After`.
+    pub rate_limit_every: Option<u64>,
+    pub retry_after_secs: u64,
+    /// The next K requests fail with `fail_status`.
+    pub fail_next: u32,
+    pub fail_status: u16,
+    /// Added to every request before it is answered.
+    pub latency_ms: u64,
+    /// The next K requests see their connection dropped mid-answer...
+    pub drop_next: u32,
+    /// ...after the request was applied (true) or before (false).
+    pub drop_after_apply: bool,
+    /// Requests touching these projects (or their tasks) get 403.
+    pub forbidden_projects: Vec<String>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            rate_limit_every: None,
+            retry_after_secs: 1,
+            fail_next: 0,
+            fail_status: 500,
+            latency_ms: 0,
+            drop_next: 0,
+            drop_after_apply: false,
+            forbidden_projects: Vec::new(),
+        }
+    }
+}
+
+/// One request as the sandbox saw it (path relative to `/api/1.0`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+}
+
+const MAX_LOG: usize = 100_000;
+
+pub(crate) struct Shared {
+    data: Mutex<Data>,
+    path: Option<PathBuf>,
+    origin: String,
+    faults: Mutex<Faults>,
+    counter: AtomicU64,
+    log: Mutex<Vec<RequestRecord>>,
+    clock: Mutex<Option<DateTime<Utc>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn data(&self) -> MutexGuard<'_, Data> {
+        lock(&self.data)
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        lock(&self.clock).unwrap_or_else(Utc::now)
+    }
+
+    fn set_now(&self, now: Option<DateTime<Utc>>) {
+        *lock(&self.clock) = now;
+    }
+
+    /// Applies a change and persists it; a change that fails leaves the data
+    /// as it was.
+    fn mutate<T>(
+        &self,
+        f: impl FnOnce(&mut Data) -> Result<T, http::ApiError>,
+    ) -> Result<T, http::ApiError> {
+        let mut guard = self.data();
+        let mut draft = guard.clone();
+        let out = f(&mut draft)?;
+        if let Some(path) = &self.path {
+            draft.save(path).map_err(|e| {
+                tracing::error!(error = %e, "sandbox: cannot save its data file");
+                http::ApiError::from_io(e)
+            })?;
+        }
+        *guard = draft;
+        Ok(out)
+    }
+
+    fn log(&self, r: RequestRecord) {
+        let mut log = lock(&self.log);
+        if log.len() < MAX_LOG {
+            log.push(r);
+        }
+    }
+
+    fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.log).clone()
+    }
+
+    fn clear_requests(&self) {
+        lock(&self.log).clear();
+    }
+
+    /// Whether `path` names a task that belongs to `project`.
+    fn task_in_project(&self, path: &str, project: &str) -> bool {
+        let mut segs = path.split('/');
+        while let Some(seg) = segs.next() {
+            if seg == "tasks" {
+                if let Some(gid) = segs.next() {
+                    return self
+                        .data()
+                        .tasks
+                        .get(gid)
+                        .is_some_and(|t| t.projects.iter().any(|p| p == project));
+                }
+            }
+        }
+        false
+    }
+}
+
+/// A running sandbox. Dropping it stops the server.
+pub struct Sandbox {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A fresh random token, from the kernel's generator.
+fn new_token() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 20];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for the sandbox token")?;
+    Ok(format!(
+        "sandbox-{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
+}
+
+impl Sandbox {
+    /// Serves on `listen` (loopback only). With `data`, state is loaded from
+    /// and saved to that file; a missing file is seeded.
+    pub async fn start(listen: SocketAddr, data: Option<&Path>) -> anyhow::Result<Sandbox> {
+        if !listen.ip().is_loopback() {
+            anyhow::bail!("the sandbox serves plain HTTP and binds loopback only; {listen} is not a loopback address");
+        }
+        let loaded = match data {
+            Some(p) => Data::load(p)?,
+            None => None,
+        };
+        let fresh = loaded.is_none();
+        let store = match loaded {
+            Some(d) => d,
+            None => Data::seeded(new_token()?, Utc::now()),
+        };
+        if let (true, Some(p)) = (fresh, data) {
+            store
+                .save(p)
+                .with_context(|| format!("cannot write the sandbox data file {}", p.display()))?;
+        }
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            data: Mutex::new(store),
+            path: data.map(Path::to_owned),
+            origin: format!("http://{addr}"),
+            faults: Mutex::new(Faults::default()),
+            counter: AtomicU64::new(0),
+            log: Mutex::new(Vec::new()),
+            clock: Mutex::new(None),
+        });
+        let app = http::router(shared.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "sandbox server stopped");
+            }
+        });
+        Ok(Sandbox {
+            shared,
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The API base URL, e.g. `http://127.0.0.1:4321/api/1.0`.
+    pub fn base_url(&self) -> String {
+        format!("{}/api/1.0", self.shared.origin)
+    }
+
+    pub fn token(&self) -> String {
+        self.shared.data().token.clone()
+    }
+
+    /// The one-line JSON the `sandbox` command prints first.
+    pub fn info(&self) -> serde_json::Value {
+        let d = self.shared.data();
+        let workspace = d.workspaces.keys().next().cloned().unwrap_or_default();
+        let projects: serde_json::Map<String, serde_json::Value> = d
+            .projects
+            .values()
+            .map(|p| (p.name.clone(), json!(p.gid)))
+            .collect();
+        let fields: serde_json::Map<String, serde_json::Value> = d
+            .fields
+            .values()
+            .map(|f| (f.name.clone(), json!(f.gid)))
+            .collect();
+        json!({
+            "base_url": self.base_url(),
+            "token": d.token,
+            "workspace": workspace,
+            "projects": projects,
+            "custom_fields": fields,
+        })
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.shared.faults) = faults;
+    }
+
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.requests()
+    }
+
+    pub fn clear_requests(&self) {
+        self.shared.clear_requests();
+    }
+
+    /// Pins the sandbox's clock (timestamps it writes); `None` follows real time.
+    pub fn set_now(&self, now: Option<DateTime<Utc>>) {
+        self.shared.set_now(now);
+    }
+
+    /// Reads or changes the data directly (seeding tests); changes are saved.
+    pub fn with_data<R>(&self, f: impl FnOnce(&mut Data) -> R) -> anyhow::Result<R> {
+        let mut d = self.shared.data();
+        let out = f(&mut d);
+        if let Some(p) = &self.shared.path {
+            d.save(p)
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        Ok(out)
+    }
+
+    /// Stops serving and waits for the server task to end.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
