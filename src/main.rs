@@ -98,7 +98,9 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     cmd::locks::unlock(&env, &task_gid, json).await
                 }
                 Command::Check { json } => cmd::check::run(&env, &cli.config, json).await,
-                Command::Sandbox { .. } | Command::Demo { .. } => unreachable!("handled above"),
+                Command::Sandbox { .. } | Command::Demo { .. } => {
+                    Err(anyhow::anyhow!("this command runs without a config"))
+                }
             };
             env.close().await;
             outcome

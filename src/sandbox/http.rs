@@ -871,7 +871,8 @@ fn field_values(
         check_gid("custom_fields", gid)?;
         let disabled_value = current.is_some_and(|t| t.values.contains_key(gid));
         let clearing = value.is_null();
-        if !allowed.contains(gid) && !(disabled_value && clearing) {
+        let settable = allowed.contains(gid) || (disabled_value && clearing);
+        if !settable {
             if !d.fields.contains_key(gid) {
                 return Err(ApiError::not_found("custom_field", gid));
             }

@@ -51,10 +51,9 @@ pub fn to_plain(xml: &str, kind: Kind) -> Result<String, String> {
                         return Err(format!("<{name}> does not take the attribute `{key}`"));
                     }
                 }
-                if name == "li" || name == "h1" || name == "h2" {
-                    if !plain.is_empty() && !plain.ends_with('\n') {
-                        plain.push('\n');
-                    }
+                let starts_line = matches!(name.as_str(), "li" | "h1" | "h2");
+                if starts_line && !plain.is_empty() && !plain.ends_with('\n') {
+                    plain.push('\n');
                 }
                 if !empty {
                     depth += 1;

@@ -1,1 +1,8 @@
+//! One integration-test binary: `support/` starts real parts (the sandbox on
+//! loopback, the real binary), then one module per feature.
 
+mod cli;
+mod client;
+mod sandbox;
+mod support;
+mod tidy;
