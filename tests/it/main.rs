@@ -4,5 +4,6 @@
 mod cli;
 mod client;
 mod sandbox;
+mod sdk;
 mod support;
 mod tidy;
