@@ -9,7 +9,7 @@ async fn the_official_python_client_works_against_the_sandbox() {
     let has_sdk = std::process::Command::new("python3")
         .args([
             "-c",
-            "import asana, sys; sys.exit(0 if asana.__version__.startswith('5.') else 1)",
+            "import asana, importlib.metadata as m, sys; sys.exit(0 if m.version('asana').startswith('5.') else 1)",
         ])
         .status()
         .is_ok_and(|s| s.success());
