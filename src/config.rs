@@ -131,13 +131,24 @@ pub struct ClusterSettings {
     pub timezone: Tz,
     pub lock_project: ProjectGid,
     pub push_project: ProjectGid,
+    /// The inline `hosts`; empty when they come from `hosts_file`.
     pub hosts: Vec<Host>,
-    /// Set when the hosts came from a file; re-read before each push.
+    /// Read by [`ClusterSettings::read_hosts`] each time hosts are needed.
     pub hosts_file: Option<PathBuf>,
     pub target: Option<PathBuf>,
     pub freeze_before: Option<FreezeBefore>,
     pub source: Source,
     pub min_soak: Option<Duration>,
+}
+
+impl ClusterSettings {
+    /// The cluster's hosts: inline, or read from `hosts_file` now.
+    pub fn read_hosts(&self) -> Result<Vec<Host>, String> {
+        match &self.hosts_file {
+            Some(path) => read_hosts_file(path),
+            None => Ok(self.hosts.clone()),
+        }
+    }
 }
 
 /// One problem with the config, naming its key.
@@ -962,18 +973,12 @@ impl Validator {
                 );
                 (None, None)
             }
-            (None, true) => {
-                let Some(path) = self.path(p, t, "hosts_file") else {
-                    return (None, None);
-                };
-                match read_hosts_file(&path) {
-                    Ok(hosts) => (Some(hosts), Some(path)),
-                    Err(e) => {
-                        self.problem(join(p, "hosts_file"), e);
-                        (None, None)
-                    }
-                }
-            }
+            // Read when hosts are needed (a push, `check`), not at load:
+            // `status` and a dry run must not depend on it.
+            (None, true) => match self.path(p, t, "hosts_file") {
+                Some(path) => (Some(Vec::new()), Some(path)),
+                None => (None, None),
+            },
         }
     }
 }

@@ -29,10 +29,15 @@ pub struct CustomFieldValue {
     pub text_value: Option<String>,
 }
 
+/// `null` where a string is expected reads as the empty string.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+}
+
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 pub struct Task {
     pub gid: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,

@@ -22,6 +22,21 @@ pub async fn run(env: &Env, config_path: &std::path::Path, json: bool) -> anyhow
             env.config.clusters.len()
         ),
     }];
+    for c in env.config.clusters.values() {
+        let line = match c.read_hosts() {
+            Ok(hosts) => Line {
+                what: format!("{} hosts", c.name),
+                ok: true,
+                detail: format!("{} host(s)", hosts.len()),
+            },
+            Err(e) => Line {
+                what: format!("{} hosts", c.name),
+                ok: false,
+                detail: e,
+            },
+        };
+        lines.push(line);
+    }
     match env.client.me().await {
         Ok(u) => lines.push(Line {
             what: "token".into(),

@@ -145,3 +145,88 @@ fn token_sources_are_exclusive_and_urls_safe() {
         expect!["ok: 2 clusters, state_dir /etc/pushgate/../target/pushgate-state"],
     );
 }
+
+/// SPEC §4's example, verbatim: valid even though its hosts_file does not
+/// exist here (hosts files are read when hosts are needed).
+const SPEC_EXAMPLE: &str = r#"
+state_dir = "/var/lib/pushgate"          # repo mirror, artifacts, state, journal, lock file
+
+[asana]
+base_url = "https://app.asana.com/api/1.0"   # or "sandbox" for the embedded one
+token_env = "ASANA_TOKEN"                # or token_file = "/etc/pushgate/token" (mode 0600)
+workspace = "1200000000000001"           # tasks pushgate creates (locks, push tasks) are created here
+
+[repo]
+url = "git@example.com:org/app.git"     # any URL or path git understands
+branch = "main"
+
+[build]
+command = ["make", "release"]
+output = "dist"                         # directory inside the work tree
+timeout = "20m"
+
+[sync]
+parallelism = 16
+max_failed_hosts = 0
+keep_releases = 5
+after_switch = ["sudo", "systemctl", "reload", "app"]   # optional, run on each host
+ssh_config = "/etc/pushgate/ssh_config"  # optional: passed to ssh as -F (identity, known hosts, jump hosts)
+ssh_identity = "/etc/pushgate/id_ed25519"  # optional
+host_timeout = "10m"                     # per host, per stage
+
+[notify]                                 # optional
+slack_webhook_env = "PUSHGATE_SLACK_WEBHOOK"
+
+[crash]
+project = "1200000000000009"
+fix_commit_field = "Fix commit"          # text custom field; the notes line "Fixed-in: <sha>" also counts
+
+[clusters.beta]
+schedule = "0 */15 * * * *"              # seconds-first cron, as tokio-cron-scheduler reads it
+timezone = "America/Los_Angeles"
+lock_project = "1200000000000002"
+push_project = "1200000000000003"
+hosts = ["beta-1.internal", "beta-2.internal"]   # or hosts_file = "..."
+target = "/srv/app"
+freeze_before = { cluster = "prod", duration = "90m" }
+
+[clusters.prod]
+schedule = "0 0 10,17 * * Mon-Fri"
+timezone = "America/Los_Angeles"
+source = "cluster:beta"                   # ship what beta runs (commit and artifact)
+min_soak = "90m"                         # beta must have run it this long (default: beta's freeze duration)
+lock_project = "1200000000000004"
+push_project = "1200000000000005"
+hosts_file = "/etc/pushgate/prod-hosts"
+target = "/srv/app"
+"#;
+
+#[test]
+fn the_spec_example_is_valid() {
+    check(
+        SPEC_EXAMPLE,
+        expect!["ok: 2 clusters, state_dir /var/lib/pushgate"],
+    );
+    let c = Config::parse(SPEC_EXAMPLE, Path::new("/")).unwrap();
+    let prod = c.cluster("prod").unwrap();
+    let err = prod.read_hosts().unwrap_err();
+    assert!(err.contains("/etc/pushgate/prod-hosts"), "{err}");
+}
+
+#[test]
+fn hosts_files_skip_blank_and_comment_lines_and_refuse_bad_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hosts");
+    std::fs::write(&path, "# prod\nprod-1.internal\n\n  deploy@prod-2:2222\n").unwrap();
+    let hosts = read_hosts_file(&path).unwrap();
+    assert_eq!(
+        hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        ["prod-1.internal", "deploy@prod-2:2222"]
+    );
+    std::fs::write(&path, "ok-host\n-oProxyCommand=x\n").unwrap();
+    let err = read_hosts_file(&path).unwrap_err();
+    assert!(
+        err.contains(":2:") && err.contains("may not start with `-`"),
+        "{err}"
+    );
+}
