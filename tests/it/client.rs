@@ -125,6 +125,34 @@ async fn gives_up_after_the_bound_with_a_transient_error() {
 }
 
 #[tokio::test]
+async fn an_answer_slower_than_the_timeout_is_a_retried_transport_error() {
+    let sb = support::sandbox().await;
+    support::faults(&sb, |f| f.latency_ms = 400);
+    let policy = pushgate::asana::RetryPolicy {
+        max_attempts: 2,
+        request_timeout: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let (client, waits) = support::client_with(&sb, &sb.token(), policy);
+    let err = client.me().await.unwrap_err();
+    let AsanaError::Exhausted { attempts: 2, last } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        matches!(
+            **last,
+            AsanaError::Transport {
+                before_send: false,
+                ..
+            }
+        ),
+        "{last:?}"
+    );
+    assert!(last.to_string().contains("timed out"), "{last}");
+    assert_eq!(waits.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn a_refused_token_names_its_source_never_the_token_and_is_not_retried() {
     let sb = support::sandbox().await;
     let (client, _) = support::client_with_token(&sb, "wrong-secret-0123456789");

@@ -25,12 +25,20 @@ pub fn client(sb: &Sandbox) -> (Client, Arc<Mutex<Vec<Duration>>>) {
 }
 
 pub fn client_with_token(sb: &Sandbox, token: &str) -> (Client, Arc<Mutex<Vec<Duration>>>) {
+    client_with(sb, token, RetryPolicy::default())
+}
+
+pub fn client_with(
+    sb: &Sandbox,
+    token: &str,
+    policy: RetryPolicy,
+) -> (Client, Arc<Mutex<Vec<Duration>>>) {
     let waits = Arc::new(Mutex::new(Vec::new()));
     let url = reqwest::Url::parse(&sb.base_url()).unwrap();
     let client = Client::new(
         &url,
         Token::new(token.to_owned(), "the environment variable ASANA_TOKEN"),
-        RetryPolicy::default(),
+        policy,
         Sleeper::Record(waits.clone()),
     )
     .unwrap();
