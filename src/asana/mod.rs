@@ -94,11 +94,6 @@ impl Token {
         }
         Ok(Token::new(value, source.to_string()))
     }
-
-    /// Only for the embedded sandbox, which hands out its own token.
-    pub fn expose_for_sandbox(&self) -> &str {
-        self.secret.expose_secret()
-    }
 }
 
 /// How patiently calls are retried.
@@ -285,10 +280,6 @@ impl Client {
                 stats: Stats::default(),
             }),
         })
-    }
-
-    pub fn base_url(&self) -> &str {
-        &self.inner.base
     }
 
     pub fn stats(&self) -> &Stats {

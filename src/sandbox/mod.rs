@@ -154,7 +154,6 @@ impl Shared {
 /// A running sandbox. Dropping it stops the server.
 pub struct Sandbox {
     shared: Arc<Shared>,
-    addr: SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -220,14 +219,9 @@ impl Sandbox {
         });
         Ok(Sandbox {
             shared,
-            addr,
             shutdown: Some(tx),
             task: Some(task),
         })
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
     }
 
     /// The API base URL, e.g. `http://127.0.0.1:4321/api/1.0`.
