@@ -33,9 +33,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Decide one push of CLUSTER now (with --dry-run: print the plan, change nothing).
+    /// Push CLUSTER now: exclusion, candidate, gate, then build, stage, switch (exit 0/1/2/3/5/6).
     Push {
         cluster: String,
+        /// Push this revision (full or unambiguous short sha, branch, tag) instead of the branch tip.
+        #[arg(long, value_name = "REV")]
+        commit: Option<String>,
         /// Run exclusion, freeze, candidate and gate; print the plan; change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -43,7 +46,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Per cluster: open locks (name, assignee, link) and what they mean.
+    /// Switch every host of CLUSTER back to the previous (or named) kept release; ignores locks.
+    Rollback {
+        cluster: String,
+        /// The release to switch to (default: the one before the deployed release).
+        #[arg(long, value_name = "RELEASE_ID")]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Past pushes of CLUSTER: outcome, commit, duration, push task; success rate, median duration.
+    History {
+        cluster: String,
+        /// Show at most this many runs, newest last.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per cluster: deployed commit and release, last outcome, open locks (name, assignee, link).
     Status {
         /// Only this cluster.
         cluster: Option<String>,

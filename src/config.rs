@@ -69,8 +69,12 @@ pub struct AsanaSettings {
 
 #[derive(Clone, Debug)]
 pub struct RepoSettings {
+    /// A URL git understands, or a local path (made absolute against the
+    /// config file's directory).
     pub url: String,
     pub branch: String,
+    /// An ssh private key for fetching; without it, the ssh agent.
+    pub ssh_key: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -89,7 +93,20 @@ pub struct SyncSettings {
     pub after_switch: Option<Vec<String>>,
     pub ssh_config: Option<PathBuf>,
     pub ssh_identity: Option<PathBuf>,
+    /// `-o UserKnownHostsFile=` for ssh; without it, ssh's own default.
+    pub known_hosts: Option<PathBuf>,
+    pub host_key_policy: HostKeyPolicy,
     pub host_timeout: Duration,
+    /// Attempts per host and stage after the first one fails.
+    pub retries: usize,
+}
+
+/// ssh's `StrictHostKeyChecking`: `strict` (`yes`, the default) refuses
+/// unknown hosts; `accept-new` records a new host's key on first contact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    Strict,
+    AcceptNew,
 }
 
 #[derive(Clone, Debug)]
@@ -199,10 +216,13 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| fail("(file)", format!("cannot read {}: {e}", path.display())))?;
+        // Absolute, so that paths stay right whatever directory a child
+        // process (the build, rsync) runs in.
         let base = path
             .parent()
             .map(Path::to_owned)
             .unwrap_or_else(|| PathBuf::from("."));
+        let base = std::path::absolute(&base).unwrap_or(base);
         Config::parse(&text, &base).map_err(|problems| ConfigError {
             path: path.to_owned(),
             problems,
@@ -272,7 +292,7 @@ const ASANA_KEYS: &[&str] = &[
     "retry_delay",
     "timeout",
 ];
-const REPO_KEYS: &[&str] = &["url", "branch"];
+const REPO_KEYS: &[&str] = &["url", "branch", "ssh_key"];
 const BUILD_KEYS: &[&str] = &["command", "output", "timeout"];
 const SYNC_KEYS: &[&str] = &[
     "parallelism",
@@ -281,7 +301,10 @@ const SYNC_KEYS: &[&str] = &[
     "after_switch",
     "ssh_config",
     "ssh_identity",
+    "known_hosts",
+    "host_key_policy",
     "host_timeout",
+    "retries",
 ];
 const NOTIFY_KEYS: &[&str] = &["slack_webhook_env"];
 const CRASH_KEYS: &[&str] = &["project", "fix_commit_field"];
@@ -625,10 +648,31 @@ impl Validator {
                 self.problem("repo.branch", format!("`{b}` is not a valid branch name"));
             }
         }
+        if url.is_some_and(|u| u.starts_with('-')) {
+            self.problem("repo.url", "must not start with `-`");
+        }
+        let ssh_key = self.path("repo", t, "ssh_key");
+        if t.contains_key("ssh_key") && ssh_key.is_none() {
+            return None;
+        }
         Some(RepoSettings {
-            url: url?.to_owned(),
+            url: self.repo_url(url?),
             branch: branch?.to_owned(),
+            ssh_key,
         })
+    }
+
+    /// A relative local path is made absolute against the config's
+    /// directory; URLs (`scheme://`) and scp-like `host:path` stay as written.
+    fn repo_url(&self, url: &str) -> String {
+        let scp_like = url
+            .split_once(':')
+            .is_some_and(|(before, _)| !before.contains('/'));
+        if url.contains("://") || scp_like || Path::new(url).is_absolute() {
+            url.to_owned()
+        } else {
+            self.base.join(url).to_string_lossy().into_owned()
+        }
     }
 
     fn build(&mut self, t: &Table) -> Option<BuildSettings> {
@@ -694,6 +738,38 @@ impl Validator {
         let after_switch = self.argv(P, t, "after_switch");
         let ssh_config = self.path(P, t, "ssh_config");
         let ssh_identity = self.path(P, t, "ssh_identity");
+        let known_hosts = self.path(P, t, "known_hosts");
+        for (key, p) in [
+            ("ssh_config", &ssh_config),
+            ("ssh_identity", &ssh_identity),
+            ("known_hosts", &known_hosts),
+        ] {
+            if p.as_ref()
+                .is_some_and(|p| p.to_string_lossy().contains('\''))
+            {
+                self.problem(
+                    join(P, key),
+                    "must not contain `'` (it is passed to rsync's ssh command line)",
+                );
+            }
+        }
+        let host_key_policy = match self.string(P, t, "host_key_policy") {
+            None => Some(HostKeyPolicy::Strict),
+            Some("strict") => Some(HostKeyPolicy::Strict),
+            Some("accept-new") => Some(HostKeyPolicy::AcceptNew),
+            Some(other) => {
+                self.problem(
+                    "sync.host_key_policy",
+                    format!("`{other}`: expected `strict` or `accept-new`"),
+                );
+                None
+            }
+        };
+        let retries = or(
+            self.non_negative(P, t, "retries", 0),
+            t.contains_key("retries"),
+            2,
+        );
         let host_timeout = if t.contains_key("host_timeout") {
             self.duration(P, t, "host_timeout")
         } else {
@@ -703,6 +779,7 @@ impl Validator {
         if (failed("after_switch") && after_switch.is_none())
             || (failed("ssh_config") && ssh_config.is_none())
             || (failed("ssh_identity") && ssh_identity.is_none())
+            || (failed("known_hosts") && known_hosts.is_none())
         {
             return None;
         }
@@ -713,7 +790,10 @@ impl Validator {
             after_switch,
             ssh_config,
             ssh_identity,
+            known_hosts,
+            host_key_policy: host_key_policy?,
             host_timeout: host_timeout?,
+            retries: retries?,
         })
     }
 

@@ -2,17 +2,95 @@
 //! (and, as the push grows, git and the state directory) and returns plain
 //! `Facts`. It decides nothing; a read that fails becomes a fact too.
 
-use crate::asana::{fields, Client, CompletedSince, Task};
-use crate::config::ClusterSettings;
-use crate::model::{LockTask, TaskGid};
-use crate::plan::{Facts, LockFacts};
+use anyhow::Context;
 
-/// What `decide` needs to know about one push of `cluster`.
-pub async fn facts(client: &Client, cluster: &ClusterSettings, fix_field: Option<&str>) -> Facts {
-    Facts {
+use crate::asana::{fields, Client, CompletedSince, Task};
+use crate::cmd::UsageError;
+use crate::config::{ClusterSettings, Config, Source};
+use crate::git::{Changelog, FetchAuth, GitError, Mirror};
+use crate::model::{CommitId, LockTask, TaskGid};
+use crate::plan::{Candidate, Facts, LockFacts};
+use crate::state::StateDir;
+
+/// At most this many changelog lines; the rest are counted.
+pub const CHANGELOG_LINES: usize = 50;
+
+/// What `decide` needs to know about one push of `cluster`: the candidate
+/// after a fetch (or `rev`), what is deployed, and the lock project, read
+/// concurrently. A bad `rev` is a usage error; a failed fetch an error.
+pub async fn facts(
+    config: &Config,
+    client: &Client,
+    cluster: &ClusterSettings,
+    rev: Option<&str>,
+    hosts: usize,
+) -> anyhow::Result<Facts> {
+    let state = StateDir::new(&config.state_dir);
+    let deployed = state.deployed(&cluster.name)?.and_then(|d| d.commit_id());
+    let fix_field = config.crash.as_ref().map(|c| c.fix_commit_field.as_str());
+    let git = candidate(config, &state, cluster, rev, deployed.clone());
+    let (git, locks) = tokio::join!(git, lock_facts(client, cluster, fix_field));
+    let (candidate, changelog) = git?;
+    let artifact_cached = state.artifact(&candidate.commit).is_dir();
+    Ok(Facts {
         cluster: cluster.name.clone(),
-        locks: lock_facts(client, cluster, fix_field).await,
+        running: None,
+        locks,
+        candidate: Some(candidate),
+        deployed,
+        changelog,
+        artifact_cached,
+        hosts,
+    })
+}
+
+/// Fetches the mirror and resolves the candidate and its changelog, off
+/// the async runtime.
+async fn candidate(
+    config: &Config,
+    state: &StateDir,
+    cluster: &ClusterSettings,
+    rev: Option<&str>,
+    deployed: Option<CommitId>,
+) -> anyhow::Result<(Candidate, Changelog)> {
+    if let (Source::Cluster(from), None) = (&cluster.source, rev) {
+        anyhow::bail!(
+            "{}: `source = \"cluster:{from}\"` (shipping {from}'s build) is not supported by this version; push it with --commit",
+            cluster.name
+        );
     }
+    let repo_path = state.repo();
+    std::fs::create_dir_all(&repo_path)
+        .with_context(|| format!("cannot create {}", repo_path.display()))?;
+    let url = config.repo.url.clone();
+    let branch = config.repo.branch.clone();
+    let auth = FetchAuth {
+        ssh_key: config.repo.ssh_key.clone(),
+    };
+    let rev = rev.map(str::to_owned);
+    tokio::task::spawn_blocking(move || -> anyhow::Result<(Candidate, Changelog)> {
+        let mirror = Mirror::open(&repo_path)?;
+        mirror.fetch(&url, &auth)?;
+        let candidate = match &rev {
+            Some(r) => Candidate {
+                commit: mirror.resolve(r).map_err(|e| match e {
+                    GitError::BadRevision { .. } => {
+                        anyhow::Error::new(UsageError(format!("--commit: {e}")))
+                    }
+                    e => e.into(),
+                })?,
+                via: format!("--commit {}", crate::plan::printable(r, 60)),
+            },
+            None => Candidate {
+                commit: mirror.branch_tip(&branch)?,
+                via: format!("branch {branch}"),
+            },
+        };
+        let changelog = mirror.changelog(deployed.as_ref(), &candidate.commit, CHANGELOG_LINES)?;
+        Ok((candidate, changelog))
+    })
+    .await
+    .context("the git task stopped")?
 }
 
 /// The cluster's lock project: its incomplete tasks. An error after the

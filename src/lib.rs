@@ -1,12 +1,18 @@
 //! pushgate: a release controller driven by Asana. See `docs/ARCHITECTURE.md`.
 
 pub mod asana;
+pub mod build;
 pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod decide;
+pub mod execute;
 pub mod gather;
+pub mod git;
 pub mod model;
 pub mod plan;
+pub mod process;
 pub mod sandbox;
+pub mod state;
+pub mod sync;
 pub mod telemetry;

@@ -17,6 +17,7 @@ const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_LOCKED: u8 = 3;
 const EXIT_UNKNOWN: u8 = 5;
+const EXIT_RUNNING: u8 = 6;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -50,8 +51,10 @@ fn exit_code(outcome: &Outcome) -> u8 {
     match outcome {
         Outcome::Success => EXIT_OK,
         Outcome::Failure => EXIT_FAILED,
-        Outcome::Decided(Verdict::Push) => EXIT_OK,
+        Outcome::Busy => EXIT_RUNNING,
+        Outcome::Decided(Verdict::Push { .. } | Verdict::NothingNew { .. }) => EXIT_OK,
         Outcome::Decided(Verdict::Hold(HoldReason::Locked { .. })) => EXIT_LOCKED,
+        Outcome::Decided(Verdict::Hold(HoldReason::Running { .. })) => EXIT_RUNNING,
         Outcome::Decided(Verdict::Unknown { .. }) => EXIT_UNKNOWN,
     }
 }
@@ -83,9 +86,18 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let outcome = match command {
                 Command::Push {
                     cluster,
+                    commit,
                     dry_run,
                     json,
-                } => cmd::push::run(&env, &cluster, dry_run, json).await,
+                } => cmd::push::run(&env, &cluster, commit.as_deref(), dry_run, json).await,
+                Command::Rollback { cluster, to, json } => {
+                    cmd::rollback::run(&env, &cluster, to.as_deref(), json).await
+                }
+                Command::History {
+                    cluster,
+                    limit,
+                    json,
+                } => cmd::history::run(&env, &cluster, limit, json),
                 Command::Status { cluster, json } => {
                     cmd::status::run(&env, cluster.as_deref(), json).await
                 }

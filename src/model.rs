@@ -228,3 +228,103 @@ mod tests {
         assert!(ClusterName::parse("1beta").is_none());
     }
 }
+
+/// A full commit id: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CommitId(String);
+
+impl CommitId {
+    pub fn parse(s: &str) -> Option<Self> {
+        ((s.len() == 40 || s.len() == 64)
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| Self(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// The 7-digit form people read in task names and logs.
+    pub fn short(&self) -> &str {
+        &self.0[..7]
+    }
+}
+
+impl fmt::Display for CommitId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A release directory's name: `YYYYMMDDTHHMMSSZ-<12-hex commit>`, the UTC
+/// time its push started. Names sort by time, so the newest is the greatest.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReleaseId(String);
+
+impl ReleaseId {
+    pub fn new(started: chrono::DateTime<chrono::Utc>, commit: &CommitId) -> Self {
+        Self(format!(
+            "{}-{}",
+            started.format("%Y%m%dT%H%M%SZ"),
+            &commit.as_str()[..12]
+        ))
+    }
+
+    /// Only names of exactly this shape are releases; anything else found in
+    /// a `releases/` directory is left alone.
+    pub fn parse(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        let shape = b.len() == 29
+            && b[..8].iter().all(u8::is_ascii_digit)
+            && b[8] == b'T'
+            && b[9..15].iter().all(u8::is_ascii_digit)
+            && b[15] == b'Z'
+            && b[16] == b'-'
+            && b[17..]
+                .iter()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
+        shape.then(|| Self(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// The 12-hex commit prefix in the name.
+    pub fn commit_prefix(&self) -> &str {
+        &self.0[17..]
+    }
+}
+
+impl fmt::Display for ReleaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod release_tests {
+    use super::*;
+
+    #[test]
+    fn release_ids_round_trip_and_refuse_other_names() {
+        let c = CommitId::parse(&"3f2a9c1".repeat(6)[..40]).unwrap();
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-22T10:15:00Z")
+            .unwrap()
+            .to_utc();
+        let id = ReleaseId::new(at, &c);
+        assert_eq!(id.as_str(), "20261122T101500Z-3f2a9c13f2a9");
+        assert_eq!(ReleaseId::parse(id.as_str()), Some(id.clone()));
+        for bad in [
+            "",
+            "..",
+            "current",
+            "20261122T101500Z-3f2a9c13f2a",
+            "20261122T101500Z-3f2a9c13f2aG",
+            "../20261122T101500Z-3f2a9c13f2a9",
+        ] {
+            assert_eq!(ReleaseId::parse(bad), None, "{bad}");
+        }
+        assert_eq!(
+            CommitId::parse("3F2A9C13F2A93F2A9C13F2A93F2A9C13F2A93F2A"),
+            None
+        );
+    }
+}

@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-use crate::model::{ClusterName, LockTask};
+use crate::git::Changelog;
+use crate::model::{ClusterName, CommitId, LockTask};
 
 /// What the lock project said, or why it could not be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,17 +15,59 @@ pub enum LockFacts {
     Unreadable(String),
 }
 
+/// The commit a push would ship, and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub commit: CommitId,
+    /// "branch main", "--commit v1.2": for the plan's text.
+    pub via: String,
+}
+
 /// Everything a push decision needs, gathered before deciding.
 #[derive(Clone, Debug)]
 pub struct Facts {
     pub cluster: ClusterName,
+    /// Another process holds the cluster's lock (who, since when). When set,
+    /// nothing else was gathered.
+    pub running: Option<String>,
     pub locks: LockFacts,
+    /// `None` only when gathering stopped early (`running`).
+    pub candidate: Option<Candidate>,
+    pub deployed: Option<CommitId>,
+    /// The candidate's commits since the deployed one.
+    pub changelog: Changelog,
+    /// The candidate's artifact is in the cache: no build.
+    pub artifact_cached: bool,
+    pub hosts: usize,
+}
+
+impl Facts {
+    /// Facts for a cluster whose lock another process holds.
+    pub fn running(cluster: ClusterName, holder: String) -> Facts {
+        Facts {
+            cluster,
+            running: Some(holder),
+            locks: LockFacts::Read(Vec::new()),
+            candidate: None,
+            deployed: None,
+            changelog: Changelog::default(),
+            artifact_cached: false,
+            hosts: 0,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Nothing holds the push.
-    Push,
+    /// Nothing holds the push of `to`.
+    Push {
+        from: Option<CommitId>,
+        to: CommitId,
+    },
+    /// The candidate is what the cluster runs: a no-op, exit 0.
+    NothingNew {
+        commit: CommitId,
+    },
     Hold(HoldReason),
     /// The lock state could not be read: nothing is pushed.
     Unknown {
@@ -36,12 +79,34 @@ pub enum Verdict {
 pub enum HoldReason {
     /// These tasks of the lock project hold the push.
     Locked { tasks: Vec<LockTask> },
+    /// Another push of this cluster is running (exit 6).
+    Running { holder: String },
+}
+
+/// What a push does, in order; `execute` makes one call per step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Create the push task.
+    Record,
+    /// Build the candidate, or reuse its cached artifact.
+    Build { cached: bool },
+    /// Copy the artifact into a new release on every host.
+    Stage { hosts: usize },
+    /// Point every host's `current` at the new release; prune old ones.
+    Switch,
+    /// Comment, complete the push task, record the deployed release.
+    Close,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
     pub cluster: ClusterName,
     pub verdict: Verdict,
+    /// Empty unless the verdict is `Push`.
+    pub steps: Vec<Step>,
+    pub changelog: Changelog,
+    /// Where the candidate came from, when there is one.
+    pub via: Option<String>,
 }
 
 /// Untrusted text made safe for a terminal or a log line: control
@@ -78,11 +143,58 @@ impl fmt::Display for LockTask {
     }
 }
 
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Record => write!(f, "create the push task"),
+            Step::Build { cached: true } => write!(f, "reuse the cached artifact"),
+            Step::Build { cached: false } => write!(f, "build"),
+            Step::Stage { hosts } => {
+                write!(
+                    f,
+                    "stage on {hosts} host{}",
+                    if *hosts == 1 { "" } else { "s" }
+                )
+            }
+            Step::Switch => write!(f, "switch `current` and prune"),
+            Step::Close => write!(f, "complete the push task and record the release"),
+        }
+    }
+}
+
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.cluster;
+        let short = |x: &CommitId| x.short().to_owned();
         match &self.verdict {
-            Verdict::Push => write!(f, "{c}: may push: no open lock in the lock project"),
+            Verdict::Push { from, to } => {
+                let from = from.as_ref().map_or("nothing deployed".to_owned(), short);
+                let via = self.via.as_deref().unwrap_or("candidate");
+                write!(
+                    f,
+                    "{c}: may push {} ({via}) over {from}: no open lock",
+                    short(to)
+                )?;
+                let n = self.changelog.len();
+                write!(f, "\n  {n} new commit{}:", if n == 1 { "" } else { "s" })?;
+                for e in &self.changelog.entries {
+                    write!(
+                        f,
+                        "\n    {} {} ({})",
+                        e.commit.short(),
+                        printable(&e.subject, 100),
+                        printable(&e.author, 40)
+                    )?;
+                }
+                if self.changelog.more > 0 {
+                    write!(f, "\n    and {} more", self.changelog.more)?;
+                }
+                let steps: Vec<String> = self.steps.iter().map(ToString::to_string).collect();
+                write!(f, "\n  steps: {}", steps.join(", "))
+            }
+            Verdict::NothingNew { commit } => {
+                write!(f, "{c}: nothing new: {} is already deployed", short(commit))
+            }
             Verdict::Hold(HoldReason::Locked { tasks }) => {
                 let n = tasks.len();
                 write!(f, "{c}: held by {n} lock{}:", if n == 1 { "" } else { "s" })?;
@@ -90,6 +202,9 @@ impl fmt::Display for Plan {
                     write!(f, "\n  - {t}")?;
                 }
                 Ok(())
+            }
+            Verdict::Hold(HoldReason::Running { holder }) => {
+                write!(f, "{c}: another push of {c} is running ({holder})")
             }
             Verdict::Unknown { reason } => {
                 write!(

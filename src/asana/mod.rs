@@ -94,6 +94,20 @@ impl Token {
         }
         Ok(Token::new(value, source.to_string()))
     }
+
+    /// The names of this process's environment variables that hold the
+    /// token, so that child processes can be started without them.
+    pub fn env_vars_holding(&self) -> Vec<std::ffi::OsString> {
+        let secret = self.secret.expose_secret().as_bytes();
+        std::env::vars_os()
+            .filter(|(_, v)| {
+                use std::os::unix::ffi::OsStrExt;
+                let v = v.as_bytes();
+                !secret.is_empty() && v.windows(secret.len()).any(|w| w == secret)
+            })
+            .map(|(k, _)| k)
+            .collect()
+    }
 }
 
 /// How patiently calls are retried.

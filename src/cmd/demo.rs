@@ -1,7 +1,8 @@
 //! `pushgate demo`: the newcomer's first run. Starts the sandbox in process
-//! (seeded projects, data under the demo directory), writes a config that
-//! points at it, and decides beta's push on a short schedule until Ctrl-C,
-//! printing where to look and how to lock and unlock.
+//! (seeded projects, data under the demo directory), creates a sample git
+//! repository and three `local:` hosts per cluster, writes a config that
+//! points at all of it, and pushes beta on a short schedule until Ctrl-C,
+//! printing where to look, how to hold a push and how to ship a new commit.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -13,7 +14,6 @@ use super::{shutdown_signal, Env};
 use crate::asana::{Client, Sleeper, Token};
 use crate::config::Config;
 use crate::sandbox::{seed, Sandbox};
-use crate::{decide, gather};
 
 const TOKEN_ENV: &str = "PUSHGATE_DEMO_TOKEN";
 
@@ -28,18 +28,24 @@ token_env = "{TOKEN_ENV}"
 workspace = "{ws}"
 
 [repo]
-url = "repo"
+url = "sample-repo"
 branch = "main"
 
 [build]
-command = ["true"]
-output = "."
+command = ["sh", "build.sh"]
+output = "dist"
+timeout = "1m"
+
+[sync]
+keep_releases = 3
+host_timeout = "1m"
 
 [crash]
 project = "{crash}"
 
 [clusters.beta]
 schedule = "0 */15 * * * *"
+timezone = "America/Los_Angeles"
 lock_project = "{lock_beta}"
 push_project = "{push_beta}"
 hosts = ["local:{{DIR}}/hosts/beta-1", "local:{{DIR}}/hosts/beta-2", "local:{{DIR}}/hosts/beta-3"]
@@ -60,15 +66,81 @@ hosts = ["local:{{DIR}}/hosts/prod-1", "local:{{DIR}}/hosts/prod-2", "local:{{DI
     )
 }
 
+/// The sample repository's files: a static site and the script that builds it.
+const SAMPLE_FILES: &[(&str, &str)] = &[
+    (
+        "build.sh",
+        "#!/bin/sh\n# The demo's build: copies the site into dist/ and stamps it.\nset -eu\nrm -rf dist\nmkdir -p dist\ncp -R site/. dist/\necho \"built $(date -u +%Y-%m-%dT%H:%M:%SZ)\" > dist/BUILD\n",
+    ),
+    ("site/index.html", "<h1>Hello from the pushgate demo</h1>\n"),
+    ("site/VERSION", "1.0\n"),
+];
+
+/// Creates the sample repository with a few commits, unless it exists.
+fn sample_repo(path: &Path) -> anyhow::Result<()> {
+    if path.join(".git").exists() {
+        return Ok(());
+    }
+    let repo = git2::Repository::init_opts(
+        path,
+        git2::RepositoryInitOptions::new().initial_head("main"),
+    )
+    .with_context(|| format!("cannot create the sample repository {}", path.display()))?;
+    let sig = git2::Signature::now("Demo Engineer", "demo@example.com")?;
+    let steps: &[(&str, &[(&str, &str)])] = &[
+        ("Add the site and its build script", SAMPLE_FILES),
+        (
+            "Add an about page",
+            &[("site/about.html", "<p>About the demo</p>\n")],
+        ),
+        ("Release 1.1", &[("site/VERSION", "1.1\n")]),
+    ];
+    let mut parent: Option<git2::Oid> = None;
+    for (message, files) in steps {
+        for (name, body) in *files {
+            let p = path.join(name);
+            if let Some(d) = p.parent() {
+                std::fs::create_dir_all(d)?;
+            }
+            std::fs::write(&p, body)?;
+        }
+        let mut index = repo.index()?;
+        index.add_all(["*"], git2::IndexAddOption::DEFAULT, None)?;
+        index.write()?;
+        let tree = repo.find_tree(index.write_tree()?)?;
+        let parents: Vec<git2::Commit> = parent
+            .iter()
+            .map(|p| repo.find_commit(*p))
+            .collect::<Result<_, _>>()?;
+        let refs: Vec<&git2::Commit> = parents.iter().collect();
+        parent = Some(repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &refs)?);
+    }
+    Ok(())
+}
+
+/// rsync is the one thing the demo needs beyond the Rust toolchain.
+fn require_rsync() -> anyhow::Result<()> {
+    match std::process::Command::new("rsync").arg("--version").output() {
+        Ok(o) if o.status.success() => Ok(()),
+        _ => anyhow::bail!(
+            "the demo copies releases to its hosts with rsync, which is not installed; \
+             install it (Debian/Ubuntu: `sudo apt-get install rsync`, Fedora: `sudo dnf install rsync`, macOS: `brew install rsync`) and run the demo again"
+        ),
+    }
+}
+
 pub async fn run(
     dir: &Path,
     every: Duration,
     ticks: Option<u32>,
     listen: SocketAddr,
 ) -> anyhow::Result<()> {
+    require_rsync()?;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the demo directory {}", dir.display()))?;
     let dir = dir.canonicalize()?;
+    let repo = dir.join("sample-repo");
+    sample_repo(&repo)?;
     let sandbox = Sandbox::start(listen, Some(&dir.join("sandbox.json"))).await?;
     let base_url = sandbox.base_url();
     let token = sandbox.token();
@@ -88,13 +160,29 @@ pub async fn run(
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "pushgate".into());
+    let cfg = config_path.display();
+    let hosts = dir.join("hosts");
 
     println!("pushgate demo");
     println!("  sandbox Asana:  {base_url}");
     println!("  token:          {token}");
-    println!("  config:         {}", config_path.display());
-    println!("  sandbox data:   {}", dir.join("sandbox.json").display());
+    println!("  config:         {cfg}");
+    println!("  sample repo:    {}", repo.display());
+    println!(
+        "  beta's hosts:   {}/beta-{{1,2,3}}  (each `current` points at a release)",
+        hosts.display()
+    );
     println!();
+    println!("Watch what beta runs:");
+    println!(
+        "  ls -l {0}/beta-*/current; cat {0}/beta-1/current/VERSION",
+        hosts.display()
+    );
+    println!("Ship a new commit on the next push:");
+    println!(
+        "  echo 1.2 > {0}/site/VERSION && git -C {0} -c user.name=You -c user.email=you@example.com commit -qam 'Release 1.2'",
+        repo.display()
+    );
     println!("Hold beta's next push by adding a lock task (paste into another terminal):");
     println!(
         "  curl -s -X POST '{base_url}/tasks' -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\\n    -d '{{\"data\":{{\"name\":\"Hold beta: demo lock\",\"projects\":[\"{}\"]}}}}'",
@@ -102,18 +190,15 @@ pub async fn run(
     );
     println!("Then see it, and lift it, with pushgate itself:");
     println!("  export {TOKEN_ENV}={token}");
-    println!("  {exe} --config {} status", config_path.display());
-    println!(
-        "  {exe} --config {} unlock <gid printed by curl>",
-        config_path.display()
-    );
+    println!("  {exe} --config {cfg} status");
+    println!("  {exe} --config {cfg} unlock <gid printed by curl>");
+    println!("  {exe} --config {cfg} history beta");
     println!();
     println!(
-        "Deciding beta's push every {} (Ctrl-C stops):",
+        "Pushing beta every {} (Ctrl-C stops):",
         humantime::format_duration(every)
     );
 
-    let beta = env.cluster("beta")?.clone();
     let stop = shutdown_signal();
     tokio::pin!(stop);
     let mut interval = tokio::time::interval(every);
@@ -123,9 +208,11 @@ pub async fn run(
             _ = &mut stop => break,
             _ = interval.tick() => {}
         }
-        let facts = gather::facts(&env.client, &beta, env.fix_field()).await;
-        let plan = decide::plan(&facts);
-        println!("[{}] {plan}", chrono::Utc::now().format("%H:%M:%S"));
+        println!("[{}]", chrono::Utc::now().format("%H:%M:%S"));
+        match super::push::run(&env, "beta", None, false, false).await {
+            Ok(_) => {}
+            Err(e) => println!("push failed: {e:#}"),
+        }
         done += 1;
         if ticks.is_some_and(|t| done >= t) {
             break;

@@ -3,8 +3,10 @@
 
 pub mod check;
 pub mod demo;
+pub mod history;
 pub mod locks;
 pub mod push;
+pub mod rollback;
 pub mod status;
 
 use std::net::SocketAddr;
@@ -13,9 +15,11 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::asana::{Client, Sleeper, Token};
-use crate::config::{AsanaEndpoint, ClusterSettings, Config};
+use crate::config::{AsanaEndpoint, ClusterSettings, Config, TokenSource};
 use crate::plan::Verdict;
+use crate::process::ChildEnv;
 use crate::sandbox::Sandbox;
+use crate::state::StateDir;
 
 /// How a command ended, for `main` to turn into an exit code.
 #[derive(Debug)]
@@ -25,6 +29,8 @@ pub enum Outcome {
     Failure,
     /// A push decision (push, dry run).
     Decided(Verdict),
+    /// The cluster's lock is held by another push (exit 6).
+    Busy,
 }
 
 /// Bad usage, such as an unknown cluster: exit 2.
@@ -37,6 +43,9 @@ pub struct UsageError(pub String);
 pub struct Env {
     pub config: Config,
     pub client: Client,
+    pub state: StateDir,
+    /// What child processes (build, rsync, ssh) must not inherit: the token.
+    pub child_env: ChildEnv,
     sandbox: Option<Sandbox>,
 }
 
@@ -44,6 +53,7 @@ impl Env {
     pub async fn open(config_path: &Path) -> anyhow::Result<Env> {
         let config = Config::load(config_path)?;
         let policy = config.asana.retry.clone();
+        let mut scrub = token_env_name(&config);
         let (client, sandbox) = match &config.asana.endpoint {
             AsanaEndpoint::Sandbox => {
                 let data = config.state_dir.join("sandbox.json");
@@ -64,10 +74,13 @@ impl Env {
                     .as_ref()
                     .context("asana: no token source configured")?;
                 let token = Token::read(source).map_err(|e| UsageError(e.to_string()))?;
+                scrub.extend(token.env_vars_holding());
                 (Client::new(url, token, policy, Sleeper::Tokio)?, None)
             }
         };
         Ok(Env {
+            state: StateDir::new(&config.state_dir),
+            child_env: ChildEnv::without(scrub),
             config,
             client,
             sandbox,
@@ -75,7 +88,10 @@ impl Env {
     }
 
     pub fn from_parts(config: Config, client: Client) -> Env {
+        let scrub = token_env_name(&config);
         Env {
+            state: StateDir::new(&config.state_dir),
+            child_env: ChildEnv::without(scrub),
             config,
             client,
             sandbox: None,
@@ -104,6 +120,15 @@ impl Env {
         if let Some(sb) = self.sandbox {
             sb.stop().await;
         }
+    }
+}
+
+/// The `token_env` variable, removed from every child's environment even
+/// when it is unset here.
+fn token_env_name(config: &Config) -> Vec<std::ffi::OsString> {
+    match &config.asana.token {
+        Some(TokenSource::Env(name)) => vec![name.into()],
+        _ => Vec::new(),
     }
 }
 

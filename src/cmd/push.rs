@@ -1,50 +1,163 @@
-//! `pushgate push CLUSTER --dry-run`: gather → decide → print the plan.
+//! `pushgate push CLUSTER [--commit REV] [--dry-run]`: take the cluster's
+//! lock, gather → decide → print the plan, then (unless it is a dry run or
+//! the verdict is not to push) execute it.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
-use super::{Env, Outcome};
-use crate::plan::{HoldReason, Plan, Verdict};
+use super::{Env, Outcome, UsageError};
+use crate::execute::{self, PushReport};
+use crate::plan::{Facts, HoldReason, Plan, Verdict};
+use crate::state::StateError;
 use crate::{decide, gather};
 
-pub async fn run(env: &Env, cluster: &str, dry_run: bool, json: bool) -> anyhow::Result<Outcome> {
+pub async fn run(
+    env: &Env,
+    cluster: &str,
+    commit: Option<&str>,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<Outcome> {
     let settings = env.cluster(cluster)?;
-    if !dry_run {
-        anyhow::bail!(
-            "a real push needs the push pipeline (candidate, build, stage, switch), which this build does not have yet; \
-             `pushgate push {cluster} --dry-run` decides without pushing"
-        );
-    }
-    let facts = gather::facts(&env.client, settings, env.fix_field()).await;
+    let now = chrono::Utc::now();
+    // Exclusion first (SPEC §2 step 1); a dry run only looks.
+    let (lock, running) = match env.state.lock(&settings.name) {
+        Ok(l) => (Some(l), None),
+        Err(StateError::Busy { holder, .. }) => (None, Some(holder)),
+        Err(e) => return Err(e.into()),
+    };
+    let lock = if dry_run { None } else { lock };
+    let facts = match running {
+        Some(holder) => Facts::running(settings.name.clone(), holder),
+        None => {
+            let hosts = if dry_run {
+                settings.read_hosts().map(|h| h.len()).unwrap_or(0)
+            } else {
+                settings.read_hosts().map_err(UsageError)?.len()
+            };
+            gather::facts(&env.config, &env.client, settings, commit, hosts).await?
+        }
+    };
     let plan = decide::plan(&facts);
     match &plan.verdict {
-        Verdict::Push => tracing::info!(cluster = %plan.cluster, "gate open"),
+        Verdict::Push { .. } => tracing::info!(cluster = %plan.cluster, "gate open"),
+        Verdict::NothingNew { .. } => tracing::info!(cluster = %plan.cluster, "nothing new"),
         Verdict::Hold(_) => tracing::info!(cluster = %plan.cluster, "held"),
         Verdict::Unknown { reason } => {
             tracing::warn!(cluster = %plan.cluster, %reason, "lock state unknown")
         }
     }
+    let Verdict::Push { from, to } = &plan.verdict else {
+        print_plan(&plan, json);
+        return Ok(Outcome::Decided(plan.verdict));
+    };
+    if dry_run {
+        print_plan(&plan, json);
+        return Ok(Outcome::Decided(plan.verdict));
+    }
+    if !json {
+        println!("{plan}");
+    }
+    let cx = execute::Context {
+        config: &env.config,
+        client: &env.client,
+        state: &env.state,
+        child_env: &env.child_env,
+        cluster: settings,
+        hosts: settings.read_hosts().map_err(UsageError)?,
+        now,
+        verbose: !json,
+    };
+    let report = execute::push(&cx, &plan, from.as_ref(), to).await;
+    drop(lock);
+    if report.asana_failures > 0 {
+        eprintln!(
+            "pushgate: warning: {} Asana write{} failed (see the log); the push itself {}",
+            report.asana_failures,
+            if report.asana_failures == 1 { "" } else { "s" },
+            if report.failure.is_some() {
+                "failed"
+            } else {
+                "succeeded"
+            }
+        );
+    }
     if json {
-        super::print_json(&plan_json(&plan));
+        let mut v = plan_json(&plan);
+        v["result"] = report_json(&report);
+        super::print_json(&v);
+    }
+    Ok(match report.failure {
+        Some(_) => Outcome::Failure,
+        None => Outcome::Decided(plan.verdict.clone()),
+    })
+}
+
+fn print_plan(plan: &Plan, json: bool) {
+    if json {
+        super::print_json(&plan_json(plan));
     } else {
         println!("{plan}");
     }
-    Ok(Outcome::Decided(plan.verdict))
 }
 
-/// The plan for scripts: `verdict` is `push`, `held` or `unknown`.
-pub fn plan_json(plan: &Plan) -> serde_json::Value {
+pub fn report_json(r: &PushReport) -> Value {
+    json!({
+        "outcome": if r.failure.is_some() { "failed" } else { "pushed" },
+        "failed_step": r.failure.as_ref().map(|f| &f.0),
+        "error": r.failure.as_ref().map(|f| &f.1),
+        "run_id": r.run_id,
+        "release": r.release.as_str(),
+        "commit": r.commit.as_str(),
+        "previous": r.previous.as_ref().map(|c| c.as_str()),
+        "push_task": r.task.as_ref().map(|t| json!({ "gid": t.gid.as_str(), "link": t.link })),
+        "hosts": r.hosts.iter().map(|(h, s)| json!({ "host": h.to_string(), "result": s })).collect::<Vec<_>>(),
+        "asana_failures": r.asana_failures,
+        "duration_ms": r.duration.as_millis() as u64,
+    })
+}
+
+/// The plan for scripts: `verdict` is `push`, `nothing-new`, `held` or `unknown`.
+pub fn plan_json(plan: &Plan) -> Value {
+    let c = plan.cluster.as_str();
+    let changelog: Vec<Value> = plan
+        .changelog
+        .entries
+        .iter()
+        .map(|e| json!({ "commit": e.commit.as_str(), "subject": e.subject, "author": e.author }))
+        .collect();
     match &plan.verdict {
-        Verdict::Push => {
-            json!({ "cluster": plan.cluster.as_str(), "verdict": "push", "locks": [] })
-        }
+        Verdict::Push { from, to } => json!({
+            "cluster": c,
+            "verdict": "push",
+            "commit": to.as_str(),
+            "previous": from.as_ref().map(|f| f.as_str()),
+            "via": plan.via,
+            "changelog": changelog,
+            "changelog_more": plan.changelog.more,
+            "steps": plan.steps.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "locks": [],
+        }),
+        Verdict::NothingNew { commit } => json!({
+            "cluster": c,
+            "verdict": "nothing-new",
+            "commit": commit.as_str(),
+            "locks": [],
+        }),
         Verdict::Hold(HoldReason::Locked { tasks }) => json!({
-            "cluster": plan.cluster.as_str(),
+            "cluster": c,
             "verdict": "held",
             "reason": "locked",
             "locks": tasks.iter().map(super::status::lock_json).collect::<Vec<_>>(),
         }),
+        Verdict::Hold(HoldReason::Running { holder }) => json!({
+            "cluster": c,
+            "verdict": "held",
+            "reason": "running",
+            "holder": holder,
+            "locks": null,
+        }),
         Verdict::Unknown { reason } => json!({
-            "cluster": plan.cluster.as_str(),
+            "cluster": c,
             "verdict": "unknown",
             "reason": reason,
             "locks": null,

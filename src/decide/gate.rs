@@ -13,18 +13,19 @@ pub fn holds(task: &LockTask) -> bool {
     !task.completed
 }
 
-/// The verdict for a cluster's lock project: fail closed when unreadable.
-pub fn gate(locks: &LockFacts) -> Verdict {
+/// What the cluster's lock project says: `None` when nothing holds the
+/// push, else the hold (or fail closed when it was unreadable).
+pub fn gate(locks: &LockFacts) -> Option<Verdict> {
     match locks {
-        LockFacts::Unreadable(reason) => Verdict::Unknown {
+        LockFacts::Unreadable(reason) => Some(Verdict::Unknown {
             reason: reason.clone(),
-        },
+        }),
         LockFacts::Read(tasks) => {
             let holding: Vec<LockTask> = tasks.iter().filter(|t| holds(t)).cloned().collect();
             if holding.is_empty() {
-                Verdict::Push
+                None
             } else {
-                Verdict::Hold(HoldReason::Locked { tasks: holding })
+                Some(Verdict::Hold(HoldReason::Locked { tasks: holding }))
             }
         }
     }

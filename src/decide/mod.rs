@@ -6,13 +6,55 @@ mod gate;
 
 pub use gate::{gate, holds};
 
-use crate::plan::{Facts, Plan};
+use crate::plan::{Facts, HoldReason, Plan, Step, Verdict};
 
-/// Decides one push of one cluster from what was gathered.
+/// Decides one push of one cluster from what was gathered, in SPEC §2's
+/// order: exclusion, candidate (nothing new is a no-op), gate.
 pub fn plan(facts: &Facts) -> Plan {
+    let verdict = verdict(facts);
+    let steps = match verdict {
+        Verdict::Push { .. } => vec![
+            Step::Record,
+            Step::Build {
+                cached: facts.artifact_cached,
+            },
+            Step::Stage { hosts: facts.hosts },
+            Step::Switch,
+            Step::Close,
+        ],
+        _ => Vec::new(),
+    };
     Plan {
         cluster: facts.cluster.clone(),
-        verdict: gate(&facts.locks),
+        verdict,
+        steps,
+        changelog: facts.changelog.clone(),
+        via: facts.candidate.as_ref().map(|c| c.via.clone()),
+    }
+}
+
+fn verdict(facts: &Facts) -> Verdict {
+    if let Some(holder) = &facts.running {
+        return Verdict::Hold(HoldReason::Running {
+            holder: holder.clone(),
+        });
+    }
+    let Some(candidate) = &facts.candidate else {
+        return Verdict::Unknown {
+            reason: "no candidate commit was gathered".into(),
+        };
+    };
+    if facts.deployed.as_ref() == Some(&candidate.commit) {
+        return Verdict::NothingNew {
+            commit: candidate.commit.clone(),
+        };
+    }
+    match gate(&facts.locks) {
+        None => Verdict::Push {
+            from: facts.deployed.clone(),
+            to: candidate.commit.clone(),
+        },
+        Some(v) => v,
     }
 }
 

@@ -1,7 +1,36 @@
 use expect_test::{expect, Expect};
 
-use crate::model::{ClusterName, LockTask, TaskGid};
-use crate::plan::{Facts, LockFacts};
+use crate::git::{ChangeEntry, Changelog};
+use crate::model::{ClusterName, CommitId, LockTask, TaskGid};
+use crate::plan::{Candidate, Facts, LockFacts};
+
+fn commit(c: char) -> CommitId {
+    CommitId::parse(&c.to_string().repeat(40)).unwrap()
+}
+
+/// Beta, with `b…` deployed and `c…` (one commit later) the candidate.
+fn facts(locks: LockFacts) -> Facts {
+    Facts {
+        cluster: ClusterName::parse("beta").unwrap(),
+        running: None,
+        locks,
+        candidate: Some(Candidate {
+            commit: commit('c'),
+            via: "branch main".into(),
+        }),
+        deployed: Some(commit('b')),
+        changelog: Changelog {
+            entries: vec![ChangeEntry {
+                commit: commit('c'),
+                subject: "Fix the login page".into(),
+                author: "Ada".into(),
+            }],
+            more: 0,
+        },
+        artifact_cached: false,
+        hosts: 3,
+    }
+}
 
 fn task(
     gid: &str,
@@ -21,18 +50,75 @@ fn task(
 }
 
 fn check(locks: LockFacts, expect: Expect) {
-    let facts = Facts {
-        cluster: ClusterName::parse("beta").unwrap(),
-        locks,
-    };
+    check_facts(facts(locks), expect);
+}
+
+fn check_facts(facts: Facts, expect: Expect) {
     expect.assert_eq(&super::plan(&facts).to_string());
+}
+
+#[test]
+fn a_new_commit_with_no_lock_is_pushed_in_five_steps() {
+    let mut f = facts(LockFacts::Read(vec![]));
+    f.changelog.more = 60;
+    check_facts(
+        f,
+        expect![[r#"
+            beta: may push ccccccc (branch main) over bbbbbbb: no open lock
+              61 new commits:
+                ccccccc Fix the login page (Ada)
+                and 60 more
+              steps: create the push task, build, stage on 3 hosts, switch `current` and prune, complete the push task and record the release"#]],
+    );
+}
+
+#[test]
+fn the_first_push_reuses_a_cached_artifact() {
+    let mut f = facts(LockFacts::Read(vec![]));
+    f.deployed = None;
+    f.artifact_cached = true;
+    check_facts(
+        f,
+        expect![[r#"
+            beta: may push ccccccc (branch main) over nothing deployed: no open lock
+              1 new commit:
+                ccccccc Fix the login page (Ada)
+              steps: create the push task, reuse the cached artifact, stage on 3 hosts, switch `current` and prune, complete the push task and record the release"#]],
+    );
+}
+
+#[test]
+fn nothing_new_wins_over_locks_and_unknown_lock_state() {
+    for locks in [
+        LockFacts::Unreadable("down".into()),
+        LockFacts::Read(vec![task("1", "stop", None, false, None)]),
+    ] {
+        let mut f = facts(locks);
+        f.deployed = Some(commit('c'));
+        check_facts(f, expect!["beta: nothing new: ccccccc is already deployed"]);
+    }
+}
+
+#[test]
+fn a_running_push_holds_before_anything_else() {
+    check_facts(
+        Facts::running(
+            ClusterName::parse("beta").unwrap(),
+            "pid 42 since 2026-11-22 10:15:00 UTC".into(),
+        ),
+        expect!["beta: another push of beta is running (pid 42 since 2026-11-22 10:15:00 UTC)"],
+    );
 }
 
 #[test]
 fn pushes_when_the_lock_project_is_empty() {
     check(
         LockFacts::Read(vec![]),
-        expect!["beta: may push: no open lock in the lock project"],
+        expect![[r#"
+            beta: may push ccccccc (branch main) over bbbbbbb: no open lock
+              1 new commit:
+                ccccccc Fix the login page (Ada)
+              steps: create the push task, build, stage on 3 hosts, switch `current` and prune, complete the push task and record the release"#]],
     );
 }
 
@@ -43,7 +129,11 @@ fn completed_tasks_never_hold() {
         .collect();
     check(
         LockFacts::Read(tasks),
-        expect!["beta: may push: no open lock in the lock project"],
+        expect![[r#"
+            beta: may push ccccccc (branch main) over bbbbbbb: no open lock
+              1 new commit:
+                ccccccc Fix the login page (Ada)
+              steps: create the push task, build, stage on 3 hosts, switch `current` and prune, complete the push task and record the release"#]],
     );
 }
 

@@ -22,9 +22,21 @@ async fn dry_run_exits_0_when_open_3_when_locked_and_changes_nothing() {
     let bin = Bin::new(&sb);
     let run = bin.run(&["push", "beta", "--dry-run"]).await;
     assert_eq!(run.code, 0, "{run:?}");
+    let short = &bin.first[..7];
     assert_eq!(
         run.stdout.trim(),
-        "beta: may push: no open lock in the lock project"
+        format!(
+            "beta: may push {short} (branch main) over nothing deployed: no open lock\n  1 new commit:\n    {short} Initial app (Test Author)\n  steps: create the push task, build, stage on 3 hosts, switch `current` and prune, complete the push task and record the release"
+        )
+    );
+    assert!(
+        bin.current(1).is_none()
+            && !bin.path("hosts").exists()
+            && !bin
+                .path("state/artifacts")
+                .read_dir()
+                .is_ok_and(|mut d| d.next().is_some()),
+        "a dry run builds nothing and touches no host"
     );
 
     support::seed_tasks(&sb, seed::LOCK_BETA, 150, true, "old lock");
@@ -381,5 +393,12 @@ async fn the_demo_starts_and_decides() {
         run.stdout
     );
     assert!(run.stdout.contains("beta: may push"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("beta: pushed"),
+        "the demo's first tick pushes the sample repository: {}",
+        run.stdout
+    );
+    let current = std::fs::read_to_string(dir.path().join("hosts/beta-2/current/VERSION")).unwrap();
+    assert_eq!(current, "1.1\n");
     assert!(dir.path().join("pushgate.toml").exists() && dir.path().join("sandbox.json").exists());
 }

@@ -2,7 +2,7 @@
 //! recorded (not slept) waits, raw HTTP, and the real binary with a config
 //! pointing at the sandbox.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -146,22 +146,118 @@ pub fn error_message(v: &Value) -> String {
 
 pub const TOKEN_ENV: &str = "PUSHGATE_IT_TOKEN";
 
-/// The real binary with a config pointing at a sandbox.
+/// A real git repository in a temp dir, committed to with git2.
+pub struct Repo {
+    pub path: PathBuf,
+    repo: git2::Repository,
+}
+
+impl Repo {
+    pub fn init(path: &Path) -> Repo {
+        let repo = git2::Repository::init_opts(
+            path,
+            git2::RepositoryInitOptions::new().initial_head("main"),
+        )
+        .unwrap();
+        Repo {
+            path: path.to_owned(),
+            repo,
+        }
+    }
+
+    /// Writes the files (path → bytes) and commits them; returns the full sha.
+    pub fn commit(&self, files: &[(&str, &[u8])], message: &str) -> String {
+        for (name, body) in files {
+            let p = self.path.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, body).unwrap();
+        }
+        self.commit_all(message)
+    }
+
+    pub fn commit_all(&self, message: &str) -> String {
+        let mut index = self.repo.index().unwrap();
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .unwrap();
+        index.write().unwrap();
+        let tree = self.repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::now("Test Author", "test@example.com").unwrap();
+        let parent = self.repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        self.repo
+            .commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+            .unwrap()
+            .to_string()
+    }
+}
+
+/// What a test changes in the config `Bin` writes.
+#[derive(Default)]
+pub struct Setup {
+    /// Appended to `[asana]`.
+    pub asana: String,
+    /// The `[sync]` section's body.
+    pub sync: String,
+    /// `[build]`'s `command`, as TOML (default: copy `app/` into `dist/`,
+    /// count builds in `builds.log`, dump the environment to `build-env.txt`).
+    pub build_command: Option<String>,
+    /// beta's hosts (default: three `local:` hosts under `hosts/`).
+    pub beta_hosts: Option<Vec<String>>,
+    /// Appended to `[clusters.beta]`.
+    pub beta: String,
+}
+
+/// The real binary with a config pointing at a sandbox, a real repository
+/// (`repo/`, one commit) and three `local:` hosts for beta (`hosts/beta-N`).
 pub struct Bin {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub token: String,
+    pub repo: Repo,
+    /// The first commit.
+    pub first: String,
 }
 
 impl Bin {
     pub fn new(sb: &Sandbox) -> Bin {
-        Bin::with_config(sb, "")
+        Bin::with(sb, Setup::default())
     }
 
     /// `extra_asana` is appended to the `[asana]` section.
     pub fn with_config(sb: &Sandbox, extra_asana: &str) -> Bin {
+        Bin::with(
+            sb,
+            Setup {
+                asana: extra_asana.to_owned(),
+                ..Setup::default()
+            },
+        )
+    }
+
+    pub fn with(sb: &Sandbox, setup: Setup) -> Bin {
         let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let repo = Repo::init(&dir.path().join("repo"));
+        let first = repo.commit(
+            &[
+                ("app/index.html", b"v1\n"),
+                ("app/lib/util.js", b"// util\n"),
+            ],
+            "Initial app",
+        );
         let config = dir.path().join("pushgate.toml");
+        let build = setup.build_command.unwrap_or_else(|| {
+            format!(
+                r#"["sh", "-c", "mkdir -p dist && cp -R app/. dist/ && echo built >> '{d}/builds.log' && env > '{d}/build-env.txt'"]"#
+            )
+        });
+        let hosts = setup.beta_hosts.unwrap_or_else(|| {
+            (1..=3)
+                .map(|i| format!("local:{d}/hosts/beta-{i}"))
+                .collect()
+        });
+        let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
         let text = format!(
             r#"state_dir = "state"
 [asana]
@@ -173,21 +269,27 @@ retry_delay = "1ms"
 [repo]
 url = "repo"
 [build]
-command = ["true"]
+command = {build}
 output = "dist"
+timeout = "60s"
+[sync]
+host_timeout = "60s"
+retries = 0
+{sync}
 [crash]
 project = "{crash}"
 [clusters.beta]
 schedule = "0 */15 * * * *"
 lock_project = "{lb}"
 push_project = "{pb}"
-hosts = ["local:/tmp/pushgate-it/beta-1"]
+hosts = [{hosts}]
+{beta}
 [clusters.prod]
 schedule = "0 0 10,17 * * Mon-Fri"
 timezone = "America/Los_Angeles"
 lock_project = "{lp}"
 push_project = "{pp}"
-hosts = ["local:/tmp/pushgate-it/prod-1"]
+hosts = ["local:{d}/hosts/prod-1"]
 "#,
             url = sb.base_url(),
             ws = seed::WORKSPACE,
@@ -196,13 +298,49 @@ hosts = ["local:/tmp/pushgate-it/prod-1"]
             pb = seed::PUSH_BETA,
             lp = seed::LOCK_PROD,
             pp = seed::PUSH_PROD,
+            extra_asana = setup.asana,
+            sync = setup.sync,
+            beta = setup.beta,
+            hosts = hosts.join(", "),
         );
         std::fs::write(&config, text).unwrap();
         Bin {
             dir,
             config,
             token: sb.token(),
+            repo,
+            first,
         }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// beta-N's `current` link, as written (`releases/<id>`), if any.
+    pub fn current(&self, n: usize) -> Option<String> {
+        std::fs::read_link(self.path(&format!("hosts/beta-{n}/current")))
+            .ok()
+            .map(|p| p.display().to_string())
+    }
+
+    /// The release names kept on beta-N.
+    pub fn releases(&self, n: usize) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.path(&format!("hosts/beta-{n}/releases")))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// How many times the build command ran.
+    pub fn builds(&self) -> usize {
+        std::fs::read_to_string(self.path("builds.log"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
     }
 
     pub async fn run(&self, args: &[&str]) -> Run {

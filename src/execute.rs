@@ -1,0 +1,615 @@
+//! Execute: walks a `Plan`'s steps for one push and makes the adapter calls
+//! each step needs — Asana for the push task, `build` for the artifact,
+//! `sync` for the hosts, `state` for the record. It holds no policy: whether
+//! to push was decided before; what counts as too many failed hosts is the
+//! config's `max_failed_hosts`, applied the same way at stage and switch.
+//!
+//! Asana writes after the gate never fail the push (SPEC §2): a failed
+//! write is logged and counted in the report. Every step is written to the
+//! cluster's journal before its effects, so an interrupted run can be seen.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::asana::{Client, Comment, NewTask, TaskUpdate};
+use crate::config::{ClusterSettings, Config};
+use crate::model::{CommitId, Host, ReleaseId, TaskGid};
+use crate::plan::{printable, Plan, Step};
+use crate::process::ChildEnv;
+use crate::state::{Deployed, HistoryRecord, JournalEntry, StateDir};
+use crate::sync::{self, Fleet, HostResult, SshOptions, Staged};
+use crate::{build, git::Changelog};
+
+/// The push task, once created.
+#[derive(Clone, Debug)]
+pub struct TaskRef {
+    pub gid: TaskGid,
+    pub link: String,
+}
+
+/// How a push ended.
+#[derive(Debug)]
+pub struct PushReport {
+    pub run_id: String,
+    pub release: ReleaseId,
+    pub commit: CommitId,
+    pub previous: Option<CommitId>,
+    pub task: Option<TaskRef>,
+    /// `None` on success; else the step that failed and why.
+    pub failure: Option<(String, String)>,
+    /// One line per host: how it ended.
+    pub hosts: Vec<(Host, String)>,
+    /// Asana writes that failed (logged; the push went on).
+    pub asana_failures: usize,
+    pub duration: Duration,
+}
+
+/// What a push needs from its surroundings.
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub client: &'a Client,
+    pub state: &'a StateDir,
+    pub child_env: &'a ChildEnv,
+    pub cluster: &'a ClusterSettings,
+    pub hosts: Vec<Host>,
+    /// The run's start: read once by the caller.
+    pub now: DateTime<Utc>,
+    /// Print a line per step on stdout.
+    pub verbose: bool,
+}
+
+struct Failure {
+    step: &'static str,
+    message: String,
+    tail: Option<String>,
+}
+
+impl Failure {
+    fn new(step: &'static str, message: impl Into<String>) -> Failure {
+        Failure {
+            step,
+            message: message.into(),
+            tail: None,
+        }
+    }
+}
+
+/// A new run id: cluster, start time and a random suffix.
+pub fn run_id(cluster: &ClusterSettings, now: DateTime<Utc>) -> String {
+    format!(
+        "{}-{}-{:04x}",
+        cluster.name,
+        now.format("%Y%m%dT%H%M%SZ"),
+        fastrand::u16(..)
+    )
+}
+
+/// The push task's name: `beta push 3f2a9c1 · 2026-11-22 10:15 UTC`.
+pub fn task_name(
+    cluster: &ClusterSettings,
+    kind: &str,
+    commit: &CommitId,
+    now: DateTime<Utc>,
+) -> String {
+    format!(
+        "{} {kind} {} · {}",
+        cluster.name,
+        commit.short(),
+        now.format("%Y-%m-%d %H:%M UTC")
+    )
+}
+
+/// The push task's notes: cluster, commits, changelog, run id, bastion.
+pub fn task_notes(
+    cluster: &ClusterSettings,
+    from: Option<&CommitId>,
+    to: &CommitId,
+    changelog: &Changelog,
+    release: &ReleaseId,
+    run_id: &str,
+    hosts: usize,
+) -> String {
+    let mut n = format!(
+        "cluster: {}\nprevious: {}\nnew: {to}\nrelease: {release}\nhosts: {hosts}\nrun: {run_id}\nbastion: {}\n",
+        cluster.name,
+        from.map_or("(nothing deployed)".to_owned(), ToString::to_string),
+        crate::cmd::operator(),
+    );
+    let count = changelog.len();
+    n.push_str(&format!(
+        "\nchangelog ({count} commit{}):\n",
+        if count == 1 { "" } else { "s" }
+    ));
+    for e in &changelog.entries {
+        n.push_str(&format!(
+            "- {} {} ({})\n",
+            e.commit.short(),
+            printable(&e.subject, 200),
+            printable(&e.author, 60)
+        ));
+    }
+    if changelog.more > 0 {
+        n.push_str(&format!("and {} more\n", changelog.more));
+    }
+    n
+}
+
+/// "1.2 MB", for people.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+struct Run<'c, 'a> {
+    cx: &'c Context<'a>,
+    plan: &'c Plan,
+    run_id: String,
+    release: ReleaseId,
+    from: Option<CommitId>,
+    to: CommitId,
+    task: Option<TaskRef>,
+    asana_failures: usize,
+    artifact: Option<PathBuf>,
+    staged: Vec<HostResult<Staged>>,
+    hosts: Vec<(Host, String)>,
+}
+
+/// Runs the plan's steps, pushing `to` over `from` (the plan's `Push`
+/// verdict). The caller holds the cluster's lock.
+pub async fn push(
+    cx: &Context<'_>,
+    plan: &Plan,
+    from: Option<&CommitId>,
+    to: &CommitId,
+) -> PushReport {
+    let started = Instant::now();
+    let mut run = Run {
+        cx,
+        plan,
+        run_id: run_id(cx.cluster, cx.now),
+        release: ReleaseId::new(cx.now, to),
+        from: from.cloned(),
+        to: to.clone(),
+        task: None,
+        asana_failures: 0,
+        artifact: None,
+        staged: Vec::new(),
+        hosts: Vec::new(),
+    };
+    let _span =
+        tracing::info_span!("push", cluster = %cx.cluster.name, run = %run.run_id).entered();
+    run.journal("start", json!({ "from": run.from.as_ref().map(ToString::to_string), "to": run.to.as_str(), "release": run.release.as_str() }));
+    let mut failure = None;
+    for step in &plan.steps {
+        let result = match step {
+            Step::Record => {
+                run.record().await;
+                Ok(())
+            }
+            Step::Build { .. } => run.build().await,
+            Step::Stage { .. } => run.stage().await,
+            Step::Switch => run.switch().await,
+            Step::Close => {
+                run.close(started.elapsed()).await;
+                Ok(())
+            }
+        };
+        if let Err(f) = result {
+            run.fail(&f, started.elapsed()).await;
+            failure = Some((f.step.to_owned(), f.message));
+            break;
+        }
+    }
+    PushReport {
+        run_id: run.run_id,
+        release: run.release,
+        commit: run.to,
+        previous: run.from,
+        task: run.task,
+        failure,
+        hosts: run.hosts,
+        asana_failures: run.asana_failures,
+        duration: started.elapsed(),
+    }
+}
+
+impl Run<'_, '_> {
+    /// A step's result: on stdout for a person, else in the log.
+    fn say(&self, line: String) {
+        if self.cx.verbose {
+            println!("{line}");
+        } else {
+            tracing::info!("{line}");
+        }
+    }
+
+    fn journal(&self, step: &str, detail: serde_json::Value) {
+        let e = JournalEntry {
+            at: Utc::now(),
+            run_id: self.run_id.clone(),
+            step: step.to_owned(),
+            detail,
+        };
+        if let Err(err) = self.cx.state.journal(&self.cx.cluster.name, &e) {
+            tracing::warn!(error = %err, "cannot write the run journal");
+        }
+    }
+
+    fn fleet(&self) -> Fleet<'_> {
+        Fleet {
+            hosts: &self.cx.hosts,
+            target: self.cx.cluster.target.as_deref(),
+            settings: &self.cx.config.sync,
+            ssh: SshOptions::from_settings(&self.cx.config.sync),
+            env: self.cx.child_env,
+        }
+    }
+
+    /// Comments on the push task; a failure is logged and counted.
+    async fn comment(&mut self, text: String) {
+        let Some(task) = &self.task else { return };
+        if let Err(e) = self
+            .cx
+            .client
+            .add_comment(&task.gid, &Comment::Text(text))
+            .await
+        {
+            tracing::warn!(error = %e, task = %task.gid, "cannot comment on the push task");
+            self.asana_failures += 1;
+        }
+    }
+
+    async fn record(&mut self) {
+        let cx = self.cx;
+        let new = NewTask {
+            name: task_name(cx.cluster, "push", &self.to, cx.now),
+            notes: Some(task_notes(
+                cx.cluster,
+                self.from.as_ref(),
+                &self.to,
+                &self.plan.changelog,
+                &self.release,
+                &self.run_id,
+                cx.hosts.len(),
+            )),
+            projects: vec![cx.cluster.push_project.clone()],
+            ..NewTask::default()
+        };
+        match cx.client.create_task(&new).await {
+            Ok(t) => {
+                let link = t.permalink_url.clone().unwrap_or_default();
+                match TaskGid::parse(&t.gid) {
+                    Some(gid) => {
+                        self.say(format!("push task: {link}"));
+                        self.journal("record", json!({ "task": gid.as_str(), "link": link }));
+                        self.task = Some(TaskRef { gid, link });
+                    }
+                    None => self.asana_failures += 1,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create the push task; pushing without it");
+                self.asana_failures += 1;
+            }
+        }
+    }
+
+    async fn build(&mut self) -> Result<(), Failure> {
+        self.journal("build", json!({}));
+        let built = build::artifact(
+            self.cx.state,
+            &self.to,
+            &self.cx.config.build,
+            self.cx.child_env,
+        )
+        .await
+        .map_err(|e| Failure {
+            step: "build",
+            tail: e.tail().map(str::to_owned),
+            message: crate::gather::describe(&e),
+        })?;
+        let line = if built.cached {
+            format!("build: reused the cached artifact of {}", self.to.short())
+        } else {
+            format!(
+                "build: built {} in {}",
+                self.to.short(),
+                secs(built.duration)
+            )
+        };
+        self.say(line.clone());
+        self.comment(line).await;
+        self.artifact = Some(built.artifact);
+        Ok(())
+    }
+
+    async fn stage(&mut self) -> Result<(), Failure> {
+        let Some(artifact) = self.artifact.clone() else {
+            return Err(Failure::new("stage", "no artifact to stage"));
+        };
+        if self.cx.hosts.is_empty() {
+            return Err(Failure::new(
+                "stage",
+                format!("{} has no hosts", self.cx.cluster.name),
+            ));
+        }
+        self.journal("stage", json!({ "release": self.release.as_str() }));
+        let started = Instant::now();
+        let results = self.fleet().stage(&artifact, &self.release).await;
+        let failed = results.iter().filter(|r| r.outcome.is_err()).count();
+        let mut lines = vec![format!(
+            "stage: {}/{} hosts staged {} in {}",
+            results.len() - failed,
+            results.len(),
+            self.release,
+            secs(started.elapsed())
+        )];
+        for r in &results {
+            lines.push(match &r.outcome {
+                Ok(s) => format!(
+                    "- {}: ok, {} sent, {}",
+                    r.host,
+                    s.bytes_sent.map_or("? bytes".into(), bytes),
+                    secs(r.duration)
+                ),
+                Err(e) => format!(
+                    "- {}: FAILED after {} attempt{}: {e}",
+                    r.host,
+                    r.attempts,
+                    if r.attempts == 1 { "" } else { "s" }
+                ),
+            });
+        }
+        let text = lines.join("\n");
+        self.say(text.clone());
+        self.comment(text).await;
+        self.staged = results;
+        let max = self.cx.config.sync.max_failed_hosts;
+        if failed > max {
+            self.hosts = self
+                .staged
+                .iter()
+                .map(|r| {
+                    (
+                        r.host.clone(),
+                        match &r.outcome {
+                            Ok(_) => "staged, then removed: too many hosts failed".to_owned(),
+                            Err(e) => format!("failed to stage: {e}"),
+                        },
+                    )
+                })
+                .collect();
+            self.remove_release().await;
+            return Err(Failure::new(
+                "stage",
+                format!(
+                    "{failed} of {} hosts failed to stage (max_failed_hosts = {max}); no host was switched",
+                    self.staged.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Removes the new release from every host (after a failed stage or switch).
+    async fn remove_release(&mut self) {
+        let which: Vec<Vec<ReleaseId>> = self
+            .cx
+            .hosts
+            .iter()
+            .map(|_| vec![self.release.clone()])
+            .collect();
+        for r in self.fleet().remove(&which).await {
+            if let Err(e) = r.outcome {
+                tracing::warn!(host = %r.host, error = %e, "cannot remove the staged release");
+            }
+        }
+    }
+
+    async fn switch(&mut self) -> Result<(), Failure> {
+        let which: Vec<bool> = self.staged.iter().map(|r| r.outcome.is_ok()).collect();
+        let before: Vec<Option<ReleaseId>> = self
+            .staged
+            .iter()
+            .map(|r| {
+                r.outcome
+                    .as_ref()
+                    .ok()
+                    .and_then(|s| s.before.current.clone())
+            })
+            .collect();
+        self.journal("switch", json!({
+            "release": self.release.as_str(),
+            "before": before.iter().map(|b| b.as_ref().map(ToString::to_string)).collect::<Vec<_>>(),
+        }));
+        let started = Instant::now();
+        let results = self.fleet().switch(&self.release, &which).await;
+        let stage_failed = which.iter().filter(|ok| !**ok).count();
+        let switch_failed = results
+            .iter()
+            .zip(&which)
+            .filter(|(r, staged)| **staged && !matches!(r.outcome, Ok(None)))
+            .count();
+        let max = self.cx.config.sync.max_failed_hosts;
+        let too_many = stage_failed + switch_failed > max;
+        if too_many {
+            // Undo: every host that switched goes back to what it ran.
+            let back: Vec<Option<ReleaseId>> = results
+                .iter()
+                .zip(&before)
+                .map(|(r, b)| if r.outcome.is_ok() { b.clone() } else { None })
+                .collect();
+            self.journal("revert", json!({}));
+            let reverted = self.fleet().switch_each(&back).await;
+            for r in &reverted {
+                if let Err(e) = &r.outcome {
+                    if e != sync::SKIPPED {
+                        tracing::error!(host = %r.host, error = %e, "cannot switch back");
+                    }
+                }
+            }
+            self.remove_release().await;
+        }
+        let mut lines = vec![format!(
+            "switch: {}/{} hosts now run {} ({})",
+            if too_many {
+                0
+            } else {
+                results.len() - stage_failed - switch_failed
+            },
+            results.len(),
+            self.release,
+            secs(started.elapsed())
+        )];
+        self.hosts.clear();
+        for (r, staged) in results.iter().zip(&self.staged) {
+            let line = match (&staged.outcome, &r.outcome) {
+                (Err(e), _) => format!("failed to stage: {e}"),
+                (Ok(_), Ok(None)) if too_many => "switched, then switched back".to_owned(),
+                (Ok(_), Ok(None)) => format!("runs {}", self.release),
+                (Ok(_), Ok(Some(e))) => format!("switched, but after_switch failed: {e}"),
+                (Ok(_), Err(e)) => format!("failed to switch: {e}"),
+            };
+            lines.push(format!("- {}: {line}", r.host));
+            self.hosts.push((r.host.clone(), line));
+        }
+        let text = lines.join("\n");
+        self.say(text.clone());
+        self.comment(text).await;
+        if too_many {
+            return Err(Failure::new(
+                "switch",
+                format!(
+                    "{} of {} hosts failed (max_failed_hosts = {max}); switched hosts were switched back",
+                    stage_failed + switch_failed,
+                    results.len()
+                ),
+            ));
+        }
+        self.prune(&results).await;
+        Ok(())
+    }
+
+    /// Keeps `keep_releases` releases per switched host, never its current
+    /// or previous one. A failure is a warning.
+    async fn prune(&mut self, switched: &[HostResult<Option<String>>]) {
+        let keep = self.cx.config.sync.keep_releases;
+        let which: Vec<Vec<ReleaseId>> = self
+            .staged
+            .iter()
+            .zip(switched)
+            .map(|(s, r)| match (&s.outcome, &r.outcome) {
+                (Ok(st), Ok(_)) => {
+                    let mut all = st.before.releases.clone();
+                    all.push(self.release.clone());
+                    sync::prune_list(&all, keep, Some(&self.release), st.before.current.as_ref())
+                }
+                _ => Vec::new(),
+            })
+            .collect();
+        for r in self.fleet().remove(&which).await {
+            if let Err(e) = r.outcome {
+                tracing::warn!(host = %r.host, error = %e, "cannot prune old releases");
+            }
+        }
+    }
+
+    async fn close(&mut self, duration: Duration) {
+        let cx = self.cx;
+        let deployed = Deployed {
+            commit: self.to.to_string(),
+            release: self.release.to_string(),
+            since: Utc::now(),
+            run_id: self.run_id.clone(),
+            push_task: self.task.as_ref().map(|t| t.gid.to_string()),
+            push_task_link: self.task.as_ref().map(|t| t.link.clone()),
+        };
+        if let Err(e) = cx.state.set_deployed(&cx.cluster.name, &deployed) {
+            tracing::error!(error = %e, "the hosts switched but the deployed release could not be recorded");
+        }
+        self.history("success", None, None);
+        self.say(format!(
+            "{}: pushed {} to {} host{} as {} in {}",
+            cx.cluster.name,
+            self.to.short(),
+            cx.hosts.len(),
+            if cx.hosts.len() == 1 { "" } else { "s" },
+            self.release,
+            secs(duration)
+        ));
+        self.comment(format!(
+            "pushed {} to {} hosts in {}",
+            self.to.short(),
+            cx.hosts.len(),
+            secs(duration)
+        ))
+        .await;
+        if let Some(task) = &self.task {
+            let done = TaskUpdate {
+                completed: Some(true),
+                ..TaskUpdate::default()
+            };
+            if let Err(e) = cx.client.update_task(&task.gid, &done).await {
+                tracing::warn!(error = %e, "cannot complete the push task");
+                self.asana_failures += 1;
+            }
+        }
+        let _ = cx.state.close_journal(&cx.cluster.name);
+    }
+
+    async fn fail(&mut self, f: &Failure, duration: Duration) {
+        let mut text = format!(
+            "push failed at step {}: {}\nafter {}; this task stays open.",
+            f.step,
+            f.message,
+            secs(duration)
+        );
+        if let Some(tail) = f.tail.as_deref().filter(|t| !t.is_empty()) {
+            text.push_str("\n\nlast lines of output:\n");
+            text.push_str(tail);
+        }
+        tracing::error!(step = f.step, error = %f.message, "push failed");
+        if self.cx.verbose {
+            eprintln!("{}: {text}", self.cx.cluster.name);
+        }
+        self.comment(text).await;
+        self.history("failed", Some(f.step), Some(&f.message));
+        let _ = self.cx.state.close_journal(&self.cx.cluster.name);
+    }
+
+    fn history(&self, outcome: &str, step: Option<&str>, error: Option<&str>) {
+        let r = HistoryRecord {
+            run_id: self.run_id.clone(),
+            kind: "push".into(),
+            outcome: outcome.into(),
+            commit: self.to.to_string(),
+            previous: self.from.as_ref().map(ToString::to_string),
+            release: Some(self.release.to_string()),
+            started: self.cx.now,
+            finished: Utc::now(),
+            push_task_link: self.task.as_ref().map(|t| t.link.clone()),
+            failed_step: step.map(str::to_owned),
+            error: error.map(str::to_owned),
+        };
+        if let Err(e) = self.cx.state.append_history(&self.cx.cluster.name, &r) {
+            tracing::error!(error = %e, "cannot append to the history");
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The git adapter: a bare mirror of `repo.url` in `state_dir/repo`, the
+//! candidate commit, changelogs, ancestry, and work trees for the build.
+//!
+//! Everything here is synchronous (git2); async callers go through
+//! `tokio::task::spawn_blocking`. It never runs the `git` program, so no
+//! revision, branch or message ever reaches a command line. It decides
+//! nothing: which commit to push is `decide`'s business.
+
+use std::path::{Path, PathBuf};
+
+use git2::{FetchOptions, FetchPrune, Oid, RemoteCallbacks, Repository, Sort};
+
+use crate::model::CommitId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("cannot open or create the repository mirror at {path}")]
+    Mirror {
+        path: PathBuf,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("cannot fetch {url}")]
+    Fetch {
+        url: String,
+        #[source]
+        source: git2::Error,
+    },
+    /// A revision that names no commit, or more than one.
+    #[error("`{rev}` is not a commit of the repository: {why}")]
+    BadRevision { rev: String, why: String },
+    #[error("git: {context}")]
+    Other {
+        context: String,
+        #[source]
+        source: git2::Error,
+    },
+}
+
+impl GitError {
+    fn other(context: impl Into<String>) -> impl FnOnce(git2::Error) -> GitError {
+        let context = context.into();
+        move |source| GitError::Other { context, source }
+    }
+}
+
+/// The mirror: a bare repository whose branches and tags follow the remote's.
+pub struct Mirror {
+    repo: Repository,
+}
+
+/// One line of a changelog. Text is from commit messages: untrusted, only
+/// ever printed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeEntry {
+    pub commit: CommitId,
+    pub subject: String,
+    pub author: String,
+}
+
+/// The commits between the deployed and the candidate commit, newest
+/// first, cut at `max` with the count of the rest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changelog {
+    pub entries: Vec<ChangeEntry>,
+    pub more: usize,
+}
+
+impl Changelog {
+    pub fn len(&self) -> usize {
+        self.entries.len() + self.more
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How to authenticate an ssh fetch: a key file, else the ssh agent.
+#[derive(Clone, Debug, Default)]
+pub struct FetchAuth {
+    pub ssh_key: Option<PathBuf>,
+}
+
+impl Mirror {
+    /// Opens the mirror at `path`, creating an empty bare repository there
+    /// the first time.
+    pub fn open(path: &Path) -> Result<Mirror, GitError> {
+        let repo = match Repository::open_bare(path) {
+            Ok(r) => r,
+            Err(_) => Repository::init_bare(path).map_err(|source| GitError::Mirror {
+                path: path.to_owned(),
+                source,
+            })?,
+        };
+        Ok(Mirror { repo })
+    }
+
+    /// Fetches every branch and tag of `url` into the mirror, dropping
+    /// branches the remote no longer has.
+    pub fn fetch(&self, url: &str, auth: &FetchAuth) -> Result<(), GitError> {
+        let fetch_err = |source| GitError::Fetch {
+            url: url.to_owned(),
+            source,
+        };
+        let mut remote = self.repo.remote_anonymous(url).map_err(fetch_err)?;
+        let mut callbacks = RemoteCallbacks::new();
+        let mut tries = 0;
+        callbacks.credentials(move |_url, username, allowed| {
+            // libgit2 asks again after a refused credential; two tries, then stop.
+            tries += 1;
+            if tries > 2 {
+                return Err(git2::Error::from_str("ssh authentication failed"));
+            }
+            let user = username.unwrap_or("git");
+            if allowed.contains(git2::CredentialType::SSH_KEY) {
+                match &auth.ssh_key {
+                    Some(key) => git2::Cred::ssh_key(user, None, key, None),
+                    None => git2::Cred::ssh_key_from_agent(user),
+                }
+            } else if allowed.contains(git2::CredentialType::USERNAME) {
+                git2::Cred::username(user)
+            } else {
+                Err(git2::Error::from_str(
+                    "the remote asks for credentials pushgate does not have (only ssh keys are supported)",
+                ))
+            }
+        });
+        let mut options = FetchOptions::new();
+        options
+            .remote_callbacks(callbacks)
+            .prune(FetchPrune::On)
+            .download_tags(git2::AutotagOption::All);
+        remote
+            .fetch(
+                &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+                Some(&mut options),
+                None,
+            )
+            .map_err(fetch_err)
+    }
+
+    /// The tip of `branch`.
+    pub fn branch_tip(&self, branch: &str) -> Result<CommitId, GitError> {
+        let reference = self
+            .repo
+            .find_reference(&format!("refs/heads/{branch}"))
+            .map_err(|e| GitError::BadRevision {
+                rev: branch.to_owned(),
+                why: format!("no branch of that name in the repository ({})", e.message()),
+            })?;
+        let commit = reference
+            .peel_to_commit()
+            .map_err(GitError::other(format!("branch {branch}")))?;
+        Ok(commit_id(commit.id()))
+    }
+
+    /// A full or unambiguous short sha, a branch or a tag, as one commit.
+    pub fn resolve(&self, rev: &str) -> Result<CommitId, GitError> {
+        let bad = |why: &str| GitError::BadRevision {
+            rev: rev.escape_debug().to_string(),
+            why: why.to_owned(),
+        };
+        if rev.is_empty()
+            || rev.len() > 255
+            || rev.starts_with('-')
+            || rev.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(bad("not a revision"));
+        }
+        let object = match self.repo.revparse_single(rev) {
+            Ok(o) => o,
+            Err(e) if e.code() == git2::ErrorCode::Ambiguous => {
+                return Err(bad(
+                    "ambiguous: more than one commit starts with it; give more digits",
+                ))
+            }
+            Err(_) => return Err(bad("not found")),
+        };
+        let commit = object
+            .peel_to_commit()
+            .map_err(|_| bad("names an object that is not a commit"))?;
+        Ok(commit_id(commit.id()))
+    }
+
+    /// Whether `tip` contains `x`: `x` is `tip` or one of its ancestors.
+    /// The one answer to "has X shipped" that every caller uses.
+    pub fn contains(&self, tip: &CommitId, x: &CommitId) -> Result<bool, GitError> {
+        if tip == x {
+            return Ok(true);
+        }
+        let (t, x) = (oid(tip)?, oid(x)?);
+        self.repo
+            .graph_descendant_of(t, x)
+            .map_err(GitError::other("ancestry"))
+    }
+
+    /// Commits in `to` that are not in `from` (all of `to`'s history when
+    /// nothing was deployed), newest first, at most `max` entries.
+    pub fn changelog(
+        &self,
+        from: Option<&CommitId>,
+        to: &CommitId,
+        max: usize,
+    ) -> Result<Changelog, GitError> {
+        let mut walk = self.repo.revwalk().map_err(GitError::other("revwalk"))?;
+        walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME)
+            .map_err(GitError::other("revwalk"))?;
+        walk.push(oid(to)?).map_err(GitError::other("revwalk"))?;
+        if let Some(from) = from {
+            // A deployed commit the mirror no longer has (history rewritten)
+            // hides nothing; the log then shows the candidate's history.
+            let _ = walk.hide(oid(from)?);
+        }
+        let mut log = Changelog::default();
+        for id in walk {
+            let id = id.map_err(GitError::other("revwalk"))?;
+            if log.entries.len() == max {
+                log.more += 1;
+                continue;
+            }
+            let commit = self
+                .repo
+                .find_commit(id)
+                .map_err(GitError::other("reading a commit"))?;
+            let subject =
+                String::from_utf8_lossy(commit.summary_bytes().unwrap_or(b"")).into_owned();
+            let author = String::from_utf8_lossy(commit.author().name_bytes()).into_owned();
+            log.entries.push(ChangeEntry {
+                commit: commit_id(id),
+                subject,
+                author,
+            });
+        }
+        Ok(log)
+    }
+
+    /// Writes the tree of `commit` into `dir`, which must be empty or absent.
+    pub fn checkout(&self, commit: &CommitId, dir: &Path) -> Result<(), GitError> {
+        let c = self
+            .repo
+            .find_commit(oid(commit)?)
+            .map_err(GitError::other(format!("commit {commit}")))?;
+        let tree = c.tree().map_err(GitError::other("tree"))?;
+        let mut co = git2::build::CheckoutBuilder::new();
+        co.target_dir(dir).force().recreate_missing(true);
+        self.repo
+            .checkout_tree(tree.as_object(), Some(&mut co))
+            .map_err(GitError::other(format!("checking out {commit}")))
+    }
+
+    /// The commit's date, for status lines.
+    pub fn commit_time(&self, commit: &CommitId) -> Option<chrono::DateTime<chrono::Utc>> {
+        let c = self.repo.find_commit(oid(commit).ok()?).ok()?;
+        chrono::DateTime::from_timestamp(c.time().seconds(), 0)
+    }
+}
+
+fn oid(c: &CommitId) -> Result<Oid, GitError> {
+    Oid::from_str(c.as_str()).map_err(GitError::other("commit id"))
+}
+
+fn commit_id(oid: Oid) -> CommitId {
+    CommitId::parse(&oid.to_string()).expect("git2 formats oids as 40 lowercase hex digits")
+}

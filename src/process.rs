@@ -1,0 +1,190 @@
+//! Child processes (the build, rsync, ssh): started from an argv, never a
+//! shell string built here; with the variables that hold the Asana token
+//! removed from their environment; in their own process group, so that a
+//! timeout kills the whole tree; with the tail of their output kept.
+//!
+//! It knows nothing about what the children do; callers read the output.
+
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// What child processes must not inherit.
+#[derive(Clone, Debug, Default)]
+pub struct ChildEnv {
+    remove: Vec<OsString>,
+}
+
+impl ChildEnv {
+    /// Children start without these variables (the token's, and any other
+    /// variable that holds its value).
+    pub fn without(vars: impl IntoIterator<Item = OsString>) -> ChildEnv {
+        let mut remove: Vec<OsString> = vars.into_iter().collect();
+        remove.sort();
+        remove.dedup();
+        ChildEnv { remove }
+    }
+}
+
+/// How one child ran.
+#[derive(Debug)]
+pub struct ChildOutput {
+    pub program: String,
+    /// `None` when it was killed for running past its timeout.
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration: Duration,
+}
+
+impl ChildOutput {
+    pub fn success(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+
+    /// "rsync exited with status 23: <last stderr line>", for errors.
+    pub fn failure(&self) -> String {
+        let what = match self.status {
+            None => format!("{} ran past its timeout and was killed", self.program),
+            Some(s) => match s.code() {
+                Some(c) => format!("{} exited with status {c}", self.program),
+                None => format!("{} was killed by a signal", self.program),
+            },
+        };
+        let last = self
+            .stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .or_else(|| self.stdout.lines().rev().find(|l| !l.trim().is_empty()));
+        match last {
+            Some(l) => format!("{what}: {}", crate::plan::printable(l.trim(), 300)),
+            None => what,
+        }
+    }
+
+    /// The last `n` lines of stdout and stderr, for a push task comment.
+    pub fn tail(&self, n: usize) -> String {
+        let mut lines: Vec<&str> = Vec::new();
+        for (label, text) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let t: Vec<&str> = text.lines().collect();
+            if t.is_empty() {
+                continue;
+            }
+            lines.push(label);
+            lines.extend(t.iter().skip(t.len().saturating_sub(n)));
+        }
+        lines.join("\n")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start `{program}`{hint}")]
+pub struct SpawnError {
+    pub program: String,
+    hint: String,
+    #[source]
+    source: std::io::Error,
+}
+
+/// How much of each stream is kept: the end matters, not the beginning.
+const KEEP_BYTES: usize = 256 * 1024;
+
+/// Runs `argv` in `cwd` and waits at most `timeout`.
+pub async fn run(
+    argv: &[OsString],
+    cwd: Option<&Path>,
+    timeout: Duration,
+    env: &ChildEnv,
+) -> Result<ChildOutput, SpawnError> {
+    let program = argv
+        .first()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut cmd = tokio::process::Command::new(argv.first().map_or(OsStr::new(""), |p| p));
+    cmd.args(&argv[1.min(argv.len())..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    for var in &env.remove {
+        cmd.env_remove(var);
+    }
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|source| SpawnError {
+        hint: if source.kind() == std::io::ErrorKind::NotFound {
+            format!(": `{program}` is not installed or not on PATH")
+        } else {
+            String::new()
+        },
+        program: program.clone(),
+        source,
+    })?;
+    let pid = child.id();
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let (mut out_buf, mut err_buf) = (VecDeque::new(), VecDeque::new());
+    let status = {
+        let work = async {
+            let (_, _, status) = tokio::join!(
+                keep_tail(out.as_mut(), &mut out_buf),
+                keep_tail(err.as_mut(), &mut err_buf),
+                child.wait()
+            );
+            status.ok()
+        };
+        tokio::time::timeout(timeout, work).await
+    };
+    let status = match status {
+        Ok(status) => status,
+        Err(_) => {
+            kill_group(pid);
+            let _ = child.wait().await;
+            None
+        }
+    };
+    let text = |mut b: VecDeque<u8>| String::from_utf8_lossy(b.make_contiguous()).into_owned();
+    let (stdout, stderr) = (text(out_buf), text(err_buf));
+    Ok(ChildOutput {
+        program,
+        status,
+        stdout,
+        stderr,
+        duration: started.elapsed(),
+    })
+}
+
+/// Kills the child's whole process group (the build's compilers, rsync's ssh).
+fn kill_group(pid: Option<u32>) {
+    let pid = pid
+        .and_then(|p| i32::try_from(p).ok())
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(pid) = pid {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+async fn keep_tail<R: AsyncRead + Unpin>(reader: Option<&mut R>, kept: &mut VecDeque<u8>) {
+    let Some(reader) = reader else {
+        return;
+    };
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                kept.extend(&buf[..n]);
+                let excess = kept.len().saturating_sub(KEEP_BYTES);
+                kept.drain(..excess);
+            }
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! The state directory: what pushgate remembers between runs, and the lock
+//! that keeps two pushes of one cluster apart. The layout is in
+//! `docs/state.md`:
+//!
+//! ```text
+//! STATE_DIR/
+//!   repo/                      bare mirror of repo.url
+//!   artifacts/<full sha>/      build outputs, one per commit, never rebuilt
+//!   work/                      build work trees while a build runs
+//!   clusters/<name>/lock       flock held for a whole push (holder's pid inside)
+//!   clusters/<name>/deployed.json   commit and release the hosts run
+//!   clusters/<name>/history.jsonl   one line per finished push or rollback
+//!   clusters/<name>/journal.jsonl   the running (or interrupted) run's steps
+//!   sandbox.json               the embedded sandbox's data
+//! ```
+//!
+//! Whole files are written atomically (temp file, fsync, rename, fsync of
+//! the directory); the two logs are appended a line at a time with fsync,
+//! and a torn last line is skipped when read. Nothing here holds the token.
+//! The records are the state files' DTOs; callers turn them into domain
+//! types.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ClusterName, CommitId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state dir: cannot {what} {path}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state dir: {path} is not valid: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    /// Another process holds the cluster's lock: exit 6.
+    #[error("another push of {cluster} is running ({holder})")]
+    Busy {
+        cluster: ClusterName,
+        holder: String,
+    },
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StateError {
+    let path = path.to_owned();
+    move |source| StateError::Io { what, path, source }
+}
+
+/// What a cluster's hosts run, as last recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployed {
+    pub commit: String,
+    pub release: String,
+    pub since: DateTime<Utc>,
+    pub run_id: String,
+    #[serde(default)]
+    pub push_task: Option<String>,
+    #[serde(default)]
+    pub push_task_link: Option<String>,
+}
+
+impl Deployed {
+    pub fn commit_id(&self) -> Option<CommitId> {
+        CommitId::parse(&self.commit)
+    }
+}
+
+/// One finished run, as `history` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    pub run_id: String,
+    /// `push` or `rollback`.
+    pub kind: String,
+    /// `success` or `failed`.
+    pub outcome: String,
+    pub commit: String,
+    #[serde(default)]
+    pub previous: Option<String>,
+    #[serde(default)]
+    pub release: Option<String>,
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    #[serde(default)]
+    pub push_task_link: Option<String>,
+    #[serde(default)]
+    pub failed_step: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// One step of a run, written before and after the step's effects.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub at: DateTime<Utc>,
+    pub run_id: String,
+    pub step: String,
+    #[serde(default)]
+    pub detail: serde_json::Value,
+}
+
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> StateDir {
+        StateDir { root: root.into() }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn repo(&self) -> PathBuf {
+        self.root.join("repo")
+    }
+    pub fn artifacts(&self) -> PathBuf {
+        self.root.join("artifacts")
+    }
+    pub fn artifact(&self, commit: &CommitId) -> PathBuf {
+        self.artifacts().join(commit.as_str())
+    }
+    pub fn work(&self) -> PathBuf {
+        self.root.join("work")
+    }
+    fn cluster(&self, c: &ClusterName) -> PathBuf {
+        self.root.join("clusters").join(c.as_str())
+    }
+
+    /// Creates the directories a push writes into.
+    pub fn prepare(&self, c: &ClusterName) -> Result<(), StateError> {
+        for d in [self.artifacts(), self.work(), self.cluster(c)] {
+            fs::create_dir_all(&d).map_err(io("create", &d))?;
+        }
+        Ok(())
+    }
+
+    /// Takes the cluster's lock without waiting: `Busy` when another
+    /// process holds it. Released when the returned value is dropped (or
+    /// the process dies: the kernel drops flocks with their process).
+    pub fn lock(&self, c: &ClusterName) -> Result<ClusterLock, StateError> {
+        self.prepare(c)?;
+        let path = self.cluster(c).join("lock");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io("open", &path))?;
+        match rustix::fs::flock(
+            file.as_fd(),
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        ) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                let holder = fs::read_to_string(&path)
+                    .ok()
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .map(|s| crate::plan::printable(&s, 200))
+                    .unwrap_or_else(|| "holder unknown".into());
+                return Err(StateError::Busy {
+                    cluster: c.clone(),
+                    holder,
+                });
+            }
+            Err(e) => return Err(io("lock", &path)(e.into())),
+        }
+        let _ = file.set_len(0);
+        let _ = writeln!(
+            file,
+            "pid {} since {}",
+            std::process::id(),
+            Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
+        );
+        Ok(ClusterLock { _file: file })
+    }
+
+    pub fn deployed(&self, c: &ClusterName) -> Result<Option<Deployed>, StateError> {
+        read_json(&self.cluster(c).join("deployed.json"))
+    }
+
+    pub fn set_deployed(&self, c: &ClusterName, d: &Deployed) -> Result<(), StateError> {
+        self.prepare(c)?;
+        write_json(&self.cluster(c).join("deployed.json"), d)
+    }
+
+    pub fn append_history(&self, c: &ClusterName, r: &HistoryRecord) -> Result<(), StateError> {
+        self.prepare(c)?;
+        append_line(&self.cluster(c).join("history.jsonl"), r)
+    }
+
+    /// Every finished run, oldest first.
+    pub fn history(&self, c: &ClusterName) -> Result<Vec<HistoryRecord>, StateError> {
+        read_lines(&self.cluster(c).join("history.jsonl"))
+    }
+
+    fn journal_path(&self, c: &ClusterName) -> PathBuf {
+        self.cluster(c).join("journal.jsonl")
+    }
+
+    /// Appends a step to the cluster's journal of the running run.
+    pub fn journal(&self, c: &ClusterName, e: &JournalEntry) -> Result<(), StateError> {
+        self.prepare(c)?;
+        append_line(&self.journal_path(c), e)
+    }
+
+    /// The steps of a run that started and did not finish (empty if none).
+    pub fn unfinished(&self, c: &ClusterName) -> Result<Vec<JournalEntry>, StateError> {
+        read_lines(&self.journal_path(c))
+    }
+
+    /// Ends the journal: the run is in the history now.
+    pub fn close_journal(&self, c: &ClusterName) -> Result<(), StateError> {
+        let p = self.journal_path(c);
+        match fs::remove_file(&p) {
+            Ok(()) => sync_dir(&self.cluster(c)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io("remove", &p)(e)),
+        }
+    }
+}
+
+/// The cluster's lock, held while this value lives.
+#[derive(Debug)]
+pub struct ClusterLock {
+    _file: File,
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, StateError> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StateError::Corrupt {
+                path: path.to_owned(),
+                message: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io("read", path)(e)),
+    }
+}
+
+/// Writes `value` to `path` so that a reader sees the old or the new file,
+/// never a mix, even after a power loss.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| StateError::Corrupt {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes)
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io("create a temp file in", dir))?;
+    tmp.write_all(bytes).map_err(io("write", tmp.path()))?;
+    tmp.as_file().sync_all().map_err(io("sync", path))?;
+    tmp.persist(path)
+        .map_err(|e| io("rename onto", path)(e.error))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StateError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("sync", dir))
+}
+
+fn append_line<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
+    let mut line = serde_json::to_vec(value).map_err(|e| StateError::Corrupt {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    line.push(b'\n');
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io("open", path))?;
+    f.write_all(&line).map_err(io("append to", path))?;
+    f.sync_data().map_err(io("sync", path))
+}
+
+/// Reads a JSON-lines log; a line that does not parse (a torn write at the
+/// end) is skipped with a warning.
+fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, StateError> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io("read", path)(e)),
+    };
+    let mut out = Vec::new();
+    for (n, line) in BufReader::new(f).split(b'\n').enumerate() {
+        let line = line.map_err(io("read", path))?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice(&line) {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), line = n + 1, error = %e, "skipping an unreadable line")
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster() -> ClusterName {
+        ClusterName::parse("beta").unwrap()
+    }
+
+    #[test]
+    fn a_second_lock_of_one_cluster_is_busy_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let held = state.lock(&cluster()).unwrap();
+        let err = state.lock(&cluster()).unwrap_err();
+        assert!(matches!(err, StateError::Busy { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(held);
+        state.lock(&cluster()).unwrap();
+    }
+
+    #[test]
+    fn a_torn_last_history_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let at = Utc::now();
+        let rec = HistoryRecord {
+            run_id: "r1".into(),
+            kind: "push".into(),
+            outcome: "success".into(),
+            commit: "a".repeat(40),
+            previous: None,
+            release: None,
+            started: at,
+            finished: at,
+            push_task_link: None,
+            failed_step: None,
+            error: None,
+        };
+        state.append_history(&cluster(), &rec).unwrap();
+        let path = dir.path().join("clusters/beta/history.jsonl");
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"run_id\": \"r2\", \"ki").unwrap();
+        assert_eq!(state.history(&cluster()).unwrap(), vec![rec]);
+    }
+}
