@@ -7,7 +7,7 @@
 //!
 //! It does not decide whether to build; it is asked to.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::BuildSettings;
@@ -66,9 +66,15 @@ pub struct Built {
 }
 
 /// Returns the artifact of `commit`, building it first unless the cache has it.
+///
+/// `previous` is the commit the cluster runs: files of the new artifact
+/// whose bytes equal that artifact's get its modification times, so that
+/// rsync's size-and-time check sees them unchanged and hard-links them from
+/// the current release instead of sending them again.
 pub async fn artifact(
     state: &StateDir,
     commit: &CommitId,
+    previous: Option<&CommitId>,
     settings: &BuildSettings,
     env: &ChildEnv,
 ) -> Result<Built, BuildError> {
@@ -129,6 +135,13 @@ pub async fn artifact(
             output: settings.output.clone(),
         });
     }
+    if let Some(old) = previous.map(|p| state.artifact(p)).filter(|p| p.is_dir()) {
+        let (new, old2) = (output.clone(), old.clone());
+        let carried = tokio::task::spawn_blocking(move || carry_mtimes(&new, &old2))
+            .await
+            .unwrap_or(0);
+        tracing::debug!(files = carried, from = %old.display(), "kept modification times of unchanged files");
+    }
     // A rename: the artifact appears whole or not at all. Another process
     // that built the same commit meanwhile wins; its bytes are as good.
     if let Err(e) = std::fs::rename(&output, &artifact) {
@@ -145,4 +158,137 @@ pub async fn artifact(
         duration: started.elapsed(),
         tail,
     })
+}
+
+/// Gives each regular file under `new` whose bytes equal the file at the
+/// same path under `old` that file's modification time (nanoseconds
+/// included). Returns how many files it changed. Best effort: a file it
+/// cannot read or touch keeps its own time, which only costs a transfer.
+pub fn carry_mtimes(new: &Path, old: &Path) -> usize {
+    let mut carried = 0;
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(new.join(&rel)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let rel = rel.join(e.file_name());
+            let Ok(meta) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(rel);
+                continue;
+            }
+            if !meta.is_file() {
+                continue;
+            }
+            let old_path = old.join(&rel);
+            let Ok(old_meta) = old_path.symlink_metadata() else {
+                continue;
+            };
+            if !old_meta.is_file()
+                || old_meta.len() != meta.len()
+                || !same_bytes(&e.path(), &old_path)
+            {
+                continue;
+            }
+            let Ok(mtime) = old_meta.modified() else {
+                continue;
+            };
+            let ts = timespec(mtime);
+            let times = rustix::fs::Timestamps {
+                last_access: ts,
+                last_modification: ts,
+            };
+            if rustix::fs::utimensat(
+                rustix::fs::CWD,
+                e.path(),
+                &times,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .is_ok()
+            {
+                carried += 1;
+            }
+        }
+    }
+    carried
+}
+
+fn timespec(t: std::time::SystemTime) -> rustix::fs::Timespec {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    rustix::fs::Timespec {
+        tv_sec: d.as_secs() as i64,
+        tv_nsec: d.subsec_nanos().into(),
+    }
+}
+
+fn same_bytes(a: &Path, b: &Path) -> bool {
+    use std::io::Read;
+    let (Ok(mut fa), Ok(mut fb)) = (std::fs::File::open(a), std::fs::File::open(b)) else {
+        return false;
+    };
+    let mut ba = vec![0u8; 64 * 1024];
+    let mut bb = vec![0u8; 64 * 1024];
+    loop {
+        let Ok(na) = read_full(&mut fa, &mut ba) else {
+            return false;
+        };
+        let Ok(nb) = read_full(&mut fb, &mut bb) else {
+            return false;
+        };
+        if na != nb || ba[..na] != bb[..nb] {
+            return false;
+        }
+        if na == 0 {
+            return true;
+        }
+    }
+
+    fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            match f.read(&mut buf[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchanged_files_take_the_old_times_and_changed_ones_keep_their_own() {
+        let old = tempfile::tempdir().unwrap();
+        let new = tempfile::tempdir().unwrap();
+        for (dir, changed) in [(old.path(), "old"), (new.path(), "new")] {
+            std::fs::create_dir_all(dir.join("sub")).unwrap();
+            std::fs::write(dir.join("sub/same.txt"), "same bytes").unwrap();
+            std::fs::write(dir.join("changed.txt"), changed).unwrap();
+        }
+        std::fs::write(new.path().join("only-new.txt"), "x").unwrap();
+        let past = std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123_456_789);
+        for f in ["sub/same.txt", "changed.txt"] {
+            std::fs::File::options()
+                .write(true)
+                .open(old.path().join(f))
+                .unwrap()
+                .set_modified(past)
+                .unwrap();
+        }
+        assert_eq!(carry_mtimes(new.path(), old.path()), 1);
+        let mtime = |p: &str| {
+            std::fs::metadata(new.path().join(p))
+                .unwrap()
+                .modified()
+                .unwrap()
+        };
+        assert_eq!(mtime("sub/same.txt"), past);
+        assert_ne!(mtime("changed.txt"), past);
+    }
 }

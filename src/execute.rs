@@ -40,8 +40,8 @@ pub struct PushReport {
     pub task: Option<TaskRef>,
     /// `None` on success; else the step that failed and why.
     pub failure: Option<(String, String)>,
-    /// One line per host: how it ended.
-    pub hosts: Vec<(Host, String)>,
+    /// How each host ended.
+    pub hosts: Vec<HostLine>,
     /// Asana writes that failed (logged; the push went on).
     pub asana_failures: usize,
     pub duration: Duration,
@@ -75,6 +75,15 @@ impl Failure {
             tail: None,
         }
     }
+}
+
+/// One host's part in a push.
+#[derive(Clone, Debug)]
+pub struct HostLine {
+    pub host: Host,
+    pub result: String,
+    /// What rsync sent to it (its `--stats`).
+    pub bytes_sent: Option<u64>,
 }
 
 /// A new run id: cluster, start time and a random suffix.
@@ -168,7 +177,7 @@ struct Run<'c, 'a> {
     asana_failures: usize,
     artifact: Option<PathBuf>,
     staged: Vec<HostResult<Staged>>,
-    hosts: Vec<(Host, String)>,
+    hosts: Vec<HostLine>,
 }
 
 /// Runs the plan's steps, pushing `to` over `from` (the plan's `Push`
@@ -180,11 +189,18 @@ pub async fn push(
     to: &CommitId,
 ) -> PushReport {
     let started = Instant::now();
+    let latest = cx
+        .state
+        .history(&cx.cluster.name)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| r.release.as_deref().and_then(ReleaseId::parse))
+        .max();
     let mut run = Run {
         cx,
         plan,
         run_id: run_id(cx.cluster, cx.now),
-        release: ReleaseId::new(cx.now, to),
+        release: ReleaseId::after(cx.now, to, latest.as_ref()),
         from: from.cloned(),
         to: to.clone(),
         task: None,
@@ -316,6 +332,7 @@ impl Run<'_, '_> {
         let built = build::artifact(
             self.cx.state,
             &self.to,
+            self.from.as_ref(),
             &self.cx.config.build,
             self.cx.child_env,
         )
@@ -386,14 +403,13 @@ impl Run<'_, '_> {
             self.hosts = self
                 .staged
                 .iter()
-                .map(|r| {
-                    (
-                        r.host.clone(),
-                        match &r.outcome {
-                            Ok(_) => "staged, then removed: too many hosts failed".to_owned(),
-                            Err(e) => format!("failed to stage: {e}"),
-                        },
-                    )
+                .map(|r| HostLine {
+                    host: r.host.clone(),
+                    result: match &r.outcome {
+                        Ok(_) => "staged, then removed: too many hosts failed".to_owned(),
+                        Err(e) => format!("failed to stage: {e}"),
+                    },
+                    bytes_sent: r.outcome.as_ref().ok().and_then(|s| s.bytes_sent),
                 })
                 .collect();
             self.remove_release().await;
@@ -488,7 +504,11 @@ impl Run<'_, '_> {
                 (Ok(_), Err(e)) => format!("failed to switch: {e}"),
             };
             lines.push(format!("- {}: {line}", r.host));
-            self.hosts.push((r.host.clone(), line));
+            self.hosts.push(HostLine {
+                host: r.host.clone(),
+                result: line,
+                bytes_sent: staged.outcome.as_ref().ok().and_then(|s| s.bytes_sent),
+            });
         }
         let text = lines.join("\n");
         self.say(text.clone());

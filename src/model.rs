@@ -269,6 +269,23 @@ impl ReleaseId {
         ))
     }
 
+    /// A new release's id, later than `latest` (the newest release this
+    /// cluster has had): two pushes within one second, or a clock that
+    /// stepped back, still get ids that sort in push order.
+    pub fn after(
+        now: chrono::DateTime<chrono::Utc>,
+        commit: &CommitId,
+        latest: Option<&ReleaseId>,
+    ) -> Self {
+        let floor = latest
+            .and_then(|l| chrono::NaiveDateTime::parse_from_str(&l.0[..16], "%Y%m%dT%H%M%SZ").ok())
+            .map(|t| t.and_utc() + chrono::Duration::seconds(1));
+        match floor {
+            Some(f) if f > now => Self::new(f, commit),
+            _ => Self::new(now, commit),
+        }
+    }
+
     /// Only names of exactly this shape are releases; anything else found in
     /// a `releases/` directory is left alone.
     pub fn parse(s: &str) -> Option<Self> {

@@ -130,6 +130,10 @@ pub fn rsync_argv(
         "--archive".into(),
         "--delete".into(),
         "--stats".into(),
+        // Compare modification times to the nanosecond: with whole seconds,
+        // a same-size file rebuilt within the second would look unchanged
+        // and be hard-linked from the old release.
+        "--modify-window=-1".into(),
     ];
     if let Some(l) = link_dest {
         // Relative to the destination directory: TARGET/releases/<old>.
@@ -424,6 +428,11 @@ impl Fleet<'_> {
     pub async fn stage(&self, artifact: &Path, release: &ReleaseId) -> Vec<HostResult<Staged>> {
         self.each(true, |_, place| async move {
             let before = self.probe(place).await?;
+            if before.current.as_ref() == Some(release) {
+                return Err(format!(
+                    "release {release} is this host's current release; refusing to stage over it"
+                ));
+            }
             let link = before.current.as_ref().filter(|c| *c != release);
             let argv = rsync_argv(&self.ssh, artifact, &place, release, link);
             let out = process::run(&argv, None, self.settings.host_timeout, self.env)
@@ -593,7 +602,7 @@ mod tests {
             &rel("20261122T101500Z-3f2a9c13f2a9"),
             Some(&rel("20261121T101500Z-0123456789ab")),
         );
-        expect![[r#"rsync | --archive | --delete | --stats | --link-dest=../20261121T101500Z-0123456789ab | -e | ssh -o BatchMode=yes -o ConnectTimeout=15 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -o StrictHostKeyChecking=accept-new -o IdentitiesOnly=yes -i '/keys/my key' -p 2222 | --protect-args | /var/lib/pushgate/artifacts/abc/ | web-1:/srv/app/releases/20261122T101500Z-3f2a9c13f2a9/"#]]
+        expect![[r#"rsync | --archive | --delete | --stats | --modify-window=-1 | --link-dest=../20261121T101500Z-0123456789ab | -e | ssh -o BatchMode=yes -o ConnectTimeout=15 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -o StrictHostKeyChecking=accept-new -o IdentitiesOnly=yes -i '/keys/my key' -p 2222 | --protect-args | /var/lib/pushgate/artifacts/abc/ | web-1:/srv/app/releases/20261122T101500Z-3f2a9c13f2a9/"#]]
             .assert_eq(&words(&argv));
 
         let local = Host::parse("local:/tmp/h1").unwrap();
@@ -605,7 +614,7 @@ mod tests {
             &rel("20261122T101500Z-3f2a9c13f2a9"),
             None,
         );
-        expect![[r#"rsync | --archive | --delete | --stats | /a/ | /tmp/h1/releases/20261122T101500Z-3f2a9c13f2a9/"#]]
+        expect![[r#"rsync | --archive | --delete | --stats | --modify-window=-1 | /a/ | /tmp/h1/releases/20261122T101500Z-3f2a9c13f2a9/"#]]
             .assert_eq(&words(&argv));
     }
 

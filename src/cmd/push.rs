@@ -110,7 +110,11 @@ pub fn report_json(r: &PushReport) -> Value {
         "commit": r.commit.as_str(),
         "previous": r.previous.as_ref().map(|c| c.as_str()),
         "push_task": r.task.as_ref().map(|t| json!({ "gid": t.gid.as_str(), "link": t.link })),
-        "hosts": r.hosts.iter().map(|(h, s)| json!({ "host": h.to_string(), "result": s })).collect::<Vec<_>>(),
+        "hosts": r.hosts.iter().map(|h| json!({
+            "host": h.host.to_string(),
+            "result": h.result,
+            "bytes_sent": h.bytes_sent,
+        })).collect::<Vec<_>>(),
         "asana_failures": r.asana_failures,
         "duration_ms": r.duration.as_millis() as u64,
     })

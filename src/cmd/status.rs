@@ -1,4 +1,5 @@
-//! `pushgate status [CLUSTER]`: per cluster, the open locks and what they mean.
+//! `pushgate status [CLUSTER]`: per cluster, what is deployed since when,
+//! the last run's outcome, and the open locks and what they mean.
 
 use serde_json::{json, Value};
 
@@ -31,8 +32,10 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
     let mut all_read = true;
     let mut out = Vec::new();
     for (c, locks) in clusters.iter().zip(facts) {
+        let deployed = env.state.deployed(&c.name)?;
+        let last = env.state.history(&c.name)?.pop();
         if json {
-            out.push(match &locks {
+            let mut v = match &locks {
                 LockFacts::Read(tasks) => json!({
                     "cluster": c.name.as_str(),
                     "schedule": c.schedule.expr,
@@ -48,7 +51,29 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
                     "error": reason,
                     "locks": null,
                 }),
-            });
+            };
+            v["deployed"] = match &deployed {
+                Some(d) => json!({
+                    "commit": d.commit,
+                    "release": d.release,
+                    "since": d.since,
+                    "push_task": d.push_task_link,
+                }),
+                None => Value::Null,
+            };
+            v["last_push"] = match &last {
+                Some(r) => json!({
+                    "kind": r.kind,
+                    "outcome": r.outcome,
+                    "commit": r.commit,
+                    "release": r.release,
+                    "finished": r.finished,
+                    "push_task": r.push_task_link,
+                    "failed_step": r.failed_step,
+                }),
+                None => Value::Null,
+            };
+            out.push(v);
         } else {
             println!(
                 "{}  (schedule \"{}\", {})",
@@ -56,6 +81,33 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
                 c.schedule.expr,
                 c.timezone.name()
             );
+            match &deployed {
+                Some(d) => println!(
+                    "  deployed: {} (release {}) since {}",
+                    d.commit.chars().take(7).collect::<String>(),
+                    d.release,
+                    d.since.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+                None => println!("  deployed: nothing yet"),
+            }
+            if let Some(r) = &last {
+                let how = match (&r.failed_step, &r.error) {
+                    (Some(step), Some(e)) => {
+                        format!("failed at {step}: {}", crate::plan::printable(e, 200))
+                    }
+                    _ => r.outcome.clone(),
+                };
+                println!(
+                    "  last {}: {} {how} at {}{}",
+                    r.kind,
+                    r.commit.chars().take(7).collect::<String>(),
+                    r.finished.format("%Y-%m-%d %H:%M:%S UTC"),
+                    r.push_task_link
+                        .as_deref()
+                        .map(|l| format!(" {l}"))
+                        .unwrap_or_default()
+                );
+            }
             match &locks {
                 LockFacts::Read(tasks) if tasks.is_empty() => println!("  locks: none"),
                 LockFacts::Read(tasks) => {

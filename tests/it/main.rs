@@ -3,6 +3,7 @@
 
 mod cli;
 mod client;
+mod push;
 mod sandbox;
 mod sdk;
 mod support;

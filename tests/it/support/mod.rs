@@ -224,17 +224,6 @@ impl Bin {
         Bin::with(sb, Setup::default())
     }
 
-    /// `extra_asana` is appended to the `[asana]` section.
-    pub fn with_config(sb: &Sandbox, extra_asana: &str) -> Bin {
-        Bin::with(
-            sb,
-            Setup {
-                asana: extra_asana.to_owned(),
-                ..Setup::default()
-            },
-        )
-    }
-
     pub fn with(sb: &Sandbox, setup: Setup) -> Bin {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display().to_string();

@@ -1,0 +1,487 @@
+//! The push, end to end: the real binary against the sandbox, a real git
+//! repository and `local:` hosts. Assertions are what a user sees: exit
+//! codes, each host's `current`, push tasks and their comments, history.
+
+use std::os::fd::AsFd;
+
+use pushgate::sandbox::store::TaskRec;
+use pushgate::sandbox::Sandbox;
+use serde_json::json;
+
+use crate::support::{self, seed, Bin, Raw, Setup};
+
+/// The tasks of a project, in order, with their comments.
+fn tasks(sb: &Sandbox, project: &str) -> Vec<TaskRec> {
+    sb.with_data(|d| {
+        d.projects[project]
+            .tasks
+            .iter()
+            .map(|g| d.tasks[g].clone())
+            .collect()
+    })
+    .unwrap()
+}
+
+fn comments(t: &TaskRec) -> Vec<String> {
+    t.stories
+        .iter()
+        .filter(|s| s.subtype == "comment_added")
+        .map(|s| s.text.clone())
+        .collect()
+}
+
+fn release_of(bin: &Bin, host: usize) -> String {
+    bin.current(host)
+        .expect("the host has a current release")
+        .trim_start_matches("releases/")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_push_switches_every_host_and_records_a_completed_push_task() {
+    let sb = support::sandbox().await;
+    let bin = Bin::new(&sb);
+    let run = bin.run(&["push", "beta"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+
+    let release = release_of(&bin, 1);
+    assert!(release.ends_with(&bin.first[..12]), "{release}");
+    for h in 1..=3 {
+        assert_eq!(release_of(&bin, h), release, "host {h}");
+        let page = std::fs::read_to_string(bin.path(&format!("hosts/beta-{h}/current/index.html")))
+            .unwrap();
+        assert_eq!(page, "v1\n");
+    }
+
+    let pushes = tasks(&sb, seed::PUSH_BETA);
+    assert_eq!(pushes.len(), 1);
+    let t = &pushes[0];
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert!(
+        t.name
+            .starts_with(&format!("beta push {} · {today} ", &bin.first[..7]))
+            && t.name.ends_with(" UTC"),
+        "{}",
+        t.name
+    );
+    assert!(t.completed, "a successful push completes its task");
+    for needle in [
+        "cluster: beta",
+        "previous: (nothing deployed)",
+        &format!("new: {}", bin.first),
+        "Initial app",
+        "run: beta-",
+        "bastion: ",
+    ] {
+        assert!(
+            t.notes.contains(needle),
+            "notes lack {needle:?}: {}",
+            t.notes
+        );
+    }
+    let c = comments(t);
+    assert!(c.iter().any(|c| c.starts_with("build: built")), "{c:?}");
+    assert!(
+        c.iter()
+            .any(|c| c.starts_with("stage: 3/3 hosts") && c.contains("beta-2: ok")),
+        "{c:?}"
+    );
+    assert!(
+        c.iter().any(|c| c.starts_with("switch: 3/3 hosts now run")),
+        "{c:?}"
+    );
+
+    let status = bin.run(&["status", "beta", "--json"]).await;
+    assert_eq!(status.code, 0, "{status:?}");
+    let s = &status.json()["clusters"][0];
+    assert_eq!(s["deployed"]["commit"], bin.first.as_str());
+    assert_eq!(s["deployed"]["release"], release.as_str());
+    assert_eq!(s["last_push"]["outcome"], "success");
+}
+
+#[tokio::test]
+async fn nothing_new_is_exit_0_without_a_second_task_or_build() {
+    let sb = support::sandbox().await;
+    let bin = Bin::new(&sb);
+    assert_eq!(bin.run(&["push", "beta"]).await.code, 0);
+    let run = bin.run(&["push", "beta"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("nothing new"), "{}", run.stdout);
+    assert_eq!(tasks(&sb, seed::PUSH_BETA).len(), 1);
+    assert_eq!(bin.builds(), 1);
+}
+
+#[tokio::test]
+async fn a_new_commit_ships_with_its_changelog_and_a_rebuilt_artifact_is_reused() {
+    let sb = support::sandbox().await;
+    let bin = Bin::new(&sb);
+    assert_eq!(bin.run(&["push", "beta"]).await.code, 0);
+    let second = bin
+        .repo
+        .commit(&[("app/index.html", b"v2\n")], "Ship v2 $(reboot)\n\nbody");
+    let run = bin.run(&["push", "beta", "--json"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let v = run.json();
+    assert_eq!(v["verdict"], "push");
+    assert_eq!(v["commit"], second.as_str());
+    assert_eq!(v["previous"], bin.first.as_str());
+    assert_eq!(v["changelog"][0]["subject"], "Ship v2 $(reboot)");
+    assert_eq!(v["result"]["outcome"], "pushed");
+    let page = std::fs::read_to_string(bin.path("hosts/beta-3/current/index.html")).unwrap();
+    assert_eq!(page, "v2\n");
+    let t = tasks(&sb, seed::PUSH_BETA).pop().unwrap();
+    assert!(
+        t.notes.contains(&format!("previous: {}", bin.first))
+            && t.notes.contains("Ship v2 $(reboot)"),
+        "{}",
+        t.notes
+    );
+    assert_eq!(bin.builds(), 2);
+
+    // Back to the first commit by hand: its artifact is cached, never rebuilt.
+    let run = bin
+        .run(&["push", "beta", "--commit", &bin.first[..8]])
+        .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("build: reused the cached artifact"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(bin.builds(), 2);
+    assert_eq!(
+        std::fs::read_to_string(bin.path("hosts/beta-1/current/index.html")).unwrap(),
+        "v1\n"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_commit_is_exit_2_and_changes_nothing() {
+    let sb = support::sandbox().await;
+    let bin = Bin::new(&sb);
+    for rev in [
+        "no-such-branch",
+        "--upload-pack=touch /tmp/x",
+        "$(reboot)",
+        "deadbeefdeadbeef",
+    ] {
+        let arg = format!("--commit={rev}");
+        let run = bin.run(&["push", "beta", &arg]).await;
+        assert_eq!(run.code, 2, "{rev}: {run:?}");
+        // clap refuses a value that looks like an option before pushgate sees it.
+        let said = if rev.starts_with('-') {
+            "unexpected argument"
+        } else {
+            "not a commit of the repository"
+        };
+        assert!(run.stderr.contains(said), "{rev}: {}", run.stderr);
+    }
+    assert!(tasks(&sb, seed::PUSH_BETA).is_empty());
+    assert!(bin.current(1).is_none());
+}
+
+#[tokio::test]
+async fn a_failed_build_leaves_the_task_open_with_the_step_and_the_output() {
+    let sb = support::sandbox().await;
+    let bin = Bin::with(
+        &sb,
+        Setup {
+            build_command: Some(
+                r#"["sh", "-c", "echo compiling; echo 'error: missing semicolon' >&2; exit 3"]"#
+                    .into(),
+            ),
+            ..Setup::default()
+        },
+    );
+    let run = bin.run(&["push", "beta"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(bin.current(1).is_none());
+    let t = tasks(&sb, seed::PUSH_BETA)
+        .pop()
+        .expect("a push that started has a task");
+    assert!(!t.completed);
+    let last = comments(&t).pop().unwrap();
+    assert!(last.starts_with("push failed at step build: "), "{last}");
+    assert!(
+        last.contains("exited with status 3")
+            && last.contains("error: missing semicolon")
+            && last.contains("compiling"),
+        "{last}"
+    );
+    let h = bin.run(&["history", "beta", "--json"]).await.json();
+    assert_eq!(h["runs"][0]["outcome"], "failed");
+    assert_eq!(h["runs"][0]["failed_step"], "build");
+}
+
+#[tokio::test]
+async fn a_build_that_leaves_no_output_directory_fails_clearly() {
+    let sb = support::sandbox().await;
+    let bin = Bin::with(
+        &sb,
+        Setup {
+            build_command: Some(r#"["true"]"#.into()),
+            ..Setup::default()
+        },
+    );
+    let run = bin.run(&["push", "beta"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("left no directory `dist`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn one_failed_host_stops_the_switch_on_every_host() {
+    let sb = support::sandbox().await;
+    let probe = tempfile::tempdir().unwrap();
+    // A host whose target sits under a regular file cannot be created.
+    let blocked = probe.path().join("file");
+    std::fs::write(&blocked, "").unwrap();
+    let d = probe.path().display();
+    let hosts = vec![
+        format!("local:{d}/ok-1"),
+        format!("local:{}/beta", blocked.display()),
+        format!("local:{d}/ok-2"),
+    ];
+    let bin = Bin::with(
+        &sb,
+        Setup {
+            beta_hosts: Some(hosts),
+            ..Setup::default()
+        },
+    );
+    let run = bin.run(&["push", "beta"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    for ok in ["ok-1", "ok-2"] {
+        let host = probe.path().join(ok);
+        assert!(
+            std::fs::read_link(host.join("current")).is_err(),
+            "{ok} must not switch"
+        );
+        assert_eq!(
+            std::fs::read_dir(host.join("releases")).unwrap().count(),
+            0,
+            "{ok}'s staged release is cleaned"
+        );
+    }
+    let t = tasks(&sb, seed::PUSH_BETA).pop().unwrap();
+    assert!(!t.completed);
+    let c = comments(&t);
+    assert!(
+        c.iter()
+            .any(|c| c.contains(&format!("local:{}/beta: FAILED", blocked.display()))),
+        "{c:?}"
+    );
+    assert!(
+        c.last()
+            .unwrap()
+            .contains("1 of 3 hosts failed to stage (max_failed_hosts = 0); no host was switched"),
+        "{c:?}"
+    );
+
+    // With one failure allowed, the two good hosts switch.
+    let tolerant = Bin::with(
+        &sb,
+        Setup {
+            beta_hosts: Some(vec![
+                format!("local:{d}/ok-1"),
+                format!("local:{}/beta", blocked.display()),
+            ]),
+            sync: "max_failed_hosts = 1".into(),
+            ..Setup::default()
+        },
+    );
+    let run = tolerant.run(&["push", "beta"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(std::fs::read_link(probe.path().join("ok-1/current")).is_ok());
+}
+
+#[tokio::test]
+async fn held_and_busy_pushes_create_no_task() {
+    let sb = support::sandbox().await;
+    let bin = Bin::new(&sb);
+    let (s, _) = Raw::new(&sb)
+        .post(
+            "/tasks",
+            json!({"data": {"name": "freeze for the launch", "projects": [seed::LOCK_BETA]}}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let run = bin.run(&["push", "beta"]).await;
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stdout.contains("freeze for the launch"));
+
+    // Another process holds beta's lock: exit 6 at once, for a push and a dry run.
+    std::fs::create_dir_all(bin.path("state/clusters/beta")).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(bin.path("state/clusters/beta/lock"))
+        .unwrap();
+    rustix::fs::flock(
+        f.as_fd(),
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    )
+    .unwrap();
+    for args in [&["push", "beta"][..], &["push", "beta", "--dry-run"]] {
+        let run = bin.run(args).await;
+        assert_eq!(run.code, 6, "{args:?}: {run:?}");
+        assert!(
+            run.stdout.contains("another push of beta is running"),
+            "{run:?}"
+        );
+    }
+    drop(f);
+    assert!(tasks(&sb, seed::PUSH_BETA).is_empty());
+    assert!(bin.current(1).is_none());
+}
+
+#[tokio::test]
+async fn the_token_reaches_no_output_no_state_file_and_not_the_build() {
+    let sb = support::sandbox().await;
+    let bin = Bin::new(&sb);
+    let run = bin.run(&["-vv", "push", "beta"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let token = sb.token();
+    assert!(!run.stdout.contains(&token) && !run.stderr.contains(&token));
+    let env = std::fs::read_to_string(bin.path("build-env.txt")).unwrap();
+    assert!(env.contains("PATH="), "the build sees an environment");
+    assert!(
+        !env.contains(&token) && !env.contains(support::TOKEN_ENV),
+        "{env}"
+    );
+    let mut stack = vec![bin.path("state")];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).unwrap() {
+            let e = e.unwrap();
+            let ty = e.file_type().unwrap();
+            if ty.is_dir() {
+                stack.push(e.path());
+            } else if ty.is_file() {
+                let bytes = std::fs::read(e.path()).unwrap();
+                assert!(
+                    !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+                    "{} holds the token",
+                    e.path().display()
+                );
+            }
+        }
+    }
+    for t in tasks(&sb, seed::PUSH_BETA) {
+        assert!(!t.notes.contains(&token) && comments(&t).iter().all(|c| !c.contains(&token)));
+    }
+}
+
+#[tokio::test]
+async fn rollback_switches_back_and_is_recorded_then_pruning_keeps_what_it_should() {
+    let sb = support::sandbox().await;
+    let bin = Bin::with(
+        &sb,
+        Setup {
+            sync: "keep_releases = 2".into(),
+            ..Setup::default()
+        },
+    );
+    assert_eq!(bin.run(&["push", "beta"]).await.code, 0);
+    let r1 = release_of(&bin, 1);
+    bin.repo.commit(&[("app/index.html", b"v2\n")], "v2");
+    assert_eq!(bin.run(&["push", "beta"]).await.code, 0);
+    let r2 = release_of(&bin, 1);
+    assert!(
+        r1 < r2,
+        "release ids grow even within one second: {r1} {r2}"
+    );
+
+    let run = bin.run(&["rollback", "beta", "--json"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.json()["release"], r1.as_str());
+    for h in 1..=3 {
+        assert_eq!(release_of(&bin, h), r1, "host {h} rolled back");
+    }
+    let t = tasks(&sb, seed::PUSH_BETA).pop().unwrap();
+    assert!(
+        t.name
+            .starts_with(&format!("beta rollback {}", &bin.first[..7])),
+        "{}",
+        t.name
+    );
+    assert!(t.completed);
+    let h = bin.run(&["history", "beta", "--json"]).await.json();
+    assert_eq!(h["runs"].as_array().unwrap().len(), 3);
+    assert_eq!(h["runs"][2]["kind"], "rollback");
+    assert_eq!(h["success_rate"], 1.0);
+    let s = bin.run(&["status", "beta", "--json"]).await.json();
+    assert_eq!(s["clusters"][0]["deployed"]["release"], r1.as_str());
+
+    // A named release that is not kept: refused, nothing switched.
+    let run = bin
+        .run(&["rollback", "beta", "--to", "20200101T000000Z-0123456789ab"])
+        .await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(release_of(&bin, 2), r1);
+    let run = bin.run(&["rollback", "beta", "--to", "../../etc"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+
+    // Forward again: r2's commit is new relative to r1. keep_releases = 2
+    // keeps the new one and the previous (r1); r2 goes.
+    bin.repo.commit(&[("app/index.html", b"v3\n")], "v3");
+    assert_eq!(bin.run(&["push", "beta"]).await.code, 0);
+    let r3 = release_of(&bin, 1);
+    assert_eq!(bin.releases(1), vec![r1.clone(), r3.clone()]);
+}
+
+#[tokio::test]
+async fn a_one_file_change_in_a_2000_file_tree_sends_about_that_file() {
+    let sb = support::sandbox().await;
+    let bin = Bin::new(&sb);
+    let files: Vec<(String, Vec<u8>)> = (0..2000)
+        .map(|i| {
+            (
+                format!("app/f/{i:04}.txt"),
+                format!("{i}").repeat(200).into_bytes(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    bin.repo.commit(&refs, "2000 files");
+    let full = bin.run(&["push", "beta", "--json"]).await;
+    assert_eq!(full.code, 0, "{full:?}");
+    let full_bytes = full.json()["result"]["hosts"][0]["bytes_sent"]
+        .as_u64()
+        .unwrap();
+
+    let changed = vec![b'x'; 100_000];
+    let r1 = release_of(&bin, 1);
+    bin.repo
+        .commit(&[("app/f/0007.txt", &changed)], "change one file");
+    let inc = bin.run(&["push", "beta", "--json"]).await;
+    assert_eq!(inc.code, 0, "{inc:?}");
+    let inc_bytes = inc.json()["result"]["hosts"][0]["bytes_sent"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        full_bytes > 800_000,
+        "the full push sent the tree: {full_bytes}"
+    );
+    // The changed file plus rsync's file list for 2,000 names.
+    assert!(
+        inc_bytes < 100_000 + 80_000,
+        "an incremental push sent {inc_bytes} bytes"
+    );
+    let unchanged = |r: &str| {
+        std::fs::metadata(bin.path(&format!("hosts/beta-1/releases/{r}/f/0100.txt"))).unwrap()
+    };
+    use std::os::unix::fs::MetadataExt;
+    let r2 = release_of(&bin, 1);
+    assert_eq!(
+        unchanged(&r1).ino(),
+        unchanged(&r2).ino(),
+        "unchanged files are hard links to the previous release"
+    );
+}
