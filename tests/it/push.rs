@@ -168,13 +168,11 @@ async fn a_bad_commit_is_exit_2_and_changes_nothing() {
         let arg = format!("--commit={rev}");
         let run = bin.run(&["push", "beta", &arg]).await;
         assert_eq!(run.code, 2, "{rev}: {run:?}");
-        // clap refuses a value that looks like an option before pushgate sees it.
-        let said = if rev.starts_with('-') {
-            "unexpected argument"
-        } else {
-            "not a commit of the repository"
-        };
-        assert!(run.stderr.contains(said), "{rev}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("is not a commit of the repository"),
+            "{rev}: {}",
+            run.stderr
+        );
     }
     assert!(tasks(&sb, seed::PUSH_BETA).is_empty());
     assert!(bin.current(1).is_none());
