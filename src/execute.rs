@@ -220,6 +220,7 @@ pub async fn push(
                 Ok(())
             }
             Step::Build { .. } => run.build().await,
+            Step::Ship { from } => run.ship(from).await,
             Step::Stage { .. } => run.stage().await,
             Step::Switch => run.switch().await,
             Step::Close => {
@@ -354,6 +355,29 @@ impl Run<'_, '_> {
         self.say(line.clone());
         self.comment(line).await;
         self.artifact = Some(built.artifact);
+        Ok(())
+    }
+
+    /// `source = "cluster:…"`: the bytes that cluster ran, from the cache.
+    async fn ship(&mut self, from: &crate::model::ClusterName) -> Result<(), Failure> {
+        self.journal("build", json!({ "ship_from": from.as_str() }));
+        let artifact = self.cx.state.artifact(&self.to);
+        if !artifact.is_dir() {
+            return Err(Failure::new(
+                "build",
+                format!(
+                    "the artifact of {} that {from} runs is not in {}; {} ships only {from}'s bytes and never rebuilds (push {from} again to rebuild it, or push {} with --commit)",
+                    self.to.short(),
+                    self.cx.state.artifacts().display(),
+                    self.cx.cluster.name,
+                    self.cx.cluster.name,
+                ),
+            ));
+        }
+        let line = format!("build: shipping {from}'s artifact of {}", self.to.short());
+        self.say(line.clone());
+        self.comment(line).await;
+        self.artifact = Some(artifact);
         Ok(())
     }
 

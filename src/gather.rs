@@ -31,34 +31,43 @@ pub async fn facts(
     let git = candidate(config, &state, cluster, rev, deployed.clone());
     let (git, locks) = tokio::join!(git, lock_facts(client, cluster, fix_field));
     let (candidate, changelog) = git?;
-    let artifact_cached = state.artifact(&candidate.commit).is_dir();
+    let artifact_cached = candidate
+        .as_ref()
+        .is_some_and(|c| state.artifact(&c.commit).is_dir());
     Ok(Facts {
         cluster: cluster.name.clone(),
         running: None,
         locks,
-        candidate: Some(candidate),
+        candidate,
         deployed,
         changelog,
         artifact_cached,
         hosts,
+        source: match &cluster.source {
+            Source::Cluster(c) => Some(c.clone()),
+            Source::Branch => None,
+        },
     })
 }
 
 /// Fetches the mirror and resolves the candidate and its changelog, off
-/// the async runtime.
+/// the async runtime. No candidate: the source cluster has deployed nothing.
 async fn candidate(
     config: &Config,
     state: &StateDir,
     cluster: &ClusterSettings,
     rev: Option<&str>,
     deployed: Option<CommitId>,
-) -> anyhow::Result<(Candidate, Changelog)> {
-    if let (Source::Cluster(from), None) = (&cluster.source, rev) {
-        anyhow::bail!(
-            "{}: `source = \"cluster:{from}\"` (shipping {from}'s build) is not supported by this version; push it with --commit",
-            cluster.name
-        );
-    }
+) -> anyhow::Result<(Option<Candidate>, Changelog)> {
+    // `source = "cluster:beta"`: the commit beta runs, and (in execute)
+    // beta's artifact, never a rebuild.
+    let shipped = match (&cluster.source, rev) {
+        (Source::Cluster(from), None) => match state.deployed(from)?.and_then(|d| d.commit_id()) {
+            Some(c) => Some((from.clone(), c)),
+            None => return Ok((None, Changelog::default())),
+        },
+        _ => None,
+    };
     let repo_path = state.repo();
     std::fs::create_dir_all(&repo_path)
         .with_context(|| format!("cannot create {}", repo_path.display()))?;
@@ -68,11 +77,16 @@ async fn candidate(
         ssh_key: config.repo.ssh_key.clone(),
     };
     let rev = rev.map(str::to_owned);
-    tokio::task::spawn_blocking(move || -> anyhow::Result<(Candidate, Changelog)> {
+    tokio::task::spawn_blocking(move || -> anyhow::Result<(Option<Candidate>, Changelog)> {
         let mirror = Mirror::open(&repo_path)?;
         mirror.fetch(&url, &auth)?;
-        let candidate = match &rev {
-            Some(r) => Candidate {
+        let candidate = match (&rev, shipped) {
+            (_, Some((from, commit))) => Candidate {
+                commit,
+                via: format!("what {from} runs"),
+                from_cluster: Some(from),
+            },
+            (Some(r), None) => Candidate {
                 commit: mirror.resolve(r).map_err(|e| match e {
                     GitError::BadRevision { .. } => {
                         anyhow::Error::new(UsageError(format!("--commit: {e}")))
@@ -80,14 +94,16 @@ async fn candidate(
                     e => e.into(),
                 })?,
                 via: format!("--commit {}", crate::plan::printable(r, 60)),
+                from_cluster: None,
             },
-            None => Candidate {
+            (None, None) => Candidate {
                 commit: mirror.branch_tip(&branch)?,
                 via: format!("branch {branch}"),
+                from_cluster: None,
             },
         };
         let changelog = mirror.changelog(deployed.as_ref(), &candidate.commit, CHANGELOG_LINES)?;
-        Ok((candidate, changelog))
+        Ok((Some(candidate), changelog))
     })
     .await
     .context("the git task stopped")?

@@ -262,3 +262,114 @@ fn oid(c: &CommitId) -> Result<Oid, GitError> {
 fn commit_id(oid: Oid) -> CommitId {
     CommitId::parse(&oid.to_string()).expect("git2 formats oids as 40 lowercase hex digits")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository with `n` commits on main, each changing one file; and
+    /// its mirror, fetched. Returns the commits oldest first.
+    fn fixture(n: usize) -> (tempfile::TempDir, Mirror, Vec<CommitId>) {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        let repo = Repository::init_opts(
+            &src,
+            git2::RepositoryInitOptions::new().initial_head("main"),
+        )
+        .unwrap();
+        let sig = git2::Signature::now("Ada", "ada@example.com").unwrap();
+        let mut ids = Vec::new();
+        let mut parent: Option<Oid> = None;
+        for i in 0..n {
+            std::fs::write(src.join("f.txt"), format!("{i}\n")).unwrap();
+            let mut index = repo.index().unwrap();
+            index.add_path(Path::new("f.txt")).unwrap();
+            let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+            let parents: Vec<git2::Commit> = parent
+                .iter()
+                .map(|p| repo.find_commit(*p).unwrap())
+                .collect();
+            let refs: Vec<&git2::Commit> = parents.iter().collect();
+            let msg = if i == 1 {
+                "caf\u{e9} change".to_owned()
+            } else {
+                format!("change {i}")
+            };
+            let id = repo
+                .commit(Some("HEAD"), &sig, &sig, &msg, &tree, &refs)
+                .unwrap();
+            parent = Some(id);
+            ids.push(commit_id(id));
+        }
+        repo.tag_lightweight(
+            "v1",
+            &repo.find_object(parent.unwrap(), None).unwrap(),
+            false,
+        )
+        .unwrap();
+        let mirror = Mirror::open(&dir.path().join("mirror")).unwrap();
+        mirror
+            .fetch(src.to_str().unwrap(), &FetchAuth::default())
+            .unwrap();
+        (dir, mirror, ids)
+    }
+
+    #[test]
+    fn contains_follows_ancestry_only() {
+        let (_d, m, ids) = fixture(3);
+        assert!(m.contains(&ids[2], &ids[0]).unwrap());
+        assert!(m.contains(&ids[1], &ids[1]).unwrap());
+        assert!(!m.contains(&ids[0], &ids[2]).unwrap());
+    }
+
+    #[test]
+    fn revisions_resolve_by_branch_tag_and_short_sha_and_refuse_the_rest() {
+        let (_d, m, ids) = fixture(3);
+        assert_eq!(m.branch_tip("main").unwrap(), ids[2]);
+        assert_eq!(m.resolve("main").unwrap(), ids[2]);
+        assert_eq!(m.resolve("v1").unwrap(), ids[2]);
+        assert_eq!(m.resolve(&ids[0].as_str()[..8]).unwrap(), ids[0]);
+        for bad in ["nope", "--upload-pack=x", "$(reboot)", "a b", ""] {
+            let e = m.resolve(bad).unwrap_err();
+            assert!(matches!(e, GitError::BadRevision { .. }), "{bad}: {e}");
+        }
+        assert!(m.branch_tip("no-such-branch").is_err());
+    }
+
+    #[test]
+    fn an_ambiguous_short_sha_is_refused_as_such() {
+        // libgit2 takes 4+ digits; among 1,200 commits two share a 4-digit
+        // prefix with probability 1 - e^-11.
+        let (_d, m, ids) = fixture(1200);
+        let mut seen = std::collections::HashMap::new();
+        let shared = ids.iter().find_map(|c| {
+            let p = &c.as_str()[..4];
+            seen.insert(p.to_owned(), ()).map(|_| p.to_owned())
+        });
+        let p = shared.expect("two commits share a 4-digit prefix");
+        let e = m.resolve(&p).unwrap_err();
+        assert!(e.to_string().contains("ambiguous"), "{e}");
+    }
+
+    #[test]
+    fn the_changelog_lists_new_commits_newest_first_and_counts_the_rest() {
+        let (_d, m, ids) = fixture(5);
+        let log = m.changelog(Some(&ids[1]), &ids[4], 2).unwrap();
+        let subjects: Vec<&str> = log.entries.iter().map(|e| e.subject.as_str()).collect();
+        assert_eq!(subjects, ["change 4", "change 3"]);
+        assert_eq!(log.more, 1);
+        assert_eq!(log.entries[0].author, "Ada");
+        let all = m.changelog(None, &ids[4], 50).unwrap();
+        assert_eq!(all.len(), 5);
+        assert!(m.changelog(Some(&ids[4]), &ids[4], 50).unwrap().is_empty());
+    }
+
+    #[test]
+    fn checkout_writes_the_commit_tree_into_an_empty_directory() {
+        let (d, m, ids) = fixture(2);
+        let dir = d.path().join("tree");
+        m.checkout(&ids[0], &dir).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("f.txt")).unwrap(), "0\n");
+        assert!(!dir.join(".git").exists());
+    }
+}

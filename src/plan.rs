@@ -21,6 +21,8 @@ pub struct Candidate {
     pub commit: CommitId,
     /// "branch main", "--commit v1.2": for the plan's text.
     pub via: String,
+    /// `source = "cluster:beta"`: ship beta's artifact, never rebuild.
+    pub from_cluster: Option<ClusterName>,
 }
 
 /// Everything a push decision needs, gathered before deciding.
@@ -31,7 +33,8 @@ pub struct Facts {
     /// nothing else was gathered.
     pub running: Option<String>,
     pub locks: LockFacts,
-    /// `None` only when gathering stopped early (`running`).
+    /// `None` when gathering stopped early (`running`) or when the source
+    /// cluster has deployed nothing yet.
     pub candidate: Option<Candidate>,
     pub deployed: Option<CommitId>,
     /// The candidate's commits since the deployed one.
@@ -39,6 +42,8 @@ pub struct Facts {
     /// The candidate's artifact is in the cache: no build.
     pub artifact_cached: bool,
     pub hosts: usize,
+    /// `source = "cluster:…"`: the cluster whose release this one ships.
+    pub source: Option<ClusterName>,
 }
 
 impl Facts {
@@ -53,6 +58,7 @@ impl Facts {
             changelog: Changelog::default(),
             artifact_cached: false,
             hosts: 0,
+            source: None,
         }
     }
 }
@@ -64,9 +70,10 @@ pub enum Verdict {
         from: Option<CommitId>,
         to: CommitId,
     },
-    /// The candidate is what the cluster runs: a no-op, exit 0.
+    /// The candidate is what the cluster runs (or, with `source =
+    /// "cluster:…"`, that cluster has deployed nothing): a no-op, exit 0.
     NothingNew {
-        commit: CommitId,
+        commit: Option<CommitId>,
     },
     Hold(HoldReason),
     /// The lock state could not be read: nothing is pushed.
@@ -90,6 +97,8 @@ pub enum Step {
     Record,
     /// Build the candidate, or reuse its cached artifact.
     Build { cached: bool },
+    /// Ship the artifact `from` ran (it must be cached: never rebuilt).
+    Ship { from: ClusterName },
     /// Copy the artifact into a new release on every host.
     Stage { hosts: usize },
     /// Point every host's `current` at the new release; prune old ones.
@@ -107,6 +116,8 @@ pub struct Plan {
     pub changelog: Changelog,
     /// Where the candidate came from, when there is one.
     pub via: Option<String>,
+    /// The cluster whose release this one ships (`source = "cluster:…"`).
+    pub source: Option<ClusterName>,
 }
 
 /// Untrusted text made safe for a terminal or a log line: control
@@ -149,6 +160,7 @@ impl fmt::Display for Step {
             Step::Record => write!(f, "create the push task"),
             Step::Build { cached: true } => write!(f, "reuse the cached artifact"),
             Step::Build { cached: false } => write!(f, "build"),
+            Step::Ship { from } => write!(f, "ship {from}'s artifact"),
             Step::Stage { hosts } => {
                 write!(
                     f,
@@ -192,8 +204,14 @@ impl fmt::Display for Plan {
                 let steps: Vec<String> = self.steps.iter().map(ToString::to_string).collect();
                 write!(f, "\n  steps: {}", steps.join(", "))
             }
-            Verdict::NothingNew { commit } => {
+            Verdict::NothingNew {
+                commit: Some(commit),
+            } => {
                 write!(f, "{c}: nothing new: {} is already deployed", short(commit))
+            }
+            Verdict::NothingNew { commit: None } => {
+                let from = self.source.as_ref().map_or("its source", |s| s.as_str());
+                write!(f, "{c}: nothing new: {from} has deployed nothing yet")
             }
             Verdict::Hold(HoldReason::Locked { tasks }) => {
                 let n = tasks.len();

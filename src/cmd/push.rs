@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::{Env, Outcome, UsageError};
 use crate::execute::{self, PushReport};
+use crate::model::CommitId;
 use crate::plan::{Facts, HoldReason, Plan, Verdict};
 use crate::state::StateError;
 use crate::{decide, gather};
@@ -144,7 +145,7 @@ pub fn plan_json(plan: &Plan) -> Value {
         Verdict::NothingNew { commit } => json!({
             "cluster": c,
             "verdict": "nothing-new",
-            "commit": commit.as_str(),
+            "commit": commit.as_ref().map(CommitId::as_str),
             "locks": [],
         }),
         Verdict::Hold(HoldReason::Locked { tasks }) => json!({

@@ -15,8 +15,15 @@ pub fn plan(facts: &Facts) -> Plan {
     let steps = match verdict {
         Verdict::Push { .. } => vec![
             Step::Record,
-            Step::Build {
-                cached: facts.artifact_cached,
+            match facts
+                .candidate
+                .as_ref()
+                .and_then(|c| c.from_cluster.clone())
+            {
+                Some(from) => Step::Ship { from },
+                None => Step::Build {
+                    cached: facts.artifact_cached,
+                },
             },
             Step::Stage { hosts: facts.hosts },
             Step::Switch,
@@ -30,6 +37,7 @@ pub fn plan(facts: &Facts) -> Plan {
         steps,
         changelog: facts.changelog.clone(),
         via: facts.candidate.as_ref().map(|c| c.via.clone()),
+        source: facts.source.clone(),
     }
 }
 
@@ -40,13 +48,11 @@ fn verdict(facts: &Facts) -> Verdict {
         });
     }
     let Some(candidate) = &facts.candidate else {
-        return Verdict::Unknown {
-            reason: "no candidate commit was gathered".into(),
-        };
+        return Verdict::NothingNew { commit: None };
     };
     if facts.deployed.as_ref() == Some(&candidate.commit) {
         return Verdict::NothingNew {
-            commit: candidate.commit.clone(),
+            commit: Some(candidate.commit.clone()),
         };
     }
     match gate(&facts.locks) {

@@ -17,6 +17,7 @@ fn facts(locks: LockFacts) -> Facts {
         candidate: Some(Candidate {
             commit: commit('c'),
             via: "branch main".into(),
+            from_cluster: None,
         }),
         deployed: Some(commit('b')),
         changelog: Changelog {
@@ -29,6 +30,7 @@ fn facts(locks: LockFacts) -> Facts {
         },
         artifact_cached: false,
         hosts: 3,
+        source: None,
     }
 }
 
@@ -97,6 +99,32 @@ fn nothing_new_wins_over_locks_and_unknown_lock_state() {
         f.deployed = Some(commit('c'));
         check_facts(f, expect!["beta: nothing new: ccccccc is already deployed"]);
     }
+}
+
+#[test]
+fn prod_ships_what_beta_runs_and_nothing_before_beta_has_pushed() {
+    let mut f = facts(LockFacts::Read(vec![]));
+    f.cluster = ClusterName::parse("prod").unwrap();
+    f.candidate = Some(Candidate {
+        commit: commit('c'),
+        via: "what beta runs".into(),
+        from_cluster: ClusterName::parse("beta"),
+    });
+    f.hosts = 1;
+    f.source = ClusterName::parse("beta");
+    check_facts(
+        f.clone(),
+        expect![[r#"
+            prod: may push ccccccc (what beta runs) over bbbbbbb: no open lock
+              1 new commit:
+                ccccccc Fix the login page (Ada)
+              steps: create the push task, ship beta's artifact, stage on 1 host, switch `current` and prune, complete the push task and record the release"#]],
+    );
+    f.candidate = None;
+    check_facts(
+        f,
+        expect!["prod: nothing new: beta has deployed nothing yet"],
+    );
 }
 
 #[test]

@@ -483,3 +483,63 @@ async fn a_one_file_change_in_a_2000_file_tree_sends_about_that_file() {
         "unchanged files are hard links to the previous release"
     );
 }
+
+#[tokio::test]
+async fn prod_ships_the_exact_artifact_beta_runs_and_never_rebuilds_it() {
+    let sb = support::sandbox().await;
+    let bin = Bin::new(&sb);
+    let text = std::fs::read_to_string(&bin.config).unwrap();
+    std::fs::write(
+        &bin.config,
+        text.replace(
+            "[clusters.prod]\n",
+            "[clusters.prod]\nsource = \"cluster:beta\"\n",
+        ),
+    )
+    .unwrap();
+    let prod_current = || std::fs::read_to_string(bin.path("hosts/prod-1/current/BUILD-ID")).ok();
+
+    let run = bin.run(&["push", "prod"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("prod: nothing new: beta has deployed nothing yet"),
+        "{}",
+        run.stdout
+    );
+    assert!(tasks(&sb, seed::PUSH_PROD).is_empty());
+
+    assert_eq!(bin.run(&["push", "beta"]).await.code, 0);
+    // A commit lands after beta's push: prod still ships what beta runs.
+    bin.repo
+        .commit(&[("app/index.html", b"not on beta\n")], "later");
+    let artifact = bin.path(&format!("state/artifacts/{}", bin.first));
+    std::fs::write(artifact.join("BUILD-ID"), "beta's bytes\n").unwrap();
+    let run = bin.run(&["push", "prod"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("ship beta's artifact"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(prod_current().as_deref(), Some("beta's bytes\n"));
+    assert_eq!(bin.builds(), 1, "prod never builds");
+    let t = tasks(&sb, seed::PUSH_PROD).pop().unwrap();
+    assert!(
+        t.name
+            .starts_with(&format!("prod push {}", &bin.first[..7]))
+            && t.completed,
+        "{}",
+        t.name
+    );
+
+    // Beta moves on; its artifact vanishes from the cache: prod fails, clearly, without building.
+    let second = bin.repo.commit(&[("app/index.html", b"v2\n")], "v2");
+    assert_eq!(bin.run(&["push", "beta"]).await.code, 0);
+    std::fs::remove_dir_all(bin.path(&format!("state/artifacts/{second}"))).unwrap();
+    let run = bin.run(&["push", "prod"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("never rebuilds"), "{}", run.stderr);
+    assert_eq!(bin.builds(), 2);
+    assert_eq!(prod_current().as_deref(), Some("beta's bytes\n"));
+}
