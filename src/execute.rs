@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::asana::{Client, Comment, NewTask, TaskUpdate};
 use crate::config::{ClusterSettings, Config};
@@ -209,31 +210,8 @@ pub async fn push(
         staged: Vec::new(),
         hosts: Vec::new(),
     };
-    let _span =
-        tracing::info_span!("push", cluster = %cx.cluster.name, run = %run.run_id).entered();
-    run.journal("start", json!({ "from": run.from.as_ref().map(ToString::to_string), "to": run.to.as_str(), "release": run.release.as_str() }));
-    let mut failure = None;
-    for step in &plan.steps {
-        let result = match step {
-            Step::Record => {
-                run.record().await;
-                Ok(())
-            }
-            Step::Build { .. } => run.build().await,
-            Step::Ship { from } => run.ship(from).await,
-            Step::Stage { .. } => run.stage().await,
-            Step::Switch => run.switch().await,
-            Step::Close => {
-                run.close(started.elapsed()).await;
-                Ok(())
-            }
-        };
-        if let Err(f) = result {
-            run.fail(&f, started.elapsed()).await;
-            failure = Some((f.step.to_owned(), f.message));
-            break;
-        }
-    }
+    let span = tracing::info_span!("push", cluster = %cx.cluster.name, run = %run.run_id);
+    let failure = run.steps(started).instrument(span).await;
     PushReport {
         run_id: run.run_id,
         release: run.release,
@@ -244,6 +222,46 @@ pub async fn push(
         hosts: run.hosts,
         asana_failures: run.asana_failures,
         duration: started.elapsed(),
+    }
+}
+
+impl Run<'_, '_> {
+    /// Walks the plan's steps; the failed step and why, if one failed.
+    async fn steps(&mut self, started: Instant) -> Option<(String, String)> {
+        let run = self;
+        let plan = run.plan;
+        run.close_interrupted().await;
+        run.journal(
+            "start",
+            json!({
+                "from": run.from.as_ref().map(ToString::to_string),
+                "to": run.to.as_str(),
+                "release": run.release.as_str(),
+            }),
+        );
+        let mut failure = None;
+        for step in &plan.steps {
+            let result = match step {
+                Step::Record => {
+                    run.record().await;
+                    Ok(())
+                }
+                Step::Build { .. } => run.build().await,
+                Step::Ship { from } => run.ship(from).await,
+                Step::Stage { .. } => run.stage().await,
+                Step::Switch => run.switch().await,
+                Step::Close => {
+                    run.close(started.elapsed()).await;
+                    Ok(())
+                }
+            };
+            if let Err(f) = result {
+                run.fail(&f, started.elapsed()).await;
+                failure = Some((f.step.to_owned(), f.message));
+                break;
+            }
+        }
+        failure
     }
 }
 
@@ -277,6 +295,61 @@ impl Run<'_, '_> {
             ssh: SshOptions::from_settings(&self.cx.config.sync),
             env: self.cx.child_env,
         }
+    }
+
+    /// A journal left by a run that never finished (killed, power loss):
+    /// record it as failed in the history and on its push task, then start
+    /// a fresh journal. This push then stages and switches every host, so
+    /// they converge on one release.
+    async fn close_interrupted(&mut self) {
+        let cx = self.cx;
+        let entries = match cx.state.unfinished(&cx.cluster.name) {
+            Ok(e) if !e.is_empty() => e,
+            _ => return,
+        };
+        let old_run = entries[0].run_id.clone();
+        let last = entries.last().map(|e| e.step.clone()).unwrap_or_default();
+        let detail = |step: &str, key: &str| {
+            entries
+                .iter()
+                .find(|e| e.step == step)
+                .and_then(|e| e.detail.get(key))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        tracing::warn!(run = %old_run, step = %last, "an earlier run did not finish");
+        self.say(format!(
+            "{}: run {old_run} did not finish (it stopped during step {last}); recording it as failed",
+            cx.cluster.name
+        ));
+        let started = entries[0].at;
+        let record = HistoryRecord {
+            run_id: old_run.clone(),
+            kind: "push".into(),
+            outcome: "failed".into(),
+            commit: detail("start", "to").unwrap_or_default(),
+            previous: detail("start", "from"),
+            release: detail("start", "release"),
+            started,
+            finished: Utc::now(),
+            push_task_link: detail("record", "link"),
+            failed_step: Some(format!("interrupted during {last}")),
+            error: Some("the process stopped before the run finished".into()),
+        };
+        if let Err(e) = cx.state.append_history(&cx.cluster.name, &record) {
+            tracing::error!(error = %e, "cannot record the interrupted run");
+        }
+        if let Some(gid) = detail("record", "task").as_deref().and_then(TaskGid::parse) {
+            let text = format!(
+                "this push stopped during step {last} and did not finish (the process was killed or the machine went down). Run {} takes over and moves every host to one release.",
+                self.run_id
+            );
+            if let Err(e) = cx.client.add_comment(&gid, &Comment::Text(text)).await {
+                tracing::warn!(error = %e, "cannot comment on the interrupted push's task");
+                self.asana_failures += 1;
+            }
+        }
+        let _ = cx.state.close_journal(&cx.cluster.name);
     }
 
     /// Comments on the push task; a failure is logged and counted.

@@ -543,3 +543,96 @@ async fn prod_ships_the_exact_artifact_beta_runs_and_never_rebuilds_it() {
     assert_eq!(bin.builds(), 2);
     assert_eq!(prod_current().as_deref(), Some("beta's bytes\n"));
 }
+
+#[tokio::test]
+async fn a_run_killed_during_the_build_is_recorded_and_the_next_push_takes_over() {
+    let sb = support::sandbox().await;
+    let probe = tempfile::tempdir().unwrap();
+    let p = probe.path().display().to_string();
+    let fifo = probe.path().join("ready");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let bin = Bin::with(
+        &sb,
+        Setup {
+            build_command: Some(format!(
+                r#"["sh", "-c", "echo $$ > '{p}/build.pid'; echo ready > '{p}/ready'; exec sleep 600"]"#
+            )),
+            ..Setup::default()
+        },
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushgate"))
+        .arg("--config")
+        .arg(&bin.config)
+        .args(["push", "beta"])
+        .env(support::TOKEN_ENV, &bin.token)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The build announces itself through the FIFO: no waiting on the clock.
+    let said = tokio::task::spawn_blocking(move || std::fs::read_to_string(fifo).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(said, "ready\n");
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let build_pid: i32 = std::fs::read_to_string(probe.path().join("build.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = rustix::process::kill_process_group(
+        rustix::process::Pid::from_raw(build_pid).unwrap(),
+        rustix::process::Signal::KILL,
+    );
+    assert!(bin.current(1).is_none());
+    assert!(
+        bin.path("state/clusters/beta/journal.jsonl").exists(),
+        "the killed run left its journal"
+    );
+    let killed_task = tasks(&sb, seed::PUSH_BETA)
+        .pop()
+        .expect("the killed run had created its task");
+
+    let text = std::fs::read_to_string(&bin.config).unwrap();
+    let fixed: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("command = ") {
+                r#"command = ["sh", "-c", "mkdir -p dist && cp -R app/. dist/"]"#
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&bin.config, fixed).unwrap();
+    let run = bin.run(&["push", "beta"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("did not finish (it stopped during step build)"),
+        "{}",
+        run.stdout
+    );
+    for h in 1..=3 {
+        assert!(bin.current(h).is_some(), "host {h}");
+    }
+    let old = sb.with_data(|d| d.tasks[&killed_task.gid].clone()).unwrap();
+    assert!(!old.completed);
+    assert!(
+        comments(&old).iter().any(|c| c.contains("did not finish")),
+        "{:?}",
+        comments(&old)
+    );
+    let h = bin.run(&["history", "beta", "--json"]).await.json();
+    assert_eq!(h["runs"][0]["outcome"], "failed");
+    assert_eq!(h["runs"][0]["failed_step"], "interrupted during build");
+    assert_eq!(h["runs"][1]["outcome"], "success");
+    assert!(!bin.path("state/clusters/beta/journal.jsonl").exists());
+}
