@@ -753,6 +753,15 @@ impl Validator {
                 );
             }
         }
+        if known_hosts
+            .as_ref()
+            .is_some_and(|p| p.to_string_lossy().contains(char::is_whitespace))
+        {
+            self.problem(
+                "sync.known_hosts",
+                "must not contain spaces (ssh reads UserKnownHostsFile as a list of files)",
+            );
+        }
         let host_key_policy = match self.string(P, t, "host_key_policy") {
             None => Some(HostKeyPolicy::Strict),
             Some("strict") => Some(HostKeyPolicy::Strict),

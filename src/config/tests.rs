@@ -230,3 +230,23 @@ fn hosts_files_skip_blank_and_comment_lines_and_refuse_bad_hosts() {
         "{err}"
     );
 }
+
+#[test]
+fn ssh_paths_that_would_break_the_command_line_are_refused() {
+    let text = GOOD
+        .replace(
+            "# ssh_config = \"/etc/pushgate/ssh_config\"",
+            "known_hosts = \"/etc/push gate/known_hosts\"\nhost_key_policy = \"maybe\"",
+        )
+        .replace(
+            "# ssh_identity = \"/etc/pushgate/id_ed25519\"",
+            "ssh_identity = \"/keys/it's\"",
+        );
+    check(
+        &text,
+        expect![[r#"
+            sync.ssh_identity: must not contain `'` (it is passed to rsync's ssh command line)
+            sync.known_hosts: must not contain spaces (ssh reads UserKnownHostsFile as a list of files)
+            sync.host_key_policy: `maybe`: expected `strict` or `accept-new`"#]],
+    );
+}

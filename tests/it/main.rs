@@ -6,5 +6,6 @@ mod client;
 mod push;
 mod sandbox;
 mod sdk;
+mod ssh;
 mod support;
 mod tidy;

@@ -1,6 +1,6 @@
 //! Real parts for the tests: the sandbox on 127.0.0.1:0, clients with
 //! recorded (not slept) waits, raw HTTP, and the real binary with a config
-//! pointing at the sandbox.
+//! pointing at the sandbox; in `hosts`, real ssh hosts in network namespaces.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -12,6 +12,8 @@ use pushgate::sandbox::{store::TaskRec, Faults, Sandbox};
 use serde_json::Value;
 
 pub use pushgate::sandbox::seed;
+
+pub mod hosts;
 
 pub async fn sandbox() -> Sandbox {
     Sandbox::start("127.0.0.1:0".parse().unwrap(), None)
@@ -197,7 +199,8 @@ impl Repo {
 pub struct Setup {
     /// Appended to `[asana]`.
     pub asana: String,
-    /// The `[sync]` section's body.
+    /// The `[sync]` section's body, after `retries = 0` and, unless it sets
+    /// its own, `host_timeout = "60s"`.
     pub sync: String,
     /// `[build]`'s `command`, as TOML (default: copy `app/` into `dist/`,
     /// count builds in `builds.log`, dump the environment to `build-env.txt`).
@@ -247,6 +250,12 @@ impl Bin {
                 .collect()
         });
         let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
+        // A key twice in one table is a TOML error.
+        let host_timeout = if setup.sync.contains("host_timeout") {
+            ""
+        } else {
+            "host_timeout = \"60s\""
+        };
         let text = format!(
             r#"state_dir = "state"
 [asana]
@@ -262,7 +271,7 @@ command = {build}
 output = "dist"
 timeout = "60s"
 [sync]
-host_timeout = "60s"
+{host_timeout}
 retries = 0
 {sync}
 [crash]
