@@ -8,8 +8,8 @@ use crate::asana::{fields, Client, CompletedSince, Task};
 use crate::cmd::UsageError;
 use crate::config::{ClusterSettings, Config, Source};
 use crate::git::{Changelog, FetchAuth, GitError, Mirror};
-use crate::model::{CommitId, LockTask, TaskGid};
-use crate::plan::{Candidate, Facts, LockFacts};
+use crate::model::{ClusterName, CommitId, LockTask, TaskGid};
+use crate::plan::{Candidate, Facts, FreezeFacts, LockFacts, SoakFacts};
 use crate::state::StateDir;
 
 /// At most this many changelog lines; the rest are counted.
@@ -24,6 +24,7 @@ pub async fn facts(
     cluster: &ClusterSettings,
     rev: Option<&str>,
     hosts: usize,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<Facts> {
     let state = StateDir::new(&config.state_dir);
     let deployed = state.deployed(&cluster.name)?.and_then(|d| d.commit_id());
@@ -47,7 +48,54 @@ pub async fn facts(
             Source::Cluster(c) => Some(c.clone()),
             Source::Branch => None,
         },
+        now,
+        freeze: freeze_facts(config, &state, cluster),
+        soak: match (&cluster.source, rev) {
+            (Source::Cluster(from), None) => soak_facts(config, &state, cluster, from)?,
+            _ => None,
+        },
     })
+}
+
+/// `freeze_before`: the other cluster's schedule and whether it pushes now.
+pub fn freeze_facts(
+    config: &Config,
+    state: &StateDir,
+    cluster: &ClusterSettings,
+) -> Option<FreezeFacts> {
+    let fb = cluster.freeze_before.as_ref()?;
+    let other = config.clusters.get(&fb.cluster)?;
+    Some(FreezeFacts {
+        other: other.name.clone(),
+        other_schedule: other.schedule.cron.clone(),
+        other_tz: other.timezone,
+        duration: chrono::Duration::from_std(fb.duration).unwrap_or(chrono::Duration::MAX),
+        other_running: state.running(&other.name).is_some(),
+    })
+}
+
+/// `min_soak` (default: the source's `freeze_before` duration towards this
+/// cluster) and since when the source runs its release.
+fn soak_facts(
+    config: &Config,
+    state: &StateDir,
+    cluster: &ClusterSettings,
+    from: &ClusterName,
+) -> anyhow::Result<Option<SoakFacts>> {
+    let default = config
+        .clusters
+        .get(from)
+        .and_then(|f| f.freeze_before.as_ref())
+        .filter(|fb| fb.cluster == cluster.name)
+        .map(|fb| fb.duration);
+    let Some(min) = cluster.min_soak.or(default) else {
+        return Ok(None);
+    };
+    Ok(state.deployed(from)?.map(|d| SoakFacts {
+        from: from.clone(),
+        since: d.since,
+        min: chrono::Duration::from_std(min).unwrap_or(chrono::Duration::MAX),
+    }))
 }
 
 /// Fetches the mirror and resolves the candidate and its changelog, off

@@ -16,6 +16,7 @@ const EXIT_OK: u8 = 0;
 const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_LOCKED: u8 = 3;
+const EXIT_FROZEN: u8 = 4;
 const EXIT_UNKNOWN: u8 = 5;
 const EXIT_RUNNING: u8 = 6;
 
@@ -55,6 +56,11 @@ fn exit_code(outcome: &Outcome) -> u8 {
         Outcome::Decided(Verdict::Push { .. } | Verdict::NothingNew { .. }) => EXIT_OK,
         Outcome::Decided(Verdict::Hold(HoldReason::Locked { .. })) => EXIT_LOCKED,
         Outcome::Decided(Verdict::Hold(HoldReason::Running { .. })) => EXIT_RUNNING,
+        Outcome::Decided(Verdict::Hold(
+            HoldReason::Frozen { .. }
+            | HoldReason::OtherRunning { .. }
+            | HoldReason::Soaking { .. },
+        )) => EXIT_FROZEN,
         Outcome::Decided(Verdict::Unknown { .. }) => EXIT_UNKNOWN,
     }
 }

@@ -4,6 +4,9 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
 use crate::git::Changelog;
 use crate::model::{ClusterName, CommitId, LockTask};
 
@@ -25,6 +28,25 @@ pub struct Candidate {
     pub from_cluster: Option<ClusterName>,
 }
 
+/// `freeze_before`: the other cluster's schedule and whether it is pushing.
+#[derive(Clone, Debug)]
+pub struct FreezeFacts {
+    pub other: ClusterName,
+    pub other_schedule: croner::Cron,
+    pub other_tz: Tz,
+    pub duration: chrono::Duration,
+    pub other_running: bool,
+}
+
+/// `source = "cluster:…"`: since when the source has run the candidate,
+/// and how long it must have (`min_soak`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SoakFacts {
+    pub from: ClusterName,
+    pub since: DateTime<Utc>,
+    pub min: chrono::Duration,
+}
+
 /// Everything a push decision needs, gathered before deciding.
 #[derive(Clone, Debug)]
 pub struct Facts {
@@ -44,11 +66,15 @@ pub struct Facts {
     pub hosts: usize,
     /// `source = "cluster:…"`: the cluster whose release this one ships.
     pub source: Option<ClusterName>,
+    /// The clock, read once when the run started.
+    pub now: DateTime<Utc>,
+    pub freeze: Option<FreezeFacts>,
+    pub soak: Option<SoakFacts>,
 }
 
 impl Facts {
     /// Facts for a cluster whose lock another process holds.
-    pub fn running(cluster: ClusterName, holder: String) -> Facts {
+    pub fn running(cluster: ClusterName, holder: String, now: DateTime<Utc>) -> Facts {
         Facts {
             cluster,
             running: Some(holder),
@@ -59,6 +85,9 @@ impl Facts {
             artifact_cached: false,
             hosts: 0,
             source: None,
+            now,
+            freeze: None,
+            soak: None,
         }
     }
 }
@@ -88,6 +117,49 @@ pub enum HoldReason {
     Locked { tasks: Vec<LockTask> },
     /// Another push of this cluster is running (exit 6).
     Running { holder: String },
+    /// Within `freeze_before` of the other cluster's next push (exit 4).
+    Frozen {
+        other: ClusterName,
+        until: DateTime<Tz>,
+    },
+    /// The other cluster of `freeze_before` is pushing (exit 4).
+    OtherRunning { other: ClusterName },
+    /// The source cluster has not run the candidate for `min_soak` (exit 4).
+    Soaking {
+        from: ClusterName,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    },
+}
+
+impl fmt::Display for HoldReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HoldReason::Locked { tasks } => {
+                let n = tasks.len();
+                write!(f, "held by {n} lock{}:", if n == 1 { "" } else { "s" })?;
+                for t in tasks {
+                    write!(f, "\n  - {t}")?;
+                }
+                Ok(())
+            }
+            HoldReason::Running { holder } => write!(f, "another push is running ({holder})"),
+            HoldReason::Frozen { other, until } => write!(
+                f,
+                "frozen until {} ({other} push at {} on {})",
+                until.format("%H:%M %Z"),
+                until.format("%H:%M %Z"),
+                until.format("%a %Y-%m-%d")
+            ),
+            HoldReason::OtherRunning { other } => write!(f, "frozen while {other}'s push runs"),
+            HoldReason::Soaking { from, since, until } => write!(
+                f,
+                "soaking: {from} has run it only since {}; it may ship from {}",
+                since.format("%Y-%m-%d %H:%M UTC"),
+                until.format("%H:%M UTC")
+            ),
+        }
+    }
 }
 
 /// What a push does, in order; `execute` makes one call per step.
@@ -118,6 +190,16 @@ pub struct Plan {
     pub via: Option<String>,
     /// The cluster whose release this one ships (`source = "cluster:…"`).
     pub source: Option<ClusterName>,
+}
+
+impl Plan {
+    /// The verdict's line without the cluster prefix, for `--json`'s `message`.
+    pub fn verdict_text(&self) -> String {
+        match &self.verdict {
+            Verdict::Hold(r) => r.to_string(),
+            _ => self.to_string(),
+        }
+    }
 }
 
 /// Untrusted text made safe for a terminal or a log line: control
@@ -213,17 +295,10 @@ impl fmt::Display for Plan {
                 let from = self.source.as_ref().map_or("its source", |s| s.as_str());
                 write!(f, "{c}: nothing new: {from} has deployed nothing yet")
             }
-            Verdict::Hold(HoldReason::Locked { tasks }) => {
-                let n = tasks.len();
-                write!(f, "{c}: held by {n} lock{}:", if n == 1 { "" } else { "s" })?;
-                for t in tasks {
-                    write!(f, "\n  - {t}")?;
-                }
-                Ok(())
-            }
             Verdict::Hold(HoldReason::Running { holder }) => {
                 write!(f, "{c}: another push of {c} is running ({holder})")
             }
+            Verdict::Hold(reason) => write!(f, "{c}: {reason}"),
             Verdict::Unknown { reason } => {
                 write!(
                     f,

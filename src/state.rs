@@ -181,7 +181,23 @@ impl StateDir {
             std::process::id(),
             Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
         );
-        Ok(ClusterLock { _file: file })
+        Ok(ClusterLock { file })
+    }
+
+    /// Whether a push of `c` is running now: its lock file names a live
+    /// process. It only reads, so it never gets in that push's way. A
+    /// killed push leaves a dead pid, which does not count.
+    pub fn running(&self, c: &ClusterName) -> Option<String> {
+        let text = fs::read_to_string(self.cluster(c).join("lock")).ok()?;
+        let pid: i32 = text
+            .strip_prefix("pid ")?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        let alive = rustix::process::Pid::from_raw(pid)
+            .is_some_and(|p| rustix::process::test_kill_process(p).is_ok());
+        alive.then(|| crate::plan::printable(text.trim(), 200))
     }
 
     pub fn deployed(&self, c: &ClusterName) -> Result<Option<Deployed>, StateError> {
@@ -229,10 +245,17 @@ impl StateDir {
     }
 }
 
-/// The cluster's lock, held while this value lives.
+/// The cluster's lock, held while this value lives. Dropping it clears
+/// the holder's pid from the file, then the kernel releases the lock.
 #[derive(Debug)]
 pub struct ClusterLock {
-    _file: File,
+    file: File,
+}
+
+impl Drop for ClusterLock {
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+    }
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, StateError> {

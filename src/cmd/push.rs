@@ -28,14 +28,14 @@ pub async fn run(
     };
     let lock = if dry_run { None } else { lock };
     let facts = match running {
-        Some(holder) => Facts::running(settings.name.clone(), holder),
+        Some(holder) => Facts::running(settings.name.clone(), holder, now),
         None => {
             let hosts = if dry_run {
                 settings.read_hosts().map(|h| h.len()).unwrap_or(0)
             } else {
                 settings.read_hosts().map_err(UsageError)?.len()
             };
-            gather::facts(&env.config, &env.client, settings, commit, hosts).await?
+            gather::facts(&env.config, &env.client, settings, commit, hosts, now).await?
         }
     };
     let plan = decide::plan(&facts);
@@ -159,6 +159,34 @@ pub fn plan_json(plan: &Plan) -> Value {
             "verdict": "held",
             "reason": "running",
             "holder": holder,
+            "locks": null,
+        }),
+        Verdict::Hold(HoldReason::Frozen { other, until }) => json!({
+            "cluster": c,
+            "verdict": "held",
+            "reason": "frozen",
+            "other": other.as_str(),
+            "until": until.with_timezone(&chrono::Utc),
+            "message": plan.verdict_text(),
+            "locks": null,
+        }),
+        Verdict::Hold(HoldReason::OtherRunning { other }) => json!({
+            "cluster": c,
+            "verdict": "held",
+            "reason": "frozen",
+            "other": other.as_str(),
+            "until": null,
+            "message": plan.verdict_text(),
+            "locks": null,
+        }),
+        Verdict::Hold(HoldReason::Soaking { from, since, until }) => json!({
+            "cluster": c,
+            "verdict": "held",
+            "reason": "soaking",
+            "other": from.as_str(),
+            "since": since,
+            "until": until,
+            "message": plan.verdict_text(),
             "locks": null,
         }),
         Verdict::Unknown { reason } => json!({

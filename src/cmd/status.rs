@@ -34,6 +34,13 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
     for (c, locks) in clusters.iter().zip(facts) {
         let deployed = env.state.deployed(&c.name)?;
         let last = env.state.history(&c.name)?.pop();
+        let now = chrono::Utc::now();
+        let next = crate::decide::next_fire(&c.schedule.cron, c.timezone, now)
+            .map(|t| t.with_timezone(&c.timezone));
+        let freeze = gather::freeze_facts(&env.config, &env.state, c)
+            .and_then(|f| crate::decide::frozen(&f, now))
+            .map(|h| h.to_string());
+        let running = env.state.running(&c.name);
         if json {
             let mut v = match &locks {
                 LockFacts::Read(tasks) => json!({
@@ -52,6 +59,9 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
                     "locks": null,
                 }),
             };
+            v["next_push"] = json!(next.map(|t| t.with_timezone(&chrono::Utc)));
+            v["freeze"] = json!(freeze);
+            v["running"] = json!(running);
             v["deployed"] = match &deployed {
                 Some(d) => json!({
                     "commit": d.commit,
@@ -81,6 +91,15 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
                 c.schedule.expr,
                 c.timezone.name()
             );
+            if let Some(r) = &running {
+                println!("  running: a push is in progress ({r})");
+            }
+            if let Some(f) = &freeze {
+                println!("  {f}");
+            }
+            if let Some(t) = next {
+                println!("  next push: {}", t.format("%a %Y-%m-%d %H:%M %Z"));
+            }
             match &deployed {
                 Some(d) => println!(
                     "  deployed: {} (release {}) since {}",

@@ -2,14 +2,17 @@
 //! errors — a held push is a result, not a failure. `tests/it/tidy.rs` keeps
 //! it that way.
 
+mod freeze;
 mod gate;
 
+pub use freeze::{frozen, next_fire, soaking};
 pub use gate::{gate, holds};
 
 use crate::plan::{Facts, HoldReason, Plan, Step, Verdict};
 
 /// Decides one push of one cluster from what was gathered, in SPEC §2's
-/// order: exclusion, candidate (nothing new is a no-op), gate.
+/// order: exclusion, freeze, candidate (nothing new is a no-op; a source
+/// cluster's commit must have soaked), gate.
 pub fn plan(facts: &Facts) -> Plan {
     let verdict = verdict(facts);
     let steps = match verdict {
@@ -47,6 +50,9 @@ fn verdict(facts: &Facts) -> Verdict {
             holder: holder.clone(),
         });
     }
+    if let Some(hold) = facts.freeze.as_ref().and_then(|f| frozen(f, facts.now)) {
+        return Verdict::Hold(hold);
+    }
     let Some(candidate) = &facts.candidate else {
         return Verdict::NothingNew { commit: None };
     };
@@ -54,6 +60,9 @@ fn verdict(facts: &Facts) -> Verdict {
         return Verdict::NothingNew {
             commit: Some(candidate.commit.clone()),
         };
+    }
+    if let Some(hold) = facts.soak.as_ref().and_then(|s| soaking(s, facts.now)) {
+        return Verdict::Hold(hold);
     }
     match gate(&facts.locks) {
         None => Verdict::Push {

@@ -31,6 +31,11 @@ fn facts(locks: LockFacts) -> Facts {
         artifact_cached: false,
         hosts: 3,
         source: None,
+        now: chrono::DateTime::parse_from_rfc3339("2026-11-24T12:00:00Z")
+            .unwrap()
+            .to_utc(),
+        freeze: None,
+        soak: None,
     }
 }
 
@@ -133,6 +138,7 @@ fn a_running_push_holds_before_anything_else() {
         Facts::running(
             ClusterName::parse("beta").unwrap(),
             "pid 42 since 2026-11-22 10:15:00 UTC".into(),
+            chrono::Utc::now(),
         ),
         expect!["beta: another push of beta is running (pid 42 since 2026-11-22 10:15:00 UTC)"],
     );

@@ -636,3 +636,98 @@ async fn a_run_killed_during_the_build_is_recorded_and_the_next_push_takes_over(
     assert_eq!(h["runs"][1]["outcome"], "success");
     assert!(!bin.path("state/clusters/beta/journal.jsonl").exists());
 }
+
+#[tokio::test]
+async fn freeze_and_soak_hold_with_exit_4_and_say_why() {
+    let sb = support::sandbox().await;
+    // prod fires every second, so beta is always within 90 minutes of it.
+    let bin = Bin::with(
+        &sb,
+        Setup {
+            beta: "freeze_before = { cluster = \"prod\", duration = \"90m\" }".into(),
+            ..Setup::default()
+        },
+    );
+    let text = std::fs::read_to_string(&bin.config).unwrap();
+    std::fs::write(
+        &bin.config,
+        text.replace(
+            "schedule = \"0 0 10,17 * * Mon-Fri\"",
+            "schedule = \"* * * * * *\"\nsource = \"cluster:beta\"\nmin_soak = \"2h\"",
+        ),
+    )
+    .unwrap();
+    for args in [&["push", "beta"][..], &["push", "beta", "--dry-run"]] {
+        let run = bin.run(args).await;
+        assert_eq!(run.code, 4, "{args:?}: {run:?}");
+        assert!(
+            run.stdout.contains("beta: frozen until ") && run.stdout.contains("(prod push at "),
+            "{}",
+            run.stdout
+        );
+    }
+    let s = bin.run(&["status", "beta"]).await;
+    assert!(s.stdout.contains("frozen until"), "{}", s.stdout);
+    assert!(tasks(&sb, seed::PUSH_BETA).is_empty());
+
+    // Beta pushes by hand (--commit skips nothing: the freeze applies to manual pushes too).
+    let run = bin.run(&["push", "beta", "--commit", "main"]).await;
+    assert_eq!(run.code, 4, "{run:?}");
+
+    // Without the freeze, beta ships; prod must wait for min_soak.
+    let text = std::fs::read_to_string(&bin.config).unwrap();
+    std::fs::write(
+        &bin.config,
+        text.replace(
+            "freeze_before = { cluster = \"prod\", duration = \"90m\" }",
+            "",
+        ),
+    )
+    .unwrap();
+    assert_eq!(bin.run(&["push", "beta"]).await.code, 0);
+    let run = bin.run(&["push", "prod", "--json"]).await;
+    assert_eq!(run.code, 4, "{run:?}");
+    let v = run.json();
+    assert_eq!(v["reason"], "soaking");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("soaking: beta has run it only since"),
+        "{v}"
+    );
+    assert!(tasks(&sb, seed::PUSH_PROD).is_empty());
+}
+
+#[tokio::test]
+async fn beta_is_frozen_while_a_prod_push_runs() {
+    let sb = support::sandbox().await;
+    let bin = Bin::with(
+        &sb,
+        Setup {
+            // prod's next push is far away: only the running push freezes beta.
+            beta: "freeze_before = { cluster = \"prod\", duration = \"1m\" }".into(),
+            ..Setup::default()
+        },
+    );
+    let text = std::fs::read_to_string(&bin.config).unwrap();
+    std::fs::write(
+        &bin.config,
+        text.replace("0 0 10,17 * * Mon-Fri", "0 0 0 1 1 *"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(bin.path("state/clusters/prod")).unwrap();
+    let lock = bin.path("state/clusters/prod/lock");
+    std::fs::write(&lock, format!("pid {} since now\n", std::process::id())).unwrap();
+    let run = bin.run(&["push", "beta"]).await;
+    assert_eq!(run.code, 4, "{run:?}");
+    assert!(
+        run.stdout.contains("beta: frozen while prod's push runs"),
+        "{}",
+        run.stdout
+    );
+    // A prod push that was killed leaves a dead pid: no freeze.
+    std::fs::write(&lock, "pid 2147483000 since then\n").unwrap();
+    let run = bin.run(&["push", "beta"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+}
