@@ -46,6 +46,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The daemon: push every cluster on its schedule, in its time zone, until SIGINT/SIGTERM.
+    Run {
+        /// On a signal, how long a running push may take to reach a safe point.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+    },
     /// Switch every host of CLUSTER back to the previous (or named) kept release; ignores locks.
     Rollback {
         cluster: String,

@@ -9,6 +9,7 @@
 //! cluster's journal before its effects, so an interrupted run can be seen.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -60,6 +61,8 @@ pub struct Context<'a> {
     pub now: DateTime<Utc>,
     /// Print a line per step on stdout.
     pub verbose: bool,
+    /// Set when pushgate is shutting down: stop before the next stage or switch.
+    pub stop: Option<&'a AtomicBool>,
 }
 
 struct Failure {
@@ -241,6 +244,22 @@ impl Run<'_, '_> {
         );
         let mut failure = None;
         for step in &plan.steps {
+            if matches!(step, Step::Stage { .. } | Step::Switch) && run.stopping() {
+                if matches!(step, Step::Switch) {
+                    run.remove_release().await;
+                }
+                let f = Failure::new(
+                    if matches!(step, Step::Switch) {
+                        "switch"
+                    } else {
+                        "stage"
+                    },
+                    "pushgate is shutting down: stopped before this step; no host was switched",
+                );
+                run.fail(&f, started.elapsed()).await;
+                failure = Some((f.step.to_owned(), f.message));
+                break;
+            }
             let result = match step {
                 Step::Record => {
                     run.record().await;
@@ -266,6 +285,10 @@ impl Run<'_, '_> {
 }
 
 impl Run<'_, '_> {
+    fn stopping(&self) -> bool {
+        self.cx.stop.is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+
     /// A step's result: on stdout for a person, else in the log.
     fn say(&self, line: String) {
         if self.cx.verbose {
@@ -653,7 +676,9 @@ impl Run<'_, '_> {
         let deployed = Deployed {
             commit: self.to.to_string(),
             release: self.release.to_string(),
-            since: Utc::now(),
+            // On the run's clock (read once at its start), so that soak
+            // times follow the same clock as decisions.
+            since: cx.now + chrono::Duration::from_std(duration).unwrap_or_default(),
             run_id: self.run_id.clone(),
             push_task: self.task.as_ref().map(|t| t.gid.to_string()),
             push_task_link: self.task.as_ref().map(|t| t.link.clone()),

@@ -96,6 +96,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     dry_run,
                     json,
                 } => cmd::push::run(&env, &cluster, commit.as_deref(), dry_run, json).await,
+                Command::Run { grace } => pushgate::daemon::run(&env, grace).await,
                 Command::Rollback { cluster, to, json } => {
                     cmd::rollback::run(&env, &cluster, to.as_deref(), json).await
                 }

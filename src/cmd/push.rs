@@ -2,6 +2,8 @@
 //! lock, gather → decide → print the plan, then (unless it is a dry run or
 //! the verdict is not to push) execute it.
 
+use std::sync::atomic::AtomicBool;
+
 use serde_json::{json, Value};
 
 use super::{Env, Outcome, UsageError};
@@ -11,6 +13,31 @@ use crate::plan::{Facts, HoldReason, Plan, Verdict};
 use crate::state::StateError;
 use crate::{decide, gather};
 
+/// Where a push's words go: a person's terminal, a script, or the log (the daemon).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+    Log,
+}
+
+/// What one push decided and, if it pushed, how that went.
+#[derive(Debug)]
+pub struct Pushed {
+    pub plan: Plan,
+    pub report: Option<PushReport>,
+}
+
+impl Pushed {
+    pub fn outcome(&self) -> Outcome {
+        match &self.report {
+            Some(r) if r.failure.is_some() => Outcome::Failure,
+            _ => Outcome::Decided(self.plan.verdict.clone()),
+        }
+    }
+}
+
+/// `pushgate push`: prints the plan and the outcome.
 pub async fn run(
     env: &Env,
     cluster: &str,
@@ -18,8 +45,41 @@ pub async fn run(
     dry_run: bool,
     json: bool,
 ) -> anyhow::Result<Outcome> {
+    let output = if json { Output::Json } else { Output::Text };
+    let pushed = push_at(
+        env,
+        cluster,
+        commit,
+        dry_run,
+        output,
+        chrono::Utc::now(),
+        None,
+    )
+    .await?;
+    if json {
+        let mut v = plan_json(&pushed.plan);
+        if let Some(r) = &pushed.report {
+            v["result"] = report_json(r);
+        }
+        super::print_json(&v);
+    }
+    Ok(pushed.outcome())
+}
+
+/// One push of `cluster` as of `now` (the clock, read once by the caller):
+/// exclusion, gather, decide, and execute unless `dry_run`. `stop`, when
+/// set during the push, stops it at the next safe point (before stage or
+/// switch).
+pub async fn push_at(
+    env: &Env,
+    cluster: &str,
+    commit: Option<&str>,
+    dry_run: bool,
+    output: Output,
+    now: chrono::DateTime<chrono::Utc>,
+    stop: Option<&AtomicBool>,
+) -> anyhow::Result<Pushed> {
     let settings = env.cluster(cluster)?;
-    let now = chrono::Utc::now();
     // Exclusion first (SPEC §2 step 1); a dry run only looks.
     let (lock, running) = match env.state.lock(&settings.name) {
         Ok(l) => (Some(l), None),
@@ -41,23 +101,18 @@ pub async fn run(
     let plan = decide::plan(&facts);
     match &plan.verdict {
         Verdict::Push { .. } => tracing::info!(cluster = %plan.cluster, "gate open"),
-        Verdict::NothingNew { .. } => tracing::info!(cluster = %plan.cluster, "nothing new"),
-        Verdict::Hold(_) => tracing::info!(cluster = %plan.cluster, "held"),
+        Verdict::NothingNew { .. } => tracing::info!(cluster = %plan.cluster, "{plan}"),
+        Verdict::Hold(_) => tracing::info!(cluster = %plan.cluster, "{plan}"),
         Verdict::Unknown { reason } => {
             tracing::warn!(cluster = %plan.cluster, %reason, "lock state unknown")
         }
     }
-    let Verdict::Push { from, to } = &plan.verdict else {
-        print_plan(&plan, json);
-        return Ok(Outcome::Decided(plan.verdict));
-    };
-    if dry_run {
-        print_plan(&plan, json);
-        return Ok(Outcome::Decided(plan.verdict));
-    }
-    if !json {
+    if output == Output::Text {
         println!("{plan}");
     }
+    let (Verdict::Push { from, to }, false) = (&plan.verdict, dry_run) else {
+        return Ok(Pushed { plan, report: None });
+    };
     let cx = execute::Context {
         config: &env.config,
         client: &env.client,
@@ -66,13 +121,14 @@ pub async fn run(
         cluster: settings,
         hosts: settings.read_hosts().map_err(UsageError)?,
         now,
-        verbose: !json,
+        verbose: output == Output::Text,
+        stop,
     };
     let report = execute::push(&cx, &plan, from.as_ref(), to).await;
     drop(lock);
     if report.asana_failures > 0 {
-        eprintln!(
-            "pushgate: warning: {} Asana write{} failed (see the log); the push itself {}",
+        let line = format!(
+            "{} Asana write{} failed (see the log); the push itself {}",
             report.asana_failures,
             if report.asana_failures == 1 { "" } else { "s" },
             if report.failure.is_some() {
@@ -81,24 +137,15 @@ pub async fn run(
                 "succeeded"
             }
         );
+        match output {
+            Output::Log => tracing::warn!(cluster = %plan.cluster, "{line}"),
+            _ => eprintln!("pushgate: warning: {line}"),
+        }
     }
-    if json {
-        let mut v = plan_json(&plan);
-        v["result"] = report_json(&report);
-        super::print_json(&v);
-    }
-    Ok(match report.failure {
-        Some(_) => Outcome::Failure,
-        None => Outcome::Decided(plan.verdict.clone()),
+    Ok(Pushed {
+        plan,
+        report: Some(report),
     })
-}
-
-fn print_plan(plan: &Plan, json: bool) {
-    if json {
-        super::print_json(&plan_json(plan));
-    } else {
-        println!("{plan}");
-    }
 }
 
 pub fn report_json(r: &PushReport) -> Value {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod client;
+mod daemon;
 mod push;
 mod sandbox;
 mod sdk;
