@@ -10,3 +10,4 @@ mod sdk;
 mod ssh;
 mod support;
 mod tidy;
+mod week;
