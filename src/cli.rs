@@ -52,6 +52,19 @@ pub enum Command {
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         grace: std::time::Duration,
     },
+    /// Crash tasks: `crash fixed TASK_GID COMMIT` records the commit that fixes one.
+    Crash {
+        #[command(subcommand)]
+        action: CrashCommand,
+    },
+    /// Exit 0 if CLUSTER runs a commit containing COMMIT, 1 if not, 2 if it cannot tell (no network).
+    Shipped {
+        commit: String,
+        #[arg(long)]
+        cluster: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Switch every host of CLUSTER back to the previous (or named) kept release; ignores locks.
     Rollback {
         cluster: String,
@@ -120,5 +133,16 @@ pub enum Command {
         /// Loopback address for the demo's sandbox.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CrashCommand {
+    /// Record COMMIT (full or unambiguous short sha, 7+ hex digits) as the fix of a crash task.
+    Fixed {
+        task_gid: String,
+        commit: String,
+        #[arg(long)]
+        json: bool,
     },
 }

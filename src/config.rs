@@ -118,6 +118,10 @@ pub struct NotifySettings {
 pub struct CrashSettings {
     pub project: ProjectGid,
     pub fix_commit_field: String,
+    /// The cluster whose runs close crash tasks (default `beta`). After a
+    /// push of any other cluster, tasks whose fix it shipped leave that
+    /// cluster's lock project.
+    pub close_on: ClusterName,
 }
 
 /// A cron schedule, seconds first, as tokio-cron-scheduler reads it.
@@ -307,7 +311,7 @@ const SYNC_KEYS: &[&str] = &[
     "retries",
 ];
 const NOTIFY_KEYS: &[&str] = &["slack_webhook_env"];
-const CRASH_KEYS: &[&str] = &["project", "fix_commit_field"];
+const CRASH_KEYS: &[&str] = &["project", "fix_commit_field", "close_on"];
 const CLUSTER_KEYS: &[&str] = &[
     "schedule",
     "timezone",
@@ -550,6 +554,18 @@ impl Validator {
             Some(n) => Some(n?),
             None => None,
         };
+        if let (Some(c), Some(cl)) = (&crash, &clusters) {
+            let explicit = raw
+                .get("crash")
+                .and_then(|t| t.as_table())
+                .is_some_and(|t| t.contains_key("close_on"));
+            if explicit && !cl.contains_key(&c.close_on) {
+                self.problem(
+                    "crash.close_on",
+                    format!("`{}` is not a configured cluster", c.close_on),
+                );
+            }
+        }
         Some(Config {
             state_dir: state_dir?,
             asana: asana?,
@@ -825,9 +841,20 @@ impl Validator {
         if field == Some("") {
             self.problem("crash.fix_commit_field", "must not be empty");
         }
+        let close_on = match self.string("crash", t, "close_on") {
+            None => ClusterName::parse("beta"),
+            Some(s) => {
+                let c = ClusterName::parse(s);
+                if c.is_none() {
+                    self.problem("crash.close_on", format!("`{s}` is not a cluster name"));
+                }
+                c
+            }
+        };
         Some(CrashSettings {
             project: project?,
             fix_commit_field: field?.to_owned(),
+            close_on: close_on?,
         })
     }
 

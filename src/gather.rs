@@ -8,7 +8,7 @@ use crate::asana::{fields, Client, CompletedSince, Task};
 use crate::cmd::UsageError;
 use crate::config::{ClusterSettings, Config, Source};
 use crate::git::{Changelog, FetchAuth, GitError, Mirror};
-use crate::model::{ClusterName, CommitId, LockTask, TaskGid};
+use crate::model::{ClusterName, CommitId, Fix, LockTask, TaskGid};
 use crate::plan::{Candidate, Facts, FreezeFacts, LockFacts, SoakFacts};
 use crate::state::StateDir;
 
@@ -30,8 +30,15 @@ pub async fn facts(
     let deployed = state.deployed(&cluster.name)?.and_then(|d| d.commit_id());
     let fix_field = config.crash.as_ref().map(|c| c.fix_commit_field.as_str());
     let git = candidate(config, &state, cluster, rev, deployed.clone());
-    let (git, locks) = tokio::join!(git, lock_facts(client, cluster, fix_field));
+    let since = lock_window(&state, cluster)?;
+    let (git, locks) = tokio::join!(git, lock_facts(client, cluster, fix_field, since));
     let (candidate, changelog) = git?;
+    let locks = match (&candidate, locks) {
+        (Some(c), LockFacts::Read(tasks)) => {
+            LockFacts::Read(check_fixes(&state, tasks, c.commit.clone()).await?)
+        }
+        (_, locks) => locks,
+    };
     let artifact_cached = candidate
         .as_ref()
         .is_some_and(|c| state.artifact(&c.commit).is_dir());
@@ -157,19 +164,58 @@ async fn candidate(
     .context("the git task stopped")?
 }
 
-/// The cluster's lock project: its incomplete tasks. An error after the
-/// client's retries is recorded as unreadable (the gate fails closed).
+/// Which tasks of the lock project count (SPEC §2 step 4): the incomplete
+/// ones and those completed since the cluster's last successful push (a
+/// crash task beta completed still holds prod until prod ships its fix);
+/// every task before the first push.
+pub fn lock_window(state: &StateDir, cluster: &ClusterSettings) -> anyhow::Result<CompletedSince> {
+    let last = state
+        .history(&cluster.name)?
+        .into_iter()
+        .rev()
+        .find(|r| r.outcome == "success")
+        .map(|r| r.started);
+    Ok(match last {
+        Some(t) => CompletedSince::Since(t),
+        None => CompletedSince::All,
+    })
+}
+
+/// Checks the tasks' fix values against the repository and `tip` (off the
+/// async runtime). Ancestry is asked per task: lock projects are small.
+pub async fn check_fixes(
+    state: &StateDir,
+    mut tasks: Vec<LockTask>,
+    tip: CommitId,
+) -> anyhow::Result<Vec<LockTask>> {
+    if !tasks.iter().any(|t| matches!(t.fix, Fix::Unchecked(_))) {
+        return Ok(tasks);
+    }
+    let repo = state.repo();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<LockTask>> {
+        let mirror = Mirror::open(&repo)?;
+        for t in &mut tasks {
+            if let Fix::Unchecked(v) = &t.fix {
+                t.fix = mirror.check_fix(v, &tip);
+            }
+        }
+        Ok(tasks)
+    })
+    .await
+    .context("the git task stopped")?
+}
+
+/// The cluster's lock project: the tasks in `since`'s window. An error
+/// after the client's retries is recorded as unreadable (the gate fails
+/// closed).
 pub async fn lock_facts(
     client: &Client,
     cluster: &ClusterSettings,
     fix_field: Option<&str>,
+    since: CompletedSince,
 ) -> LockFacts {
     match client
-        .project_tasks(
-            &cluster.lock_project,
-            CompletedSince::Now,
-            fields::LOCK_TASK,
-        )
+        .project_tasks(&cluster.lock_project, since, fields::LOCK_TASK)
         .await
     {
         Ok(tasks) => LockFacts::Read(
@@ -201,7 +247,10 @@ pub fn lock_task(t: Task, fix_field: Option<&str>) -> Option<LockTask> {
         tracing::warn!(gid = %t.gid.escape_debug(), "ignoring a task with a malformed gid");
         return None;
     };
-    let fix_commit = fix_commit(&t, fix_field);
+    let fix = match fix_commit(&t, fix_field) {
+        Some(v) => Fix::Unchecked(v),
+        None => Fix::None,
+    };
     Some(LockTask {
         link: t
             .permalink_url
@@ -211,7 +260,7 @@ pub fn lock_task(t: Task, fix_field: Option<&str>) -> Option<LockTask> {
         name: t.name,
         assignee: t.assignee.and_then(|a| a.name),
         completed: t.completed.unwrap_or(false),
-        fix_commit,
+        fix,
     })
 }
 
@@ -230,12 +279,21 @@ fn fix_commit(t: &Task, fix_field: Option<&str>) -> Option<String> {
             .map(str::to_owned)
     });
     from_field.or_else(|| {
-        t.notes
+        // SPEC §5: the last line matching `Fixed-in: <7-40 hex>`; failing
+        // that, the last `Fixed-in:` line, which is then reported invalid.
+        let lines: Vec<&str> = t
+            .notes
             .as_deref()?
             .lines()
             .rev()
-            .find_map(|l| l.trim().strip_prefix("Fixed-in:"))
-            .map(|v| v.trim().to_owned())
+            .filter_map(|l| l.trim().strip_prefix("Fixed-in:"))
+            .map(str::trim)
+            .collect();
+        lines
+            .iter()
+            .find(|v| crate::model::is_fix_shaped(v))
+            .or(lines.first())
+            .map(|v| (*v).to_owned())
     })
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{FetchOptions, FetchPrune, Oid, RemoteCallbacks, Repository, Sort};
 
-use crate::model::CommitId;
+use crate::model::{is_fix_shaped, CommitId, Fix};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -248,6 +248,64 @@ impl Mirror {
             .map_err(GitError::other(format!("checking out {commit}")))
     }
 
+    /// Checks a fix value (SPEC §5) against the repository and `tip`.
+    pub fn check_fix(&self, value: &str, tip: &CommitId) -> Fix {
+        match self.resolve_fix(value) {
+            Err(why) => Fix::Invalid {
+                value: value.to_owned(),
+                why,
+            },
+            Ok(commit) => {
+                let shipped = self.contains(tip, &commit).unwrap_or(false);
+                Fix::Valid { commit, shipped }
+            }
+        }
+    }
+
+    /// A fix value as a commit: 7 to 40 hex digits naming exactly one
+    /// commit. The error says why not, for the task's comment.
+    pub fn resolve_fix(&self, value: &str) -> Result<CommitId, String> {
+        if !is_fix_shaped(value) {
+            return Err("not a commit id (7 to 40 hex digits)".into());
+        }
+        match self.resolve(&value.to_ascii_lowercase()) {
+            Ok(c) => Ok(c),
+            Err(GitError::BadRevision { why, .. }) if why.starts_with("ambiguous") => {
+                Err("ambiguous: more than one commit starts with it".into())
+            }
+            Err(_) => Err("not a commit of the repository".into()),
+        }
+    }
+
+    /// Which of `wanted` `tip` contains, in one walk of `tip`'s history
+    /// that stops as soon as every wanted commit has been seen.
+    pub fn contained(
+        &self,
+        tip: &CommitId,
+        wanted: &std::collections::HashSet<CommitId>,
+    ) -> Result<std::collections::HashSet<CommitId>, GitError> {
+        let mut found = std::collections::HashSet::new();
+        if wanted.is_empty() {
+            return Ok(found);
+        }
+        let want: std::collections::HashMap<Oid, &CommitId> = wanted
+            .iter()
+            .filter_map(|c| Oid::from_str(c.as_str()).ok().map(|o| (o, c)))
+            .collect();
+        let mut walk = self.repo.revwalk().map_err(GitError::other("revwalk"))?;
+        walk.push(oid(tip)?).map_err(GitError::other("revwalk"))?;
+        for id in walk {
+            let id = id.map_err(GitError::other("revwalk"))?;
+            if let Some(c) = want.get(&id) {
+                found.insert((*c).clone());
+                if found.len() == want.len() {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// The commit's date, for status lines.
     pub fn commit_time(&self, commit: &CommitId) -> Option<chrono::DateTime<chrono::Utc>> {
         let c = self.repo.find_commit(oid(commit).ok()?).ok()?;
@@ -362,6 +420,40 @@ mod tests {
         let all = m.changelog(None, &ids[4], 50).unwrap();
         assert_eq!(all.len(), 5);
         assert!(m.changelog(Some(&ids[4]), &ids[4], 50).unwrap().is_empty());
+    }
+
+    #[test]
+    fn fix_values_are_checked_for_shape_existence_and_shipping() {
+        let (_d, m, ids) = fixture(3);
+        let short = &ids[1].as_str()[..9];
+        assert_eq!(
+            m.check_fix(short, &ids[2]),
+            Fix::Valid {
+                commit: ids[1].clone(),
+                shipped: true
+            }
+        );
+        assert_eq!(
+            m.check_fix(&ids[2].as_str().to_uppercase(), &ids[1]),
+            Fix::Valid {
+                commit: ids[2].clone(),
+                shipped: false
+            }
+        );
+        for (bad, why) in [
+            ("main", "not a commit id"),
+            ("$(reboot)", "not a commit id"),
+            ("abc12", "not a commit id"),
+            ("0000000", "not a commit of the repository"),
+        ] {
+            match m.check_fix(bad, &ids[2]) {
+                Fix::Invalid { why: w, .. } => assert!(w.starts_with(why), "{bad}: {w}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let wanted = ids.iter().cloned().collect();
+        let found = m.contained(&ids[1], &wanted).unwrap();
+        assert_eq!(found, ids[..2].iter().cloned().collect());
     }
 
     #[test]

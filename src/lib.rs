@@ -5,6 +5,7 @@ pub mod build;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod crash;
 pub mod daemon;
 pub mod decide;
 pub mod execute;

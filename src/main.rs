@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use pushgate::cli::{Cli, Command};
+use pushgate::cli::{Cli, Command, CrashCommand};
 use pushgate::cmd::{self, Env, Outcome, UsageError};
 use pushgate::config::ConfigError;
 use pushgate::plan::{HoldReason, Verdict};
@@ -87,6 +87,15 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             cmd::demo::run(&dir, every, ticks, listen).await?;
             Ok(Outcome::Success)
         }
+        Command::Shipped {
+            commit,
+            cluster,
+            json,
+        } => {
+            // No network and no token: only the state directory and the mirror.
+            let config = pushgate::config::Config::load(&cli.config)?;
+            cmd::crash::shipped(&config, &commit, &cluster, json)
+        }
         command => {
             let env = Env::open(&cli.config).await?;
             let outcome = match command {
@@ -96,6 +105,14 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     dry_run,
                     json,
                 } => cmd::push::run(&env, &cluster, commit.as_deref(), dry_run, json).await,
+                Command::Crash {
+                    action:
+                        CrashCommand::Fixed {
+                            task_gid,
+                            commit,
+                            json,
+                        },
+                } => cmd::crash::fixed(&env, &task_gid, &commit, json).await,
                 Command::Run { grace } => pushgate::daemon::run(&env, grace).await,
                 Command::Rollback { cluster, to, json } => {
                     cmd::rollback::run(&env, &cluster, to.as_deref(), json).await
@@ -117,7 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     cmd::locks::unlock(&env, &task_gid, json).await
                 }
                 Command::Check { json } => cmd::check::run(&env, &cli.config, json).await,
-                Command::Sandbox { .. } | Command::Demo { .. } => {
+                Command::Sandbox { .. } | Command::Demo { .. } | Command::Shipped { .. } => {
                     Err(anyhow::anyhow!("this command runs without a config"))
                 }
             };

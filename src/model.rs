@@ -180,9 +180,39 @@ pub struct LockTask {
     pub assignee: Option<String>,
     pub link: String,
     pub completed: bool,
-    /// The raw fix-commit value (custom field, else the last `Fixed-in:`
-    /// notes line), not yet checked against the repository.
-    pub fix_commit: Option<String>,
+    /// The fix commit (custom field, else the last `Fixed-in:` notes line).
+    pub fix: Fix,
+}
+
+/// A task's fix commit (SPEC §5), as far as it has been checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fix {
+    /// The task carries no fix value.
+    None,
+    /// A value read from Asana, not yet checked against the repository.
+    Unchecked(String),
+    /// A value that names no single commit: not 7–40 hex digits, not a
+    /// commit of the repository, or ambiguous. It never unlocks anything.
+    Invalid { value: String, why: String },
+    /// A commit of the repository; `shipped`: the candidate (or the
+    /// deployed commit, for closing) contains it.
+    Valid { commit: CommitId, shipped: bool },
+}
+
+impl Fix {
+    /// The value as written in Asana, if any.
+    pub fn raw(&self) -> Option<&str> {
+        match self {
+            Fix::None => None,
+            Fix::Unchecked(v) | Fix::Invalid { value: v, .. } => Some(v),
+            Fix::Valid { commit, .. } => Some(commit.as_str()),
+        }
+    }
+}
+
+/// Whether `s` has the shape of a fix commit: 7 to 40 hex digits.
+pub fn is_fix_shaped(s: &str) -> bool {
+    (7..=40).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]

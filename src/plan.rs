@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::git::Changelog;
-use crate::model::{ClusterName, CommitId, LockTask};
+use crate::model::{ClusterName, CommitId, Fix, LockTask};
 
 /// What the lock project said, or why it could not be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -232,7 +232,25 @@ impl fmt::Display for LockTask {
             Some(a) => write!(f, " (assignee: {})", printable(a, 60))?,
             None => write!(f, " (unassigned)")?,
         }
-        write!(f, " {}", printable(&self.link, 200))
+        write!(f, " {}", printable(&self.link, 200))?;
+        match &self.fix {
+            Fix::None => Ok(()),
+            Fix::Valid {
+                commit,
+                shipped: false,
+            } => write!(f, " — waiting for fix {}", commit.short()),
+            Fix::Valid {
+                commit,
+                shipped: true,
+            } => write!(f, " — fix {} is in the candidate", commit.short()),
+            Fix::Invalid { value, why } => write!(
+                f,
+                " — fix value `{}` is not usable: {}",
+                printable(value, 60),
+                printable(why, 200)
+            ),
+            Fix::Unchecked(v) => write!(f, " — fix {} not checked yet", printable(v, 60)),
+        }
     }
 }
 

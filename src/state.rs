@@ -11,6 +11,7 @@
 //!   clusters/<name>/deployed.json   commit and release the hosts run
 //!   clusters/<name>/history.jsonl   one line per finished push or rollback
 //!   clusters/<name>/journal.jsonl   the running (or interrupted) run's steps
+//!   reported-fixes.json        tasks told once that their fix value is unusable
 //!   sandbox.json               the embedded sandbox's data
 //! ```
 //!
@@ -217,6 +218,19 @@ impl StateDir {
     /// Every finished run, oldest first.
     pub fn history(&self, c: &ClusterName) -> Result<Vec<HistoryRecord>, StateError> {
         read_lines(&self.cluster(c).join("history.jsonl"))
+    }
+
+    /// Tasks already told their fix value is unusable: gid → that value.
+    pub fn reported_fixes(&self) -> Result<std::collections::BTreeMap<String, String>, StateError> {
+        Ok(read_json(&self.root.join("reported-fixes.json"))?.unwrap_or_default())
+    }
+
+    pub fn set_reported_fixes(
+        &self,
+        r: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), StateError> {
+        fs::create_dir_all(&self.root).map_err(io("create", &self.root))?;
+        write_json(&self.root.join("reported-fixes.json"), r)
     }
 
     fn journal_path(&self, c: &ClusterName) -> PathBuf {

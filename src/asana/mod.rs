@@ -33,6 +33,8 @@ pub mod fields {
     pub const LOCK_TASK: &str = "name,completed,completed_at,assignee.name,permalink_url,notes,custom_fields.name,custom_fields.text_value";
     /// A task as `unlock` and the push record read it.
     pub const TASK: &str = "name,notes,completed,completed_at,assignee.name,permalink_url,projects.name,custom_fields.name,custom_fields.text_value";
+    /// A task with its custom fields' gids, for writing one.
+    pub const TASK_FIELDS: &str = "name,notes,completed,permalink_url,custom_fields.name,custom_fields.text_value,custom_fields.resource_subtype";
     /// Enough to recognise a task we may already have created.
     pub const PROBE_TASK: &str = "name,notes";
     pub const STORY: &str = "text,html_text,resource_subtype,created_at";

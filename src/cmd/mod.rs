@@ -2,6 +2,7 @@
 //! [`Outcome`]; `main.rs` turns outcomes and errors into exit codes.
 
 pub mod check;
+pub mod crash;
 pub mod demo;
 pub mod history;
 pub mod locks;

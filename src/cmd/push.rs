@@ -7,9 +7,10 @@ use std::sync::atomic::AtomicBool;
 use serde_json::{json, Value};
 
 use super::{Env, Outcome, UsageError};
+use crate::crash;
 use crate::execute::{self, PushReport};
 use crate::model::CommitId;
-use crate::plan::{Facts, HoldReason, Plan, Verdict};
+use crate::plan::{Facts, HoldReason, LockFacts, Plan, Verdict};
 use crate::state::StateError;
 use crate::{decide, gather};
 
@@ -110,6 +111,36 @@ pub async fn push_at(
     if output == Output::Text {
         println!("{plan}");
     }
+    let lock_tasks = match &facts.locks {
+        LockFacts::Read(t) => t.clone(),
+        LockFacts::Unreadable(_) => Vec::new(),
+    };
+    if !dry_run {
+        let told = crash::report_bad_fixes(&env.config, &env.client, &env.state, &lock_tasks).await;
+        report_aftercare(&told, output);
+    }
+    if let (Verdict::NothingNew { commit: Some(c) }, false) = (&plan.verdict, dry_run) {
+        // SPEC §2 step 9: a run that found nothing new still closes crash
+        // tasks (a fix recorded after it shipped).
+        let link = env
+            .state
+            .deployed(&settings.name)?
+            .and_then(|d| d.push_task_link);
+        let care = crash::after_run(
+            &env.config,
+            &env.client,
+            &env.state,
+            settings,
+            crash::RunEnd {
+                deployed: c,
+                push_link: link.as_deref(),
+                lock_tasks: &lock_tasks,
+                pushed: false,
+            },
+        )
+        .await;
+        report_aftercare(&care, output);
+    }
     let (Verdict::Push { from, to }, false) = (&plan.verdict, dry_run) else {
         return Ok(Pushed { plan, report: None });
     };
@@ -124,7 +155,25 @@ pub async fn push_at(
         verbose: output == Output::Text,
         stop,
     };
-    let report = execute::push(&cx, &plan, from.as_ref(), to).await;
+    let mut report = execute::push(&cx, &plan, from.as_ref(), to).await;
+    if report.failure.is_none() {
+        let link = report.task.as_ref().map(|t| t.link.clone());
+        let care = crash::after_run(
+            &env.config,
+            &env.client,
+            &env.state,
+            settings,
+            crash::RunEnd {
+                deployed: to,
+                push_link: link.as_deref(),
+                lock_tasks: &lock_tasks,
+                pushed: true,
+            },
+        )
+        .await;
+        report_aftercare(&care, output);
+        report.asana_failures += care.asana_failures;
+    }
     drop(lock);
     if report.asana_failures > 0 {
         let line = format!(
@@ -146,6 +195,15 @@ pub async fn push_at(
         plan,
         report: Some(report),
     })
+}
+
+fn report_aftercare(care: &crash::Aftercare, output: Output) {
+    if output == Output::Text && care.closed + care.released + care.reported > 0 {
+        println!(
+            "crash tasks: {} completed, {} taken out of the lock project, {} told their fix value is unusable",
+            care.closed, care.released, care.reported
+        );
+    }
 }
 
 pub fn report_json(r: &PushReport) -> Value {

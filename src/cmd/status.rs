@@ -4,9 +4,12 @@
 use serde_json::{json, Value};
 
 use super::{Env, Outcome};
-use crate::config::ClusterSettings;
+use crate::config::{ClusterSettings, Source};
+use crate::git::Mirror;
+use std::collections::HashMap;
+
 use crate::gather;
-use crate::model::LockTask;
+use crate::model::{CommitId, Fix, LockTask, TaskGid};
 use crate::plan::LockFacts;
 
 pub fn lock_json(t: &LockTask) -> Value {
@@ -15,8 +18,108 @@ pub fn lock_json(t: &LockTask) -> Value {
         "name": t.name,
         "assignee": t.assignee,
         "link": t.link,
-        "fix_commit": t.fix_commit,
+        "fix_commit": t.fix.raw(),
+        "fix": match &t.fix {
+            Fix::None => Value::Null,
+            Fix::Unchecked(_) => json!({ "state": "unchecked" }),
+            Fix::Invalid { why, .. } => json!({ "state": "invalid", "why": why }),
+            Fix::Valid { commit, shipped } => json!({
+                "state": if *shipped { "shipped" } else { "waiting" },
+                "commit": commit.as_str(),
+            }),
+        },
     })
+}
+
+/// What the next push would be checked against, without fetching: the
+/// source cluster's deployed commit, or the branch tip in the mirror.
+fn status_candidate(env: &Env, c: &ClusterSettings) -> Option<CommitId> {
+    match &c.source {
+        Source::Cluster(from) => env.state.deployed(from).ok()??.commit_id(),
+        Source::Branch => Mirror::open(&env.state.repo())
+            .ok()?
+            .branch_tip(&env.config.repo.branch)
+            .ok(),
+    }
+}
+
+/// The lock tasks that hold the cluster's next push, fixes checked against
+/// its candidate, with "(on beta since …)" for fixes its source runs.
+/// Fixes a cluster's lock project is waiting for, as `status` shows them.
+struct Waiting {
+    task: LockTask,
+    fix: CommitId,
+    /// "on beta since Mon 10:15 PST", when the source cluster runs it.
+    on_source: Option<String>,
+}
+
+async fn holding(
+    env: &Env,
+    c: &ClusterSettings,
+    locks: LockFacts,
+) -> (LockFacts, HashMap<TaskGid, String>, Vec<Waiting>) {
+    let mut notes = HashMap::new();
+    let mut waiting = Vec::new();
+    let LockFacts::Read(tasks) = locks else {
+        return (locks, notes, waiting);
+    };
+    let tasks = match status_candidate(env, c) {
+        Some(tip) => gather::check_fixes(&env.state, tasks.clone(), tip)
+            .await
+            .unwrap_or(tasks),
+        None => tasks,
+    };
+    let mirror = Mirror::open(&env.state.repo()).ok();
+    let runs = |tip: Option<CommitId>, fix: &CommitId| {
+        tip.zip(mirror.as_ref())
+            .is_some_and(|(t, m)| m.contains(&t, fix).unwrap_or(false))
+    };
+    let source = match &c.source {
+        Source::Cluster(from) => env
+            .state
+            .deployed(from)
+            .ok()
+            .flatten()
+            .map(|d| (from.clone(), d)),
+        Source::Branch => None,
+    };
+    let on_source = |fix: &CommitId| {
+        source.as_ref().and_then(|(from, d)| {
+            runs(d.commit_id(), fix).then(|| {
+                format!(
+                    "on {from} since {}",
+                    d.since.with_timezone(&c.timezone).format("%a %H:%M %Z")
+                )
+            })
+        })
+    };
+    let deployed = env
+        .state
+        .deployed(&c.name)
+        .ok()
+        .flatten()
+        .and_then(|d| d.commit_id());
+    let mut out = Vec::new();
+    for t in tasks {
+        let fix = match &t.fix {
+            Fix::Valid { commit, .. } => Some(commit.clone()),
+            _ => None,
+        };
+        if crate::decide::holds(&t) {
+            if let Some(n) = fix.as_ref().and_then(on_source) {
+                notes.insert(t.gid.clone(), n);
+            }
+            out.push(t);
+        } else if let Some(fix) = fix.filter(|f| !runs(deployed.clone(), f)) {
+            // Not holding (the next push carries the fix), but not shipped yet.
+            waiting.push(Waiting {
+                on_source: on_source(&fix),
+                fix,
+                task: t,
+            });
+        }
+    }
+    (LockFacts::Read(out), notes, waiting)
 }
 
 pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Outcome> {
@@ -25,13 +128,19 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
         None => env.config.clusters.values().collect(),
     };
     // One read per cluster, concurrently: status is what on-call runs first.
+    let mut windows = Vec::new();
+    for c in &clusters {
+        windows.push(gather::lock_window(&env.state, c)?);
+    }
     let reads = clusters
         .iter()
-        .map(|c| gather::lock_facts(&env.client, c, env.fix_field()));
+        .zip(windows)
+        .map(|(c, since)| gather::lock_facts(&env.client, c, env.fix_field(), since));
     let facts = futures_util::future::join_all(reads).await;
     let mut all_read = true;
     let mut out = Vec::new();
     for (c, locks) in clusters.iter().zip(facts) {
+        let (locks, notes, waiting) = holding(env, c, locks).await;
         let deployed = env.state.deployed(&c.name)?;
         let last = env.state.history(&c.name)?.pop();
         let now = chrono::Utc::now();
@@ -48,7 +157,11 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
                     "schedule": c.schedule.expr,
                     "timezone": c.timezone.name(),
                     "lock_state": if tasks.is_empty() { "open" } else { "held" },
-                    "locks": tasks.iter().map(lock_json).collect::<Vec<_>>(),
+                    "locks": tasks.iter().map(|t| {
+                        let mut v = lock_json(t);
+                        v["fix_on_source"] = json!(notes.get(&t.gid));
+                        v
+                    }).collect::<Vec<_>>(),
                 }),
                 LockFacts::Unreadable(reason) => json!({
                     "cluster": c.name.as_str(),
@@ -60,6 +173,16 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
                 }),
             };
             v["next_push"] = json!(next.map(|t| t.with_timezone(&chrono::Utc)));
+            v["waiting_for_fixes"] = json!(waiting
+                .iter()
+                .map(|w| json!({
+                    "gid": w.task.gid.as_str(),
+                    "name": w.task.name,
+                    "link": w.task.link,
+                    "fix": w.fix.as_str(),
+                    "on_source": w.on_source,
+                }))
+                .collect::<Vec<_>>());
             v["freeze"] = json!(freeze);
             v["running"] = json!(running);
             v["deployed"] = match &deployed {
@@ -132,7 +255,10 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
                 LockFacts::Read(tasks) => {
                     println!("  locks: {} open — pushes are held", tasks.len());
                     for t in tasks {
-                        println!("    - {t}");
+                        match notes.get(&t.gid) {
+                            Some(n) => println!("    - {t} ({n})"),
+                            None => println!("    - {t}"),
+                        }
                     }
                 }
                 LockFacts::Unreadable(reason) => {
@@ -141,6 +267,15 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
                         crate::plan::printable(reason, 500)
                     )
                 }
+            }
+            for w in &waiting {
+                println!(
+                    "  waiting for fix {} ({}): \"{}\" {}",
+                    w.fix.short(),
+                    w.on_source.as_deref().unwrap_or("in the next push"),
+                    crate::plan::printable(&w.task.name, 120),
+                    crate::plan::printable(&w.task.link, 200)
+                );
             }
         }
         all_read &= matches!(locks, LockFacts::Read(_));

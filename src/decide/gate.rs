@@ -1,16 +1,22 @@
 //! The gate: may this cluster push, given its lock project?
 
-use crate::model::LockTask;
+use crate::model::{Fix, LockTask};
 use crate::plan::{HoldReason, LockFacts, Verdict};
 
-/// Whether one task read from a lock project holds the push.
+/// Whether one task read from a lock project holds the push (SPEC §2 step
+/// 4). This is the one place the rule lives:
 ///
-/// This is the one place the rule lives. For now every incomplete task is a
-/// lock — including one that carries a fix commit: what a fix commit
-/// unlocks (SPEC §2 step 4, §5) is decided here once crash tasks are
-/// understood; until then such a task still holds, which is the safe side.
+/// - a task with a valid fix commit, complete or not, holds exactly while
+///   the candidate does not contain the fix;
+/// - any other task holds while it is incomplete (an invalid fix value
+///   never unlocks anything);
+/// - a value not checked against the repository holds (the safe side).
 pub fn holds(task: &LockTask) -> bool {
-    !task.completed
+    match &task.fix {
+        Fix::Valid { shipped, .. } => !shipped,
+        Fix::Unchecked(_) => true,
+        Fix::None | Fix::Invalid { .. } => !task.completed,
+    }
 }
 
 /// What the cluster's lock project says: `None` when nothing holds the

@@ -2,6 +2,7 @@
 //! errors — a held push is a result, not a failure. `tests/it/tidy.rs` keeps
 //! it that way.
 
+pub mod crash;
 mod freeze;
 mod gate;
 

@@ -1,7 +1,7 @@
 use expect_test::{expect, Expect};
 
 use crate::git::{ChangeEntry, Changelog};
-use crate::model::{ClusterName, CommitId, LockTask, TaskGid};
+use crate::model::{ClusterName, CommitId, Fix, LockTask, TaskGid};
 use crate::plan::{Candidate, Facts, LockFacts};
 
 fn commit(c: char) -> CommitId {
@@ -39,20 +39,14 @@ fn facts(locks: LockFacts) -> Facts {
     }
 }
 
-fn task(
-    gid: &str,
-    name: &str,
-    assignee: Option<&str>,
-    completed: bool,
-    fix: Option<&str>,
-) -> LockTask {
+fn task(gid: &str, name: &str, assignee: Option<&str>, completed: bool, fix: Fix) -> LockTask {
     LockTask {
         gid: TaskGid::parse(gid).unwrap(),
         name: name.into(),
         assignee: assignee.map(Into::into),
         link: format!("https://app.asana.com/0/2/{gid}"),
         completed,
-        fix_commit: fix.map(Into::into),
+        fix,
     }
 }
 
@@ -98,7 +92,7 @@ fn the_first_push_reuses_a_cached_artifact() {
 fn nothing_new_wins_over_locks_and_unknown_lock_state() {
     for locks in [
         LockFacts::Unreadable("down".into()),
-        LockFacts::Read(vec![task("1", "stop", None, false, None)]),
+        LockFacts::Read(vec![task("1", "stop", None, false, Fix::None)]),
     ] {
         let mut f = facts(locks);
         f.deployed = Some(commit('c'));
@@ -138,7 +132,9 @@ fn a_running_push_holds_before_anything_else() {
         Facts::running(
             ClusterName::parse("beta").unwrap(),
             "pid 42 since 2026-11-22 10:15:00 UTC".into(),
-            chrono::Utc::now(),
+            chrono::DateTime::parse_from_rfc3339("2026-11-22T10:15:00Z")
+                .unwrap()
+                .to_utc(),
         ),
         expect!["beta: another push of beta is running (pid 42 since 2026-11-22 10:15:00 UTC)"],
     );
@@ -159,7 +155,7 @@ fn pushes_when_the_lock_project_is_empty() {
 #[test]
 fn completed_tasks_never_hold() {
     let tasks = (0..150)
-        .map(|i| task(&format!("{}", 1000 + i), "old lock", None, true, None))
+        .map(|i| task(&format!("{}", 1000 + i), "old lock", None, true, Fix::None))
         .collect();
     check(
         LockFacts::Read(tasks),
@@ -174,7 +170,7 @@ fn completed_tasks_never_hold() {
 #[test]
 fn one_open_task_among_completed_ones_holds_and_is_named() {
     let mut tasks: Vec<LockTask> = (0..150)
-        .map(|i| task(&format!("{}", 1000 + i), "old lock", None, true, None))
+        .map(|i| task(&format!("{}", 1000 + i), "old lock", None, true, Fix::None))
         .collect();
     tasks.insert(
         70,
@@ -183,7 +179,7 @@ fn one_open_task_among_completed_ones_holds_and_is_named() {
             "DB migration in progress",
             Some("Ada Lovelace"),
             false,
-            None,
+            Fix::None,
         ),
     );
     check(
@@ -198,9 +194,9 @@ fn one_open_task_among_completed_ones_holds_and_is_named() {
 fn every_open_task_is_listed_in_project_order() {
     check(
         LockFacts::Read(vec![
-            task("1", "incident 4411", None, false, None),
-            task("2", "done", Some("Bo"), true, None),
-            task("3", "", Some("Cy"), false, None),
+            task("1", "incident 4411", None, false, Fix::None),
+            task("2", "done", Some("Bo"), true, Fix::None),
+            task("3", "", Some("Cy"), false, Fix::None),
         ]),
         expect![[r#"
             beta: held by 2 locks:
@@ -209,13 +205,60 @@ fn every_open_task_is_listed_in_project_order() {
     );
 }
 
+fn valid(shipped: bool) -> Fix {
+    Fix::Valid {
+        commit: commit('a'),
+        shipped,
+    }
+}
+
+fn invalid() -> Fix {
+    Fix::Invalid {
+        value: "$(reboot)".into(),
+        why: "not 7 to 40 hex digits".into(),
+    }
+}
+
 #[test]
-fn a_task_carrying_a_fix_commit_still_holds_until_crash_tasks_land() {
+fn a_fix_commit_holds_exactly_while_the_candidate_lacks_it_complete_or_not() {
     check(
-        LockFacts::Read(vec![task("7", "crash 99", None, false, Some("3f2a9c1"))]),
+        LockFacts::Read(vec![
+            task(
+                "1",
+                "crash 1, open, fix not in candidate",
+                None,
+                false,
+                valid(false),
+            ),
+            task(
+                "2",
+                "crash 2, closed by beta, fix not in candidate",
+                None,
+                true,
+                valid(false),
+            ),
+            task("3", "crash 3, open, fix shipped", None, false, valid(true)),
+            task("4", "crash 4, closed, fix shipped", None, true, valid(true)),
+        ]),
         expect![[r#"
-            beta: held by 1 lock:
-              - "crash 99" (unassigned) https://app.asana.com/0/2/7"#]],
+            beta: held by 2 locks:
+              - "crash 1, open, fix not in candidate" (unassigned) https://app.asana.com/0/2/1 — waiting for fix aaaaaaa
+              - "crash 2, closed by beta, fix not in candidate" (unassigned) https://app.asana.com/0/2/2 — waiting for fix aaaaaaa"#]],
+    );
+}
+
+#[test]
+fn an_invalid_fix_value_never_unlocks_and_a_completed_one_is_no_lock() {
+    check(
+        LockFacts::Read(vec![
+            task("5", "crash 5", None, false, invalid()),
+            task("6", "crash 6", None, true, invalid()),
+            task("7", "crash 7", None, true, Fix::Unchecked("abcdef0".into())),
+        ]),
+        expect![[r#"
+            beta: held by 2 locks:
+              - "crash 5" (unassigned) https://app.asana.com/0/2/5 — fix value `$(reboot)` is not usable: not 7 to 40 hex digits
+              - "crash 7" (unassigned) https://app.asana.com/0/2/7 — fix abcdef0 not checked yet"#]],
     );
 }
 
@@ -235,7 +278,7 @@ fn hostile_task_text_is_printed_inert() {
             "x\u{1b}[2J$(reboot)\nrm -rf /",
             Some("\u{7}bell"),
             false,
-            None,
+            Fix::None,
         )]),
         expect![[r#"
             beta: held by 1 lock:
