@@ -129,6 +129,9 @@ pub async fn run(
         source,
     })?;
     let pid = child.id();
+    // If this future is dropped (a daemon stopping past its grace period),
+    // the whole group goes, not only the direct child.
+    let mut guard = GroupGuard(pid);
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
     let (mut out_buf, mut err_buf) = (VecDeque::new(), VecDeque::new());
@@ -151,6 +154,7 @@ pub async fn run(
             None
         }
     };
+    guard.0 = None;
     let text = |mut b: VecDeque<u8>| String::from_utf8_lossy(b.make_contiguous()).into_owned();
     let (stdout, stderr) = (text(out_buf), text(err_buf));
     Ok(ChildOutput {
@@ -160,6 +164,17 @@ pub async fn run(
         stderr,
         duration: started.elapsed(),
     })
+}
+
+/// Kills the child's process group when dropped while armed.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            kill_group(self.0);
+        }
+    }
 }
 
 /// Kills the child's whole process group (the build's compilers, rsync's ssh).

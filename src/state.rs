@@ -156,10 +156,24 @@ impl StateDir {
             .write(true)
             .open(&path)
             .map_err(io("open", &path))?;
-        match rustix::fs::flock(
-            file.as_fd(),
-            rustix::fs::FlockOperation::NonBlockingLockExclusive,
-        ) {
+        // A lock just released can look held for an instant: a child forked
+        // (by any thread) between our open and its exec shares the open
+        // file description until the exec closes it. A few short retries
+        // absorb that; a real holder keeps it far longer.
+        let mut result = Ok(());
+        for attempt in 0..5 {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            result = rustix::fs::flock(
+                file.as_fd(),
+                rustix::fs::FlockOperation::NonBlockingLockExclusive,
+            );
+            if result != Err(rustix::io::Errno::WOULDBLOCK) {
+                break;
+            }
+        }
+        match result {
             Ok(()) => {}
             Err(rustix::io::Errno::WOULDBLOCK) => {
                 let holder = fs::read_to_string(&path)
