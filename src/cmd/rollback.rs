@@ -60,13 +60,30 @@ pub async fn run(
         ssh: SshOptions::from_settings(&env.config.sync),
         env: &env.child_env,
     };
+    // The emergency exit: hosts that cannot be reached are reported and
+    // skipped; every other host goes back.
     let probes = fleet.releases().await;
     let mut read = Vec::new();
+    let mut unreachable = Vec::new();
+    let mut reachable = Vec::new();
     for p in &probes {
         match &p.outcome {
-            Ok(r) => read.push(r.clone()),
-            Err(e) => anyhow::bail!("cannot read the releases on {}: {e}", p.host),
+            Ok(r) => {
+                read.push(r.clone());
+                reachable.push(true);
+            }
+            Err(e) => {
+                tracing::error!(host = %p.host, error = %e, "cannot read the host's releases; it is not rolled back");
+                unreachable.push(format!("{}: cannot read its releases: {e}", p.host));
+                reachable.push(false);
+            }
         }
+    }
+    if read.is_empty() {
+        anyhow::bail!(
+            "no host of {cluster} could be read: {}",
+            unreachable.join("; ")
+        );
     }
     let deployed = env.state.deployed(&settings.name)?;
     let current = deployed
@@ -77,6 +94,7 @@ pub async fn run(
         Some(t) => {
             if let Some(h) = probes
                 .iter()
+                .filter(|p| p.outcome.is_ok())
                 .zip(&read)
                 .find(|(_, r)| !r.releases.contains(&t))
             {
