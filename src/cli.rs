@@ -33,7 +33,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Push CLUSTER now: exclusion, candidate, gate, then build, stage, switch (exit 0/1/2/3/5/6).
+    /// Push CLUSTER now: exclusion, freeze, candidate, gate, then build, stage, switch (exit 0/1/2/3/4/5/6).
     Push {
         cluster: String,
         /// Push this revision (full or unambiguous short sha, branch, tag) instead of the branch tip.
