@@ -134,11 +134,12 @@ pub async fn run(
         }
     };
 
-    let all = vec![true; hosts.len()];
-    let results = fleet.switch(&target, &all).await;
-    let failed: Vec<String> = results
+    let results = fleet.switch(&target, &reachable).await;
+    let mut failed: Vec<String> = results
         .iter()
-        .filter_map(|r| match &r.outcome {
+        .zip(&reachable)
+        .filter(|(_, ok)| **ok)
+        .filter_map(|(r, _)| match &r.outcome {
             Ok(None) => None,
             Ok(Some(e)) => Some(format!(
                 "{}: switched, but after_switch failed: {e}",
@@ -147,6 +148,7 @@ pub async fn run(
             Err(e) => Some(format!("{}: {e}", r.host)),
         })
         .collect();
+    failed.extend(unreachable);
     let mut text = format!(
         "rollback: {}/{} hosts now run {target}",
         hosts.len() - failed.len(),

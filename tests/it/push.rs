@@ -731,3 +731,39 @@ async fn beta_is_frozen_while_a_prod_push_runs() {
     let run = bin.run(&["push", "beta"]).await;
     assert_eq!(run.code, 0, "{run:?}");
 }
+
+#[tokio::test]
+async fn rollback_moves_every_reachable_host_and_names_the_others() {
+    let sb = support::sandbox().await;
+    let probe = tempfile::tempdir().unwrap();
+    let blocked = probe.path().join("file");
+    std::fs::write(&blocked, "").unwrap();
+    let good = probe.path().join("ok-1");
+    let bin = Bin::with(
+        &sb,
+        Setup {
+            beta_hosts: Some(vec![
+                format!("local:{}", good.display()),
+                format!("local:{}/beta", blocked.display()),
+            ]),
+            sync: "max_failed_hosts = 1".into(),
+            ..Setup::default()
+        },
+    );
+    assert_eq!(bin.run(&["push", "beta"]).await.code, 0);
+    let r1 = std::fs::read_link(good.join("current")).unwrap();
+    bin.repo.commit(&[("app/index.html", b"v2\n")], "v2");
+    assert_eq!(bin.run(&["push", "beta"]).await.code, 0);
+    assert_ne!(std::fs::read_link(good.join("current")).unwrap(), r1);
+    let run = bin.run(&["rollback", "beta", "--json"]).await;
+    assert_eq!(run.code, 1, "a host could not be rolled back: {run:?}");
+    let v = run.json();
+    assert!(
+        v["failed_hosts"][0]
+            .as_str()
+            .unwrap()
+            .contains("cannot read its releases"),
+        "{v}"
+    );
+    assert_eq!(std::fs::read_link(good.join("current")).unwrap(), r1);
+}
