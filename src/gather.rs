@@ -57,6 +57,12 @@ pub async fn facts(
         },
         now,
         freeze: freeze_facts(config, &state, cluster),
+        downstream_running: config
+            .clusters
+            .values()
+            .filter(|c| c.source == Source::Cluster(cluster.name.clone()))
+            .find(|c| state.running(&c.name).is_some())
+            .map(|c| c.name.clone()),
         soak: match (&cluster.source, rev) {
             (Source::Cluster(from), None) => soak_facts(config, &state, cluster, from)?,
             _ => None,

@@ -70,6 +70,9 @@ pub struct Facts {
     pub now: DateTime<Utc>,
     pub freeze: Option<FreezeFacts>,
     pub soak: Option<SoakFacts>,
+    /// A cluster that ships this one's builds (`source = "cluster:<this>"`)
+    /// and is pushing now (SPEC §2 step 1: no beta push while prod runs).
+    pub downstream_running: Option<ClusterName>,
 }
 
 impl Facts {
@@ -88,6 +91,7 @@ impl Facts {
             now,
             freeze: None,
             soak: None,
+            downstream_running: None,
         }
     }
 }

@@ -51,6 +51,11 @@ fn verdict(facts: &Facts) -> Verdict {
             holder: holder.clone(),
         });
     }
+    if let Some(other) = &facts.downstream_running {
+        return Verdict::Hold(HoldReason::OtherRunning {
+            other: other.clone(),
+        });
+    }
     if let Some(hold) = facts.freeze.as_ref().and_then(|f| frozen(f, facts.now)) {
         return Verdict::Hold(hold);
     }

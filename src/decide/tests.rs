@@ -36,6 +36,7 @@ fn facts(locks: LockFacts) -> Facts {
             .to_utc(),
         freeze: None,
         soak: None,
+        downstream_running: None,
     }
 }
 
@@ -124,6 +125,13 @@ fn prod_ships_what_beta_runs_and_nothing_before_beta_has_pushed() {
         f,
         expect!["prod: nothing new: beta has deployed nothing yet"],
     );
+}
+
+#[test]
+fn beta_never_pushes_while_a_cluster_shipping_its_builds_runs() {
+    let mut f = facts(LockFacts::Read(vec![]));
+    f.downstream_running = ClusterName::parse("prod");
+    check_facts(f, expect!["beta: frozen while prod's push runs"]);
 }
 
 #[test]
