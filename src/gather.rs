@@ -57,6 +57,25 @@ pub async fn facts(
         },
         now,
         freeze: freeze_facts(config, &state, cluster),
+        // Only a scheduled push (no --commit) skips a commit whose build failed.
+        failed_build: match rev {
+            Some(_) => None,
+            None => state.history(&cluster.name)?.pop().and_then(|r| {
+                (r.kind == "push"
+                    && r.outcome == "failed"
+                    && r.failed_step.as_deref() == Some("build"))
+                .then(|| CommitId::parse(&r.commit))
+                .flatten()
+                .map(|c| {
+                    (
+                        c,
+                        format!("{} {}", r.run_id, r.push_task_link.unwrap_or_default())
+                            .trim()
+                            .to_owned(),
+                    )
+                })
+            }),
+        },
         downstream_running: config
             .clusters
             .values()

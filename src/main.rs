@@ -56,6 +56,7 @@ fn exit_code(outcome: &Outcome) -> u8 {
         Outcome::Decided(Verdict::Push { .. } | Verdict::NothingNew { .. }) => EXIT_OK,
         Outcome::Decided(Verdict::Hold(HoldReason::Locked { .. })) => EXIT_LOCKED,
         Outcome::Decided(Verdict::Hold(HoldReason::Running { .. })) => EXIT_RUNNING,
+        Outcome::Decided(Verdict::Hold(HoldReason::BuildFailed { .. })) => EXIT_FAILED,
         Outcome::Decided(Verdict::Hold(
             HoldReason::Frozen { .. }
             | HoldReason::OtherRunning { .. }

@@ -70,6 +70,9 @@ pub struct Facts {
     pub now: DateTime<Utc>,
     pub freeze: Option<FreezeFacts>,
     pub soak: Option<SoakFacts>,
+    /// The candidate's build failed in this cluster's last run (run id,
+    /// push task link): not retried on schedule.
+    pub failed_build: Option<(CommitId, String)>,
     /// A cluster that ships this one's builds (`source = "cluster:<this>"`)
     /// and is pushing now (SPEC §2 step 1: no beta push while prod runs).
     pub downstream_running: Option<ClusterName>,
@@ -92,6 +95,7 @@ impl Facts {
             freeze: None,
             soak: None,
             downstream_running: None,
+            failed_build: None,
         }
     }
 }
@@ -128,6 +132,9 @@ pub enum HoldReason {
     },
     /// The other cluster of `freeze_before` is pushing (exit 4).
     OtherRunning { other: ClusterName },
+    /// The candidate's build failed in the last run; a scheduled push does
+    /// not retry it, a new commit or `--commit` does (exit 1, no task).
+    BuildFailed { commit: CommitId, last_run: String },
     /// The source cluster has not run the candidate for `min_soak` (exit 4).
     Soaking {
         from: ClusterName,
@@ -156,6 +163,13 @@ impl fmt::Display for HoldReason {
                 until.format("%a %Y-%m-%d")
             ),
             HoldReason::OtherRunning { other } => write!(f, "frozen while {other}'s push runs"),
+            HoldReason::BuildFailed { commit, last_run } => write!(
+                f,
+                "not retrying {}: its build failed in the last run ({}); a new commit, or `--commit {}`, retries",
+                commit.short(),
+                printable(last_run, 200),
+                commit.short()
+            ),
             HoldReason::Soaking { from, since, until } => write!(
                 f,
                 "soaking: {from} has run it only since {}; it may ship from {}",

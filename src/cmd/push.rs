@@ -284,6 +284,15 @@ pub fn plan_json(plan: &Plan) -> Value {
             "message": plan.verdict_text(),
             "locks": null,
         }),
+        Verdict::Hold(HoldReason::BuildFailed { commit, last_run }) => json!({
+            "cluster": c,
+            "verdict": "held",
+            "reason": "build-failed",
+            "commit": commit.as_str(),
+            "last_run": last_run,
+            "message": plan.verdict_text(),
+            "locks": null,
+        }),
         Verdict::Hold(HoldReason::Soaking { from, since, until }) => json!({
             "cluster": c,
             "verdict": "held",

@@ -67,6 +67,14 @@ fn verdict(facts: &Facts) -> Verdict {
             commit: Some(candidate.commit.clone()),
         };
     }
+    if let Some((commit, last_run)) = &facts.failed_build {
+        if *commit == candidate.commit {
+            return Verdict::Hold(HoldReason::BuildFailed {
+                commit: commit.clone(),
+                last_run: last_run.clone(),
+            });
+        }
+    }
     if let Some(hold) = facts.soak.as_ref().and_then(|s| soaking(s, facts.now)) {
         return Verdict::Hold(hold);
     }

@@ -37,6 +37,7 @@ fn facts(locks: LockFacts) -> Facts {
         freeze: None,
         soak: None,
         downstream_running: None,
+        failed_build: None,
     }
 }
 
@@ -132,6 +133,24 @@ fn beta_never_pushes_while_a_cluster_shipping_its_builds_runs() {
     let mut f = facts(LockFacts::Read(vec![]));
     f.downstream_running = ClusterName::parse("prod");
     check_facts(f, expect!["beta: frozen while prod's push runs"]);
+}
+
+#[test]
+fn a_commit_whose_build_failed_is_not_retried_on_schedule() {
+    let mut f = facts(LockFacts::Read(vec![]));
+    f.failed_build = Some((
+        commit('c'),
+        "beta-20261124T1200Z-0001 https://app.asana.com/0/3/9".into(),
+    ));
+    check_facts(
+        f.clone(),
+        expect!["beta: not retrying ccccccc: its build failed in the last run (beta-20261124T1200Z-0001 https://app.asana.com/0/3/9); a new commit, or `--commit ccccccc`, retries"],
+    );
+    f.failed_build = Some((commit('b'), "older".into()));
+    assert!(matches!(
+        super::plan(&f).verdict,
+        crate::plan::Verdict::Push { .. }
+    ));
 }
 
 #[test]

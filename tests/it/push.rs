@@ -209,6 +209,24 @@ async fn a_failed_build_leaves_the_task_open_with_the_step_and_the_output() {
     let h = bin.run(&["history", "beta", "--json"]).await.json();
     assert_eq!(h["runs"][0]["outcome"], "failed");
     assert_eq!(h["runs"][0]["failed_step"], "build");
+
+    // The next scheduled push does not rebuild the same commit, nor open a
+    // second task; --commit retries.
+    let run = bin.run(&["push", "beta"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains("not retrying") && run.stdout.contains("--commit"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(tasks(&sb, seed::PUSH_BETA).len(), 1);
+    let run = bin.run(&["push", "beta", "--commit", "main"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        tasks(&sb, seed::PUSH_BETA).len(),
+        2,
+        "a manual retry is a push"
+    );
 }
 
 #[tokio::test]
