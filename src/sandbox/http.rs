@@ -409,9 +409,26 @@ fn one(full: Value, p: &Params, status: StatusCode) -> Response {
 
 /// A list of full records: compact unless `opt_fields`, one page if `limit`.
 fn list(items: Vec<Value>, p: &Params, compact_keys: &[&str], s: &Shared, path: &str) -> Response {
-    let shape = |v: &Value| match &p.opt_fields {
-        Some(f) => project(v, f),
-        None => keep(v, compact_keys),
+    list_with(&items, |v| v.clone(), p, compact_keys, s, path)
+}
+
+/// A list response where only the requested page's records are rendered
+/// (`full` turns one item into its full JSON record): paging through a
+/// large project stays linear.
+fn list_with<T>(
+    items: &[T],
+    full: impl Fn(&T) -> Value,
+    p: &Params,
+    compact_keys: &[&str],
+    s: &Shared,
+    path: &str,
+) -> Response {
+    let shape = |t: &T| {
+        let v = full(t);
+        match &p.opt_fields {
+            Some(f) => project(&v, f),
+            None => keep(&v, compact_keys),
+        }
     };
     let Some(limit) = p.limit else {
         let all: Vec<Value> = items.iter().map(shape).collect();
@@ -698,22 +715,21 @@ async fn get_project_tasks(
                 .with_timezone(&Utc),
         )),
     };
-    let items: Vec<Value> = {
-        let d = s.data();
-        let pr = project_of(&d, &project)?;
-        pr.tasks
-            .iter()
-            .filter_map(|t| d.tasks.get(t))
-            .filter(|t| match since {
-                None => true,
-                Some(None) => !t.completed,
-                Some(Some(since)) => !t.completed || t.completed_at.is_some_and(|c| c >= since),
-            })
-            .map(|t| d.task_full(t, &s.origin))
-            .collect()
-    };
-    Ok(list(
-        items,
+    let d = s.data();
+    let pr = project_of(&d, &project)?;
+    let items: Vec<&TaskRec> = pr
+        .tasks
+        .iter()
+        .filter_map(|t| d.tasks.get(t))
+        .filter(|t| match since {
+            None => true,
+            Some(None) => !t.completed,
+            Some(Some(since)) => !t.completed || t.completed_at.is_some_and(|c| c >= since),
+        })
+        .collect();
+    Ok(list_with(
+        &items,
+        |t| d.task_full(t, &s.origin),
         &p,
         &["gid", "resource_type", "name", "resource_subtype"],
         &s,
