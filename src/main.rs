@@ -97,6 +97,14 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let config = pushgate::config::Config::load(&cli.config)?;
             cmd::crash::shipped(&config, &commit, &cluster, json)
         }
+        Command::History {
+            cluster,
+            limit,
+            json,
+        } => {
+            let config = pushgate::config::Config::load(&cli.config)?;
+            cmd::history::run(&config, &cluster, limit, json)
+        }
         command => {
             let env = Env::open(&cli.config).await?;
             let outcome = match command {
@@ -118,11 +126,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 Command::Rollback { cluster, to, json } => {
                     cmd::rollback::run(&env, &cluster, to.as_deref(), json).await
                 }
-                Command::History {
-                    cluster,
-                    limit,
-                    json,
-                } => cmd::history::run(&env, &cluster, limit, json),
+
                 Command::Status { cluster, json } => {
                     cmd::status::run(&env, cluster.as_deref(), json).await
                 }
@@ -135,7 +139,10 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     cmd::locks::unlock(&env, &task_gid, json).await
                 }
                 Command::Check { json } => cmd::check::run(&env, &cli.config, json).await,
-                Command::Sandbox { .. } | Command::Demo { .. } | Command::Shipped { .. } => {
+                Command::Sandbox { .. }
+                | Command::Demo { .. }
+                | Command::Shipped { .. }
+                | Command::History { .. } => {
                     Err(anyhow::anyhow!("this command runs without a config"))
                 }
             };

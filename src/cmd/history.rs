@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Env, Outcome};
+use super::{Outcome, UsageError};
+use crate::config::Config;
 use crate::plan::printable;
 use crate::state::HistoryRecord;
+use crate::state::StateDir;
 
 /// Success rate (0..=1) and median duration of the successful runs.
 pub fn summary(records: &[HistoryRecord]) -> (Option<f64>, Option<Duration>) {
@@ -31,9 +33,12 @@ fn duration(r: &HistoryRecord) -> Duration {
     (r.finished - r.started).to_std().unwrap_or_default()
 }
 
-pub fn run(env: &Env, cluster: &str, limit: usize, json: bool) -> anyhow::Result<Outcome> {
-    let settings = env.cluster(cluster)?;
-    let all = env.state.history(&settings.name)?;
+/// Reads only the state directory: no token, no network.
+pub fn run(config: &Config, cluster: &str, limit: usize, json: bool) -> anyhow::Result<Outcome> {
+    let settings = config
+        .cluster(cluster)
+        .ok_or_else(|| UsageError(format!("unknown cluster `{}`", printable(cluster, 40))))?;
+    let all = StateDir::new(&config.state_dir).history(&settings.name)?;
     let shown = &all[all.len().saturating_sub(limit)..];
     let (rate, median) = summary(&all);
     if json {
