@@ -519,7 +519,8 @@ impl Run<'_, '_> {
         self.comment(text).await;
         self.staged = results;
         let max = self.cx.config.sync.max_failed_hosts;
-        if failed > max {
+        // No host with the release is a failed push whatever the tolerance.
+        if failed > max || failed == self.staged.len() {
             self.hosts = self
                 .staged
                 .iter()
@@ -546,11 +547,21 @@ impl Run<'_, '_> {
 
     /// Removes the new release from every host (after a failed stage or switch).
     async fn remove_release(&mut self) {
-        let which: Vec<Vec<ReleaseId>> = self
-            .cx
-            .hosts
+        let all = vec![true; self.cx.hosts.len()];
+        self.remove_release_on(&all).await;
+    }
+
+    /// Removes the new release from the hosts marked `true`.
+    async fn remove_release_on(&mut self, hosts: &[bool]) {
+        let which: Vec<Vec<ReleaseId>> = hosts
             .iter()
-            .map(|_| vec![self.release.clone()])
+            .map(|h| {
+                if *h {
+                    vec![self.release.clone()]
+                } else {
+                    Vec::new()
+                }
+            })
             .collect();
         for r in self.fleet().remove(&which).await {
             if let Err(e) = r.outcome {
@@ -584,24 +595,33 @@ impl Run<'_, '_> {
             .filter(|(r, staged)| **staged && !matches!(r.outcome, Ok(None)))
             .count();
         let max = self.cx.config.sync.max_failed_hosts;
-        let too_many = stage_failed + switch_failed > max;
+        let too_many =
+            stage_failed + switch_failed > max || stage_failed + switch_failed == results.len();
         if too_many {
-            // Undo: every host that switched goes back to what it ran.
-            let back: Vec<Option<ReleaseId>> = results
+            // Undo: every host asked to switch goes back to what it ran
+            // (a host that failed or timed out may have swapped already;
+            // switching is idempotent), and runs after_switch again.
+            let back: Vec<Option<ReleaseId>> = which
                 .iter()
                 .zip(&before)
-                .map(|(r, b)| if r.outcome.is_ok() { b.clone() } else { None })
+                .map(|(asked, b)| if *asked { b.clone() } else { None })
                 .collect();
             self.journal("revert", json!({}));
             let reverted = self.fleet().switch_each(&back).await;
-            for r in &reverted {
-                if let Err(e) = &r.outcome {
-                    if e != sync::SKIPPED {
-                        tracing::error!(host = %r.host, error = %e, "cannot switch back");
-                    }
+            // Remove the new release only where `current` surely does not
+            // point at it: hosts never asked, or switched back. A host with
+            // no earlier release keeps it rather than a dangling `current`.
+            let removable: Vec<bool> = reverted
+                .iter()
+                .zip(&which)
+                .map(|(r, asked)| !asked || r.outcome.is_ok())
+                .collect();
+            for (r, asked) in reverted.iter().zip(&which) {
+                if let (Err(e), true) = (&r.outcome, asked) {
+                    tracing::error!(host = %r.host, error = %e, "cannot switch back; the new release stays on this host");
                 }
             }
-            self.remove_release().await;
+            self.remove_release_on(&removable).await;
         }
         let mut lines = vec![format!(
             "switch: {}/{} hosts now run {} ({})",

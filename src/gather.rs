@@ -198,7 +198,7 @@ pub fn lock_window(state: &StateDir, cluster: &ClusterSettings) -> anyhow::Resul
         .history(&cluster.name)?
         .into_iter()
         .rev()
-        .find(|r| r.outcome == "success")
+        .find(|r| r.kind == "push" && r.outcome == "success")
         .map(|r| r.started);
     Ok(match last {
         Some(t) => CompletedSince::Since(t),

@@ -199,20 +199,32 @@ impl StateDir {
         Ok(ClusterLock { file })
     }
 
-    /// Whether a push of `c` is running now: its lock file names a live
-    /// process. It only reads, so it never gets in that push's way. A
-    /// killed push leaves a dead pid, which does not count.
+    /// Whether a push of `c` is running now, asked of the kernel: a shared
+    /// lock that cannot be had means another process (or this one, on
+    /// another descriptor) holds the exclusive one. A killed push holds
+    /// nothing, whatever its lock file still says. The probe's shared lock
+    /// lasts an instant; `lock` retries briefly, so it never gets in a
+    /// starting push's way.
     pub fn running(&self, c: &ClusterName) -> Option<String> {
-        let text = fs::read_to_string(self.cluster(c).join("lock")).ok()?;
-        let pid: i32 = text
-            .strip_prefix("pid ")?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()?;
-        let alive = rustix::process::Pid::from_raw(pid)
-            .is_some_and(|p| rustix::process::test_kill_process(p).is_ok());
-        alive.then(|| crate::plan::printable(text.trim(), 200))
+        let path = self.cluster(c).join("lock");
+        let file = File::open(&path).ok()?;
+        match rustix::fs::flock(
+            file.as_fd(),
+            rustix::fs::FlockOperation::NonBlockingLockShared,
+        ) {
+            Ok(()) => {
+                let _ = rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::Unlock);
+                None
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => Some(
+                fs::read_to_string(&path)
+                    .ok()
+                    .map(|t| crate::plan::printable(t.trim(), 200))
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or_else(|| "a push".into()),
+            ),
+            Err(_) => None,
+        }
     }
 
     pub fn deployed(&self, c: &ClusterName) -> Result<Option<Deployed>, StateError> {

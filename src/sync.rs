@@ -520,7 +520,16 @@ impl Fleet<'_> {
     pub async fn switch_each(&self, to: &[Option<ReleaseId>]) -> Vec<HostResult<()>> {
         self.each(false, |i, place| async move {
             match to.get(i).cloned().flatten() {
-                Some(r) => self.switch_one(place, &r).await,
+                Some(r) => {
+                    self.switch_one(place, &r).await?;
+                    // The app must reload what it runs again, too.
+                    if let Some(argv) = &self.settings.after_switch {
+                        if let Err(e) = self.after_switch(place, argv).await {
+                            tracing::error!(host = %place.target().display(), error = %e, "after_switch failed after switching back");
+                        }
+                    }
+                    Ok(())
+                }
                 None => Err(SKIPPED.to_owned()),
             }
         })

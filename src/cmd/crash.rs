@@ -107,20 +107,23 @@ pub fn shipped(
         .cluster(cluster)
         .ok_or_else(|| UsageError(format!("unknown cluster `{}`", printable(cluster, 40))))?;
     let state = StateDir::new(&config.state_dir);
+    // Anything that stops the answer is "cannot tell" (exit 2), never "no".
+    let cannot = |e: &dyn std::fmt::Display| UsageError(format!("cannot tell: {e}"));
     let deployed = state
-        .deployed(&settings.name)?
+        .deployed(&settings.name)
+        .map_err(|e| cannot(&e))?
         .ok_or_else(|| UsageError(format!("{cluster} has deployed nothing yet: cannot tell")))?;
     let tip = deployed
         .commit_id()
         .ok_or_else(|| UsageError(format!("{cluster}'s deployed commit is unreadable")))?;
-    let mirror = Mirror::open(&state.repo())?;
+    let mirror = Mirror::open(&state.repo()).map_err(|e| cannot(&e))?;
     let c = mirror.resolve_fix(commit).map_err(|why| {
         UsageError(format!(
             "`{}` is not a commit of the repository: {why}",
             printable(commit, 60)
         ))
     })?;
-    let yes = mirror.contains(&tip, &c)?;
+    let yes = mirror.contains(&tip, &c).map_err(|e| cannot(&e))?;
     if json {
         super::print_json(&json!({
             "cluster": cluster,

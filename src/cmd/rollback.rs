@@ -14,13 +14,19 @@ use crate::model::{CommitId, ReleaseId};
 use crate::state::{Deployed, HistoryRecord, StateError};
 use crate::sync::{Fleet, HostReleases, SshOptions};
 
-/// The release to go back to: the newest one kept on every host that is
-/// older than what runs now.
-pub fn previous_release(hosts: &[HostReleases], current: Option<&ReleaseId>) -> Option<ReleaseId> {
+/// The release to go back to: the newest one older than what runs now that
+/// was deployed successfully (`good`: a directory left by a failed or killed
+/// run may be partial) and is kept on every host.
+pub fn previous_release(
+    hosts: &[HostReleases],
+    current: Option<&ReleaseId>,
+    good: &std::collections::HashSet<ReleaseId>,
+) -> Option<ReleaseId> {
     let first = hosts.first()?;
     first
         .releases
         .iter()
+        .filter(|r| good.contains(*r))
         .filter(|r| current.is_none_or(|c| *r < c))
         .filter(|r| hosts.iter().all(|h| h.releases.contains(r)))
         .max()
@@ -86,12 +92,22 @@ pub async fn run(
         );
     }
     let deployed = env.state.deployed(&settings.name)?;
+    let good: std::collections::HashSet<ReleaseId> = env
+        .state
+        .history(&settings.name)?
+        .iter()
+        .filter(|r| r.outcome == "success")
+        .filter_map(|r| r.release.as_deref().and_then(ReleaseId::parse))
+        .collect();
     let current = deployed
         .as_ref()
         .and_then(|d| ReleaseId::parse(&d.release))
         .or_else(|| read.iter().filter_map(|h| h.current.clone()).max());
     let target = match to {
         Some(t) => {
+            if !good.contains(&t) {
+                anyhow::bail!("release {t} was never deployed successfully (see `pushgate history {cluster}`); pushgate does not switch to it");
+            }
             if let Some(h) = probes
                 .iter()
                 .filter(|p| p.outcome.is_ok())
@@ -102,7 +118,7 @@ pub async fn run(
             }
             t
         }
-        None => previous_release(&read, current.as_ref()).ok_or_else(|| {
+        None => previous_release(&read, current.as_ref(), &good).ok_or_else(|| {
             anyhow::anyhow!(
                 "{cluster}: no release older than the current one is kept on every host"
             )
@@ -268,11 +284,18 @@ mod tests {
             current: Some(rel(5)),
             releases: vec![rel(2), rel(3), rel(5)],
         };
+        let good = [2, 3, 4, 5].map(rel).into_iter().collect();
         assert_eq!(
-            previous_release(&[h1.clone(), h2.clone()], Some(&rel(5))),
+            previous_release(&[h1.clone(), h2.clone()], Some(&rel(5)), &good),
             Some(rel(3))
         );
-        assert_eq!(previous_release(&[h1], Some(&rel(2))), None);
-        assert_eq!(previous_release(&[], Some(&rel(2))), None);
+        assert_eq!(
+            previous_release(std::slice::from_ref(&h1), Some(&rel(2)), &good),
+            None
+        );
+        assert_eq!(previous_release(&[], Some(&rel(2)), &good), None);
+        // A directory no successful push made (a killed run's) is never chosen.
+        let good = [2, 5].map(rel).into_iter().collect();
+        assert_eq!(previous_release(&[h1], Some(&rel(5)), &good), Some(rel(2)));
     }
 }

@@ -737,6 +737,12 @@ async fn beta_is_frozen_while_a_prod_push_runs() {
     std::fs::create_dir_all(bin.path("state/clusters/prod")).unwrap();
     let lock = bin.path("state/clusters/prod/lock");
     std::fs::write(&lock, format!("pid {} since now\n", std::process::id())).unwrap();
+    let held = std::fs::File::open(&lock).unwrap();
+    rustix::fs::flock(
+        held.as_fd(),
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    )
+    .unwrap();
     let run = bin.run(&["push", "beta"]).await;
     assert_eq!(run.code, 4, "{run:?}");
     assert!(
@@ -744,8 +750,8 @@ async fn beta_is_frozen_while_a_prod_push_runs() {
         "{}",
         run.stdout
     );
-    // A prod push that was killed leaves a dead pid: no freeze.
-    std::fs::write(&lock, "pid 2147483000 since then\n").unwrap();
+    // A prod push that was killed holds no lock, whatever its file says.
+    drop(held);
     let run = bin.run(&["push", "beta"]).await;
     assert_eq!(run.code, 0, "{run:?}");
 }
@@ -784,4 +790,28 @@ async fn rollback_moves_every_reachable_host_and_names_the_others() {
         "{v}"
     );
     assert_eq!(std::fs::read_link(good.join("current")).unwrap(), r1);
+}
+
+#[tokio::test]
+async fn a_push_that_reaches_no_host_fails_whatever_the_tolerance() {
+    let sb = support::sandbox().await;
+    let probe = tempfile::tempdir().unwrap();
+    let blocked = probe.path().join("file");
+    std::fs::write(&blocked, "").unwrap();
+    let bin = Bin::with(
+        &sb,
+        Setup {
+            beta_hosts: Some(vec![format!("local:{}/beta", blocked.display())]),
+            sync: "max_failed_hosts = 1".into(),
+            ..Setup::default()
+        },
+    );
+    let run = bin.run(&["push", "beta"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    let s = bin.run(&["status", "beta", "--json"]).await.json();
+    assert!(
+        s["clusters"][0]["deployed"].is_null(),
+        "nothing is recorded as deployed: {s}"
+    );
+    assert!(!tasks(&sb, seed::PUSH_BETA).pop().unwrap().completed);
 }
