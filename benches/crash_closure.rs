@@ -170,11 +170,14 @@ hosts = ["local:/nonexistent"]
     // 2. The whole pass: the decision again, then the writes.
     sb.clear_requests();
     let t = Instant::now();
+    let mut outbox = pushgate::outbox::Outbox::open(&state, &beta.name, &client)?;
     let care = crash::after_run(
         &config,
         &client,
+        &mut outbox,
         &state,
         beta,
+        "bench",
         crash::RunEnd {
             deployed: &deployed,
             push_link: Some("https://app.asana.com/0/3/1"),

@@ -45,6 +45,15 @@ pub enum Command {
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
+        /// Push despite open lock tasks (or an unreadable lock project); needs --reason. Never despite a running push or a freeze.
+        #[arg(long, requires = "reason")]
+        ignore_locks: bool,
+        /// Push despite a freeze window or min_soak; needs --reason.
+        #[arg(long, requires = "reason")]
+        ignore_freeze: bool,
+        /// Why the locks or freeze are ignored: recorded in the push task.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
     },
     /// The daemon: push every cluster on its schedule, in its time zone, until SIGINT/SIGTERM.
     Run {

@@ -5,17 +5,19 @@
 //!
 //! The decisions are `decide::crash`; this module reads the crash project,
 //! checks fixes in one walk of the deployed commit's history, and makes the
-//! Asana writes. A failed write is logged and counted, never fatal.
+//! Asana writes through the cluster's outbox: what Asana does not take now
+//! is replayed by the next run. Nothing here is fatal to a push.
 
 use std::collections::HashSet;
 
 use anyhow::Context;
 
-use crate::asana::{fields, Client, Comment, CompletedSince, TaskUpdate};
+use crate::asana::{fields, Client, CompletedSince};
 use crate::config::{ClusterSettings, Config, CrashSettings};
 use crate::decide::crash::{bad_fixes, closures, releases, CrashAction};
 use crate::git::Mirror;
-use crate::model::{CommitId, Fix, LockTask};
+use crate::model::{CommitId, Fix, LockTask, TaskGid};
+use crate::outbox::{Delivery, Op, Outbox, TaskRef};
 use crate::state::StateDir;
 
 /// What one aftercare pass did.
@@ -86,8 +88,9 @@ pub async fn crash_tasks(
 /// unusable. Runs on every run that read the lock project, held or not.
 pub async fn report_bad_fixes(
     config: &Config,
-    client: &Client,
+    outbox: &mut Outbox,
     state: &StateDir,
+    run: &str,
     tasks: &[LockTask],
 ) -> Aftercare {
     let mut done = Aftercare::default();
@@ -97,15 +100,11 @@ pub async fn report_bad_fixes(
     let mut told = state.reported_fixes().unwrap_or_default();
     for a in bad_fixes(tasks, &told) {
         if let CrashAction::BadFix { task, value, why } = &a {
-            match tell_bad_fix(client, crash, task, value, why).await {
-                Ok(()) => {
-                    told.insert(task.to_string(), value.clone());
-                    done.reported += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(task = %task, error = %e, "cannot comment on a bad fix value");
-                    done.asana_failures += 1;
-                }
+            if tell_bad_fix(outbox, run, crash, task, value, why).await {
+                told.insert(task.to_string(), value.clone());
+                done.reported += 1;
+            } else {
+                done.asana_failures += 1;
             }
         }
     }
@@ -117,22 +116,26 @@ pub async fn report_bad_fixes(
     done
 }
 
+/// Comments on a task that its fix value is unusable; whether the comment
+/// was made or queued (it will be made).
 async fn tell_bad_fix(
-    client: &Client,
+    outbox: &mut Outbox,
+    run: &str,
     crash: &CrashSettings,
-    task: &crate::model::TaskGid,
+    task: &TaskGid,
     value: &str,
     why: &str,
-) -> Result<(), crate::asana::AsanaError> {
+) -> bool {
     let text = format!(
         "pushgate cannot use the fix commit value `{}`: {why}. It unlocks nothing and closes nothing. Set the \"{}\" field, or a last notes line `Fixed-in: <sha>`, to a commit of the repository (7 to 40 hex digits). pushgate says this once per value.",
         crate::plan::printable(value, 80),
         crash.fix_commit_field
     );
-    client
-        .add_comment(task, &Comment::Text(text))
-        .await
-        .map(drop)
+    let op = Op::Comment {
+        task: TaskRef::gid(task),
+        text,
+    };
+    !matches!(outbox.submit(run, op).await, Delivery::Dropped(_))
 }
 
 /// What a run left for the crash tasks.
@@ -151,8 +154,10 @@ pub struct RunEnd<'a> {
 pub async fn after_run(
     config: &Config,
     client: &Client,
+    outbox: &mut Outbox,
     state: &StateDir,
     cluster: &ClusterSettings,
+    run: &str,
     end: RunEnd<'_>,
 ) -> Aftercare {
     let RunEnd {
@@ -184,62 +189,54 @@ pub async fn after_run(
     }
     let mut seen = HashSet::new();
     for a in actions {
-        let result = match &a {
-            CrashAction::Close { task, fix } => {
-                let text = format!(
-                    "Fixed: {fix} is in the commit {} runs ({}), pushed in {link}. Completed by pushgate.",
-                    cluster.name,
-                    deployed.short()
-                );
-                let r = client.add_comment(task, &Comment::Text(text)).await;
-                match r {
-                    Ok(_) => client
-                        .update_task(
-                            task,
-                            &TaskUpdate {
-                                completed: Some(true),
-                                ..TaskUpdate::default()
-                            },
-                        )
-                        .await
-                        .map(|_| done.closed += 1),
-                    Err(e) => Err(e),
-                }
-            }
-            CrashAction::Release { task, fix } => {
-                let r = client.remove_project(task, &cluster.lock_project).await;
-                match r {
-                    Ok(_) => {
-                        done.released += 1;
-                        let text = format!(
-                            "{} now runs fix {} (pushed in {link}); pushgate took this task out of {}'s lock project.",
-                            cluster.name,
-                            fix.short(),
-                            cluster.name
-                        );
-                        client
-                            .add_comment(task, &Comment::Text(text))
-                            .await
-                            .map(drop)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
+        let ops = match &a {
+            CrashAction::Close { task, fix } => vec![
+                Op::Comment {
+                    task: TaskRef::gid(task),
+                    text: format!(
+                        "Fixed: {fix} is in the commit {} runs ({}), pushed in {link}. Completed by pushgate.",
+                        cluster.name,
+                        deployed.short()
+                    ),
+                },
+                Op::Complete {
+                    task: TaskRef::gid(task),
+                },
+            ],
+            CrashAction::Release { task, fix } => vec![
+                Op::RemoveProject {
+                    task: TaskRef::gid(task),
+                    project: cluster.lock_project.to_string(),
+                },
+                Op::Comment {
+                    task: TaskRef::gid(task),
+                    text: format!(
+                        "{} now runs fix {} (pushed in {link}); pushgate took this task out of {}'s lock project.",
+                        cluster.name,
+                        fix.short(),
+                        cluster.name
+                    ),
+                },
+            ],
             CrashAction::BadFix { task, value, why } => {
-                if !seen.insert(task.clone()) {
-                    continue;
-                }
-                let r = tell_bad_fix(client, crash, task, value, why).await;
-                if r.is_ok() {
+                if seen.insert(task.clone()) && tell_bad_fix(outbox, run, crash, task, value, why).await {
                     told.insert(task.to_string(), value.clone());
                     done.reported += 1;
                 }
-                r
+                Vec::new()
             }
         };
-        if let Err(e) = result {
-            tracing::warn!(action = ?a, error = %e, "a crash-task write failed");
-            done.asana_failures += 1;
+        let mut ok = !ops.is_empty();
+        for op in ops {
+            if matches!(outbox.submit(run, op).await, Delivery::Dropped(_)) {
+                ok = false;
+                done.asana_failures += 1;
+            }
+        }
+        match (&a, ok) {
+            (CrashAction::Close { .. }, true) => done.closed += 1,
+            (CrashAction::Release { .. }, true) => done.released += 1,
+            _ => {}
         }
     }
     if done.reported > 0 {

@@ -125,6 +125,7 @@ async fn cluster_loop(
             Output::Log,
             started,
             Some(stop),
+            crate::plan::Overrides::default(),
         )
         .await;
         match &result {

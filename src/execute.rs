@@ -4,9 +4,11 @@
 //! to push was decided before; what counts as too many failed hosts is the
 //! config's `max_failed_hosts`, applied the same way at stage and switch.
 //!
-//! Asana writes after the gate never fail the push (SPEC §2): a failed
-//! write is logged and counted in the report. Every step is written to the
-//! cluster's journal before its effects, so an interrupted run can be seen.
+//! Asana writes after the gate never fail the push (SPEC §2): they go
+//! through the cluster's outbox (`outbox.rs`), which queues what Asana does
+//! not take now for the next run. Every step is written to the cluster's
+//! journal before its effects, so an interrupted run can be recovered
+//! (`recover.rs`).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,14 +18,15 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::asana::{Client, Comment, NewTask, TaskUpdate};
+use crate::asana::Client;
+use crate::build;
 use crate::config::{ClusterSettings, Config};
 use crate::model::{CommitId, Host, ReleaseId, TaskGid};
+use crate::outbox::{self, Delivery, Op, Outbox};
 use crate::plan::{printable, Plan, Step};
 use crate::process::ChildEnv;
 use crate::state::{Deployed, HistoryRecord, JournalEntry, StateDir};
 use crate::sync::{self, Fleet, HostResult, SshOptions, Staged};
-use crate::{build, git::Changelog};
 
 /// The push task, once created.
 #[derive(Clone, Debug)]
@@ -44,8 +47,10 @@ pub struct PushReport {
     pub failure: Option<(String, String)>,
     /// How each host ended.
     pub hosts: Vec<HostLine>,
-    /// Asana writes that failed (logged; the push went on).
+    /// Asana writes Asana refused for good (logged; the push went on).
     pub asana_failures: usize,
+    /// Asana writes left in the outbox for a later run.
+    pub asana_queued: usize,
     pub duration: Duration,
 }
 
@@ -59,6 +64,8 @@ pub struct Context<'a> {
     pub hosts: Vec<Host>,
     /// The run's start: read once by the caller.
     pub now: DateTime<Utc>,
+    /// The run's id (`run_id`), made by the caller.
+    pub run_id: String,
     /// Print a line per step on stdout.
     pub verbose: bool,
     /// Set when pushgate is shutting down: stop before the next stage or switch.
@@ -115,41 +122,6 @@ pub fn task_name(
     )
 }
 
-/// The push task's notes: cluster, commits, changelog, run id, bastion.
-pub fn task_notes(
-    cluster: &ClusterSettings,
-    from: Option<&CommitId>,
-    to: &CommitId,
-    changelog: &Changelog,
-    release: &ReleaseId,
-    run_id: &str,
-    hosts: usize,
-) -> String {
-    let mut n = format!(
-        "cluster: {}\nprevious: {}\nnew: {to}\nrelease: {release}\nhosts: {hosts}\nrun: {run_id}\nbastion: {}\n",
-        cluster.name,
-        from.map_or("(nothing deployed)".to_owned(), ToString::to_string),
-        crate::cmd::operator(),
-    );
-    let count = changelog.len();
-    n.push_str(&format!(
-        "\nchangelog ({count} commit{}):\n",
-        if count == 1 { "" } else { "s" }
-    ));
-    for e in &changelog.entries {
-        n.push_str(&format!(
-            "- {} {} ({})\n",
-            e.commit.short(),
-            printable(&e.subject, 200),
-            printable(&e.author, 60)
-        ));
-    }
-    if changelog.more > 0 {
-        n.push_str(&format!("and {} more\n", changelog.more));
-    }
-    n
-}
-
 /// "1.2 MB", for people.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
@@ -178,19 +150,23 @@ struct Run<'c, 'a> {
     from: Option<CommitId>,
     to: CommitId,
     task: Option<TaskRef>,
-    asana_failures: usize,
+    /// What later writes name the push task by (also before it exists).
+    task_ref: Option<outbox::TaskRef>,
+    outbox: &'c mut Outbox,
     artifact: Option<PathBuf>,
     staged: Vec<HostResult<Staged>>,
     hosts: Vec<HostLine>,
 }
 
 /// Runs the plan's steps, pushing `to` over `from` (the plan's `Push`
-/// verdict). The caller holds the cluster's lock.
+/// verdict). The caller holds the cluster's lock and has recovered any
+/// interrupted run; Asana writes go through `outbox`.
 pub async fn push(
     cx: &Context<'_>,
     plan: &Plan,
     from: Option<&CommitId>,
     to: &CommitId,
+    outbox: &mut Outbox,
 ) -> PushReport {
     let started = Instant::now();
     let latest = cx
@@ -200,21 +176,24 @@ pub async fn push(
         .iter()
         .filter_map(|r| r.release.as_deref().and_then(ReleaseId::parse))
         .max();
+    let before = outbox.tally.clone();
     let mut run = Run {
         cx,
         plan,
-        run_id: run_id(cx.cluster, cx.now),
+        run_id: cx.run_id.clone(),
         release: ReleaseId::after(cx.now, to, latest.as_ref()),
         from: from.cloned(),
         to: to.clone(),
         task: None,
-        asana_failures: 0,
+        task_ref: None,
+        outbox,
         artifact: None,
         staged: Vec::new(),
         hosts: Vec::new(),
     };
     let span = tracing::info_span!("push", cluster = %cx.cluster.name, run = %run.run_id);
     let failure = run.steps(started).instrument(span).await;
+    let queued = run.outbox.pending();
     PushReport {
         run_id: run.run_id,
         release: run.release,
@@ -223,7 +202,8 @@ pub async fn push(
         task: run.task,
         failure,
         hosts: run.hosts,
-        asana_failures: run.asana_failures,
+        asana_failures: run.outbox.tally.dropped - before.dropped,
+        asana_queued: queued,
         duration: started.elapsed(),
     }
 }
@@ -233,13 +213,23 @@ impl Run<'_, '_> {
     async fn steps(&mut self, started: Instant) -> Option<(String, String)> {
         let run = self;
         let plan = run.plan;
-        run.close_interrupted().await;
+        let cx = run.cx;
+        let deployed_release = cx
+            .state
+            .deployed(&cx.cluster.name)
+            .ok()
+            .flatten()
+            .and_then(|d| ReleaseId::parse(&d.release));
+        let (name, notes) = run.task_text();
         run.journal(
             "start",
             json!({
+                "kind": "push",
                 "from": run.from.as_ref().map(ToString::to_string),
                 "to": run.to.as_str(),
                 "release": run.release.as_str(),
+                "before": deployed_release.as_ref().map(ToString::to_string),
+                "task": { "name": name, "notes": notes, "project": cx.cluster.push_project.as_str() },
             }),
         );
         let mut failure = None;
@@ -262,7 +252,7 @@ impl Run<'_, '_> {
             }
             let result = match step {
                 Step::Record => {
-                    run.record().await;
+                    run.record(name.clone(), notes.clone()).await;
                     Ok(())
                 }
                 Step::Build { .. } => run.build().await,
@@ -281,6 +271,45 @@ impl Run<'_, '_> {
             }
         }
         failure
+    }
+
+    /// The push task's name and its notes: cluster, commits, what was
+    /// ignored by hand, changelog, run id, bastion.
+    fn task_text(&self) -> (String, String) {
+        let cx = self.cx;
+        let changelog = &self.plan.changelog;
+        let mut n = format!(
+            "cluster: {}\nprevious: {}\nnew: {}\nrelease: {}\nhosts: {}\nrun: {}\nbastion: {}\n",
+            cx.cluster.name,
+            self.from
+                .as_ref()
+                .map_or("(nothing deployed)".to_owned(), ToString::to_string),
+            self.to,
+            self.release,
+            cx.hosts.len(),
+            self.run_id,
+            crate::cmd::operator(),
+        );
+        if let Some(ig) = &self.plan.ignored {
+            n.push_str(&format!("\n{ig}\n"));
+        }
+        let count = changelog.len();
+        n.push_str(&format!(
+            "\nchangelog ({count} commit{}):\n",
+            if count == 1 { "" } else { "s" }
+        ));
+        for e in &changelog.entries {
+            n.push_str(&format!(
+                "- {} {} ({})\n",
+                e.commit.short(),
+                printable(&e.subject, 200),
+                printable(&e.author, 60)
+            ));
+        }
+        if changelog.more > 0 {
+            n.push_str(&format!("and {} more\n", changelog.more));
+        }
+        (task_name(cx.cluster, "push", &self.to, cx.now), n)
     }
 }
 
@@ -308,6 +337,7 @@ impl Run<'_, '_> {
         if let Err(err) = self.cx.state.journal(&self.cx.cluster.name, &e) {
             tracing::warn!(error = %err, "cannot write the run journal");
         }
+        crate::failpoint::hit(&format!("journal:{step}"));
     }
 
     fn fleet(&self) -> Fleet<'_> {
@@ -320,106 +350,48 @@ impl Run<'_, '_> {
         }
     }
 
-    /// A journal left by a run that never finished (killed, power loss):
-    /// record it as failed in the history and on its push task, then start
-    /// a fresh journal. This push then stages and switches every host, so
-    /// they converge on one release.
-    async fn close_interrupted(&mut self) {
-        let cx = self.cx;
-        let entries = match cx.state.unfinished(&cx.cluster.name) {
-            Ok(e) if !e.is_empty() => e,
-            _ => return,
-        };
-        let old_run = entries[0].run_id.clone();
-        let last = entries.last().map(|e| e.step.clone()).unwrap_or_default();
-        let detail = |step: &str, key: &str| {
-            entries
-                .iter()
-                .find(|e| e.step == step)
-                .and_then(|e| e.detail.get(key))
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
-        tracing::warn!(run = %old_run, step = %last, "an earlier run did not finish");
-        self.say(format!(
-            "{}: run {old_run} did not finish (it stopped during step {last}); recording it as failed",
-            cx.cluster.name
-        ));
-        let started = entries[0].at;
-        let record = HistoryRecord {
-            run_id: old_run.clone(),
-            kind: "push".into(),
-            outcome: "failed".into(),
-            commit: detail("start", "to").unwrap_or_default(),
-            previous: detail("start", "from"),
-            release: detail("start", "release"),
-            started,
-            finished: Utc::now(),
-            push_task_link: detail("record", "link"),
-            failed_step: Some(format!("interrupted during {last}")),
-            error: Some("the process stopped before the run finished".into()),
-        };
-        if let Err(e) = cx.state.append_history(&cx.cluster.name, &record) {
-            tracing::error!(error = %e, "cannot record the interrupted run");
-        }
-        if let Some(gid) = detail("record", "task").as_deref().and_then(TaskGid::parse) {
-            let text = format!(
-                "this push stopped during step {last} and did not finish (the process was killed or the machine went down). Run {} takes over and moves every host to one release.",
-                self.run_id
-            );
-            if let Err(e) = cx.client.add_comment(&gid, &Comment::Text(text)).await {
-                tracing::warn!(error = %e, "cannot comment on the interrupted push's task");
-                self.asana_failures += 1;
-            }
-        }
-        let _ = cx.state.close_journal(&cx.cluster.name);
-    }
-
-    /// Comments on the push task; a failure is logged and counted.
+    /// Comments on the push task, through the outbox.
     async fn comment(&mut self, text: String) {
-        let Some(task) = &self.task else { return };
-        if let Err(e) = self
-            .cx
-            .client
-            .add_comment(&task.gid, &Comment::Text(text))
-            .await
-        {
-            tracing::warn!(error = %e, task = %task.gid, "cannot comment on the push task");
-            self.asana_failures += 1;
-        }
+        let Some(task) = self.task_ref.clone() else {
+            return;
+        };
+        self.outbox
+            .submit(&self.run_id, Op::Comment { task, text })
+            .await;
     }
 
-    async fn record(&mut self) {
+    /// Creates the push task (or queues its creation: the push goes on).
+    async fn record(&mut self, name: String, notes: String) {
         let cx = self.cx;
-        let new = NewTask {
-            name: task_name(cx.cluster, "push", &self.to, cx.now),
-            notes: Some(task_notes(
-                cx.cluster,
-                self.from.as_ref(),
-                &self.to,
-                &self.plan.changelog,
-                &self.release,
-                &self.run_id,
-                cx.hosts.len(),
-            )),
-            projects: vec![cx.cluster.push_project.clone()],
-            ..NewTask::default()
+        let op = Op::CreateTask {
+            key: self.run_id.clone(),
+            name,
+            notes,
+            project: cx.cluster.push_project.to_string(),
+            workspace: None,
+            assignee: None,
         };
-        match cx.client.create_task(&new).await {
-            Ok(t) => {
-                let link = t.permalink_url.clone().unwrap_or_default();
-                match TaskGid::parse(&t.gid) {
-                    Some(gid) => {
-                        self.say(format!("push task: {link}"));
-                        self.journal("record", json!({ "task": gid.as_str(), "link": link }));
-                        self.task = Some(TaskRef { gid, link });
-                    }
-                    None => self.asana_failures += 1,
+        match self.outbox.submit(&self.run_id, op).await {
+            Delivery::Applied(Some(t)) => match TaskGid::parse(&t.gid) {
+                Some(gid) => {
+                    self.say(format!("push task: {}", t.link));
+                    self.journal("record", json!({ "task": gid.as_str(), "link": t.link }));
+                    self.task_ref = Some(outbox::TaskRef::gid(&gid));
+                    self.task = Some(TaskRef { gid, link: t.link });
                 }
+                None => tracing::warn!("Asana gave the push task a malformed gid"),
+            },
+            Delivery::Applied(None) => {}
+            Delivery::Queued => {
+                self.say(
+                    "push task: queued (Asana is not answering); it is created when Asana is back"
+                        .into(),
+                );
+                self.journal("record", json!({ "queued": true }));
+                self.task_ref = Some(outbox::TaskRef::Created(self.run_id.clone()));
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot create the push task; pushing without it");
-                self.asana_failures += 1;
+            Delivery::Dropped(why) => {
+                tracing::warn!(error = %why, "Asana refused the push task; pushing without it");
             }
         }
     }
@@ -706,6 +678,8 @@ impl Run<'_, '_> {
         if let Err(e) = cx.state.set_deployed(&cx.cluster.name, &deployed) {
             tracing::error!(error = %e, "the hosts switched but the deployed release could not be recorded");
         }
+        crate::failpoint::hit("deployed");
+        self.clear_bad_mark();
         self.history("success", None, None);
         self.say(format!(
             "{}: pushed {} to {} host{} as {} in {}",
@@ -723,20 +697,27 @@ impl Run<'_, '_> {
             secs(duration)
         ))
         .await;
-        if let Some(task) = &self.task {
-            let done = TaskUpdate {
-                completed: Some(true),
-                ..TaskUpdate::default()
-            };
-            if let Err(e) = cx.client.update_task(&task.gid, &done).await {
-                tracing::warn!(error = %e, "cannot complete the push task");
-                self.asana_failures += 1;
-            }
+        if let Some(task) = self.task_ref.clone() {
+            self.outbox
+                .submit(&self.run_id, Op::Complete { task })
+                .await;
         }
         let _ = cx.state.close_journal(&cx.cluster.name);
     }
 
+    /// A commit pushed again by hand after a rollback is good again.
+    fn clear_bad_mark(&self) {
+        let c = &self.cx.cluster.name;
+        let mut marks = self.cx.state.bad_commits(c).unwrap_or_default();
+        if marks.remove(self.to.as_str()).is_some() {
+            if let Err(e) = self.cx.state.set_bad_commits(c, &marks) {
+                tracing::warn!(error = %e, "cannot clear the commit's rollback mark");
+            }
+        }
+    }
+
     async fn fail(&mut self, f: &Failure, duration: Duration) {
+        self.journal("failed", json!({ "step": f.step }));
         let mut text = format!(
             "push failed at step {}: {}\nafter {}; this task stays open.",
             f.step,

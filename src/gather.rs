@@ -9,7 +9,7 @@ use crate::cmd::UsageError;
 use crate::config::{ClusterSettings, Config, Source};
 use crate::git::{Changelog, FetchAuth, GitError, Mirror};
 use crate::model::{ClusterName, CommitId, Fix, LockTask, TaskGid};
-use crate::plan::{Candidate, Facts, FreezeFacts, LockFacts, SoakFacts};
+use crate::plan::{Candidate, Facts, FreezeFacts, LockFacts, Overrides, SoakFacts};
 use crate::state::StateDir;
 
 /// At most this many changelog lines; the rest are counted.
@@ -25,6 +25,7 @@ pub async fn facts(
     rev: Option<&str>,
     hosts: usize,
     now: chrono::DateTime<chrono::Utc>,
+    overrides: Overrides,
 ) -> anyhow::Result<Facts> {
     let state = StateDir::new(&config.state_dir);
     let deployed = state.deployed(&cluster.name)?.and_then(|d| d.commit_id());
@@ -38,6 +39,14 @@ pub async fn facts(
             LockFacts::Read(check_fixes(&state, tasks, c.commit.clone()).await?)
         }
         (_, locks) => locks,
+    };
+    // A commit rolled back here is not a candidate again unless asked for.
+    let rolled_back = match (&candidate, rev) {
+        (Some(c), None) => state
+            .bad_commits(&cluster.name)?
+            .remove(c.commit.as_str())
+            .map(|m| (m.release, m.at)),
+        _ => None,
     };
     let artifact_cached = candidate
         .as_ref()
@@ -82,6 +91,8 @@ pub async fn facts(
             .filter(|c| c.source == Source::Cluster(cluster.name.clone()))
             .find(|c| state.running(&c.name).is_some())
             .map(|c| c.name.clone()),
+        rolled_back,
+        overrides,
         soak: match (&cluster.source, rev) {
             (Source::Cluster(from), None) => soak_facts(config, &state, cluster, from)?,
             _ => None,

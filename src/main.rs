@@ -54,7 +54,9 @@ fn exit_code(outcome: &Outcome) -> u8 {
         Outcome::Failure => EXIT_FAILED,
         Outcome::Busy => EXIT_RUNNING,
         Outcome::Decided(Verdict::Push { .. } | Verdict::NothingNew { .. }) => EXIT_OK,
-        Outcome::Decided(Verdict::Hold(HoldReason::Locked { .. })) => EXIT_LOCKED,
+        Outcome::Decided(Verdict::Hold(
+            HoldReason::Locked { .. } | HoldReason::RolledBack { .. },
+        )) => EXIT_LOCKED,
         Outcome::Decided(Verdict::Hold(HoldReason::Running { .. })) => EXIT_RUNNING,
         Outcome::Decided(Verdict::Hold(HoldReason::BuildFailed { .. })) => EXIT_FAILED,
         Outcome::Decided(Verdict::Hold(
@@ -113,7 +115,18 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     commit,
                     dry_run,
                     json,
-                } => cmd::push::run(&env, &cluster, commit.as_deref(), dry_run, json).await,
+                    ignore_locks,
+                    ignore_freeze,
+                    reason,
+                } => {
+                    let overrides = pushgate::plan::Overrides {
+                        ignore_locks,
+                        ignore_freeze,
+                        reason,
+                    };
+                    cmd::push::run(&env, &cluster, commit.as_deref(), dry_run, json, overrides)
+                        .await
+                }
                 Command::Crash {
                     action:
                         CrashCommand::Fixed {

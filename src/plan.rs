@@ -47,6 +47,58 @@ pub struct SoakFacts {
     pub min: chrono::Duration,
 }
 
+/// What a person told a manual push to go past (`push --ignore-locks
+/// --reason TEXT`, `--ignore-freeze`). Never the exclusion: another push
+/// of the cluster, or the cluster that ships its builds pushing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub ignore_locks: bool,
+    pub ignore_freeze: bool,
+    pub reason: Option<String>,
+}
+
+/// What a push went past because it was told to, for its plan and task.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ignored {
+    pub reason: String,
+    /// Lock tasks that held the push.
+    pub locks: Vec<LockTask>,
+    /// The lock project could not be read: why.
+    pub unknown: Option<String>,
+    /// Freeze or soak holds.
+    pub holds: Vec<HoldReason>,
+}
+
+impl Ignored {
+    pub fn is_empty(&self) -> bool {
+        self.locks.is_empty() && self.unknown.is_none() && self.holds.is_empty()
+    }
+}
+
+impl fmt::Display for Ignored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pushed despite what held it, by hand: {}",
+            printable(&self.reason, 500)
+        )?;
+        for t in &self.locks {
+            write!(f, "\n  - ignored lock {t}")?;
+        }
+        if let Some(u) = &self.unknown {
+            write!(
+                f,
+                "\n  - ignored: the lock state could not be read ({})",
+                printable(u, 300)
+            )?;
+        }
+        for h in &self.holds {
+            write!(f, "\n  - ignored: {h}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Everything a push decision needs, gathered before deciding.
 #[derive(Clone, Debug)]
 pub struct Facts {
@@ -76,6 +128,10 @@ pub struct Facts {
     /// A cluster that ships this one's builds (`source = "cluster:<this>"`)
     /// and is pushing now (SPEC §2 step 1: no beta push while prod runs).
     pub downstream_running: Option<ClusterName>,
+    /// The candidate was rolled back on this cluster (and no `--commit`
+    /// asked for it): the release and when.
+    pub rolled_back: Option<(String, DateTime<Utc>)>,
+    pub overrides: Overrides,
 }
 
 impl Facts {
@@ -96,6 +152,8 @@ impl Facts {
             soak: None,
             downstream_running: None,
             failed_build: None,
+            rolled_back: None,
+            overrides: Overrides::default(),
         }
     }
 }
@@ -135,6 +193,13 @@ pub enum HoldReason {
     /// The candidate's build failed in the last run; a scheduled push does
     /// not retry it, a new commit or `--commit` does (exit 1, no task).
     BuildFailed { commit: CommitId, last_run: String },
+    /// The candidate was rolled back on this cluster: not pushed again
+    /// without `--commit` (exit 3).
+    RolledBack {
+        commit: CommitId,
+        release: String,
+        at: DateTime<Utc>,
+    },
     /// The source cluster has not run the candidate for `min_soak` (exit 4).
     Soaking {
         from: ClusterName,
@@ -168,6 +233,14 @@ impl fmt::Display for HoldReason {
                 "not retrying {}: its build failed in the last run ({}); a new commit, or `--commit {}`, retries",
                 commit.short(),
                 printable(last_run, 200),
+                commit.short()
+            ),
+            HoldReason::RolledBack { commit, release, at } => write!(
+                f,
+                "not pushing {}: release {} was rolled back at {}; push a new commit, or `--commit {}` to push it anyway",
+                commit.short(),
+                printable(release, 40),
+                at.format("%Y-%m-%d %H:%M UTC"),
                 commit.short()
             ),
             HoldReason::Soaking { from, since, until } => write!(
@@ -208,6 +281,8 @@ pub struct Plan {
     pub via: Option<String>,
     /// The cluster whose release this one ships (`source = "cluster:…"`).
     pub source: Option<ClusterName>,
+    /// What this push goes past because a person said so.
+    pub ignored: Option<Ignored>,
 }
 
 impl Plan {
@@ -302,8 +377,13 @@ impl fmt::Display for Plan {
                 let via = self.via.as_deref().unwrap_or("candidate");
                 write!(
                     f,
-                    "{c}: may push {} ({via}) over {from}: no open lock",
-                    short(to)
+                    "{c}: may push {} ({via}) over {from}: {}",
+                    short(to),
+                    if self.ignored.is_some() {
+                        "told to ignore what holds it"
+                    } else {
+                        "no open lock"
+                    }
                 )?;
                 let n = self.changelog.len();
                 write!(f, "\n  {n} new commit{}:", if n == 1 { "" } else { "s" })?;
@@ -318,6 +398,9 @@ impl fmt::Display for Plan {
                 }
                 if self.changelog.more > 0 {
                     write!(f, "\n    and {} more", self.changelog.more)?;
+                }
+                if let Some(ig) = &self.ignored {
+                    write!(f, "\n  {ig}")?;
                 }
                 let steps: Vec<String> = self.steps.iter().map(ToString::to_string).collect();
                 write!(f, "\n  steps: {}", steps.join(", "))

@@ -13,10 +13,15 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// What child processes must not inherit.
+/// What child processes must not inherit, and where running children are
+/// registered.
 #[derive(Clone, Debug, Default)]
 pub struct ChildEnv {
     remove: Vec<OsString>,
+    /// A directory holding one file per running child's process group,
+    /// so that a run that was killed outright leaves a list of what it
+    /// left running (see [`reap_orphans`]).
+    registry: Option<std::path::PathBuf>,
 }
 
 impl ChildEnv {
@@ -26,8 +31,79 @@ impl ChildEnv {
         let mut remove: Vec<OsString> = vars.into_iter().collect();
         remove.sort();
         remove.dedup();
-        ChildEnv { remove }
+        ChildEnv {
+            remove,
+            registry: None,
+        }
     }
+
+    /// The same, with every child's process group registered in `dir`.
+    pub fn registered(&self, dir: std::path::PathBuf) -> ChildEnv {
+        ChildEnv {
+            remove: self.remove.clone(),
+            registry: Some(dir),
+        }
+    }
+}
+
+/// A process's start time (clock ticks since boot), its process group and
+/// whether it is a zombie, from `/proc/PID/stat`.
+fn proc_stat(pid: u32) -> Option<(u64, u32, bool)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parens.
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((f.get(19)?.parse().ok()?, f.get(2)?.parse().ok()?, f.first() == Some(&"Z")))
+}
+
+/// Kills what a run that died outright left running: each registered
+/// process group whose members are still alive. pushgate's direct children
+/// die with it (`PR_SET_PDEATHSIG`), but their own children — rsync's
+/// receiver, a build's compilers — live on and may still write. A group
+/// is killed only if its leader is gone (killed with pushgate) or is the
+/// very process registered (same start time), never a stranger that
+/// reused the number. Waits (briefly) until they are gone.
+pub fn reap_orphans(dir: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut killed = 0;
+    for e in rd.flatten() {
+        let path = e.path();
+        let Some(pgid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let started: Option<u64> = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok());
+        let leader_ok = match proc_stat(pgid) {
+            None => true,
+            Some((start, _, zombie)) => zombie || Some(start) == started,
+        };
+        if leader_ok && group_alive(pgid) {
+            tracing::warn!(pgid, "killing what an interrupted run left running");
+            kill_group(Some(pgid));
+            killed += 1;
+            for _ in 0..200 {
+                if !group_alive(pgid) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    killed
+}
+
+/// Whether a live (not zombie) process is in process group `pgid`.
+fn group_alive(pgid: u32) -> bool {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .any(|pid| matches!(proc_stat(pid), Some((_, g, false)) if g == pgid))
 }
 
 /// How one child ran.
@@ -118,6 +194,18 @@ pub async fn run(
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
+    // If pushgate is killed outright (kill -9, OOM), the child goes with
+    // it rather than write into a release directory behind the back of
+    // the run that recovers. Tied to the spawning thread: tokio's worker
+    // threads, and the main thread, live as long as the process.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no
+    // memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                .map_err(std::io::Error::from)
+        });
+    }
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|source| SpawnError {
         hint: if source.kind() == std::io::ErrorKind::NotFound {
@@ -129,6 +217,21 @@ pub async fn run(
         source,
     })?;
     let pid = child.id();
+    let registered = match (&env.registry, pid) {
+        (Some(dir), Some(p)) => {
+            let file = dir.join(p.to_string());
+            let start = proc_stat(p).map(|s| s.0.to_string()).unwrap_or_default();
+            match std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&file, start)) {
+                Ok(()) => Some(file),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot register a child process");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    crate::failpoint::hit(&format!("spawned:{program}"));
     // If this future is dropped (a daemon stopping past its grace period),
     // the whole group goes, not only the direct child.
     let mut guard = GroupGuard(pid);
@@ -155,6 +258,9 @@ pub async fn run(
         }
     };
     guard.0 = None;
+    if let Some(f) = registered {
+        let _ = std::fs::remove_file(f);
+    }
     let text = |mut b: VecDeque<u8>| String::from_utf8_lossy(b.make_contiguous()).into_owned();
     let (stdout, stderr) = (text(out_buf), text(err_buf));
     Ok(ChildOutput {

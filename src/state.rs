@@ -11,6 +11,9 @@
 //!   clusters/<name>/deployed.json   commit and release the hosts run
 //!   clusters/<name>/history.jsonl   one line per finished push or rollback
 //!   clusters/<name>/journal.jsonl   the running (or interrupted) run's steps
+//!   clusters/<name>/outbox.jsonl    Asana writes queued and done (`outbox.rs`)
+//!   clusters/<name>/children/       one file per running child's process group
+//!   clusters/<name>/bad.json        commits rolled back: never a candidate again
 //!   reported-fixes.json        tasks told once that their fix value is unusable
 //!   sandbox.json               the embedded sandbox's data
 //! ```
@@ -95,6 +98,17 @@ pub struct HistoryRecord {
     pub failed_step: Option<String>,
     #[serde(default)]
     pub error: Option<String>,
+}
+
+/// A commit rolled back on a cluster: scheduled pushes never pick it again;
+/// `push --commit` does, and a successful push of it clears the mark.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BadMark {
+    /// The release that was rolled back.
+    pub release: String,
+    pub at: DateTime<Utc>,
+    /// The rollback's run id.
+    pub run_id: String,
 }
 
 /// One step of a run, written before and after the step's effects.
@@ -259,6 +273,32 @@ impl StateDir {
         write_json(&self.root.join("reported-fixes.json"), r)
     }
 
+    /// One file per running child's process group (`process::reap_orphans`).
+    pub fn children(&self, c: &ClusterName) -> PathBuf {
+        self.cluster(c).join("children")
+    }
+
+    pub fn outbox_path(&self, c: &ClusterName) -> PathBuf {
+        self.cluster(c).join("outbox.jsonl")
+    }
+
+    /// Commits rolled back on this cluster: full sha → the mark.
+    pub fn bad_commits(
+        &self,
+        c: &ClusterName,
+    ) -> Result<std::collections::BTreeMap<String, BadMark>, StateError> {
+        Ok(read_json(&self.cluster(c).join("bad.json"))?.unwrap_or_default())
+    }
+
+    pub fn set_bad_commits(
+        &self,
+        c: &ClusterName,
+        marks: &std::collections::BTreeMap<String, BadMark>,
+    ) -> Result<(), StateError> {
+        self.prepare(c)?;
+        write_json(&self.cluster(c).join("bad.json"), marks)
+    }
+
     fn journal_path(&self, c: &ClusterName) -> PathBuf {
         self.cluster(c).join("journal.jsonl")
     }
@@ -338,7 +378,7 @@ fn sync_dir(dir: &Path) -> Result<(), StateError> {
         .map_err(io("sync", dir))
 }
 
-fn append_line<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
+pub(crate) fn append_line<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
     let mut line = serde_json::to_vec(value).map_err(|e| StateError::Corrupt {
         path: path.to_owned(),
         message: e.to_string(),
@@ -355,7 +395,7 @@ fn append_line<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
 
 /// Reads a JSON-lines log; a line that does not parse (a torn write at the
 /// end) is skipped with a warning.
-fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, StateError> {
+pub(crate) fn read_lines<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, StateError> {
     let f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -200,6 +200,14 @@ pub fn switch_script(target: &Path, release: &ReleaseId) -> String {
     )
 }
 
+/// Removes `current` if it points at `release` (undoing a first push).
+pub fn unset_script(target: &Path, release: &ReleaseId) -> String {
+    let t = shell_quote(&target.display().to_string());
+    format!(
+        "cd -- {t} && if [ \"$(readlink current 2>/dev/null)\" = releases/{release} ]; then rm -f current; fi"
+    )
+}
+
 /// Deletes these releases (only names that parse as release ids reach here).
 pub fn remove_script(target: &Path, releases: &[ReleaseId]) -> String {
     let t = shell_quote(&target.display().to_string());
@@ -441,6 +449,7 @@ impl Fleet<'_> {
             if !out.success() {
                 return Err(out.failure());
             }
+            crate::failpoint::hit("stage:host");
             Ok(Staged {
                 bytes_sent: parse_bytes_sent(&out.stdout),
                 before,
@@ -462,6 +471,7 @@ impl Fleet<'_> {
                 return Err(SKIPPED.to_owned());
             }
             self.switch_one(place, release).await?;
+            crate::failpoint::hit("switch:host");
             match &self.settings.after_switch {
                 Some(argv) => Ok(self.after_switch(place, argv).await.err()),
                 None => Ok(None),
@@ -522,6 +532,7 @@ impl Fleet<'_> {
             match to.get(i).cloned().flatten() {
                 Some(r) => {
                     self.switch_one(place, &r).await?;
+                    crate::failpoint::hit("revert:host");
                     // The app must reload what it runs again, too.
                     if let Some(argv) = &self.settings.after_switch {
                         if let Err(e) = self.after_switch(place, argv).await {
@@ -531,6 +542,32 @@ impl Fleet<'_> {
                     Ok(())
                 }
                 None => Err(SKIPPED.to_owned()),
+            }
+        })
+        .await
+    }
+
+    /// Removes `current` on the hosts given per index, where it points at
+    /// that release.
+    pub async fn unset(&self, which: &[Option<ReleaseId>]) -> Vec<HostResult<()>> {
+        self.each(false, |i, place| async move {
+            let Some(r) = which.get(i).cloned().flatten() else {
+                return Ok(());
+            };
+            match place {
+                Place::Local { path } => {
+                    let link = path.join("current");
+                    let points = std::fs::read_link(&link)
+                        .is_ok_and(|l| l == Path::new("releases").join(r.as_str()));
+                    if points {
+                        std::fs::remove_file(&link)
+                            .map_err(|e| format!("cannot remove {}: {e}", link.display()))?;
+                    }
+                    Ok(())
+                }
+                Place::Remote { host, target } => {
+                    self.ssh(host, &unset_script(target, &r)).await.map(drop)
+                }
             }
         })
         .await

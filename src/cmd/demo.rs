@@ -209,7 +209,7 @@ pub async fn run(
             _ = interval.tick() => {}
         }
         println!("[{}]", chrono::Utc::now().format("%H:%M:%S"));
-        match super::push::run(&env, "beta", None, false, false).await {
+        match super::push::run(&env, "beta", None, false, false, Default::default()).await {
             Ok(_) => {}
             Err(e) => println!("push failed: {e:#}"),
         }

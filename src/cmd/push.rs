@@ -7,12 +7,12 @@ use std::sync::atomic::AtomicBool;
 use serde_json::{json, Value};
 
 use super::{Env, Outcome, UsageError};
-use crate::crash;
 use crate::execute::{self, PushReport};
 use crate::model::CommitId;
-use crate::plan::{Facts, HoldReason, LockFacts, Plan, Verdict};
+use crate::outbox::Outbox;
+use crate::plan::{Facts, HoldReason, LockFacts, Overrides, Plan, Verdict};
 use crate::state::StateError;
-use crate::{decide, gather};
+use crate::{crash, decide, gather, recover};
 
 /// Where a push's words go: a person's terminal, a script, or the log (the daemon).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +27,12 @@ pub enum Output {
 pub struct Pushed {
     pub plan: Plan,
     pub report: Option<PushReport>,
+    /// An interrupted earlier run this one recovered first.
+    pub recovered: Option<recover::Recovered>,
+    /// Queued Asana writes of earlier runs applied at the start.
+    pub replayed: usize,
+    /// Asana writes left queued for the next run.
+    pub queued: usize,
 }
 
 impl Pushed {
@@ -45,7 +51,17 @@ pub async fn run(
     commit: Option<&str>,
     dry_run: bool,
     json: bool,
+    overrides: Overrides,
 ) -> anyhow::Result<Outcome> {
+    if overrides.ignore_locks || overrides.ignore_freeze {
+        let reason = overrides.reason.as_deref().unwrap_or("").trim();
+        if reason.is_empty() {
+            return Err(UsageError(
+                "--ignore-locks and --ignore-freeze need --reason TEXT saying why".into(),
+            )
+            .into());
+        }
+    }
     let output = if json { Output::Json } else { Output::Text };
     let pushed = push_at(
         env,
@@ -55,6 +71,7 @@ pub async fn run(
         output,
         chrono::Utc::now(),
         None,
+        overrides,
     )
     .await?;
     if json {
@@ -62,15 +79,29 @@ pub async fn run(
         if let Some(r) = &pushed.report {
             v["result"] = report_json(r);
         }
+        if let Some(r) = &pushed.recovered {
+            v["recovered"] = json!({
+                "run_id": r.run_id,
+                "stopped_in": r.stopped_in,
+                "finished": r.finished,
+                "release": r.converged_to.as_ref().map(|x| x.as_str()),
+                "host_errors": r.host_errors,
+                "message": r.summary(cluster),
+            });
+        }
+        v["asana_replayed"] = json!(pushed.replayed);
+        v["asana_queued"] = json!(pushed.queued);
         super::print_json(&v);
     }
     Ok(pushed.outcome())
 }
 
 /// One push of `cluster` as of `now` (the clock, read once by the caller):
-/// exclusion, gather, decide, and execute unless `dry_run`. `stop`, when
-/// set during the push, stops it at the next safe point (before stage or
-/// switch).
+/// exclusion, then (unless `dry_run`) the outbox's queued writes and the
+/// recovery of an interrupted run, then gather, decide, and execute unless
+/// `dry_run`. `stop`, when set during the push, stops it at the next safe
+/// point (before stage or switch).
+#[allow(clippy::too_many_arguments)]
 pub async fn push_at(
     env: &Env,
     cluster: &str,
@@ -79,6 +110,7 @@ pub async fn push_at(
     output: Output,
     now: chrono::DateTime<chrono::Utc>,
     stop: Option<&AtomicBool>,
+    overrides: Overrides,
 ) -> anyhow::Result<Pushed> {
     let settings = env.cluster(cluster)?;
     // Exclusion first (SPEC §2 step 1); a dry run only looks.
@@ -88,6 +120,47 @@ pub async fn push_at(
         Err(e) => return Err(e.into()),
     };
     let lock = if dry_run { None } else { lock };
+    let say = |line: String| match output {
+        Output::Text => println!("{line}"),
+        Output::Json => eprintln!("pushgate: {line}"),
+        Output::Log => tracing::info!(cluster = %settings.name, "{line}"),
+    };
+    // Only the lock's holder touches the outbox and the journal.
+    let mut outbox = match &lock {
+        Some(_) => Some(Outbox::open(&env.state, &settings.name, &env.client)?),
+        None => None,
+    };
+    let run_name = execute::run_id(settings, now);
+    // Children register their process groups, so that what a killed run
+    // left running can be stopped by the next.
+    let child_env = env.child_env.registered(env.state.children(&settings.name));
+    let mut replayed = 0;
+    let mut recovered = None;
+    if let Some(ob) = outbox.as_mut() {
+        let waiting = ob.pending();
+        if waiting > 0 {
+            let left = ob.flush().await;
+            replayed = waiting - left;
+            say(format!(
+                "replayed {replayed} of {waiting} queued Asana write{} from earlier runs",
+                if waiting == 1 { "" } else { "s" }
+            ));
+        }
+        let hosts = settings.read_hosts().map_err(UsageError)?;
+        crate::process::reap_orphans(&env.state.children(&settings.name));
+        let cx = recover::Cx {
+            config: &env.config,
+            state: &env.state,
+            child_env: &child_env,
+            cluster: settings,
+            hosts: &hosts,
+            by_run: &run_name,
+        };
+        recovered = recover::interrupted(&cx, ob).await?;
+        if let Some(r) = &recovered {
+            say(r.summary(settings.name.as_str()));
+        }
+    }
     let facts = match running {
         Some(holder) => Facts::running(settings.name.clone(), holder, now),
         None => {
@@ -96,7 +169,16 @@ pub async fn push_at(
             } else {
                 settings.read_hosts().map_err(UsageError)?.len()
             };
-            gather::facts(&env.config, &env.client, settings, commit, hosts, now).await?
+            gather::facts(
+                &env.config,
+                &env.client,
+                settings,
+                commit,
+                hosts,
+                now,
+                overrides,
+            )
+            .await?
         }
     };
     let plan = decide::plan(&facts);
@@ -115,11 +197,19 @@ pub async fn push_at(
         LockFacts::Read(t) => t.clone(),
         LockFacts::Unreadable(_) => Vec::new(),
     };
-    if !dry_run {
-        let told = crash::report_bad_fixes(&env.config, &env.client, &env.state, &lock_tasks).await;
-        report_aftercare(&told, output);
-    }
-    if let (Verdict::NothingNew { commit: Some(c) }, false) = (&plan.verdict, dry_run) {
+    let mut pushed = Pushed {
+        plan,
+        report: None,
+        recovered,
+        replayed,
+        queued: 0,
+    };
+    let Some(ob) = outbox.as_mut() else {
+        return Ok(pushed);
+    };
+    let told = crash::report_bad_fixes(&env.config, ob, &env.state, &run_name, &lock_tasks).await;
+    report_aftercare(&told, output);
+    if let Verdict::NothingNew { commit: Some(c) } = &pushed.plan.verdict {
         // SPEC §2 step 9: a run that found nothing new still closes crash
         // tasks (a fix recorded after it shipped).
         let link = env
@@ -129,8 +219,10 @@ pub async fn push_at(
         let care = crash::after_run(
             &env.config,
             &env.client,
+            ob,
             &env.state,
             settings,
+            &run_name,
             crash::RunEnd {
                 deployed: c,
                 push_link: link.as_deref(),
@@ -141,60 +233,86 @@ pub async fn push_at(
         .await;
         report_aftercare(&care, output);
     }
-    let (Verdict::Push { from, to }, false) = (&plan.verdict, dry_run) else {
-        return Ok(Pushed { plan, report: None });
-    };
-    let cx = execute::Context {
-        config: &env.config,
-        client: &env.client,
-        state: &env.state,
-        child_env: &env.child_env,
-        cluster: settings,
-        hosts: settings.read_hosts().map_err(UsageError)?,
-        now,
-        verbose: output == Output::Text,
-        stop,
-    };
-    let mut report = execute::push(&cx, &plan, from.as_ref(), to).await;
-    if report.failure.is_none() {
-        let link = report.task.as_ref().map(|t| t.link.clone());
-        let care = crash::after_run(
-            &env.config,
-            &env.client,
-            &env.state,
-            settings,
-            crash::RunEnd {
-                deployed: to,
-                push_link: link.as_deref(),
-                lock_tasks: &lock_tasks,
-                pushed: true,
-            },
-        )
-        .await;
-        report_aftercare(&care, output);
-        report.asana_failures += care.asana_failures;
+    if let Verdict::Push { from, to } = &pushed.plan.verdict {
+        let cx = execute::Context {
+            config: &env.config,
+            client: &env.client,
+            state: &env.state,
+            child_env: &child_env,
+            cluster: settings,
+            hosts: settings.read_hosts().map_err(UsageError)?,
+            now,
+            run_id: run_name.clone(),
+            verbose: output == Output::Text,
+            stop,
+        };
+        let mut report = execute::push(&cx, &pushed.plan, from.as_ref(), to, ob).await;
+        if report.failure.is_none() {
+            let link = report.task.as_ref().map(|t| t.link.clone());
+            let care = crash::after_run(
+                &env.config,
+                &env.client,
+                ob,
+                &env.state,
+                settings,
+                &report.run_id,
+                crash::RunEnd {
+                    deployed: to,
+                    push_link: link.as_deref(),
+                    lock_tasks: &lock_tasks,
+                    pushed: true,
+                },
+            )
+            .await;
+            report_aftercare(&care, output);
+            report.asana_failures += care.asana_failures;
+        }
+        pushed.report = Some(report);
+    }
+    // One last try for what this run queued: Asana may be back.
+    if ob.pending() > 0 {
+        ob.flush().await;
+    }
+    pushed.queued = ob.pending();
+    if let Some(r) = pushed.report.as_mut() {
+        r.asana_queued = pushed.queued;
     }
     drop(lock);
-    if report.asana_failures > 0 {
+    let failures = pushed.report.as_ref().map_or(0, |r| r.asana_failures);
+    if failures + pushed.queued > 0 {
+        let mut parts = Vec::new();
+        if pushed.queued > 0 {
+            parts.push(format!(
+                "{} Asana write{} queued in the outbox ({}); the next run replays {}",
+                pushed.queued,
+                if pushed.queued == 1 { "" } else { "s" },
+                ob.deferred().map_or("Asana did not take them".into(), |w| {
+                    crate::plan::printable(w, 200)
+                }),
+                if pushed.queued == 1 { "it" } else { "them" },
+            ));
+        }
+        if failures > 0 {
+            parts.push(format!(
+                "{failures} Asana write{} refused (see the log)",
+                if failures == 1 { "" } else { "s" }
+            ));
+        }
         let line = format!(
-            "{} Asana write{} failed (see the log); the push itself {}",
-            report.asana_failures,
-            if report.asana_failures == 1 { "" } else { "s" },
-            if report.failure.is_some() {
-                "failed"
-            } else {
-                "succeeded"
+            "{}; the push itself {}",
+            parts.join("; "),
+            match &pushed.report {
+                Some(r) if r.failure.is_some() => "failed",
+                Some(_) => "succeeded",
+                None => "did not run",
             }
         );
         match output {
-            Output::Log => tracing::warn!(cluster = %plan.cluster, "{line}"),
+            Output::Log => tracing::warn!(cluster = %pushed.plan.cluster, "{line}"),
             _ => eprintln!("pushgate: warning: {line}"),
         }
     }
-    Ok(Pushed {
-        plan,
-        report: Some(report),
-    })
+    Ok(pushed)
 }
 
 fn report_aftercare(care: &crash::Aftercare, output: Output) {
@@ -222,6 +340,7 @@ pub fn report_json(r: &PushReport) -> Value {
             "bytes_sent": h.bytes_sent,
         })).collect::<Vec<_>>(),
         "asana_failures": r.asana_failures,
+        "asana_queued": r.asana_queued,
         "duration_ms": r.duration.as_millis() as u64,
     })
 }
@@ -246,6 +365,12 @@ pub fn plan_json(plan: &Plan) -> Value {
             "changelog_more": plan.changelog.more,
             "steps": plan.steps.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "locks": [],
+            "ignored": plan.ignored.as_ref().map(|ig| json!({
+                "reason": ig.reason,
+                "locks": ig.locks.iter().map(super::status::lock_json).collect::<Vec<_>>(),
+                "lock_state_unknown": ig.unknown,
+                "holds": ig.holds.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })),
         }),
         Verdict::NothingNew { commit } => json!({
             "cluster": c,
@@ -290,6 +415,20 @@ pub fn plan_json(plan: &Plan) -> Value {
             "reason": "build-failed",
             "commit": commit.as_str(),
             "last_run": last_run,
+            "message": plan.verdict_text(),
+            "locks": null,
+        }),
+        Verdict::Hold(HoldReason::RolledBack {
+            commit,
+            release,
+            at,
+        }) => json!({
+            "cluster": c,
+            "verdict": "held",
+            "reason": "rolled-back",
+            "commit": commit.as_str(),
+            "release": release,
+            "rolled_back_at": at,
             "message": plan.verdict_text(),
             "locks": null,
         }),

@@ -2,16 +2,22 @@
 //! Switches every host back to the previous kept release (or the named
 //! one), ignoring locks, and records it as a push task and in the history.
 //! It never builds or stages: the release must still be on every host.
+//!
+//! So that automation does not push the bad release straight back, it
+//! marks the rolled-back commit bad (no scheduled push picks it again;
+//! `push --commit` does) and creates a lock task assigned to the token's
+//! user: pushes stay held until a person completes it.
 
 use chrono::Utc;
 use serde_json::json;
 
 use super::{Env, Outcome, UsageError};
-use crate::asana::{Comment, NewTask, TaskUpdate};
 use crate::execute::{run_id, task_name};
 use crate::git::Mirror;
 use crate::model::{CommitId, ReleaseId};
-use crate::state::{Deployed, HistoryRecord, StateError};
+use crate::outbox::{Delivery, Op, Outbox, TaskRef};
+use crate::recover;
+use crate::state::{BadMark, Deployed, HistoryRecord, JournalEntry, StateError};
 use crate::sync::{Fleet, HostReleases, SshOptions};
 
 /// The release to go back to: the newest one older than what runs now that
@@ -58,13 +64,63 @@ pub async fn run(
         Err(e) => return Err(e.into()),
     };
     let now = Utc::now();
+    let rid = run_id(settings, now);
     let hosts = settings.read_hosts().map_err(UsageError)?;
+    let mut outbox = Outbox::open(&env.state, &settings.name, &env.client)?;
+    let child_env = env.child_env.registered(env.state.children(&settings.name));
+    crate::process::reap_orphans(&env.state.children(&settings.name));
+    if outbox.pending() > 0 {
+        outbox.flush().await;
+    }
+    // An interrupted run first: its hosts converge before anything else.
+    // The emergency exit goes on even if some host cannot be converged.
+    let rcx = recover::Cx {
+        config: &env.config,
+        state: &env.state,
+        child_env: &child_env,
+        cluster: settings,
+        hosts: &hosts,
+        by_run: &rid,
+    };
+    match recover::interrupted(&rcx, &mut outbox).await {
+        Ok(Some(r)) => {
+            let line = r.summary(cluster);
+            if !json {
+                println!("{line}");
+            }
+            // Undoing a half-done push is the rollback a person expects:
+            // going further back needs another `rollback` (or --to).
+            if to.is_none() && !r.rollback && !r.finished {
+                if !json {
+                    println!("{cluster}: the interrupted push was undone; run `pushgate rollback {cluster}` again to go further back");
+                } else {
+                    super::print_json(&json!({
+                        "cluster": cluster,
+                        "outcome": if r.host_errors.is_empty() { "recovered" } else { "failed" },
+                        "release": r.converged_to.as_ref().map(|x| x.as_str()),
+                        "failed_hosts": r.host_errors,
+                        "message": line,
+                    }));
+                }
+                return Ok(if r.host_errors.is_empty() {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                });
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "the interrupted run could not be recovered on every host; rolling back anyway");
+            let _ = env.state.close_journal(&settings.name);
+        }
+    }
     let fleet = Fleet {
         hosts: &hosts,
         target: settings.target.as_deref(),
         settings: &env.config.sync,
         ssh: SshOptions::from_settings(&env.config.sync),
-        env: &env.child_env,
+        env: &child_env,
     };
     // The emergency exit: hosts that cannot be reached are reported and
     // skipped; every other host goes back.
@@ -125,31 +181,112 @@ pub async fn run(
         })?,
     };
     let commit = release_commit(env, settings, &target).await?;
-
-    let rid = run_id(settings, now);
-    let task = env
-        .client
-        .create_task(&NewTask {
-            name: task_name(settings, "rollback", &commit, now),
-            notes: Some(format!(
-                "cluster: {cluster}\nrollback from: {}\nrollback to: {target}\ncommit: {commit}\nrun: {rid}\nbastion: {}\n\nLocks were not consulted: rollback is the emergency exit.",
-                current.as_ref().map_or("(unknown)".to_owned(), ToString::to_string),
-                super::operator(),
-            )),
-            projects: vec![settings.push_project.clone()],
-            ..NewTask::default()
-        })
-        .await;
-    let task = match task {
-        Ok(t) => {
-            crate::model::TaskGid::parse(&t.gid).map(|g| (g, t.permalink_url.unwrap_or_default()))
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot create the rollback task; rolling back without it");
-            None
-        }
+    // The commit rolled back from: what the deployed record says, else
+    // the prefix in the release's name.
+    let from_commit = match (&deployed, &current) {
+        (Some(d), Some(c)) if d.release == c.as_str() => d.commit_id(),
+        (_, Some(c)) => release_commit(env, settings, c).await.ok(),
+        _ => None,
     };
 
+    let (name, notes) = (
+        task_name(settings, "rollback", &commit, now),
+        format!(
+            "cluster: {cluster}\nrollback from: {}\nrollback to: {target}\ncommit: {commit}\nrun: {rid}\nbastion: {}\n\nLocks were not consulted: rollback is the emergency exit.",
+            current.as_ref().map_or("(unknown)".to_owned(), ToString::to_string),
+            super::operator(),
+        ),
+    );
+    let journal = |step: &str, detail: serde_json::Value| {
+        let e = JournalEntry {
+            at: Utc::now(),
+            run_id: rid.clone(),
+            step: step.to_owned(),
+            detail,
+        };
+        if let Err(err) = env.state.journal(&settings.name, &e) {
+            tracing::warn!(error = %err, "cannot write the run journal");
+        }
+        crate::failpoint::hit(&format!("journal:{step}"));
+    };
+    journal(
+        "start",
+        json!({
+            "kind": "rollback",
+            "from": deployed.as_ref().map(|d| d.commit.clone()),
+            "to": commit.as_str(),
+            "release": target.as_str(),
+            "before": current.as_ref().map(ToString::to_string),
+            "task": { "name": name, "notes": notes, "project": settings.push_project.as_str() },
+        }),
+    );
+
+    // Automation stops: the rolled-back commit is never a candidate again
+    // without --commit, and a lock task holds the cluster until a person
+    // completes it.
+    if let (Some(bad), Some(cur)) = (&from_commit, &current) {
+        let mut marks = env.state.bad_commits(&settings.name)?;
+        marks.insert(
+            bad.to_string(),
+            BadMark {
+                release: cur.to_string(),
+                at: now,
+                run_id: rid.clone(),
+            },
+        );
+        env.state.set_bad_commits(&settings.name, &marks)?;
+    }
+    let from_name = current
+        .as_ref()
+        .map_or("the current release".to_owned(), ToString::to_string);
+    let lock_key = format!("lock:{rid}");
+    let lock = outbox
+        .submit(
+            &rid,
+            Op::CreateTask {
+                key: lock_key.clone(),
+                name: format!("rolled back from {from_name}: investigate"),
+                notes: format!(
+                    "`pushgate rollback {cluster}` switched {cluster} from {from_name}{} back to {target} ({}) at {} (run {rid}, by {}).\n\nAutomatic pushes of {cluster} stop while this task is open: complete it once the cause is understood.{}",
+                    from_commit.as_ref().map(|c| format!(" ({})", c.short())).unwrap_or_default(),
+                    commit.short(),
+                    now.format("%Y-%m-%d %H:%M:%S UTC"),
+                    super::operator(),
+                    from_commit.as_ref().map(|c| format!(" The rolled-back commit {} is not pushed again unless someone runs `pushgate push {cluster} --commit {}`.", c.short(), c.short())).unwrap_or_default(),
+                ),
+                project: settings.lock_project.to_string(),
+                workspace: Some(env.config.asana.workspace.to_string()),
+                assignee: Some("me".into()),
+            },
+        )
+        .await;
+    let lock_link = match &lock {
+        Delivery::Applied(Some(t)) => Some(t.link.clone()),
+        _ => None,
+    };
+    let task = match outbox
+        .submit(
+            &rid,
+            Op::CreateTask {
+                key: rid.clone(),
+                name,
+                notes,
+                project: settings.push_project.to_string(),
+                workspace: None,
+                assignee: None,
+            },
+        )
+        .await
+    {
+        Delivery::Applied(Some(t)) => {
+            journal("record", json!({ "task": t.gid, "link": t.link }));
+            Some((TaskRef::Gid(t.gid), Some(t.link)))
+        }
+        Delivery::Queued => Some((TaskRef::Created(rid.clone()), None)),
+        _ => None,
+    };
+
+    journal("switch", json!({ "release": target.as_str() }));
     let results = fleet.switch(&target, &reachable).await;
     let mut failed: Vec<String> = results
         .iter()
@@ -173,19 +310,26 @@ pub async fn run(
     for f in &failed {
         text.push_str(&format!("\n- FAILED {f}"));
     }
-    if let Some((gid, _)) = &task {
-        let _ = env
-            .client
-            .add_comment(gid, &Comment::Text(text.clone()))
+    if let Some(l) = &lock_link {
+        text.push_str(&format!(
+            "\nlock task (pushes stop until it is completed): {l}"
+        ));
+    }
+    if let Some((t, _)) = &task {
+        outbox
+            .submit(
+                &rid,
+                Op::Comment {
+                    task: t.clone(),
+                    text: text.clone(),
+                },
+            )
             .await;
         if failed.is_empty() {
-            let done = TaskUpdate {
-                completed: Some(true),
-                ..TaskUpdate::default()
-            };
-            let _ = env.client.update_task(gid, &done).await;
+            outbox.submit(&rid, Op::Complete { task: t.clone() }).await;
         }
     }
+    let link = task.as_ref().and_then(|t| t.1.clone());
     let switched_any = results.iter().any(|r| r.outcome.is_ok());
     if switched_any {
         env.state.set_deployed(
@@ -195,10 +339,14 @@ pub async fn run(
                 release: target.to_string(),
                 since: Utc::now(),
                 run_id: rid.clone(),
-                push_task: task.as_ref().map(|t| t.0.to_string()),
-                push_task_link: task.as_ref().map(|t| t.1.clone()),
+                push_task: match &task {
+                    Some((TaskRef::Gid(g), _)) => Some(g.clone()),
+                    _ => None,
+                },
+                push_task_link: link.clone(),
             },
         )?;
+        crate::failpoint::hit("deployed");
     }
     env.state.append_history(
         &settings.name,
@@ -216,25 +364,42 @@ pub async fn run(
             release: Some(target.to_string()),
             started: now,
             finished: Utc::now(),
-            push_task_link: task.as_ref().map(|t| t.1.clone()),
+            push_task_link: link.clone(),
             failed_step: (!failed.is_empty()).then(|| "switch".to_owned()),
             error: (!failed.is_empty()).then(|| failed.join("; ")),
         },
     )?;
+    env.state.close_journal(&settings.name)?;
+    if outbox.pending() > 0 {
+        outbox.flush().await;
+    }
+    let queued = outbox.pending();
     if json {
         super::print_json(&json!({
             "cluster": cluster,
             "outcome": if failed.is_empty() { "rolled-back" } else { "failed" },
             "release": target.as_str(),
             "commit": commit.as_str(),
-            "push_task": task.as_ref().map(|t| &t.1),
+            "push_task": link,
+            "lock_task": lock_link,
+            "rolled_back_commit": from_commit.as_ref().map(|c| c.as_str()),
             "failed_hosts": failed,
+            "asana_queued": queued,
         }));
     } else {
         println!("{text}");
-        if let Some((_, link)) = &task {
-            println!("rollback task: {link}");
+        if let Some(l) = &link {
+            println!("rollback task: {l}");
         }
+        if let Some(c) = &from_commit {
+            println!(
+                "{cluster}: {} will not be pushed again without `--commit`; pushes stay held until the lock task is completed",
+                c.short()
+            );
+        }
+    }
+    if queued > 0 {
+        eprintln!("pushgate: warning: {queued} Asana write{} queued in the outbox; the next run replays them", if queued == 1 { "" } else { "s" });
     }
     Ok(if failed.is_empty() {
         Outcome::Success

@@ -5,17 +5,22 @@
 pub mod crash;
 mod freeze;
 mod gate;
+pub mod recover;
 
 pub use freeze::{frozen, next_fire, soaking};
 pub use gate::{gate, holds};
 
-use crate::plan::{Facts, HoldReason, Plan, Step, Verdict};
+use crate::plan::{Facts, HoldReason, Ignored, Plan, Step, Verdict};
 
 /// Decides one push of one cluster from what was gathered, in SPEC §2's
 /// order: exclusion, freeze, candidate (nothing new is a no-op; a source
 /// cluster's commit must have soaked), gate.
 pub fn plan(facts: &Facts) -> Plan {
-    let verdict = verdict(facts);
+    let mut ignored = Ignored {
+        reason: facts.overrides.reason.clone().unwrap_or_default(),
+        ..Ignored::default()
+    };
+    let verdict = verdict(facts, &mut ignored);
     let steps = match verdict {
         Verdict::Push { .. } => vec![
             Step::Record,
@@ -42,10 +47,14 @@ pub fn plan(facts: &Facts) -> Plan {
         changelog: facts.changelog.clone(),
         via: facts.candidate.as_ref().map(|c| c.via.clone()),
         source: facts.source.clone(),
+        ignored: (!ignored.is_empty()).then_some(ignored),
     }
 }
 
-fn verdict(facts: &Facts) -> Verdict {
+/// The verdict; what `--ignore-locks` / `--ignore-freeze` went past is
+/// collected in `ignored`.
+fn verdict(facts: &Facts, ignored: &mut Ignored) -> Verdict {
+    let o = &facts.overrides;
     if let Some(holder) = &facts.running {
         return Verdict::Hold(HoldReason::Running {
             holder: holder.clone(),
@@ -57,7 +66,10 @@ fn verdict(facts: &Facts) -> Verdict {
         });
     }
     if let Some(hold) = facts.freeze.as_ref().and_then(|f| frozen(f, facts.now)) {
-        return Verdict::Hold(hold);
+        if !o.ignore_freeze {
+            return Verdict::Hold(hold);
+        }
+        ignored.holds.push(hold);
     }
     let Some(candidate) = &facts.candidate else {
         return Verdict::NothingNew { commit: None };
@@ -66,6 +78,13 @@ fn verdict(facts: &Facts) -> Verdict {
         return Verdict::NothingNew {
             commit: Some(candidate.commit.clone()),
         };
+    }
+    if let Some((release, at)) = &facts.rolled_back {
+        return Verdict::Hold(HoldReason::RolledBack {
+            commit: candidate.commit.clone(),
+            release: release.clone(),
+            at: *at,
+        });
     }
     if let Some((commit, last_run)) = &facts.failed_build {
         if *commit == candidate.commit {
@@ -76,13 +95,25 @@ fn verdict(facts: &Facts) -> Verdict {
         }
     }
     if let Some(hold) = facts.soak.as_ref().and_then(|s| soaking(s, facts.now)) {
-        return Verdict::Hold(hold);
+        if !o.ignore_freeze {
+            return Verdict::Hold(hold);
+        }
+        ignored.holds.push(hold);
     }
+    let push = Verdict::Push {
+        from: facts.deployed.clone(),
+        to: candidate.commit.clone(),
+    };
     match gate(&facts.locks) {
-        None => Verdict::Push {
-            from: facts.deployed.clone(),
-            to: candidate.commit.clone(),
-        },
+        None => push,
+        Some(Verdict::Hold(HoldReason::Locked { tasks })) if o.ignore_locks => {
+            ignored.locks = tasks;
+            push
+        }
+        Some(Verdict::Unknown { reason }) if o.ignore_locks => {
+            ignored.unknown = Some(reason);
+            push
+        }
         Some(v) => v,
     }
 }

@@ -2,7 +2,7 @@ use expect_test::{expect, Expect};
 
 use crate::git::{ChangeEntry, Changelog};
 use crate::model::{ClusterName, CommitId, Fix, LockTask, TaskGid};
-use crate::plan::{Candidate, Facts, LockFacts};
+use crate::plan::{Candidate, Facts, LockFacts, Overrides};
 
 fn commit(c: char) -> CommitId {
     CommitId::parse(&c.to_string().repeat(40)).unwrap()
@@ -38,6 +38,8 @@ fn facts(locks: LockFacts) -> Facts {
         soak: None,
         downstream_running: None,
         failed_build: None,
+        rolled_back: None,
+        overrides: Overrides::default(),
     }
 }
 
@@ -311,4 +313,81 @@ fn hostile_task_text_is_printed_inert() {
             beta: held by 1 lock:
               - "x\u{1b}[2J$(reboot)\nrm -rf /" (assignee: \u{7}bell) https://app.asana.com/0/2/9"#]],
     );
+}
+
+fn overrides(locks: bool, freeze: bool) -> Overrides {
+    Overrides {
+        ignore_locks: locks,
+        ignore_freeze: freeze,
+        reason: Some("hotfix for the outage".into()),
+    }
+}
+
+#[test]
+fn ignore_locks_pushes_past_open_locks_and_unknown_state_and_says_so() {
+    let mut f = facts(LockFacts::Read(vec![task(
+        "5",
+        "DB migration",
+        Some("Grace"),
+        false,
+        Fix::None,
+    )]));
+    f.overrides = overrides(true, false);
+    check_facts(
+        f.clone(),
+        expect![[r#"
+            beta: may push ccccccc (branch main) over bbbbbbb: told to ignore what holds it
+              1 new commit:
+                ccccccc Fix the login page (Ada)
+              pushed despite what held it, by hand: hotfix for the outage
+              - ignored lock "DB migration" (assignee: Grace) https://app.asana.com/0/2/5
+              steps: create the push task, build, stage on 3 hosts, switch `current` and prune, complete the push task and record the release"#]],
+    );
+    f.locks = LockFacts::Unreadable("HTTP 503".into());
+    let plan = super::plan(&f);
+    assert!(matches!(plan.verdict, crate::plan::Verdict::Push { .. }));
+    assert_eq!(plan.ignored.unwrap().unknown.as_deref(), Some("HTTP 503"));
+}
+
+#[test]
+fn ignore_locks_never_passes_a_running_push_or_a_freeze() {
+    let mut f = facts(LockFacts::Read(vec![]));
+    f.overrides = overrides(true, false);
+    f.downstream_running = ClusterName::parse("prod");
+    check_facts(f.clone(), expect!["beta: frozen while prod's push runs"]);
+    f.downstream_running = None;
+    f.soak = Some(crate::plan::SoakFacts {
+        from: ClusterName::parse("prod").unwrap(),
+        since: f.now - chrono::Duration::minutes(10),
+        min: chrono::Duration::minutes(90),
+    });
+    assert!(matches!(
+        super::plan(&f).verdict,
+        crate::plan::Verdict::Hold(crate::plan::HoldReason::Soaking { .. })
+    ));
+    // --ignore-freeze passes the soak too, and says so; it never passes a
+    // push of the cluster shipping this one's builds.
+    f.overrides = overrides(false, true);
+    let plan = super::plan(&f);
+    assert!(matches!(plan.verdict, crate::plan::Verdict::Push { .. }));
+    assert_eq!(plan.ignored.unwrap().holds.len(), 1);
+    f.downstream_running = ClusterName::parse("prod");
+    check_facts(f, expect!["beta: frozen while prod's push runs"]);
+}
+
+#[test]
+fn a_rolled_back_commit_is_held_whatever_the_overrides() {
+    let mut f = facts(LockFacts::Read(vec![]));
+    f.rolled_back = Some((
+        "20261124T110000Z-cccccccccccc".into(),
+        f.now - chrono::Duration::minutes(30),
+    ));
+    f.overrides = overrides(true, true);
+    check_facts(
+        f.clone(),
+        expect!["beta: not pushing ccccccc: release 20261124T110000Z-cccccccccccc was rolled back at 2026-11-24 11:30 UTC; push a new commit, or `--commit ccccccc` to push it anyway"],
+    );
+    // Nothing new still wins: the cluster runs it again already.
+    f.deployed = Some(commit('c'));
+    check_facts(f, expect!["beta: nothing new: ccccccc is already deployed"]);
 }

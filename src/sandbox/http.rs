@@ -141,34 +141,40 @@ async fn gatekeeper(State(s): St, req: Request, next: Next) -> Response {
         return ApiError::status(StatusCode::UNAUTHORIZED, "Not Authorized").into_response();
     }
     let n = s.counter.fetch_add(1, Ordering::SeqCst) + 1;
-    let (latency, drop_before, drop_after, rate_limited, fail, forbidden) = {
+    let api_path = req.uri().path().trim_start_matches("/api/1.0").to_owned();
+    let (latency, late, drop_before, drop_after, rate_limited, fail, forbidden) = {
         let mut f = s.faults.lock().unwrap_or_else(|e| e.into_inner());
-        let drop = f.drop_next > 0;
-        if drop {
-            f.drop_next -= 1;
-        }
-        let rate = f
-            .rate_limit_every
-            .is_some_and(|every| every > 0 && n % every == 0);
-        let fail = !drop && !rate && f.fail_next > 0;
-        if fail {
-            f.fail_next -= 1;
-        }
         let path = req.uri().path();
         let forbidden = f
             .forbidden_projects
             .iter()
             .any(|p| path.split('/').any(|seg| seg == p) || s.task_in_project(path, p));
-        (
-            f.latency_ms,
-            drop && !f.drop_after_apply,
-            drop && f.drop_after_apply,
-            rate.then_some(f.retry_after_secs),
-            fail.then_some(f.fail_status),
-            forbidden,
-        )
+        if !f.applies_to(req.method().as_str(), &api_path) {
+            (0, false, false, false, None, None, forbidden)
+        } else {
+            let drop = f.drop_next > 0;
+            if drop {
+                f.drop_next -= 1;
+            }
+            let rate = f
+                .rate_limit_every
+                .is_some_and(|every| every > 0 && n % every == 0);
+            let fail = !drop && !rate && f.fail_next > 0;
+            if fail {
+                f.fail_next -= 1;
+            }
+            (
+                f.latency_ms,
+                f.latency_after_apply,
+                drop && !f.drop_after_apply,
+                drop && f.drop_after_apply,
+                rate.then_some(f.retry_after_secs),
+                fail.then_some(f.fail_status),
+                forbidden,
+            )
+        }
     };
-    if latency > 0 {
+    if latency > 0 && !late {
         tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
     }
     if drop_before {
@@ -196,6 +202,9 @@ async fn gatekeeper(State(s): St, req: Request, next: Next) -> Response {
         .into_response();
     }
     let resp = next.run(req).await;
+    if latency > 0 && late {
+        tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+    }
     if drop_after {
         return dropped();
     }

@@ -45,6 +45,29 @@ pub struct Faults {
     pub drop_after_apply: bool,
     /// Requests touching these projects (or their tasks) get 403.
     pub forbidden_projects: Vec<String>,
+    /// Only requests matching `METHOD /path` (path segments after
+    /// `/api/1.0`, `*` for any one segment, e.g. `POST /tasks/*/stories`)
+    /// meet the faults above; every other request passes untouched.
+    pub only: Option<String>,
+    /// Spend `latency_ms` after the request was applied instead of before:
+    /// a write that times out has happened all the same.
+    pub latency_after_apply: bool,
+}
+
+impl Faults {
+    /// Whether a request meets the faults (see `only`).
+    pub fn applies_to(&self, method: &str, path: &str) -> bool {
+        let Some(pattern) = &self.only else {
+            return true;
+        };
+        let (m, p) = pattern.split_once(' ').unwrap_or(("*", pattern));
+        if m != "*" && !m.eq_ignore_ascii_case(method) {
+            return false;
+        }
+        let want: Vec<&str> = p.trim_matches('/').split('/').collect();
+        let got: Vec<&str> = path.trim_matches('/').split('/').collect();
+        want.len() == got.len() && want.iter().zip(&got).all(|(w, g)| *w == "*" || w == g)
+    }
 }
 
 impl Default for Faults {
@@ -58,6 +81,8 @@ impl Default for Faults {
             drop_next: 0,
             drop_after_apply: false,
             forbidden_projects: Vec::new(),
+            only: None,
+            latency_after_apply: false,
         }
     }
 }

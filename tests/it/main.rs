@@ -6,6 +6,7 @@ mod client;
 mod crash;
 mod daemon;
 mod push;
+mod recovery;
 mod sandbox;
 mod sdk;
 mod ssh;

@@ -432,6 +432,34 @@ async fn rollback_switches_back_and_is_recorded_then_pruning_keeps_what_it_shoul
     let s = bin.run(&["status", "beta", "--json"]).await.json();
     assert_eq!(s["clusters"][0]["deployed"]["release"], r1.as_str());
 
+    // Automation stops: a lock task assigned to the token's user holds
+    // the cluster, and the rolled-back commit is never picked again.
+    let locks = tasks(&sb, seed::LOCK_BETA);
+    let lock = locks.last().expect("the rollback created a lock task");
+    assert_eq!(lock.name, format!("rolled back from {r2}: investigate"));
+    assert!(!lock.completed);
+    assert_eq!(lock.assignee.as_deref(), Some(seed::ME));
+    let v2 = run.json()["rolled_back_commit"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        lock.notes.contains(&format!("--commit {}", &v2[..7])),
+        "{}",
+        lock.notes
+    );
+    // The branch tip is the rolled-back commit: held, not pushed again.
+    let held = bin.run(&["push", "beta"]).await;
+    assert_eq!(held.code, 3, "{held:?}");
+    assert!(
+        held.stdout.contains(&format!(
+            "not pushing {}: release {r2} was rolled back",
+            &v2[..7]
+        )),
+        "{}",
+        held.stdout
+    );
+    assert_eq!(release_of(&bin, 1), r1);
     // A named release that is not kept: refused, nothing switched.
     let run = bin
         .run(&["rollback", "beta", "--to", "20200101T000000Z-0123456789ab"])
@@ -444,6 +472,17 @@ async fn rollback_switches_back_and_is_recorded_then_pruning_keeps_what_it_shoul
     // Forward again: r2's commit is new relative to r1. keep_releases = 2
     // keeps the new one and the previous (r1); r2 goes.
     bin.repo.commit(&[("app/index.html", b"v3\n")], "v3");
+    // A new commit is a candidate, but the lock task still holds it.
+    let held = bin.run(&["push", "beta"]).await;
+    assert_eq!(held.code, 3, "{held:?}");
+    assert!(held.stdout.contains("rolled back from"), "{}", held.stdout);
+    let (st, _) = Raw::new(&sb)
+        .put(
+            &format!("/tasks/{}", lock.gid),
+            json!({"data": {"completed": true}}),
+        )
+        .await;
+    assert_eq!(st, 200);
     assert_eq!(bin.run(&["push", "beta"]).await.code, 0);
     let r3 = release_of(&bin, 1);
     assert_eq!(bin.releases(1), vec![r1.clone(), r3.clone()]);

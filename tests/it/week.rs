@@ -142,6 +142,7 @@ async fn a_week_of_schedules_freezes_locks_and_prod_shipping_what_beta_soaked() 
             Output::Log,
             *tick,
             None,
+            Default::default(),
         )
         .await
         .unwrap_or_else(|e| panic!("{tick} {cluster}: {e:#}"));

@@ -346,6 +346,11 @@ hosts = ["local:{d}/hosts/prod-1"]
     }
 
     pub async fn run_with_token(&self, args: &[&str], token: &str) -> Run {
+        self.run_env(args, token, &[]).await
+    }
+
+    /// The binary with these extra environment variables (a failpoint).
+    pub async fn run_env(&self, args: &[&str], token: &str, vars: &[(&str, &str)]) -> Run {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushgate"))
             .arg("--config")
             .arg(&self.config)
@@ -353,24 +358,86 @@ hosts = ["local:{d}/hosts/prod-1"]
             .env(TOKEN_ENV, token)
             .env_remove("RUST_LOG")
             .env_remove("PUSHGATE_CONFIG")
+            .env_remove(pushgate::failpoint::ENV)
+            .envs(vars.iter().copied())
             .output()
             .await
             .expect("pushgate runs");
         Run::from(out)
     }
+
+    /// Rewrites the config's lines that start with `key = `.
+    pub fn set_config_line(&self, key: &str, line: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let prefix = format!("{key} = ");
+        let fixed: Vec<&str> = text
+            .lines()
+            .map(|l| if l.starts_with(&prefix) { line } else { l })
+            .collect();
+        std::fs::write(&self.config, fixed.join("\n")).unwrap();
+    }
+}
+
+/// The tasks of a project, in project order.
+pub fn tasks(sb: &Sandbox, project: &str) -> Vec<TaskRec> {
+    sb.with_data(|d| {
+        d.projects[project]
+            .tasks
+            .iter()
+            .map(|g| d.tasks[g].clone())
+            .collect()
+    })
+    .unwrap()
+}
+
+/// One task as the sandbox holds it.
+pub fn task(sb: &Sandbox, gid: &str) -> TaskRec {
+    sb.with_data(|d| d.tasks[gid].clone()).unwrap()
+}
+
+/// A task's comments, oldest first.
+pub fn comments(t: &TaskRec) -> Vec<String> {
+    t.stories
+        .iter()
+        .filter(|s| s.subtype == "comment_added")
+        .map(|s| s.text.clone())
+        .collect()
+}
+
+/// Every file under `dir` (relative path → bytes), for comparing trees.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, d: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap_or_default());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
 }
 
 #[derive(Debug)]
 pub struct Run {
     pub code: i32,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
 
 impl From<Output> for Run {
     fn from(o: Output) -> Run {
+        use std::os::unix::process::ExitStatusExt;
         Run {
             code: o.status.code().unwrap_or(-1),
+            signal: o.status.signal(),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         }
