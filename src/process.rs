@@ -53,7 +53,11 @@ fn proc_stat(pid: u32) -> Option<(u64, u32, bool)> {
     // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parens.
     let rest = &text[text.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
-    Some((f.get(19)?.parse().ok()?, f.get(2)?.parse().ok()?, f.first() == Some(&"Z")))
+    Some((
+        f.get(19)?.parse().ok()?,
+        f.get(2)?.parse().ok()?,
+        f.first() == Some(&"Z"),
+    ))
 }
 
 /// Kills what a run that died outright left running: each registered

@@ -294,7 +294,7 @@ pub async fn push_at(
         }
         if failures > 0 {
             parts.push(format!(
-                "{failures} Asana write{} refused (see the log)",
+                "{failures} Asana call{} failed for good (see the log)",
                 if failures == 1 { "" } else { "s" }
             ));
         }

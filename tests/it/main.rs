@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod crash;
 mod daemon;
+mod faults;
 mod push;
 mod recovery;
 mod sandbox;

@@ -854,3 +854,123 @@ async fn a_push_that_reaches_no_host_fails_whatever_the_tolerance() {
     );
     assert!(!tasks(&sb, seed::PUSH_BETA).pop().unwrap().completed);
 }
+
+#[tokio::test]
+async fn ignore_locks_pushes_past_locks_with_a_reason_but_never_past_a_freeze() {
+    let sb = support::sandbox().await;
+    let bin = Bin::new(&sb);
+    let (st, _) = Raw::new(&sb)
+        .post(
+            "/tasks",
+            json!({"data": {"name": "DB migration; $(reboot)", "projects": [seed::LOCK_BETA]}}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    assert_eq!(bin.run(&["push", "beta"]).await.code, 3);
+    // No reason: refused before anything happens.
+    let run = bin.run(&["push", "beta", "--ignore-locks"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    let run = bin
+        .run(&["push", "beta", "--ignore-locks", "--reason", "  "])
+        .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("--reason"), "{}", run.stderr);
+    assert!(bin.current(1).is_none());
+
+    let run = bin
+        .run(&[
+            "push",
+            "beta",
+            "--ignore-locks",
+            "--reason",
+            "hotfix for INC-42",
+            "--json",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let v = run.json();
+    assert_eq!(v["ignored"]["reason"], "hotfix for INC-42");
+    assert_eq!(v["ignored"]["locks"][0]["name"], "DB migration; $(reboot)");
+    for h in 1..=3 {
+        assert!(bin.current(h).is_some(), "host {h}");
+    }
+    let t = tasks(&sb, seed::PUSH_BETA).pop().unwrap();
+    assert!(t.completed);
+    assert!(
+        t.notes.contains("by hand: hotfix for INC-42"),
+        "{}",
+        t.notes
+    );
+    assert!(
+        t.notes.contains("ignored lock \"DB migration; $(reboot)\""),
+        "{}",
+        t.notes
+    );
+
+    // A freeze holds even with --ignore-locks; --ignore-freeze passes it.
+    let text = std::fs::read_to_string(&bin.config).unwrap();
+    std::fs::write(
+        &bin.config,
+        text.replace(
+            "[clusters.prod]\nschedule = \"0 0 10,17 * * Mon-Fri\"",
+            "[clusters.prod]\nschedule = \"* * * * * *\"",
+        )
+        .replace(
+            "[clusters.beta]\n",
+            "[clusters.beta]\nfreeze_before = { cluster = \"prod\", duration = \"90m\" }\n",
+        ),
+    )
+    .unwrap();
+    bin.repo.commit(&[("app/index.html", b"v2\n")], "v2");
+    let run = bin
+        .run(&["push", "beta", "--ignore-locks", "--reason", "again"])
+        .await;
+    assert_eq!(run.code, 4, "{run:?}");
+    let run = bin
+        .run(&[
+            "push",
+            "beta",
+            "--ignore-locks",
+            "--ignore-freeze",
+            "--reason",
+            "the outage",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("ignored: frozen until"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test]
+async fn a_rolled_back_commit_ships_again_only_with_commit_which_clears_its_mark() {
+    let sb = support::sandbox().await;
+    let bin = Bin::new(&sb);
+    assert_eq!(bin.run(&["push", "beta"]).await.code, 0);
+    let v2 = bin.repo.commit(&[("app/index.html", b"v2\n")], "v2");
+    assert_eq!(bin.run(&["push", "beta"]).await.code, 0);
+    assert_eq!(bin.run(&["rollback", "beta"]).await.code, 0);
+    let lock = tasks(&sb, seed::LOCK_BETA).pop().unwrap();
+    let (st, _) = Raw::new(&sb)
+        .put(
+            &format!("/tasks/{}", lock.gid),
+            json!({"data": {"completed": true}}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let held = bin.run(&["push", "beta", "--json"]).await;
+    assert_eq!(held.code, 3, "{held:?}");
+    assert_eq!(held.json()["reason"], "rolled-back");
+    let run = bin.run(&["push", "beta", "--commit", &v2[..9]]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(release_of(&bin, 1).ends_with(&v2[..12]));
+    // A person shipped it on purpose: its mark is gone, and the schedule
+    // finds nothing new.
+    let again = bin.run(&["push", "beta", "--json"]).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(again.json()["verdict"], "nothing-new");
+    let marks = std::fs::read_to_string(bin.path("state/clusters/beta/bad.json")).unwrap();
+    assert!(!marks.contains(&v2), "{marks}");
+}

@@ -78,11 +78,20 @@ fn run_of(notes: &str) -> String {
 fn assert_recorded_once(sb: &Sandbox, when: &str) {
     let runs: Vec<String> = push_tasks(sb).iter().map(|t| run_of(&t.notes)).collect();
     let unique: BTreeSet<&String> = runs.iter().collect();
-    assert_eq!(unique.len(), runs.len(), "{when}: a push recorded twice: {runs:?}");
+    assert_eq!(
+        unique.len(),
+        runs.len(),
+        "{when}: a push recorded twice: {runs:?}"
+    );
     for t in push_tasks(sb) {
         let c = comments(&t);
         let distinct: BTreeSet<&String> = c.iter().collect();
-        assert_eq!(distinct.len(), c.len(), "{when}: a comment made twice on {}: {c:?}", t.name);
+        assert_eq!(
+            distinct.len(),
+            c.len(),
+            "{when}: a comment made twice on {}: {c:?}",
+            t.name
+        );
     }
 }
 
@@ -117,14 +126,28 @@ async fn kill_at(point: &str, finished: bool) {
     let v2 = commit(&bin, "v2");
 
     let killed = bin
-        .run_env(&["push", "beta"], &bin.token, &[(pushgate::failpoint::ENV, point)])
+        .run_env(
+            &["push", "beta"],
+            &bin.token,
+            &[(pushgate::failpoint::ENV, point)],
+        )
         .await;
-    assert_eq!(killed.signal, Some(9), "{point}: not killed there: {killed:?}");
+    assert_eq!(
+        killed.signal,
+        Some(9),
+        "{point}: not killed there: {killed:?}"
+    );
     let when = format!("killed at {point}");
     // At once, before anything recovers: no host on a partial release.
     let after_kill = assert_whole(&bin, &when);
-    assert!(after_kill.iter().all(Option::is_some), "{when}: {after_kill:?}");
-    assert!(bin.path("state/clusters/beta/journal.jsonl").exists(), "{when}");
+    assert!(
+        after_kill.iter().all(Option::is_some),
+        "{when}: {after_kill:?}"
+    );
+    assert!(
+        bin.path("state/clusters/beta/journal.jsonl").exists(),
+        "{when}"
+    );
 
     let next = bin.run(&["push", "beta", "--json"]).await;
     assert_eq!(next.code, 0, "{when}: {next:?}");
@@ -136,9 +159,16 @@ async fn kill_at(point: &str, finished: bool) {
     // Every host on one whole release, of v2.
     let now = assert_whole(&bin, &format!("{when}, then run again"));
     let first_host = now[0].clone().unwrap();
-    assert!(now.iter().all(|r| r.as_deref() == Some(first_host.as_str())), "{when}: {now:?}");
+    assert!(
+        now.iter()
+            .all(|r| r.as_deref() == Some(first_host.as_str())),
+        "{when}: {now:?}"
+    );
     assert!(first_host.ends_with(&v2[..12]), "{when}: {first_host}");
-    assert!(!bin.path("state/clusters/beta/journal.jsonl").exists(), "{when}");
+    assert!(
+        !bin.path("state/clusters/beta/journal.jsonl").exists(),
+        "{when}"
+    );
     // The interrupted push's release is gone unless it is the one kept.
     for h in 1..=3 {
         for r in bin.releases(h) {
@@ -163,7 +193,10 @@ async fn kill_at(point: &str, finished: bool) {
         assert_eq!(all.len(), 2, "{when}");
     } else {
         assert!(!killed_task.completed, "{when}");
-        assert!(said.iter().any(|c| c.contains("did not finish")), "{when}: {said:?}");
+        assert!(
+            said.iter().any(|c| c.contains("did not finish")),
+            "{when}: {said:?}"
+        );
         assert_eq!(v["verdict"], "push", "{when}");
         assert_eq!(all.len(), 3, "{when}");
         assert!(all.last().unwrap().completed, "{when}");
@@ -171,9 +204,16 @@ async fn kill_at(point: &str, finished: bool) {
     assert_recorded_once(&sb, &when);
     let h = bin.run(&["history", "beta", "--json"]).await.json();
     let runs = h["runs"].as_array().unwrap();
-    let mine: Vec<_> = runs.iter().filter(|r| r["run_id"] == killed_run.as_str()).collect();
+    let mine: Vec<_> = runs
+        .iter()
+        .filter(|r| r["run_id"] == killed_run.as_str())
+        .collect();
     assert_eq!(mine.len(), 1, "{when}: {h}");
-    assert_eq!(mine[0]["outcome"], if finished { "success" } else { "failed" }, "{when}");
+    assert_eq!(
+        mine[0]["outcome"],
+        if finished { "success" } else { "failed" },
+        "{when}"
+    );
 }
 
 #[tokio::test]
@@ -206,8 +246,14 @@ async fn a_held_next_run_still_converges_the_hosts_first() {
         )
         .await;
     assert_eq!(killed.signal, Some(9), "{killed:?}");
-    let split: BTreeSet<Option<String>> = assert_whole(&bin, "killed mid-switch").into_iter().collect();
-    assert_eq!(split.len(), 2, "one host switched, the others not: {split:?}");
+    let split: BTreeSet<Option<String>> = assert_whole(&bin, "killed mid-switch")
+        .into_iter()
+        .collect();
+    assert_eq!(
+        split.len(),
+        2,
+        "one host switched, the others not: {split:?}"
+    );
 
     // Someone locks beta meanwhile: the next run is held (exit 3), but the
     // hosts converge before anything else — back onto v1, all of them.
@@ -222,7 +268,10 @@ async fn a_held_next_run_still_converges_the_hosts_first() {
     assert_eq!(held.code, 3, "{held:?}");
     assert!(held.stdout.contains("did not finish"), "{}", held.stdout);
     let now = assert_whole(&bin, "held");
-    assert!(now.iter().all(|r| r.as_deref() == Some(r1.as_str())), "{now:?}");
+    assert!(
+        now.iter().all(|r| r.as_deref() == Some(r1.as_str())),
+        "{now:?}"
+    );
     // A dry run would not have touched anything; the journal is closed.
     assert!(!bin.path("state/clusters/beta/journal.jsonl").exists());
     assert_recorded_once(&sb, "held");
@@ -251,7 +300,10 @@ async fn a_rollback_killed_mid_switch_is_finished_by_the_next_run() {
     let next: Run = bin.run(&["push", "beta"]).await;
     assert_eq!(next.code, 3, "{next:?}");
     let now = assert_whole(&bin, "after");
-    assert!(now.iter().all(|r| r.as_deref() == Some(r1.as_str())), "{now:?}");
+    assert!(
+        now.iter().all(|r| r.as_deref() == Some(r1.as_str())),
+        "{now:?}"
+    );
     let s = bin.run(&["status", "beta", "--json"]).await.json();
     assert_eq!(s["clusters"][0]["deployed"]["release"], r1.as_str());
     let locks = tasks(&sb, seed::LOCK_BETA);
