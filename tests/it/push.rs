@@ -356,42 +356,6 @@ async fn held_and_busy_pushes_create_no_task() {
 }
 
 #[tokio::test]
-async fn the_token_reaches_no_output_no_state_file_and_not_the_build() {
-    let sb = support::sandbox().await;
-    let bin = Bin::new(&sb);
-    let run = bin.run(&["-vv", "push", "beta"]).await;
-    assert_eq!(run.code, 0, "{run:?}");
-    let token = sb.token();
-    assert!(!run.stdout.contains(&token) && !run.stderr.contains(&token));
-    let env = std::fs::read_to_string(bin.path("build-env.txt")).unwrap();
-    assert!(env.contains("PATH="), "the build sees an environment");
-    assert!(
-        !env.contains(&token) && !env.contains(support::TOKEN_ENV),
-        "{env}"
-    );
-    let mut stack = vec![bin.path("state")];
-    while let Some(p) = stack.pop() {
-        for e in std::fs::read_dir(&p).unwrap() {
-            let e = e.unwrap();
-            let ty = e.file_type().unwrap();
-            if ty.is_dir() {
-                stack.push(e.path());
-            } else if ty.is_file() {
-                let bytes = std::fs::read(e.path()).unwrap();
-                assert!(
-                    !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
-                    "{} holds the token",
-                    e.path().display()
-                );
-            }
-        }
-    }
-    for t in tasks(&sb, seed::PUSH_BETA) {
-        assert!(!t.notes.contains(&token) && comments(&t).iter().all(|c| !c.contains(&token)));
-    }
-}
-
-#[tokio::test]
 async fn rollback_switches_back_and_is_recorded_then_pruning_keeps_what_it_should() {
     let sb = support::sandbox().await;
     let bin = Bin::with(
