@@ -294,7 +294,7 @@ pub async fn push_at(
         }
         if failures > 0 {
             parts.push(format!(
-                "{failures} Asana call{} failed for good (see the log)",
+                "{failures} other Asana call{} failed (see the log)",
                 if failures == 1 { "" } else { "s" }
             ));
         }
