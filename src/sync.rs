@@ -329,6 +329,22 @@ impl Fleet<'_> {
         F: Fn(usize, Place<'s>) -> Fut,
         Fut: std::future::Future<Output = Result<T, String>>,
     {
+        self.each_observed(retry, op, |_| {}).await
+    }
+
+    /// `each`, calling `done` with each host's result as soon as it has one.
+    async fn each_observed<'s, T, F, Fut, D>(
+        &'s self,
+        retry: bool,
+        op: F,
+        done: D,
+    ) -> Vec<HostResult<T>>
+    where
+        F: Fn(usize, Place<'s>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, String>>,
+        D: Fn(&HostResult<T>),
+    {
+        let done = &done;
         let attempts = if retry { 1 + self.settings.retries } else { 1 };
         let op = &op;
         let mut results: Vec<(usize, HostResult<T>)> = stream::iter(self.hosts.iter().enumerate())
@@ -361,15 +377,14 @@ impl Fleet<'_> {
                         Err(e) => tracing::warn!(%host, attempt = tried, error = %e, "host operation failed"),
                     }
                 }
-                (
-                    i,
-                    HostResult {
-                        host: host.clone(),
-                        outcome,
-                        attempts: tried,
-                        duration: started.elapsed(),
-                    },
-                )
+                let result = HostResult {
+                    host: host.clone(),
+                    outcome,
+                    attempts: tried,
+                    duration: started.elapsed(),
+                };
+                done(&result);
+                (i, result)
             })
             .buffer_unordered(self.settings.parallelism.max(1))
             .collect()
@@ -426,27 +441,39 @@ impl Fleet<'_> {
 
     /// Copies the artifact into `TARGET/releases/RELEASE/` on every host.
     pub async fn stage(&self, artifact: &Path, release: &ReleaseId) -> Vec<HostResult<Staged>> {
-        self.each(true, |_, place| async move {
-            let before = self.probe(place).await?;
-            if before.current.as_ref() == Some(release) {
-                return Err(format!(
+        let watch = crate::observe::stage(self.hosts.len());
+        let done = |r: &HostResult<Staged>| {
+            let bytes = r.outcome.as_ref().ok().and_then(|s| s.bytes_sent);
+            watch.host_done(r.outcome.is_ok(), bytes);
+        };
+        let results = self
+            .each_observed(
+                true,
+                |_, place| async move {
+                    let before = self.probe(place).await?;
+                    if before.current.as_ref() == Some(release) {
+                        return Err(format!(
                     "release {release} is this host's current release; refusing to stage over it"
                 ));
-            }
-            let link = before.current.as_ref().filter(|c| *c != release);
-            let argv = rsync_argv(&self.ssh, artifact, &place, release, link);
-            let out = process::run(&argv, None, self.settings.host_timeout, self.env)
-                .await
-                .map_err(|e| e.to_string())?;
-            if !out.success() {
-                return Err(out.failure());
-            }
-            Ok(Staged {
-                bytes_sent: parse_bytes_sent(&out.stdout),
-                before,
-            })
-        })
-        .await
+                    }
+                    let link = before.current.as_ref().filter(|c| *c != release);
+                    let argv = rsync_argv(&self.ssh, artifact, &place, release, link);
+                    let out = process::run(&argv, None, self.settings.host_timeout, self.env)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if !out.success() {
+                        return Err(out.failure());
+                    }
+                    Ok(Staged {
+                        bytes_sent: parse_bytes_sent(&out.stdout),
+                        before,
+                    })
+                },
+                done,
+            )
+            .await;
+        watch.finish();
+        results
     }
 
     /// Points `current` at `release` on the hosts whose index is in `which`,

@@ -186,6 +186,10 @@ pub async fn run(
             let _ = env.client.update_task(gid, &done).await;
         }
     }
+    let link = task.as_ref().map(|t| t.1.as_str());
+    env.observer
+        .rolled_back(&settings.name, &target, &commit, hosts.len(), &failed, link)
+        .await;
     let switched_any = results.iter().any(|r| r.outcome.is_ok());
     if switched_any {
         env.state.set_deployed(

@@ -250,3 +250,29 @@ fn ssh_paths_that_would_break_the_command_line_are_refused() {
             sync.host_key_policy: `maybe`: expected `strict` or `accept-new`"#]],
     );
 }
+
+#[test]
+fn notify_names_a_variable_and_known_events() {
+    let with = |section: &str| format!("{GOOD}\n[notify]\n{section}\n");
+    let c = Config::parse(
+        &with("slack_webhook_env = \"PUSHGATE_SLACK_WEBHOOK\""),
+        Path::new("/etc/pushgate"),
+    )
+    .unwrap();
+    let n = c.notify.unwrap();
+    assert_eq!(n.on, NOTIFY_DEFAULT);
+    assert_eq!(n.timeout, Duration::from_secs(5));
+    check(
+        &with("slack_webhook_env = \"https://hooks.slack.com/services/T/B/x\"\ntimeout = \"0s\"\non = [\"failed\", \"deployed\", 3]"),
+        expect![[r#"
+            notify.slack_webhook_env: must name an environment variable that holds the URL, not the URL: it is a secret"#]],
+    );
+    check(
+        &with("slack_webhook_env = \"HOOK\"\ntimeout = \"0s\"\non = [\"failed\", \"deployed\", 3]\nchannel = \"#ops\""),
+        expect![[r#"
+            notify.channel: unknown key; expected one of: slack_webhook_env, timeout, on
+            notify.timeout: must be longer than zero
+            notify.on[1]: `deployed` is not an event; expected some of: started, succeeded, failed, held, frozen, rollback
+            notify.on[2]: expected a string, found an integer"#]],
+    );
+}

@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod crash;
 mod daemon;
+mod notify;
 mod push;
 mod sandbox;
 mod sdk;
