@@ -227,6 +227,7 @@ impl Metrics {
                     outcome: outcome.into(),
                 };
                 let _ = m.pushes.get_or_create(&l);
+                let _ = m.push_duration.get_or_create(&l);
                 let _ = m.rollbacks.get_or_create(&l);
             }
             for reason in crate::holds::REASONS {
@@ -237,6 +238,7 @@ impl Metrics {
             }
             let l = ClusterLabels { cluster };
             let _ = m.stage_bytes.get_or_create(&l);
+            let _ = m.stage_duration.get_or_create(&l);
             let _ = m.stage_host_failures.get_or_create(&l);
             let _ = m.in_progress.get_or_create(&l);
         }

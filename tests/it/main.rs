@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod crash;
 mod daemon;
+mod metrics;
 mod notify;
 mod push;
 mod sandbox;
