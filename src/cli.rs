@@ -77,12 +77,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Past pushes of CLUSTER: outcome, commit, duration, push task; success rate, median duration.
+    /// Past pushes of CLUSTER: outcome, commit, duration, push task; success rate, median and p90 duration, pushes a day, holds by reason.
     History {
         cluster: String,
         /// Show at most this many runs, newest last.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Only runs and holds since then: a duration back from now (7d, 24h) or a date (2026-11-20).
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
         #[arg(long)]
         json: bool,
     },

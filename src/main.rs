@@ -108,10 +108,11 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::History {
             cluster,
             limit,
+            since,
             json,
         } => {
             let config = pushgate::config::Config::load(&cli.config)?;
-            cmd::history::run(&config, &cluster, limit, json)
+            cmd::history::run(&config, &cluster, limit, since.as_deref(), json)
         }
         command => {
             let env = Env::open(&cli.config).await?;
