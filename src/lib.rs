@@ -23,3 +23,4 @@ pub mod sandbox;
 pub mod state;
 pub mod sync;
 pub mod telemetry;
+pub mod term;

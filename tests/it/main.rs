@@ -13,4 +13,5 @@ mod sdk;
 mod ssh;
 mod support;
 mod tidy;
+mod ux;
 mod week;
