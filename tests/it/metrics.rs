@@ -177,6 +177,30 @@ async fn the_metrics_endpoint_counts_pushes_stages_holds_and_asana_requests() {
     let last = s(r#"pushgate_last_success_timestamp_seconds{cluster="beta"}"#).unwrap();
     assert!((last - since).abs() < 60.0, "{last} vs {since}");
 
+    // Every series the Grafana dashboard queries is exposed.
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/grafana-dashboard.json")).unwrap();
+    let mut queried = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("pushgate_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                queried.push(name);
+            }
+        }
+    }
+    assert!(queried.len() >= 10, "{queried:?}");
+    for name in &queried {
+        assert!(
+            m.contains(&format!("\n{name}")),
+            "the dashboard queries {name}, which is not exposed:\n{m}"
+        );
+    }
+
     // A lock and a new commit: the next ticks are held, and counted.
     support::add_lock(&sb, seed::LOCK_BETA, "hold for metrics").await;
     bin.repo.commit(&[("app/index.html", b"v2\n")], "Second");
