@@ -22,8 +22,10 @@ use crate::state::StateDir;
 pub struct Stats {
     /// The window's start: `--since`, else the first record.
     pub from: Option<DateTime<Utc>>,
-    /// The window's length in days, at least one.
+    /// The window's length in days, at least one (per-day rates divide by it).
     pub days: f64,
+    /// The window's real length in days.
+    pub span: f64,
     pub pushes: usize,
     pub succeeded: usize,
     pub failed: usize,
@@ -79,10 +81,10 @@ pub fn stats(
         let first_hold = holds.iter().map(|h| h.at).min();
         first_run.into_iter().chain(first_hold).min()
     });
-    let days = from
+    let span = from
         .map(|f| (now - f).num_seconds() as f64 / 86_400.0)
-        .unwrap_or(0.0)
-        .max(1.0);
+        .unwrap_or(0.0);
+    let days = span.max(1.0);
     let mut by_reason = BTreeMap::new();
     for h in &holds {
         *by_reason.entry(h.reason.clone()).or_insert(0) += 1;
@@ -90,6 +92,7 @@ pub fn stats(
     Stats {
         from,
         days,
+        span,
         pushes: pushes.len(),
         succeeded: ok.len(),
         failed: pushes.len() - ok.len(),

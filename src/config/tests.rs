@@ -276,3 +276,27 @@ fn notify_names_a_variable_and_known_events() {
             notify.on[2]: expected a string, found an integer"#]],
     );
 }
+
+#[test]
+fn the_complete_example_in_the_docs_is_valid_and_sets_every_key() {
+    let doc = include_str!("../../docs/configuration.md");
+    let from = doc.find("## A complete example").unwrap();
+    let block = &doc[from..];
+    let start = block.find("```toml\n").unwrap() + 8;
+    let end = block[start..].find("```").unwrap() + start;
+    let text = &block[start..end];
+    check(text, expect!["ok: 2 clusters, state_dir /var/lib/pushgate"]);
+    // Every key the validator knows appears in it.
+    for key in ASANA_KEYS
+        .iter()
+        .filter(|k| **k != "token_env")
+        .chain(REPO_KEYS)
+        .chain(BUILD_KEYS)
+        .chain(SYNC_KEYS)
+        .chain(NOTIFY_KEYS)
+        .chain(CRASH_KEYS)
+        .chain(CLUSTER_KEYS)
+    {
+        assert!(text.contains(&format!("\n{key} = ")), "{key} is missing");
+    }
+}
