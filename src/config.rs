@@ -118,6 +118,10 @@ pub struct NotifySettings {
     pub timeout: Duration,
     /// Which events are sent (default: [`NOTIFY_DEFAULT`]).
     pub on: Vec<String>,
+    /// `started` is posted only for a push still running after this long
+    /// (default 30 s; zero: every push), so that a quick push is one
+    /// message, not two.
+    pub started_after: Duration,
 }
 
 /// The events `[notify] on` may name.
@@ -330,7 +334,7 @@ const SYNC_KEYS: &[&str] = &[
     "host_timeout",
     "retries",
 ];
-const NOTIFY_KEYS: &[&str] = &["slack_webhook_env", "timeout", "on"];
+const NOTIFY_KEYS: &[&str] = &["slack_webhook_env", "timeout", "on", "started_after"];
 const CRASH_KEYS: &[&str] = &["project", "fix_commit_field", "close_on"];
 const CLUSTER_KEYS: &[&str] = &[
     "schedule",
@@ -897,10 +901,25 @@ impl Validator {
                 None
             }
         };
+        let started_after = match self.string("notify", t, "started_after") {
+            None if t.contains_key("started_after") => None,
+            None => Some(Duration::from_secs(30)),
+            Some(s) => match humantime::parse_duration(s) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    self.problem(
+                        "notify.started_after",
+                        format!("`{s}` is not a duration ({e}); write e.g. \"30s\", or \"0s\" for every push"),
+                    );
+                    None
+                }
+            },
+        };
         Some(NotifySettings {
             slack_webhook_env: env?.to_owned(),
             timeout: timeout?,
             on: on?,
+            started_after: started_after?,
         })
     }
 

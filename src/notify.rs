@@ -1,5 +1,6 @@
-//! Notifications to a Slack-compatible incoming webhook: a push started,
-//! succeeded or failed; the first hold of a streak; a rollback.
+//! Notifications to a Slack-compatible incoming webhook: a push started
+//! (only one still running after `notify.started_after`, so a quick push is
+//! one message), succeeded or failed; the first hold of a streak; a rollback.
 //!
 //! The webhook URL is a credential. It is read from the environment
 //! variable named by `[notify] slack_webhook_env`, kept in a

@@ -176,21 +176,46 @@ impl Observer {
         }
     }
 
-    /// Around a push's execution: announces it, lets the stage and the
-    /// build report to this observer, announces how it ended.
+    /// Around a push's execution: lets the stage and the build report to
+    /// this observer, announces the start of a push still running after
+    /// `notify.started_after` (beside it, joined), then how it ended.
     pub async fn push<F>(&self, plan: &Plan, run: F) -> PushReport
     where
         F: std::future::Future<Output = PushReport>,
     {
-        if let Some(text) = notify::started(plan) {
-            self.send("started", &text).await;
-        }
         let watch = Arc::new(Watch {
             cluster: plan.cluster.clone(),
             metrics: self.inner.metrics.get().cloned(),
             progress: self.inner.progress.load(Ordering::Relaxed),
         });
-        let report = WATCH.scope(watch, run).await;
+        let run = WATCH.scope(watch, run);
+        let started = notify::started(plan).filter(|_| self.wants("started"));
+        let report = match (started, self.inner.notify.as_ref()) {
+            (Some(text), Some(n)) => {
+                // `started` only for a push still running after
+                // `started_after`; posted beside the push (same task,
+                // joined), so it never holds the push up.
+                let after = n.started_after;
+                let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+                let push = async move {
+                    let r = run.await;
+                    let _ = done_tx.send(());
+                    r
+                };
+                let announce = async {
+                    if !after.is_zero() {
+                        tokio::select! {
+                            _ = tokio::time::sleep(after) => {}
+                            _ = done_rx => return,
+                        }
+                    }
+                    self.send("started", &text).await;
+                };
+                let (report, ()) = tokio::join!(push, announce);
+                report
+            }
+            _ => run.await,
+        };
         let event = if report.failure.is_some() {
             "failed"
         } else {

@@ -262,6 +262,7 @@ fn notify_names_a_variable_and_known_events() {
     let n = c.notify.unwrap();
     assert_eq!(n.on, NOTIFY_DEFAULT);
     assert_eq!(n.timeout, Duration::from_secs(5));
+    assert_eq!(n.started_after, Duration::from_secs(30));
     check(
         &with("slack_webhook_env = \"https://hooks.slack.com/services/T/B/x\"\ntimeout = \"0s\"\non = [\"failed\", \"deployed\", 3]"),
         expect![[r#"
@@ -270,7 +271,7 @@ fn notify_names_a_variable_and_known_events() {
     check(
         &with("slack_webhook_env = \"HOOK\"\ntimeout = \"0s\"\non = [\"failed\", \"deployed\", 3]\nchannel = \"#ops\""),
         expect![[r#"
-            notify.channel: unknown key; expected one of: slack_webhook_env, timeout, on
+            notify.channel: unknown key; expected one of: slack_webhook_env, timeout, on, started_after
             notify.timeout: must be longer than zero
             notify.on[1]: `deployed` is not an event; expected some of: started, succeeded, failed, held, frozen, rollback
             notify.on[2]: expected a string, found an integer"#]],

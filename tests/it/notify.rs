@@ -31,29 +31,23 @@ async fn push(bin: &Bin, hook: &Webhook, args: &[&str]) -> support::Run {
 }
 
 #[tokio::test]
-async fn each_push_posts_start_and_end_and_a_held_streak_posts_once() {
+async fn a_quick_push_posts_once_and_a_held_streak_posts_once() {
     let sb = support::sandbox().await;
     let bin = Bin::new(&sb);
     with_notify(&bin, "");
     let hook = Webhook::start(200).await;
 
+    // A quick push is one message: its end.
     let run = push(&bin, &hook, &["push", "beta", "-vv"]).await;
     assert_eq!(run.code, 0, "{run:?}");
     let m = hook.messages();
-    assert_eq!(m.len(), 2, "{m:#?}");
+    assert_eq!(m.len(), 1, "{m:#?}");
     let short = &bin.first[..7];
     assert!(
-        m[0].contains(&format!(
-            "*beta*: pushing `{short}` over (nothing deployed)"
-        )) && m[0].contains("Initial app"),
+        m[0].contains(&format!("*beta*: pushed `{short}` to 3 hosts"))
+            && m[0].contains("|push task>"),
         "{}",
         m[0]
-    );
-    assert!(
-        m[1].contains(&format!("*beta*: pushed `{short}` to 3 hosts"))
-            && m[1].contains("|push task>"),
-        "{}",
-        m[1]
     );
 
     // Locked for three ticks: one message, naming the lock, its assignee, its link.
@@ -63,14 +57,14 @@ async fn each_push_posts_start_and_end_and_a_held_streak_posts_once() {
         assert_eq!(push(&bin, &hook, &["push", "beta"]).await.code, 3);
     }
     let m = hook.messages();
-    assert_eq!(m.len(), 3, "{m:#?}");
+    assert_eq!(m.len(), 2, "{m:#?}");
     assert!(
-        m[2].contains("*beta* is held by 1 lock")
-            && m[2].contains("DB migration &lt;!channel&gt;")
-            && m[2].contains("assignee: Sandbox User")
-            && m[2].contains(&lock),
+        m[1].contains("*beta* is held by 1 lock")
+            && m[1].contains("DB migration &lt;!channel&gt;")
+            && m[1].contains("assignee: Sandbox User")
+            && m[1].contains(&lock),
         "{}",
-        m[2]
+        m[1]
     );
     // Every held run is in the holds log, though no push task was made.
     let holds = std::fs::read_to_string(bin.path("state/clusters/beta/holds.jsonl")).unwrap();
@@ -84,9 +78,9 @@ async fn each_push_posts_start_and_end_and_a_held_streak_posts_once() {
         push(&bin, &hook, &["push", "beta", "--dry-run"]).await.code,
         3
     );
-    assert_eq!(hook.messages().len(), 3);
+    assert_eq!(hook.messages().len(), 2);
 
-    // The lock goes, beta pushes (two messages), the streak is over: a new
+    // The lock goes, beta pushes (one message), the streak is over: a new
     // lock is a new streak and is announced again.
     support::complete(&sb, &lock).await;
     assert_eq!(push(&bin, &hook, &["push", "beta"]).await.code, 0);
@@ -100,12 +94,59 @@ async fn each_push_posts_start_and_end_and_a_held_streak_posts_once() {
     assert_eq!(push(&bin, &hook, &["push", "beta"]).await.code, 3);
     assert_eq!(push(&bin, &hook, &["push", "beta"]).await.code, 3);
     let m = hook.messages();
-    assert_eq!(m.len(), 6, "{m:#?}");
-    assert!(
-        m[3].contains("pushing") && m[4].contains("pushed"),
-        "{m:#?}"
+    assert_eq!(m.len(), 4, "{m:#?}");
+    assert!(m[2].contains("*beta*: pushed `"), "{m:#?}");
+    assert!(m[3].contains("incident 4411"), "{}", m[3]);
+}
+
+#[tokio::test]
+async fn a_push_still_running_after_started_after_is_announced_while_it_runs() {
+    let sb = support::sandbox().await;
+    let probe = tempfile::tempdir().unwrap();
+    let go = probe.path().join("go");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&go)
+        .status()
+        .unwrap()
+        .success());
+    let bin = Bin::with(
+        &sb,
+        Setup {
+            // The build waits for the test's go.
+            build_command: Some(format!(
+                r#"["sh", "-c", "read go < '{}'; mkdir -p dist && cp -R app/. dist/"]"#,
+                go.display()
+            )),
+            ..Setup::default()
+        },
     );
-    assert!(m[5].contains("incident 4411"), "{}", m[5]);
+    with_notify(&bin, "started_after = \"1s\"");
+    let hook = Webhook::start(200).await;
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushgate"))
+        .arg("--config")
+        .arg(&bin.config)
+        .args(["push", "beta"])
+        .env(support::TOKEN_ENV, &bin.token)
+        .env(VAR, &hook.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The build is still waiting: the start is announced meanwhile.
+    tokio::time::timeout(Duration::from_secs(60), hook.wait_for(1))
+        .await
+        .expect("the start is posted while the build waits");
+    let m = hook.messages();
+    assert!(m[0].contains("*beta*: pushing `"), "{}", m[0]);
+    tokio::task::spawn_blocking(move || std::fs::write(go, "go\n").unwrap())
+        .await
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let m = hook.messages();
+    assert_eq!(m.len(), 2, "{m:#?}");
+    assert!(m[1].contains("*beta*: pushed `"), "{}", m[1]);
 }
 
 #[tokio::test]
@@ -152,7 +193,7 @@ async fn a_failed_push_and_a_rollback_are_posted() {
 async fn a_webhook_that_fails_or_never_answers_does_not_hold_up_the_push() {
     let sb = support::sandbox().await;
     let bin = Bin::with(&sb, Setup::default());
-    with_notify(&bin, "timeout = \"300ms\"");
+    with_notify(&bin, "timeout = \"300ms\"\nstarted_after = \"0s\"");
     // Accepts connections and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!(

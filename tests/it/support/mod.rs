@@ -45,6 +45,7 @@ pub struct Webhook {
     pub url: String,
     pub secret: String,
     messages: Arc<Mutex<Vec<String>>>,
+    arrived: Arc<tokio::sync::Notify>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -54,15 +55,19 @@ impl Webhook {
         use axum::routing::post;
         let messages = Arc::new(Mutex::new(Vec::new()));
         let kept = messages.clone();
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let tell = arrived.clone();
         let secret = format!("T0SECRET/B0SECRET/{:016x}", fastrand::u64(..));
         let app = axum::Router::new().route(
             &format!("/services/{secret}"),
             post(move |axum::Json(v): axum::Json<Value>| {
                 let kept = kept.clone();
+                let tell = tell.clone();
                 async move {
                     kept.lock()
                         .unwrap()
                         .push(v["text"].as_str().unwrap_or_default().to_owned());
+                    tell.notify_waiters();
                     (
                         axum::http::StatusCode::from_u16(status).unwrap(),
                         if status == 200 { "ok" } else { "no_service" },
@@ -79,7 +84,21 @@ impl Webhook {
             url: format!("http://{addr}/services/{secret}"),
             secret,
             messages,
+            arrived,
             server,
+        }
+    }
+
+    /// Waits until at least `n` messages have arrived.
+    pub async fn wait_for(&self, n: usize) {
+        loop {
+            let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if self.messages.lock().unwrap().len() >= n {
+                return;
+            }
+            arrived.await;
         }
     }
 
