@@ -214,7 +214,7 @@ impl Metrics {
             m.in_progress.clone(),
         );
         registry.register(
-            "pushgate_deployed",
+            "pushgate_deployed_info",
             "The commit and release each cluster runs, as labels (value 1)",
             m.deployed.clone(),
         );

@@ -164,7 +164,7 @@ async fn the_metrics_endpoint_counts_pushes_stages_holds_and_asana_requests() {
     let deployed: serde_json::Value = serde_json::from_str(&deployed).unwrap();
     assert_eq!(
         s(&format!(
-            r#"pushgate_deployed{{cluster="beta",commit="{}",release="{}"}}"#,
+            r#"pushgate_deployed_info{{cluster="beta",commit="{}",release="{}"}}"#,
             bin.first,
             deployed["release"].as_str().unwrap()
         )),
