@@ -109,15 +109,23 @@ pub fn append(state: &StateDir, cluster: &ClusterName, r: &HoldRecord) -> std::i
 }
 
 /// Rewrites the log (atomically) with only the records of the last
-/// [`KEEP_DAYS`] days before `now`.
+/// [`KEEP_DAYS`] days before `now`, and at most half of [`TRIM_BYTES`] of
+/// them (the newest), so that a trim always makes room.
 fn trim(p: &Path, now: DateTime<Utc>) -> std::io::Result<()> {
     let keep_from = now - chrono::Duration::days(KEEP_DAYS);
-    let mut bytes = Vec::new();
+    let mut lines = Vec::new();
     for r in read_path(p)?.into_iter().filter(|r| r.at >= keep_from) {
-        bytes.extend(serde_json::to_vec(&r)?);
-        bytes.push(b'\n');
+        let mut line = serde_json::to_vec(&r)?;
+        line.push(b'\n');
+        lines.push(line);
     }
-    crate::state::write_atomic(p, &bytes).map_err(std::io::Error::other)
+    let mut size: usize = lines.iter().map(Vec::len).sum();
+    let mut first = 0;
+    while size > (TRIM_BYTES / 2) as usize && first < lines.len() {
+        size -= lines[first].len();
+        first += 1;
+    }
+    crate::state::write_atomic(p, &lines[first..].concat()).map_err(std::io::Error::other)
 }
 
 /// Every held run of the cluster still in the log, oldest first. A line
@@ -190,6 +198,14 @@ mod tests {
             ..old.clone()
         };
         append(&state, &beta, &new).unwrap();
-        assert_eq!(read(&state, &beta).unwrap(), vec![new]);
+        assert_eq!(read(&state, &beta).unwrap(), vec![new.clone()]);
+
+        // Recent records only, too many of them: the newest half is kept.
+        let line = serde_json::to_string(&new).unwrap() + "\n";
+        std::fs::write(&p, line.repeat(n)).unwrap();
+        append(&state, &beta, &new).unwrap();
+        let size = std::fs::metadata(&p).unwrap().len();
+        assert!(size <= TRIM_BYTES / 2 + line.len() as u64, "{size}");
+        assert!(read(&state, &beta).unwrap().len() > 1000);
     }
 }
