@@ -194,6 +194,7 @@ pub async fn run(
     println!("  {exe} --config {cfg} status");
     println!("  {exe} --config {cfg} unlock <gid printed by curl>");
     println!("  {exe} --config {cfg} history beta");
+    println!("  {exe} --config {cfg} check");
     println!();
     println!(
         "Pushing beta every {} (Ctrl-C stops):",
