@@ -60,6 +60,9 @@ pub enum Command {
         /// On a signal, how long a running push may take to reach a safe point.
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         grace: std::time::Duration,
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9187).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
     },
     /// Crash tasks: `crash fixed TASK_GID COMMIT` records the commit that fixes one.
     Crash {
@@ -83,12 +86,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Past pushes of CLUSTER: outcome, commit, duration, push task; success rate, median duration.
+    /// Past pushes of CLUSTER: outcome, commit, duration, push task; success rate, median and p90 duration, pushes a day, holds by reason.
     History {
         cluster: String,
         /// Show at most this many runs, newest last.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Only runs and holds since then: a duration back from now (7d, 24h) or a date (2026-11-20).
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -142,6 +148,17 @@ pub enum Command {
         /// Loopback address for the demo's sandbox.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+    },
+    /// Print a shell completion script: `pushgate completions bash > /etc/bash_completion.d/pushgate`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout, or write one page per command into --dir.
+    Man {
+        /// Write pushgate.1 and pushgate-COMMAND.1 into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 

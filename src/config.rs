@@ -111,8 +111,32 @@ pub enum HostKeyPolicy {
 
 #[derive(Clone, Debug)]
 pub struct NotifySettings {
+    /// The environment variable holding the incoming-webhook URL (a secret:
+    /// never logged, never in errors, removed from children's environment).
     pub slack_webhook_env: String,
+    /// How long one message may take, connection included (default 5 s).
+    pub timeout: Duration,
+    /// Which events are sent (default: [`NOTIFY_DEFAULT`]).
+    pub on: Vec<String>,
+    /// `started` is posted only for a push still running after this long
+    /// (default 30 s; zero: every push), so that a quick push is one
+    /// message, not two.
+    pub started_after: Duration,
 }
+
+/// The events `[notify] on` may name.
+pub const NOTIFY_EVENTS: &[&str] = &[
+    "started",
+    "succeeded",
+    "failed",
+    "held",
+    "frozen",
+    "rollback",
+];
+
+/// The events sent when `[notify] on` is not given: all but `frozen` (a
+/// freeze comes before every scheduled push of the other cluster).
+pub const NOTIFY_DEFAULT: &[&str] = &["started", "succeeded", "failed", "held", "rollback"];
 
 #[derive(Clone, Debug)]
 pub struct CrashSettings {
@@ -310,7 +334,7 @@ const SYNC_KEYS: &[&str] = &[
     "host_timeout",
     "retries",
 ];
-const NOTIFY_KEYS: &[&str] = &["slack_webhook_env"];
+const NOTIFY_KEYS: &[&str] = &["slack_webhook_env", "timeout", "on", "started_after"];
 const CRASH_KEYS: &[&str] = &["project", "fix_commit_field", "close_on"];
 const CLUSTER_KEYS: &[&str] = &[
     "schedule",
@@ -824,9 +848,78 @@ impl Validator {
 
     fn notify(&mut self, t: &Table) -> Option<NotifySettings> {
         self.known_keys("notify", t, NOTIFY_KEYS);
-        let env = self.required_string("notify", t, "slack_webhook_env")?;
+        let env = self.required_string("notify", t, "slack_webhook_env");
+        if env.is_some_and(|e| e.is_empty() || e.contains('=') || e.contains('\0')) {
+            self.problem(
+                "notify.slack_webhook_env",
+                "must name an environment variable (not the URL itself)",
+            );
+            return None;
+        }
+        if env.is_some_and(|e| e.starts_with("http")) {
+            self.problem(
+                "notify.slack_webhook_env",
+                "must name an environment variable that holds the URL, not the URL: it is a secret",
+            );
+            return None;
+        }
+        let timeout = if t.contains_key("timeout") {
+            self.duration("notify", t, "timeout")
+        } else {
+            Some(Duration::from_secs(5))
+        };
+        let on = match t.get("on") {
+            None => Some(NOTIFY_DEFAULT.iter().map(|e| e.to_string()).collect()),
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str() {
+                        Some(e) if NOTIFY_EVENTS.contains(&e) => out.push(e.to_owned()),
+                        Some(e) => self.problem(
+                            format!("notify.on[{i}]"),
+                            format!(
+                                "`{e}` is not an event; expected some of: {}",
+                                NOTIFY_EVENTS.join(", ")
+                            ),
+                        ),
+                        None => self.problem(
+                            format!("notify.on[{i}]"),
+                            format!("expected a string, found {}", type_name(item)),
+                        ),
+                    }
+                }
+                (out.len() == items.len()).then_some(out)
+            }
+            Some(other) => {
+                self.problem(
+                    "notify.on",
+                    format!(
+                        "expected an array of events, e.g. [\"failed\", \"held\"], found {}",
+                        type_name(other)
+                    ),
+                );
+                None
+            }
+        };
+        let started_after = match self.string("notify", t, "started_after") {
+            None if t.contains_key("started_after") => None,
+            None => Some(Duration::from_secs(30)),
+            Some(s) => match humantime::parse_duration(s) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    self.problem(
+                        "notify.started_after",
+                        format!("`{s}` is not a duration ({e}); write e.g. \"30s\", or \"0s\" for every push"),
+                    );
+                    None
+                }
+            },
+        };
         Some(NotifySettings {
-            slack_webhook_env: env.to_owned(),
+            slack_webhook_env: env?.to_owned(),
+            timeout: timeout?,
+            on: on?,
+            started_after: started_after?,
         })
     }
 

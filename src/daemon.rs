@@ -12,6 +12,10 @@
 //! hour off after a DST change; pushgate keeps the same cron dialect, parsed
 //! the same way, without that scheduler. See docs/operations.md.)
 //!
+//! With `--metrics ADDR` it also serves Prometheus metrics (`metrics.rs`),
+//! joined with the schedules: the endpoint answers until the last push has
+//! stopped, then closes.
+//!
 //! On SIGINT/SIGTERM: no new push starts; a running push stops at its next
 //! safe point (before stage or switch; a stage in flight finishes its host
 //! operations) within `grace`; past `grace` the push is dropped, which kills
@@ -19,8 +23,12 @@
 //! host points at a partial release, and the next run records the
 //! interrupted one from its journal.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use anyhow::Context;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
@@ -29,6 +37,7 @@ use crate::cmd::push::{push_at, Output};
 use crate::cmd::{Env, Outcome};
 use crate::config::ClusterSettings;
 use crate::decide::next_fire;
+use crate::metrics::Metrics;
 use crate::plan::Verdict;
 
 /// Every fire time of every cluster in `[from, to)`, in order (pure: for
@@ -54,7 +63,52 @@ pub fn ticks(
 }
 
 /// Runs every cluster's schedule until a signal, then stops gracefully.
-pub async fn run(env: &Env, grace: Duration) -> anyhow::Result<Outcome> {
+/// With `metrics`, serves Prometheus metrics there until the last push
+/// has stopped.
+pub async fn run(
+    env: &Env,
+    grace: Duration,
+    metrics: Option<SocketAddr>,
+) -> anyhow::Result<Outcome> {
+    let server = match metrics {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics {addr}: cannot listen there"))?;
+            let bound = listener.local_addr()?;
+            let m = Arc::new(Metrics::new(&env.config, &env.client));
+            env.observer.set_metrics(m.clone());
+            if !bound.ip().is_loopback() {
+                tracing::info!(%bound, "the metrics endpoint is reachable from the network (no authentication; it holds no secrets)");
+            }
+            tracing::info!(url = %format!("http://{bound}/metrics"), "serving metrics");
+            Some((listener, m))
+        }
+        None => None,
+    };
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let serve = async move {
+        let Some((listener, m)) = server else {
+            return;
+        };
+        let mut done = done_rx;
+        let stopped = async move {
+            let _ = done.wait_for(|d| *d).await;
+        };
+        if let Err(e) = crate::metrics::serve(listener, m, stopped).await {
+            tracing::error!(error = %e, "the metrics endpoint stopped");
+        }
+    };
+    let schedules = async move {
+        let r = schedules(env, grace).await;
+        let _ = done_tx.send(true);
+        r
+    };
+    let (outcome, ()) = tokio::join!(schedules, serve);
+    outcome
+}
+
+async fn schedules(env: &Env, grace: Duration) -> anyhow::Result<Outcome> {
     let stop = AtomicBool::new(false);
     let stopped = tokio::sync::Notify::new();
     let clusters: Vec<&ClusterSettings> = env.config.clusters.values().collect();

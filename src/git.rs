@@ -20,12 +20,9 @@ pub enum GitError {
         #[source]
         source: git2::Error,
     },
-    #[error("cannot fetch {url}")]
-    Fetch {
-        url: String,
-        #[source]
-        source: git2::Error,
-    },
+    /// `url` and `message` have any password in the URL replaced by `***`.
+    #[error("cannot fetch {url}: {message}")]
+    Fetch { url: String, message: String },
     /// A revision that names no commit, or more than one.
     #[error("`{rev}` is not a commit of the repository: {why}")]
     BadRevision { rev: String, why: String },
@@ -38,6 +35,24 @@ pub enum GitError {
 }
 
 impl GitError {
+    /// A failed fetch or listing, with no password of the URL in it.
+    fn fetch(url: &str, e: &git2::Error) -> GitError {
+        let shown = redact_url(url);
+        let mut message = e.message().to_owned();
+        if url != shown {
+            message = message.replace(url, &shown);
+        }
+        if let Some(pw) = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.password().map(str::to_owned))
+        {
+            message = message.replace(&pw, "***");
+        }
+        GitError::Fetch {
+            url: shown,
+            message,
+        }
+    }
     fn other(context: impl Into<String>) -> impl FnOnce(git2::Error) -> GitError {
         let context = context.into();
         move |source| GitError::Other { context, source }
@@ -98,33 +113,9 @@ impl Mirror {
     /// Fetches every branch and tag of `url` into the mirror, dropping
     /// branches the remote no longer has.
     pub fn fetch(&self, url: &str, auth: &FetchAuth) -> Result<(), GitError> {
-        let fetch_err = |source| GitError::Fetch {
-            url: url.to_owned(),
-            source,
-        };
+        let fetch_err = |e: git2::Error| GitError::fetch(url, &e);
         let mut remote = self.repo.remote_anonymous(url).map_err(fetch_err)?;
-        let mut callbacks = RemoteCallbacks::new();
-        let mut tries = 0;
-        callbacks.credentials(move |_url, username, allowed| {
-            // libgit2 asks again after a refused credential; two tries, then stop.
-            tries += 1;
-            if tries > 2 {
-                return Err(git2::Error::from_str("ssh authentication failed"));
-            }
-            let user = username.unwrap_or("git");
-            if allowed.contains(git2::CredentialType::SSH_KEY) {
-                match &auth.ssh_key {
-                    Some(key) => git2::Cred::ssh_key(user, None, key, None),
-                    None => git2::Cred::ssh_key_from_agent(user),
-                }
-            } else if allowed.contains(git2::CredentialType::USERNAME) {
-                git2::Cred::username(user)
-            } else {
-                Err(git2::Error::from_str(
-                    "the remote asks for credentials pushgate does not have (only ssh keys are supported)",
-                ))
-            }
-        });
+        let callbacks = credentials(auth);
         let mut options = FetchOptions::new();
         options
             .remote_callbacks(callbacks)
@@ -321,6 +312,62 @@ fn commit_id(oid: Oid) -> CommitId {
     CommitId::parse(&oid.to_string()).expect("git2 formats oids as 40 lowercase hex digits")
 }
 
+/// A repository URL for people and logs: a password (or token) in its user
+/// part replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// libgit2's credential callback: the configured ssh key, else the ssh
+/// agent; two tries, then stop (libgit2 asks again after a refusal).
+fn credentials(auth: &FetchAuth) -> RemoteCallbacks<'_> {
+    let mut callbacks = RemoteCallbacks::new();
+    let mut tries = 0;
+    callbacks.credentials(move |_url, username, allowed| {
+        tries += 1;
+        if tries > 2 {
+            return Err(git2::Error::from_str("ssh authentication failed"));
+        }
+        let user = username.unwrap_or("git");
+        if allowed.contains(git2::CredentialType::SSH_KEY) {
+            match &auth.ssh_key {
+                Some(key) => git2::Cred::ssh_key(user, None, key, None),
+                None => git2::Cred::ssh_key_from_agent(user),
+            }
+        } else if allowed.contains(git2::CredentialType::USERNAME) {
+            git2::Cred::username(user)
+        } else {
+            Err(git2::Error::from_str(
+                "the remote asks for credentials pushgate does not have (only ssh keys are supported)",
+            ))
+        }
+    });
+    callbacks
+}
+
+/// `git ls-remote` without git and without a repository: connects to
+/// `url` as a fetch would (same credentials) and lists its branches and
+/// tags with their commits. Fetches nothing.
+pub fn ls_remote(url: &str, auth: &FetchAuth) -> Result<Vec<(String, String)>, GitError> {
+    let fetch_err = |e: git2::Error| GitError::fetch(url, &e);
+    let mut remote = git2::Remote::create_detached(url).map_err(fetch_err)?;
+    let connection = remote
+        .connect_auth(git2::Direction::Fetch, Some(credentials(auth)), None)
+        .map_err(fetch_err)?;
+    let heads = connection.list().map_err(fetch_err)?;
+    Ok(heads
+        .iter()
+        .filter(|h| h.name().starts_with("refs/heads/") || h.name().starts_with("refs/tags/"))
+        .map(|h| (h.name().to_owned(), h.oid().to_string()))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,6 +417,28 @@ mod tests {
             .fetch(src.to_str().unwrap(), &FetchAuth::default())
             .unwrap();
         (dir, mirror, ids)
+    }
+
+    #[test]
+    fn ls_remote_lists_branches_and_tags_without_fetching() {
+        let (dir, _, ids) = fixture(2);
+        let src = dir.path().join("src");
+        let mut refs = ls_remote(src.to_str().unwrap(), &FetchAuth::default()).unwrap();
+        refs.sort();
+        let tip = ids[1].to_string();
+        assert_eq!(
+            refs,
+            vec![
+                ("refs/heads/main".to_owned(), tip.clone()),
+                ("refs/tags/v1".to_owned(), tip)
+            ]
+        );
+        let err = ls_remote(
+            dir.path().join("nowhere").to_str().unwrap(),
+            &FetchAuth::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, GitError::Fetch { .. }), "{err}");
     }
 
     #[test]

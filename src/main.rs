@@ -99,16 +99,36 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let config = pushgate::config::Config::load(&cli.config)?;
             cmd::crash::shipped(&config, &commit, &cluster, json)
         }
+        Command::Completions { shell } => {
+            cmd::docs::completions(shell);
+            Ok(Outcome::Success)
+        }
+        Command::Man { dir } => {
+            cmd::docs::man(dir.as_deref())?;
+            Ok(Outcome::Success)
+        }
         Command::History {
             cluster,
             limit,
+            since,
             json,
         } => {
             let config = pushgate::config::Config::load(&cli.config)?;
-            cmd::history::run(&config, &cluster, limit, json)
+            cmd::history::run(&config, &cluster, limit, since.as_deref(), json)
         }
         command => {
             let env = Env::open(&cli.config).await?;
+            // Progress bars only for a person watching a push or rollback.
+            if matches!(
+                &command,
+                Command::Push {
+                    json: false,
+                    dry_run: false,
+                    ..
+                } | Command::Rollback { json: false, .. }
+            ) {
+                env.observer.show_progress(pushgate::progress::wanted());
+            }
             let outcome = match command {
                 Command::Push {
                     cluster,
@@ -135,7 +155,9 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                             json,
                         },
                 } => cmd::crash::fixed(&env, &task_gid, &commit, json).await,
-                Command::Run { grace } => pushgate::daemon::run(&env, grace).await,
+                Command::Run { grace, metrics } => {
+                    pushgate::daemon::run(&env, grace, metrics).await
+                }
                 Command::Rollback { cluster, to, json } => {
                     cmd::rollback::run(&env, &cluster, to.as_deref(), json).await
                 }
@@ -155,6 +177,8 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 Command::Sandbox { .. }
                 | Command::Demo { .. }
                 | Command::Shipped { .. }
+                | Command::Completions { .. }
+                | Command::Man { .. }
                 | Command::History { .. } => {
                     Err(anyhow::anyhow!("this command runs without a config"))
                 }

@@ -222,6 +222,50 @@ pub fn after_switch_script(target: &Path, argv: &[String]) -> String {
     format!("cd -- {t} && {}", words.join(" "))
 }
 
+/// What `check` asks of a host: create `TARGET/releases`, write and remove
+/// a file there, and say which rsync it has.
+pub fn check_script(target: &Path) -> String {
+    let t = shell_quote(&target.display().to_string());
+    format!(
+        "mkdir -p -- {t}/releases && f={t}/releases/.pushgate-check.$$ && : > \"$f\" && rm -f -- \"$f\" && rsync --version | head -n 1"
+    )
+}
+
+/// The oldest rsync pushgate works with: `--modify-window=-1` (nanosecond
+/// times) needs 3.1.3.
+pub const MIN_RSYNC: (u32, u32, u32) = (3, 1, 3);
+
+/// "rsync  version 3.2.7  protocol version 31" → (3, 2, 7).
+pub fn rsync_version(first_line: &str) -> Option<(u32, u32, u32)> {
+    let mut words = first_line.split_whitespace();
+    words.find(|w| *w == "version")?;
+    let v = words.next()?;
+    let mut parts = v
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<u32>().ok());
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
+}
+
+/// Whether an rsync version line is new enough; the error says why not.
+pub fn check_rsync(first_line: &str) -> Result<String, String> {
+    match rsync_version(first_line) {
+        Some(v) if v >= MIN_RSYNC => Ok(format!("rsync {}.{}.{}", v.0, v.1, v.2)),
+        Some(v) => Err(format!(
+            "rsync {}.{}.{} is older than 3.1.3 (pushgate compares file times to the nanosecond)",
+            v.0, v.1, v.2
+        )),
+        None => Err(format!(
+            "cannot tell the rsync version from `{}`",
+            crate::plan::printable(first_line.trim(), 80)
+        )),
+    }
+}
+
 /// Which releases to delete so that `keep` remain: the oldest first, never
 /// `current` or `previous`.
 pub fn prune_list(
@@ -337,6 +381,22 @@ impl Fleet<'_> {
         F: Fn(usize, Place<'s>) -> Fut,
         Fut: std::future::Future<Output = Result<T, String>>,
     {
+        self.each_observed(retry, op, |_| {}).await
+    }
+
+    /// `each`, calling `done` with each host's result as soon as it has one.
+    async fn each_observed<'s, T, F, Fut, D>(
+        &'s self,
+        retry: bool,
+        op: F,
+        done: D,
+    ) -> Vec<HostResult<T>>
+    where
+        F: Fn(usize, Place<'s>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, String>>,
+        D: Fn(&HostResult<T>),
+    {
+        let done = &done;
         let attempts = if retry { 1 + self.settings.retries } else { 1 };
         let op = &op;
         let mut results: Vec<(usize, HostResult<T>)> = stream::iter(self.hosts.iter().enumerate())
@@ -369,15 +429,14 @@ impl Fleet<'_> {
                         Err(e) => tracing::warn!(%host, attempt = tried, error = %e, "host operation failed"),
                     }
                 }
-                (
-                    i,
-                    HostResult {
-                        host: host.clone(),
-                        outcome,
-                        attempts: tried,
-                        duration: started.elapsed(),
-                    },
-                )
+                let result = HostResult {
+                    host: host.clone(),
+                    outcome,
+                    attempts: tried,
+                    duration: started.elapsed(),
+                };
+                done(&result);
+                (i, result)
             })
             .buffer_unordered(self.settings.parallelism.max(1))
             .collect()
@@ -427,6 +486,32 @@ impl Fleet<'_> {
         }
     }
 
+    /// For `check`: every host reached, its target writable (created if
+    /// missing, as a push would), and, over ssh, its rsync new enough.
+    /// One attempt per host within `host_timeout`.
+    pub async fn check(&self) -> Vec<HostResult<String>> {
+        self.each(false, |_, place| async move {
+            match place {
+                Place::Local { path } => {
+                    let releases = path.join("releases");
+                    std::fs::create_dir_all(&releases)
+                        .map_err(|e| format!("cannot create {}: {e}", releases.display()))?;
+                    let probe = releases.join(format!(".pushgate-check.{}", std::process::id()));
+                    std::fs::write(&probe, b"")
+                        .map_err(|e| format!("cannot write in {}: {e}", releases.display()))?;
+                    let _ = std::fs::remove_file(&probe);
+                    Ok(format!("{} is writable", path.display()))
+                }
+                Place::Remote { host, target } => {
+                    let out = self.ssh(host, &check_script(target)).await?;
+                    let rsync = check_rsync(out.lines().next().unwrap_or(""))?;
+                    Ok(format!("{} is writable; {rsync}", target.display()))
+                }
+            }
+        })
+        .await
+    }
+
     /// Reads every host's releases (for rollback and status).
     pub async fn releases(&self) -> Vec<HostResult<HostReleases>> {
         self.each(true, |_, place| self.probe(place)).await
@@ -434,28 +519,40 @@ impl Fleet<'_> {
 
     /// Copies the artifact into `TARGET/releases/RELEASE/` on every host.
     pub async fn stage(&self, artifact: &Path, release: &ReleaseId) -> Vec<HostResult<Staged>> {
-        self.each(true, |_, place| async move {
-            let before = self.probe(place).await?;
-            if before.current.as_ref() == Some(release) {
-                return Err(format!(
+        let watch = crate::observe::stage(self.hosts.len());
+        let done = |r: &HostResult<Staged>| {
+            let bytes = r.outcome.as_ref().ok().and_then(|s| s.bytes_sent);
+            watch.host_done(r.outcome.is_ok(), bytes);
+        };
+        let results = self
+            .each_observed(
+                true,
+                |_, place| async move {
+                    let before = self.probe(place).await?;
+                    if before.current.as_ref() == Some(release) {
+                        return Err(format!(
                     "release {release} is this host's current release; refusing to stage over it"
                 ));
-            }
-            let link = before.current.as_ref().filter(|c| *c != release);
-            let argv = rsync_argv(&self.ssh, artifact, &place, release, link);
-            let out = process::run(&argv, None, self.settings.host_timeout, self.env)
-                .await
-                .map_err(|e| e.to_string())?;
-            if !out.success() {
-                return Err(out.failure());
-            }
-            crate::failpoint::hit("stage:host");
-            Ok(Staged {
-                bytes_sent: parse_bytes_sent(&out.stdout),
-                before,
-            })
-        })
-        .await
+                    }
+                    let link = before.current.as_ref().filter(|c| *c != release);
+                    let argv = rsync_argv(&self.ssh, artifact, &place, release, link);
+                    let out = process::run(&argv, None, self.settings.host_timeout, self.env)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if !out.success() {
+                        return Err(out.failure());
+                    }
+                    crate::failpoint::hit("stage:host");
+                    Ok(Staged {
+                        bytes_sent: parse_bytes_sent(&out.stdout),
+                        before,
+                    })
+                },
+                done,
+            )
+            .await;
+        watch.finish();
+        results
     }
 
     /// Points `current` at `release` on the hosts whose index is in `which`,
@@ -724,6 +821,24 @@ mod tests {
                 all[5].clone()
             ]
         );
+    }
+
+    #[test]
+    fn the_host_check_writes_in_the_quoted_target_and_wants_rsync_3_1_3() {
+        expect![[r#"mkdir -p -- '/srv/it'\''s app'/releases && f='/srv/it'\''s app'/releases/.pushgate-check.$$ && : > "$f" && rm -f -- "$f" && rsync --version | head -n 1"#]]
+            .assert_eq(&check_script(Path::new("/srv/it's app")));
+        assert_eq!(
+            check_rsync("rsync  version 3.2.7  protocol version 31"),
+            Ok("rsync 3.2.7".into())
+        );
+        assert_eq!(
+            check_rsync("rsync version v3.1.3 protocol version 31").unwrap(),
+            "rsync 3.1.3"
+        );
+        assert!(check_rsync("rsync  version 3.1.2  protocol version 31")
+            .unwrap_err()
+            .contains("older than 3.1.3"));
+        assert!(check_rsync("sh: rsync: not found").is_err());
     }
 
     #[test]

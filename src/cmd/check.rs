@@ -1,10 +1,27 @@
-//! `pushgate check`: is everything pushgate needs reachable and right?
+//! `pushgate check`: is everything a push needs there and right, end to
+//! end? The config (already loaded), the state directory, the token, every
+//! configured project and the crash field, the webhook, the repository
+//! (listed like `git ls-remote`, nothing fetched), the bastion's rsync and
+//! ssh, and every host: reached, its target writable, its rsync new
+//! enough. One line per check; exit 1 if any failed.
+//!
+//! It changes nothing a push would not: it creates the state directory
+//! and each host's `TARGET/releases` if they are missing, and writes and
+//! removes one empty file in each. It sends no notification.
+
+use std::time::Duration;
 
 use serde_json::json;
 
 use super::{Env, Outcome};
 use crate::gather::describe;
-use crate::model::ProjectGid;
+use crate::git::FetchAuth;
+use crate::model::{Host, ProjectGid};
+use crate::plan::printable;
+use crate::sync::{Fleet, SshOptions};
+
+/// How long one host, the repository or the bastion's rsync may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Line {
     what: String,
@@ -12,47 +29,126 @@ struct Line {
     detail: String,
 }
 
+impl Line {
+    fn ok(what: impl Into<String>, detail: impl Into<String>) -> Line {
+        Line {
+            what: what.into(),
+            ok: true,
+            detail: detail.into(),
+        }
+    }
+    fn fail(what: impl Into<String>, detail: impl Into<String>) -> Line {
+        Line {
+            what: what.into(),
+            ok: false,
+            detail: detail.into(),
+        }
+    }
+}
+
 pub async fn run(env: &Env, config_path: &std::path::Path, json: bool) -> anyhow::Result<Outcome> {
-    let mut lines = vec![Line {
-        what: "config".into(),
-        ok: true,
-        detail: format!(
+    let config = &env.config;
+    let mut lines = vec![Line::ok(
+        "config",
+        format!(
             "{} ({} clusters)",
             config_path.display(),
-            env.config.clusters.len()
+            config.clusters.len()
         ),
-    }];
-    for c in env.config.clusters.values() {
-        let line = match c.read_hosts() {
-            Ok(hosts) => Line {
-                what: format!("{} hosts", c.name),
-                ok: true,
-                detail: format!("{} host(s)", hosts.len()),
-            },
-            Err(e) => Line {
-                what: format!("{} hosts", c.name),
-                ok: false,
-                detail: e,
-            },
-        };
-        lines.push(line);
+    )];
+    lines.push(state_dir(env));
+    lines.extend(asana(env).await);
+    if let Some(n) = &config.notify {
+        let what = "notify webhook";
+        lines.push(match crate::notify::Webhook::from_env(n) {
+            Ok(Some(_)) => {
+                let host = std::env::var(&n.slack_webhook_env)
+                    .ok()
+                    .and_then(|u| reqwest::Url::parse(u.trim()).ok())
+                    .and_then(|u| u.host_str().map(str::to_owned))
+                    .unwrap_or_default();
+                Line::ok(
+                    what,
+                    format!(
+                        "${} is set (a webhook on {host}); no message was sent",
+                        n.slack_webhook_env
+                    ),
+                )
+            }
+            Ok(None) => Line::fail(
+                what,
+                format!(
+                    "${} is not set in this environment: nothing would be sent",
+                    n.slack_webhook_env
+                ),
+            ),
+            Err(why) => Line::fail(what, why),
+        });
     }
-    match env.client.me().await {
-        Ok(u) => lines.push(Line {
-            what: "token".into(),
-            ok: true,
-            detail: format!(
+    lines.push(repository(env).await);
+    lines.extend(hosts(env).await);
+
+    let ok = lines.iter().all(|l| l.ok);
+    if json {
+        let checks: Vec<_> = lines
+            .iter()
+            .map(|l| json!({ "check": l.what, "ok": l.ok, "detail": l.detail }))
+            .collect();
+        super::print_json(&json!({ "ok": ok, "checks": checks }));
+    } else {
+        let paint = crate::term::Paint::stdout();
+        for l in &lines {
+            let mark = if l.ok {
+                paint.good("ok   ")
+            } else {
+                paint.bad("FAIL ")
+            };
+            println!("{mark} {}: {}", l.what, printable(&l.detail, 400));
+        }
+        let failed = lines.iter().filter(|l| !l.ok).count();
+        if failed == 0 {
+            println!(
+                "{}",
+                paint.good(&format!("all {} checks passed", lines.len()))
+            );
+        } else {
+            println!(
+                "{}",
+                paint.bad(&format!("{failed} of {} checks failed", lines.len()))
+            );
+        }
+    }
+    Ok(if ok {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    })
+}
+
+fn state_dir(env: &Env) -> Line {
+    let dir = env.state.root();
+    let probe = dir.join(format!(".pushgate-check.{}", std::process::id()));
+    let result = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&probe, b""));
+    let _ = std::fs::remove_file(&probe);
+    match result {
+        Ok(()) => Line::ok("state dir", format!("{} is writable", dir.display())),
+        Err(e) => Line::fail("state dir", format!("{}: {e}", dir.display())),
+    }
+}
+
+async fn asana(env: &Env) -> Vec<Line> {
+    let mut lines = Vec::new();
+    lines.push(match env.client.me().await {
+        Ok(u) => Line::ok(
+            "token",
+            format!(
                 "{} <{}>",
                 u.name.unwrap_or_default(),
                 u.email.unwrap_or_default()
             ),
-        }),
-        Err(e) => lines.push(Line {
-            what: "token".into(),
-            ok: false,
-            detail: describe(&e),
-        }),
-    }
+        ),
+        Err(e) => Line::fail("token", describe(&e)),
+    });
     let mut projects: Vec<(String, &ProjectGid)> = Vec::new();
     for c in env.config.clusters.values() {
         projects.push((format!("{} lock project", c.name), &c.lock_project));
@@ -62,71 +158,149 @@ pub async fn run(env: &Env, config_path: &std::path::Path, json: bool) -> anyhow
         projects.push(("crash project".into(), &crash.project));
     }
     for (what, gid) in projects {
-        let line = match env.client.get_project(gid).await {
-            Ok(p) => Line {
-                what,
-                ok: true,
-                detail: format!("{gid} \"{}\"", p.name.unwrap_or_default()),
-            },
-            Err(e) => Line {
-                what,
-                ok: false,
-                detail: format!("{gid}: {}", describe(&e)),
-            },
-        };
-        lines.push(line);
+        lines.push(match env.client.get_project(gid).await {
+            Ok(p) => Line::ok(what, format!("{gid} \"{}\"", p.name.unwrap_or_default())),
+            Err(e) => Line::fail(what, format!("{gid}: {}", describe(&e))),
+        });
     }
     if let Some(crash) = &env.config.crash {
         let what = format!("crash field \"{}\"", crash.fix_commit_field);
-        let line = match env.client.custom_field_settings(&crash.project).await {
+        lines.push(match env.client.custom_field_settings(&crash.project).await {
             Ok(settings) => {
                 let field = settings.iter().find(|s| {
                     s.custom_field.name.as_deref() == Some(crash.fix_commit_field.as_str())
                 });
                 match field {
                     Some(s) if s.custom_field.resource_subtype.as_deref() == Some("text") => {
-                        Line { what, ok: true, detail: format!("text field {} on the crash project", s.custom_field.gid) }
+                        Line::ok(what, format!("text field {} on the crash project", s.custom_field.gid))
                     }
-                    Some(s) => Line {
+                    Some(s) => Line::fail(what, format!("field {} is not a text field", s.custom_field.gid)),
+                    None => Line::ok(
                         what,
-                        ok: false,
-                        detail: format!("field {} is not a text field", s.custom_field.gid),
-                    },
-                    None => Line {
-                        what,
-                        ok: true,
-                        detail: "not on the crash project; fixes are read from `Fixed-in:` notes lines only".into(),
-                    },
+                        "not on the crash project; fixes are read from `Fixed-in:` notes lines only",
+                    ),
                 }
             }
-            Err(e) => Line {
-                what,
-                ok: false,
-                detail: describe(&e),
-            },
-        };
-        lines.push(line);
+            Err(e) => Line::fail(what, describe(&e)),
+        });
     }
-    let ok = lines.iter().all(|l| l.ok);
-    if json {
-        let checks: Vec<_> = lines
-            .iter()
-            .map(|l| json!({ "check": l.what, "ok": l.ok, "detail": l.detail }))
-            .collect();
-        super::print_json(&json!({ "ok": ok, "checks": checks }));
-    } else {
-        for l in &lines {
-            println!(
-                "{:<5} {}: {}",
-                if l.ok { "ok" } else { "FAIL" },
-                l.what,
-                crate::plan::printable(&l.detail, 400)
-            );
+    lines
+}
+
+/// The repository, listed like `git ls-remote`: reachable with the
+/// configured credentials, and its branch there.
+async fn repository(env: &Env) -> Line {
+    let repo = &env.config.repo;
+    let what = "repository";
+    let url = repo.url.clone();
+    let auth = FetchAuth {
+        ssh_key: repo.ssh_key.clone(),
+    };
+    let listed = tokio::time::timeout(
+        CHECK_TIMEOUT,
+        tokio::task::spawn_blocking(move || crate::git::ls_remote(&url, &auth)),
+    )
+    .await;
+    let shown = crate::git::redact_url(&repo.url);
+    let refs = match listed {
+        Err(_) => {
+            return Line::fail(
+                what,
+                format!(
+                    "{shown}: no answer within {}",
+                    humantime::format_duration(CHECK_TIMEOUT)
+                ),
+            )
+        }
+        Ok(Err(e)) => return Line::fail(what, format!("{shown}: {e}")),
+        Ok(Ok(Err(e))) => return Line::fail(what, describe(&e)),
+        Ok(Ok(Ok(refs))) => refs,
+    };
+    let branch = format!("refs/heads/{}", repo.branch);
+    match refs.iter().find(|(name, _)| *name == branch) {
+        Some((_, sha)) => Line::ok(
+            what,
+            format!(
+                "{shown}: branch {} at {} ({} branches and tags)",
+                repo.branch,
+                &sha[..7.min(sha.len())],
+                refs.len()
+            ),
+        ),
+        None => Line::fail(
+            what,
+            format!(
+                "{shown}: reachable, but it has no branch `{}` (repo.branch)",
+                printable(&repo.branch, 80)
+            ),
+        ),
+    }
+}
+
+/// The bastion's rsync and ssh, then every host of every cluster.
+async fn hosts(env: &Env) -> Vec<Line> {
+    let mut lines = Vec::new();
+    let mut any_ssh = false;
+    let mut fleets = Vec::new();
+    for c in env.config.clusters.values() {
+        match c.read_hosts() {
+            Ok(hosts) => {
+                any_ssh |= hosts.iter().any(|h| matches!(h, Host::Ssh { .. }));
+                lines.push(Line::ok(
+                    format!("{} hosts", c.name),
+                    format!("{} host(s)", hosts.len()),
+                ));
+                fleets.push((c, hosts));
+            }
+            Err(e) => lines.push(Line::fail(format!("{} hosts", c.name), e)),
         }
     }
-    Ok(if ok {
-        Outcome::Success
+    lines.push(local_tool(env, &["rsync", "--version"], "bastion rsync").await);
+    if any_ssh {
+        lines.push(local_tool(env, &["ssh", "-V"], "bastion ssh").await);
+    }
+    // One attempt per host, bounded: check reports, it does not insist.
+    let mut settings = env.config.sync.clone();
+    settings.host_timeout = settings.host_timeout.min(CHECK_TIMEOUT);
+    settings.retries = 0;
+    for (c, hosts) in &fleets {
+        let fleet = Fleet {
+            hosts,
+            target: c.target.as_deref(),
+            settings: &settings,
+            ssh: SshOptions::from_settings(&settings),
+            env: &env.child_env,
+        };
+        for r in fleet.check().await {
+            let what = format!("{} host {}", c.name, r.host);
+            lines.push(match r.outcome {
+                Ok(detail) => Line::ok(what, detail),
+                Err(e) => Line::fail(what, e),
+            });
+        }
+    }
+    lines
+}
+
+/// A program on the bastion: `rsync --version` must say 3.1.3 or newer;
+/// `ssh -V` must run.
+async fn local_tool(env: &Env, argv: &[&str], what: &str) -> Line {
+    let args: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
+    let out = match crate::process::run(&args, None, CHECK_TIMEOUT, &env.child_env).await {
+        Ok(o) => o,
+        Err(e) => return Line::fail(what, e.to_string()),
+    };
+    if !out.success() {
+        return Line::fail(what, out.failure());
+    }
+    if argv[0] == "rsync" {
+        match crate::sync::check_rsync(out.stdout.lines().next().unwrap_or("")) {
+            Ok(v) => Line::ok(what, v),
+            Err(e) => Line::fail(what, e),
+        }
     } else {
-        Outcome::Failure
-    })
+        // `ssh -V` writes its version on stderr.
+        let v = out.stderr.lines().next().unwrap_or("").trim().to_owned();
+        Line::ok(what, printable(&v, 80))
+    }
 }

@@ -157,6 +157,7 @@ pub async fn run(
         Sleeper::Tokio,
     )?;
     let env = Env::from_parts(config, client);
+    env.observer.show_progress(crate::progress::wanted());
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "pushgate".into());
@@ -193,6 +194,7 @@ pub async fn run(
     println!("  {exe} --config {cfg} status");
     println!("  {exe} --config {cfg} unlock <gid printed by curl>");
     println!("  {exe} --config {cfg} history beta");
+    println!("  {exe} --config {cfg} check");
     println!();
     println!(
         "Pushing beta every {} (Ctrl-C stops):",

@@ -1,49 +1,161 @@
-//! `pushgate history CLUSTER [--limit N]`: past pushes and rollbacks from
-//! the state directory — outcome, commit, duration, push task — with the
-//! success rate and median duration. No network.
+//! `pushgate history CLUSTER [--limit N] [--since WHEN]`: past pushes and
+//! rollbacks from the state directory — outcome, commit, duration, push
+//! task — and statistics over the same window: success rate, median and
+//! p90 duration, pushes a day, held runs by reason (from the holds log).
+//! No network, no token.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 
 use super::{Outcome, UsageError};
 use crate::config::Config;
+use crate::holds::HoldRecord;
 use crate::plan::printable;
 use crate::state::HistoryRecord;
 use crate::state::StateDir;
 
-/// Success rate (0..=1) and median duration of the successful runs.
-pub fn summary(records: &[HistoryRecord]) -> (Option<f64>, Option<Duration>) {
-    if records.is_empty() {
-        return (None, None);
-    }
-    let ok: Vec<&HistoryRecord> = records.iter().filter(|r| r.outcome == "success").collect();
-    let rate = ok.len() as f64 / records.len() as f64;
-    let mut d: Vec<Duration> = ok.iter().map(|r| duration(r)).collect();
-    d.sort();
-    let median = match d.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(d[n / 2]),
-        n => Some((d[n / 2 - 1] + d[n / 2]) / 2),
-    };
-    (Some(rate), median)
+/// What the runs and holds of a window say.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stats {
+    /// The window's start: `--since`, else the first record.
+    pub from: Option<DateTime<Utc>>,
+    /// The window's length in days, at least one (per-day rates divide by it).
+    pub days: f64,
+    /// The window's real length in days.
+    pub span: f64,
+    pub pushes: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub rollbacks: usize,
+    /// Succeeded pushes over pushes (rollbacks apart).
+    pub success_rate: Option<f64>,
+    /// Of the successful pushes.
+    pub median: Option<Duration>,
+    pub p90: Option<Duration>,
+    pub pushes_per_day: f64,
+    /// Held runs by reason.
+    pub holds: BTreeMap<String, usize>,
 }
 
 fn duration(r: &HistoryRecord) -> Duration {
     (r.finished - r.started).to_std().unwrap_or_default()
 }
 
+/// The nearest-rank percentile `p` (0..=100) of sorted durations.
+fn percentile(sorted: &[Duration], p: usize) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    Some(sorted[rank.min(sorted.len()) - 1])
+}
+
+fn median(sorted: &[Duration]) -> Option<Duration> {
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[n / 2]),
+        n => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2),
+    }
+}
+
+/// Pure: the statistics of the runs and holds since `since` (all of them
+/// when `None`) as of `now`. Runs count by their start.
+pub fn stats(
+    runs: &[HistoryRecord],
+    holds: &[HoldRecord],
+    since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Stats {
+    let in_window = |t: DateTime<Utc>| since.is_none_or(|s| t >= s);
+    let runs: Vec<&HistoryRecord> = runs.iter().filter(|r| in_window(r.started)).collect();
+    let holds: Vec<&HoldRecord> = holds.iter().filter(|h| in_window(h.at)).collect();
+    let pushes: Vec<&&HistoryRecord> = runs.iter().filter(|r| r.kind == "push").collect();
+    let ok: Vec<&&&HistoryRecord> = pushes.iter().filter(|r| r.outcome == "success").collect();
+    let mut d: Vec<Duration> = ok.iter().map(|r| duration(r)).collect();
+    d.sort();
+    let from = since.or_else(|| {
+        let first_run = runs.iter().map(|r| r.started).min();
+        let first_hold = holds.iter().map(|h| h.at).min();
+        first_run.into_iter().chain(first_hold).min()
+    });
+    let span = from
+        .map(|f| (now - f).num_seconds() as f64 / 86_400.0)
+        .unwrap_or(0.0);
+    let days = span.max(1.0);
+    let mut by_reason = BTreeMap::new();
+    for h in &holds {
+        *by_reason.entry(h.reason.clone()).or_insert(0) += 1;
+    }
+    Stats {
+        from,
+        days,
+        span,
+        pushes: pushes.len(),
+        succeeded: ok.len(),
+        failed: pushes.len() - ok.len(),
+        rollbacks: runs.len() - pushes.len(),
+        success_rate: (!pushes.is_empty()).then(|| ok.len() as f64 / pushes.len() as f64),
+        median: median(&d),
+        p90: percentile(&d, 90),
+        pushes_per_day: pushes.len() as f64 / days,
+        holds: by_reason,
+    }
+}
+
+/// `--since`: a duration back from `now` ("7d", "24h 30m"), a date
+/// ("2026-11-20", midnight UTC) or an RFC 3339 time.
+pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, UsageError> {
+    if let Ok(d) = humantime::parse_duration(s) {
+        return chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| now.checked_sub_signed(d))
+            .ok_or_else(|| UsageError(format!("--since: `{}` is too long ago", printable(s, 40))));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.to_utc());
+    }
+    Err(UsageError(format!(
+        "--since: `{}` is neither a duration (7d, 24h) nor a date (2026-11-20)",
+        printable(s, 40)
+    )))
+}
+
+fn secs(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| format!("{:.1}s", d.as_secs_f64()))
+}
+
 /// Reads only the state directory: no token, no network.
-pub fn run(config: &Config, cluster: &str, limit: usize, json: bool) -> anyhow::Result<Outcome> {
+pub fn run(
+    config: &Config,
+    cluster: &str,
+    limit: usize,
+    since: Option<&str>,
+    json: bool,
+) -> anyhow::Result<Outcome> {
     let settings = config
         .cluster(cluster)
         .ok_or_else(|| UsageError(format!("unknown cluster `{}`", printable(cluster, 40))))?;
-    let all = StateDir::new(&config.state_dir).history(&settings.name)?;
+    let now = Utc::now();
+    let since = since.map(|s| parse_since(s, now)).transpose()?;
+    let state = StateDir::new(&config.state_dir);
+    let all: Vec<HistoryRecord> = state
+        .history(&settings.name)?
+        .into_iter()
+        .filter(|r| since.is_none_or(|s| r.started >= s))
+        .collect();
+    let holds = crate::holds::read(&state, &settings.name).unwrap_or_default();
     let shown = &all[all.len().saturating_sub(limit)..];
-    let (rate, median) = summary(&all);
+    let st = stats(&all, &holds, since, now);
     if json {
         super::print_json(&json!({
             "cluster": cluster,
+            "since": since,
             "runs": shown.iter().map(|r| json!({
                 "run_id": r.run_id,
                 "kind": r.kind,
@@ -59,19 +171,40 @@ pub fn run(config: &Config, cluster: &str, limit: usize, json: bool) -> anyhow::
                 "error": r.error,
             })).collect::<Vec<_>>(),
             "total": all.len(),
-            "success_rate": rate,
-            "median_duration_ms": median.map(|d| d.as_millis() as u64),
+            "success_rate": st.success_rate,
+            "median_duration_ms": st.median.map(|d| d.as_millis() as u64),
+            "stats": {
+                "from": st.from,
+                "days": st.days,
+                "pushes": st.pushes,
+                "succeeded": st.succeeded,
+                "failed": st.failed,
+                "rollbacks": st.rollbacks,
+                "success_rate": st.success_rate,
+                "median_duration_ms": st.median.map(|d| d.as_millis() as u64),
+                "p90_duration_ms": st.p90.map(|d| d.as_millis() as u64),
+                "pushes_per_day": st.pushes_per_day,
+                "holds": st.holds,
+            },
         }));
         return Ok(Outcome::Success);
     }
-    if all.is_empty() {
-        println!("{cluster}: no pushes recorded yet");
+    if all.is_empty() && st.holds.is_empty() {
+        match since {
+            Some(s) => println!(
+                "{cluster}: no pushes or holds recorded since {}",
+                s.format("%Y-%m-%d %H:%M UTC")
+            ),
+            None => println!("{cluster}: no pushes recorded yet"),
+        }
         return Ok(Outcome::Success);
     }
-    println!(
-        "{:<20} {:<8} {:<7} {:<8} {:>8}  push task / error",
-        "started (UTC)", "kind", "outcome", "commit", "duration"
-    );
+    if !shown.is_empty() {
+        println!(
+            "{:<20} {:<8} {:<7} {:<8} {:>8}  push task / error",
+            "started (UTC)", "kind", "outcome", "commit", "duration"
+        );
+    }
     for r in shown {
         let short: String = r.commit.chars().take(7).collect();
         let tail = match (&r.failed_step, &r.error) {
@@ -87,12 +220,145 @@ pub fn run(config: &Config, cluster: &str, limit: usize, json: bool) -> anyhow::
             duration(r).as_secs_f64(),
         );
     }
-    println!(
-        "{} run{}: {:.0}% succeeded, median duration {}",
-        all.len(),
-        if all.len() == 1 { "" } else { "s" },
-        rate.unwrap_or(0.0) * 100.0,
-        median.map_or("-".into(), |d| format!("{:.1}s", d.as_secs_f64())),
-    );
+    if !shown.is_empty() {
+        println!();
+    }
+    print!("{}", summary_text(&st));
     Ok(Outcome::Success)
+}
+
+/// The statistics as `history` prints them.
+pub fn summary_text(st: &Stats) -> String {
+    let mut out = String::new();
+    let window = match st.from {
+        Some(f) => format!(
+            "since {} ({:.1} day{})",
+            f.format("%Y-%m-%d %H:%M UTC"),
+            st.days,
+            if (st.days - 1.0).abs() < 0.05 {
+                ""
+            } else {
+                "s"
+            }
+        ),
+        None => "so far".to_owned(),
+    };
+    let rate = st
+        .success_rate
+        .map_or("-".into(), |r| format!("{:.0}%", r * 100.0));
+    out.push_str(&format!(
+        "{window}: {} push{}, {} succeeded ({rate}), {} failed; {} rollback{}\n",
+        st.pushes,
+        if st.pushes == 1 { "" } else { "es" },
+        st.succeeded,
+        st.failed,
+        st.rollbacks,
+        if st.rollbacks == 1 { "" } else { "s" },
+    ));
+    out.push_str(&format!(
+        "successful push duration: median {}, p90 {}\n",
+        secs(st.median),
+        secs(st.p90)
+    ));
+    let held: usize = st.holds.values().sum();
+    let reasons: Vec<String> = st.holds.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    out.push_str(&format!(
+        "{:.1} pushes a day; {held} held run{}{}\n",
+        st.pushes_per_day,
+        if held == 1 { "" } else { "s" },
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", reasons.join(", "))
+        }
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::expect;
+
+    fn at(h: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-16T10:00:00Z")
+            .unwrap()
+            .to_utc()
+            + chrono::Duration::hours(h)
+    }
+
+    fn run(kind: &str, outcome: &str, start_h: i64, secs: i64) -> HistoryRecord {
+        HistoryRecord {
+            run_id: format!("beta-{start_h}"),
+            kind: kind.into(),
+            outcome: outcome.into(),
+            commit: "a".repeat(40),
+            previous: None,
+            release: None,
+            started: at(start_h),
+            finished: at(start_h) + chrono::Duration::seconds(secs),
+            push_task_link: None,
+            failed_step: None,
+            error: None,
+        }
+    }
+
+    fn hold(h: i64, reason: &str) -> HoldRecord {
+        HoldRecord {
+            at: at(h),
+            reason: reason.into(),
+            locks: Vec::new(),
+            until: None,
+        }
+    }
+
+    #[test]
+    fn a_week_of_pushes_and_holds_gives_rates_percentiles_and_reasons() {
+        let mut runs: Vec<HistoryRecord> = (0..10)
+            .map(|i| run("push", "success", i * 12, 30 + i * 10))
+            .collect();
+        runs.push(run("push", "failed", 130, 5));
+        runs.push(run("rollback", "success", 131, 2));
+        runs.push(run("push", "success", -48, 1000)); // before the window
+        let holds = vec![
+            hold(-1, "locked"),
+            hold(20, "locked"),
+            hold(21, "locked"),
+            hold(40, "frozen"),
+            hold(41, "unknown"),
+        ];
+        let st = stats(&runs, &holds, Some(at(0)), at(24 * 7));
+        expect![[r#"
+            since 2026-11-16 10:00 UTC (7.0 days): 11 pushes, 10 succeeded (91%), 1 failed; 1 rollback
+            successful push duration: median 75.0s, p90 110.0s
+            1.6 pushes a day; 4 held runs: frozen 1, locked 2, unknown 1
+        "#]]
+        .assert_eq(&summary_text(&st));
+    }
+
+    #[test]
+    fn without_a_window_it_starts_at_the_first_record_and_counts_at_least_a_day() {
+        let runs = vec![run("push", "success", 0, 40), run("push", "success", 1, 60)];
+        let st = stats(&runs, &[hold(2, "locked")], None, at(3));
+        assert_eq!(st.from, Some(at(0)));
+        assert_eq!(st.days, 1.0);
+        assert_eq!(st.pushes_per_day, 2.0);
+        assert_eq!(st.median, Some(Duration::from_secs(50)));
+        assert_eq!(st.p90, Some(Duration::from_secs(60)));
+        let empty = stats(&[], &[], None, at(0));
+        assert_eq!(
+            (empty.success_rate, empty.median, empty.from),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn since_takes_a_duration_a_date_or_a_time() {
+        let now = at(0);
+        assert_eq!(parse_since("7d", now).unwrap(), at(-24 * 7));
+        assert_eq!(parse_since("36h", now).unwrap(), at(-36));
+        assert_eq!(parse_since("2026-11-16", now).unwrap(), at(-10));
+        assert_eq!(parse_since("2026-11-16T10:00:00Z", now).unwrap(), now);
+        assert!(parse_since("last tuesday", now).is_err());
+    }
 }

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod crash;
 pub mod demo;
+pub mod docs;
 pub mod history;
 pub mod locks;
 pub mod push;
@@ -17,6 +18,7 @@ use anyhow::Context;
 
 use crate::asana::{Client, Sleeper, Token};
 use crate::config::{AsanaEndpoint, ClusterSettings, Config, TokenSource};
+use crate::observe::Observer;
 use crate::plan::Verdict;
 use crate::process::ChildEnv;
 use crate::sandbox::Sandbox;
@@ -47,6 +49,8 @@ pub struct Env {
     pub state: StateDir,
     /// What child processes (build, rsync, ssh) must not inherit: the token.
     pub child_env: ChildEnv,
+    /// The holds log, notifications, metrics and progress bars.
+    pub observer: Observer,
     sandbox: Option<Sandbox>,
 }
 
@@ -82,6 +86,7 @@ impl Env {
         Ok(Env {
             state: StateDir::new(&config.state_dir),
             child_env: ChildEnv::without(scrub),
+            observer: Observer::new(&config),
             config,
             client,
             sandbox,
@@ -93,6 +98,7 @@ impl Env {
         Env {
             state: StateDir::new(&config.state_dir),
             child_env: ChildEnv::without(scrub),
+            observer: Observer::new(&config),
             config,
             client,
             sandbox: None,
@@ -124,13 +130,17 @@ impl Env {
     }
 }
 
-/// The `token_env` variable, removed from every child's environment even
-/// when it is unset here.
+/// The `token_env` variable and the webhook's, removed from every child's
+/// environment even when they are unset here.
 fn token_env_name(config: &Config) -> Vec<std::ffi::OsString> {
-    match &config.asana.token {
+    let mut v: Vec<std::ffi::OsString> = match &config.asana.token {
         Some(TokenSource::Env(name)) => vec![name.into()],
         _ => Vec::new(),
+    };
+    if let Some(n) = &config.notify {
+        v.push(n.slack_webhook_env.clone().into());
     }
+    v
 }
 
 /// Waits for Ctrl-C or SIGTERM.

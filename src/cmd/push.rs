@@ -182,6 +182,7 @@ pub async fn push_at(
         }
     };
     let plan = decide::plan(&facts);
+    env.observer.decided(&plan, facts.now, dry_run).await;
     match &plan.verdict {
         Verdict::Push { .. } => tracing::info!(cluster = %plan.cluster, "gate open"),
         Verdict::NothingNew { .. } => tracing::info!(cluster = %plan.cluster, "{plan}"),
@@ -246,7 +247,13 @@ pub async fn push_at(
             verbose: output == Output::Text,
             stop,
         };
-        let mut report = execute::push(&cx, &pushed.plan, from.as_ref(), to, ob).await;
+        let mut report = env
+            .observer
+            .push(
+                &pushed.plan,
+                execute::push(&cx, &pushed.plan, from.as_ref(), to, ob),
+            )
+            .await;
         if report.failure.is_none() {
             let link = report.task.as_ref().map(|t| t.link.clone());
             let care = crash::after_run(

@@ -330,6 +330,16 @@ pub async fn run(
         }
     }
     let link = task.as_ref().and_then(|t| t.1.clone());
+    env.observer
+        .rolled_back(
+            &settings.name,
+            &target,
+            &commit,
+            hosts.len(),
+            &failed,
+            link.as_deref(),
+        )
+        .await;
     let switched_any = results.iter().any(|r| r.outcome.is_ok());
     if switched_any {
         env.state.set_deployed(

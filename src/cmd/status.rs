@@ -1,5 +1,8 @@
 //! `pushgate status [CLUSTER]`: per cluster, what is deployed since when,
-//! the last run's outcome, and the open locks and what they mean.
+//! the last run's outcome, and the open locks and what they mean. For
+//! people: a summary table (coloured on a terminal, never with
+//! `NO_COLOR`), then each cluster's details with the links; `--json` for
+//! scripts.
 
 use serde_json::{json, Value};
 
@@ -10,7 +13,9 @@ use std::collections::HashMap;
 
 use crate::gather;
 use crate::model::{CommitId, Fix, LockTask, TaskGid};
-use crate::plan::LockFacts;
+use crate::plan::{printable, LockFacts};
+use crate::state::{Deployed, HistoryRecord};
+use crate::term::Paint;
 
 pub fn lock_json(t: &LockTask) -> Value {
     json!({
@@ -139,6 +144,9 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
     let facts = futures_util::future::join_all(reads).await;
     let mut all_read = true;
     let mut out = Vec::new();
+    let paint = crate::term::Paint::stdout();
+    let mut rows = Vec::new();
+    let mut details = Vec::new();
     for (c, locks) in clusters.iter().zip(facts) {
         let (locks, notes, waiting) = holding(env, c, locks).await;
         let deployed = env.state.deployed(&c.name)?;
@@ -208,84 +216,194 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
             };
             out.push(v);
         } else {
-            println!(
-                "{}  (schedule \"{}\", {})",
-                c.name,
-                c.schedule.expr,
-                c.timezone.name()
-            );
-            if let Some(r) = &running {
-                println!("  running: a push is in progress ({r})");
-            }
-            if let Some(f) = &freeze {
-                println!("  {f}");
-            }
-            if let Some(t) = next {
-                println!("  next push: {}", t.format("%a %Y-%m-%d %H:%M %Z"));
-            }
-            match &deployed {
-                Some(d) => println!(
-                    "  deployed: {} (release {}) since {}",
-                    d.commit.chars().take(7).collect::<String>(),
-                    d.release,
-                    d.since.format("%Y-%m-%d %H:%M:%S UTC")
-                ),
-                None => println!("  deployed: nothing yet"),
-            }
-            if let Some(r) = &last {
-                let how = match (&r.failed_step, &r.error) {
-                    (Some(step), Some(e)) => {
-                        format!("failed at {step}: {}", crate::plan::printable(e, 200))
-                    }
-                    _ => r.outcome.clone(),
-                };
-                println!(
-                    "  last {}: {} {how} at {}{}",
-                    r.kind,
-                    r.commit.chars().take(7).collect::<String>(),
-                    r.finished.format("%Y-%m-%d %H:%M:%S UTC"),
-                    r.push_task_link
-                        .as_deref()
-                        .map(|l| format!(" {l}"))
-                        .unwrap_or_default()
-                );
-            }
-            match &locks {
-                LockFacts::Read(tasks) if tasks.is_empty() => println!("  locks: none"),
-                LockFacts::Read(tasks) => {
-                    println!("  locks: {} open — pushes are held", tasks.len());
-                    for t in tasks {
-                        match notes.get(&t.gid) {
-                            Some(n) => println!("    - {t} ({n})"),
-                            None => println!("    - {t}"),
-                        }
-                    }
-                }
-                LockFacts::Unreadable(reason) => {
-                    println!(
-                        "  locks: unknown — pushes fail closed: {}",
-                        crate::plan::printable(reason, 500)
-                    )
-                }
-            }
-            for w in &waiting {
-                println!(
-                    "  waiting for fix {} ({}): \"{}\" {}",
-                    w.fix.short(),
-                    w.on_source.as_deref().unwrap_or("in the next push"),
-                    crate::plan::printable(&w.task.name, 120),
-                    crate::plan::printable(&w.task.link, 200)
-                );
-            }
+            let t = Text {
+                c,
+                locks: &locks,
+                notes: &notes,
+                waiting: &waiting,
+                deployed: deployed.as_ref(),
+                last: last.as_ref(),
+                next,
+                freeze: freeze.as_deref(),
+                running: running.as_deref(),
+            };
+            rows.push(t.row(&paint));
+            details.push(t.details(&paint));
         }
         all_read &= matches!(locks, LockFacts::Read(_));
     }
     if json {
         super::print_json(&json!({ "clusters": out }));
+    } else {
+        let header: Vec<String> = [
+            "CLUSTER",
+            "STATE",
+            "DEPLOYED",
+            "SINCE",
+            "LAST RUN",
+            "LOCKS",
+            "NEXT PUSH",
+        ]
+        .iter()
+        .map(|h| paint.dim(h))
+        .collect();
+        print!("{}", crate::term::table(&header, &rows));
+        for d in details {
+            println!();
+            print!("{d}");
+        }
     }
     Ok(if all_read {
         Outcome::Success
     } else {
         Outcome::Failure
     })
+}
+
+/// One cluster's status, for people: a row of the summary table and a
+/// block of details (links, lock tasks, errors).
+struct Text<'a> {
+    c: &'a ClusterSettings,
+    locks: &'a LockFacts,
+    notes: &'a HashMap<TaskGid, String>,
+    waiting: &'a [Waiting],
+    deployed: Option<&'a Deployed>,
+    last: Option<&'a HistoryRecord>,
+    next: Option<chrono::DateTime<chrono_tz::Tz>>,
+    freeze: Option<&'a str>,
+    running: Option<&'a str>,
+}
+
+impl Text<'_> {
+    fn row(&self, paint: &Paint) -> Vec<String> {
+        let state = match (self.running, self.freeze, self.locks) {
+            (Some(_), _, _) => paint.busy("pushing"),
+            (_, _, LockFacts::Unreadable(_)) => paint.bad("unknown"),
+            (_, _, LockFacts::Read(t)) if !t.is_empty() => paint.bad("held"),
+            (_, Some(_), _) => paint.warn("frozen"),
+            _ => paint.good("open"),
+        };
+        let deployed = self
+            .deployed
+            .map_or("-".to_owned(), |d| d.commit.chars().take(7).collect());
+        let since = self.deployed.map_or("-".to_owned(), |d| {
+            d.since.format("%Y-%m-%d %H:%M UTC").to_string()
+        });
+        let last = match self.last {
+            None => "-".to_owned(),
+            Some(r) => {
+                let what = format!("{} {}", r.kind, r.finished.format("%m-%d %H:%M"));
+                if r.outcome == "success" {
+                    format!("{what} {}", paint.good("ok"))
+                } else {
+                    let step = r.failed_step.as_deref().unwrap_or("?");
+                    format!(
+                        "{what} {}",
+                        paint.bad(&format!("failed at {}", printable(step, 40)))
+                    )
+                }
+            }
+        };
+        let locks = match self.locks {
+            LockFacts::Read(t) if t.is_empty() => paint.good("none"),
+            LockFacts::Read(t) => paint.bad(&format!("{} open", t.len())),
+            LockFacts::Unreadable(_) => paint.bad("unknown"),
+        };
+        let next = self
+            .next
+            .map_or("-".to_owned(), |t| t.format("%a %H:%M %Z").to_string());
+        vec![
+            paint.bold(self.c.name.as_str()),
+            state,
+            deployed,
+            since,
+            last,
+            locks,
+            next,
+        ]
+    }
+
+    fn details(&self, paint: &Paint) -> String {
+        let c = self.c;
+        let mut out = format!(
+            "{}  (schedule \"{}\", {})\n",
+            paint.bold(c.name.as_str()),
+            c.schedule.expr,
+            c.timezone.name()
+        );
+        let mut line = |l: String| {
+            out.push_str("  ");
+            out.push_str(&l);
+            out.push('\n');
+        };
+        if let Some(r) = self.running {
+            line(paint.busy(&format!("running: a push is in progress ({r})")));
+        }
+        if let Some(f) = self.freeze {
+            line(paint.warn(f));
+        }
+        if let Some(t) = self.next {
+            line(format!("next push: {}", t.format("%a %Y-%m-%d %H:%M %Z")));
+        }
+        match self.deployed {
+            Some(d) => line(format!(
+                "deployed: {} (release {}) since {}{}",
+                d.commit.chars().take(7).collect::<String>(),
+                d.release,
+                d.since.format("%Y-%m-%d %H:%M:%S UTC"),
+                d.push_task_link
+                    .as_deref()
+                    .map(|l| format!(" {}", printable(l, 200)))
+                    .unwrap_or_default()
+            )),
+            None => line("deployed: nothing yet".to_owned()),
+        }
+        if let Some(r) = self.last {
+            let how = match (&r.failed_step, &r.error) {
+                (Some(step), Some(e)) => paint.bad(&format!(
+                    "failed at {}: {}",
+                    printable(step, 40),
+                    printable(e, 200)
+                )),
+                _ if r.outcome == "success" => paint.good(&r.outcome),
+                _ => paint.bad(&r.outcome),
+            };
+            line(format!(
+                "last {}: {} {how} at {}{}",
+                r.kind,
+                r.commit.chars().take(7).collect::<String>(),
+                r.finished.format("%Y-%m-%d %H:%M:%S UTC"),
+                r.push_task_link
+                    .as_deref()
+                    .map(|l| format!(" {}", printable(l, 200)))
+                    .unwrap_or_default()
+            ));
+        }
+        match self.locks {
+            LockFacts::Read(tasks) if tasks.is_empty() => line("locks: none".to_owned()),
+            LockFacts::Read(tasks) => {
+                line(paint.bad(&format!("locks: {} open — pushes are held", tasks.len())));
+                for t in tasks {
+                    match self.notes.get(&t.gid) {
+                        Some(n) => line(format!("  - {t} ({n})")),
+                        None => line(format!("  - {t}")),
+                    }
+                }
+            }
+            LockFacts::Unreadable(reason) => line(paint.bad(&format!(
+                "locks: unknown — pushes fail closed: {}",
+                printable(reason, 500)
+            ))),
+        }
+        for w in self.waiting {
+            line(format!(
+                "waiting for fix {} ({}): \"{}\" {}",
+                w.fix.short(),
+                w.on_source.as_deref().unwrap_or("in the next push"),
+                printable(&w.task.name, 120),
+                printable(&w.task.link, 200)
+            ));
+        }
+        out
+    }
 }

@@ -250,3 +250,54 @@ fn ssh_paths_that_would_break_the_command_line_are_refused() {
             sync.host_key_policy: `maybe`: expected `strict` or `accept-new`"#]],
     );
 }
+
+#[test]
+fn notify_names_a_variable_and_known_events() {
+    let with = |section: &str| format!("{GOOD}\n[notify]\n{section}\n");
+    let c = Config::parse(
+        &with("slack_webhook_env = \"PUSHGATE_SLACK_WEBHOOK\""),
+        Path::new("/etc/pushgate"),
+    )
+    .unwrap();
+    let n = c.notify.unwrap();
+    assert_eq!(n.on, NOTIFY_DEFAULT);
+    assert_eq!(n.timeout, Duration::from_secs(5));
+    assert_eq!(n.started_after, Duration::from_secs(30));
+    check(
+        &with("slack_webhook_env = \"https://hooks.slack.com/services/T/B/x\"\ntimeout = \"0s\"\non = [\"failed\", \"deployed\", 3]"),
+        expect![[r#"
+            notify.slack_webhook_env: must name an environment variable that holds the URL, not the URL: it is a secret"#]],
+    );
+    check(
+        &with("slack_webhook_env = \"HOOK\"\ntimeout = \"0s\"\non = [\"failed\", \"deployed\", 3]\nchannel = \"#ops\""),
+        expect![[r#"
+            notify.channel: unknown key; expected one of: slack_webhook_env, timeout, on, started_after
+            notify.timeout: must be longer than zero
+            notify.on[1]: `deployed` is not an event; expected some of: started, succeeded, failed, held, frozen, rollback
+            notify.on[2]: expected a string, found an integer"#]],
+    );
+}
+
+#[test]
+fn the_complete_example_in_the_docs_is_valid_and_sets_every_key() {
+    let doc = include_str!("../../docs/configuration.md");
+    let from = doc.find("## A complete example").unwrap();
+    let block = &doc[from..];
+    let start = block.find("```toml\n").unwrap() + 8;
+    let end = block[start..].find("```").unwrap() + start;
+    let text = &block[start..end];
+    check(text, expect!["ok: 2 clusters, state_dir /var/lib/pushgate"]);
+    // Every key the validator knows appears in it.
+    for key in ASANA_KEYS
+        .iter()
+        .filter(|k| **k != "token_env")
+        .chain(REPO_KEYS)
+        .chain(BUILD_KEYS)
+        .chain(SYNC_KEYS)
+        .chain(NOTIFY_KEYS)
+        .chain(CRASH_KEYS)
+        .chain(CLUSTER_KEYS)
+    {
+        assert!(text.contains(&format!("\n{key} = ")), "{key} is missing");
+    }
+}

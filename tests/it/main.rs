@@ -1,11 +1,14 @@
 //! One integration-test binary: `support/` starts real parts (the sandbox on
 //! loopback, the real binary), then one module per feature.
 
+mod check;
 mod cli;
 mod client;
 mod crash;
 mod daemon;
 mod faults;
+mod metrics;
+mod notify;
 mod push;
 mod recovery;
 mod sandbox;
@@ -14,4 +17,5 @@ mod ssh;
 mod support;
 mod tidy;
 mod token;
+mod ux;
 mod week;

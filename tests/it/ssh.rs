@@ -176,3 +176,54 @@ async fn pushes_and_a_rollback_reach_three_ssh_hosts_and_a_down_host_holds_the_s
     assert!(t.name.starts_with("beta rollback "), "{}", t.name);
     assert!(t.completed, "{:?}", comments(&t));
 }
+
+#[tokio::test]
+async fn check_reaches_every_ssh_host_and_names_the_one_that_is_down() {
+    if let Some(why) = hosts::unavailable() {
+        return skip(&why);
+    }
+    let mut hosts = match Hosts::start(2).await {
+        Ok(h) => h,
+        Err(why) => return skip(&why),
+    };
+    let sb = support::sandbox().await;
+    let token = sb.token();
+    let bin = Bin::with(
+        &sb,
+        Setup {
+            sync: hosts.sync_toml(),
+            beta: hosts.cluster_toml(),
+            beta_hosts: Some(hosts.specs()),
+            ..Setup::default()
+        },
+    );
+    let specs = hosts.specs();
+    let line = |out: &str, start: &str| -> String {
+        out.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line {start:?}:\n{out}"))
+            .to_owned()
+    };
+    let run = bin.run(&["check"]).await;
+    check(&run, 0, &token, &hosts);
+    line(&run.stdout, "ok    bastion ssh: OpenSSH");
+    for s in &specs {
+        let l = line(&run.stdout, &format!("ok    beta host {s}: "));
+        assert!(l.contains("is writable; rsync 3."), "{l}");
+    }
+
+    hosts.stop_sshd(1).await;
+    let run = bin.run(&["check"]).await;
+    check(&run, 1, &token, &hosts);
+    line(&run.stdout, &format!("ok    beta host {}: ", specs[0]));
+    let down = line(&run.stdout, &format!("FAIL  beta host {}: ", specs[1]));
+    assert!(
+        down.contains("ssh exited with status 255") && down.contains("port 22"),
+        "{down}"
+    );
+    let last = run.stdout.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("1 of ") && last.ends_with(" checks failed"),
+        "{last}"
+    );
+}

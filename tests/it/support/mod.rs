@@ -15,6 +15,105 @@ pub use pushgate::sandbox::seed;
 
 pub mod hosts;
 
+/// Creates an incomplete task assigned to the sandbox's user in `project`
+/// (a lock, in a lock project); returns its gid.
+pub async fn add_lock(sb: &Sandbox, project: &str, name: &str) -> String {
+    let (s, t) = Raw::new(sb)
+        .post(
+            "/tasks",
+            serde_json::json!({"data": {"name": name, "assignee": "me", "projects": [project]}}),
+        )
+        .await;
+    assert_eq!(s, 201, "{t}");
+    t["data"]["gid"].as_str().unwrap().to_owned()
+}
+
+/// Completes a task.
+pub async fn complete(sb: &Sandbox, gid: &str) {
+    let (s, t) = Raw::new(sb)
+        .put(
+            &format!("/tasks/{gid}"),
+            serde_json::json!({"data": {"completed": true}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{t}");
+}
+
+/// A Slack-compatible incoming webhook on loopback that keeps every
+/// message's `text`. Its path holds a secret, as a real webhook URL does.
+pub struct Webhook {
+    pub url: String,
+    pub secret: String,
+    messages: Arc<Mutex<Vec<String>>>,
+    arrived: Arc<tokio::sync::Notify>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Webhook {
+    /// Answers every POST with `status`.
+    pub async fn start(status: u16) -> Webhook {
+        use axum::routing::post;
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let kept = messages.clone();
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let tell = arrived.clone();
+        let secret = format!("T0SECRET/B0SECRET/{:016x}", fastrand::u64(..));
+        let app = axum::Router::new().route(
+            &format!("/services/{secret}"),
+            post(move |axum::Json(v): axum::Json<Value>| {
+                let kept = kept.clone();
+                let tell = tell.clone();
+                async move {
+                    kept.lock()
+                        .unwrap()
+                        .push(v["text"].as_str().unwrap_or_default().to_owned());
+                    tell.notify_waiters();
+                    (
+                        axum::http::StatusCode::from_u16(status).unwrap(),
+                        if status == 200 { "ok" } else { "no_service" },
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Webhook {
+            url: format!("http://{addr}/services/{secret}"),
+            secret,
+            messages,
+            arrived,
+            server,
+        }
+    }
+
+    /// Waits until at least `n` messages have arrived.
+    pub async fn wait_for(&self, n: usize) {
+        loop {
+            let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if self.messages.lock().unwrap().len() >= n {
+                return;
+            }
+            arrived.await;
+        }
+    }
+
+    /// Every message received so far, oldest first.
+    pub fn messages(&self) -> Vec<String> {
+        self.messages.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
 pub async fn sandbox() -> Sandbox {
     Sandbox::start("127.0.0.1:0".parse().unwrap(), None)
         .await
@@ -349,7 +448,8 @@ hosts = ["local:{d}/hosts/prod-1"]
         self.run_env(args, token, &[]).await
     }
 
-    /// The binary with these extra environment variables (a failpoint).
+    /// The binary with `args`, the token, and these extra variables (a
+    /// failpoint, a PATH).
     pub async fn run_env(&self, args: &[&str], token: &str, vars: &[(&str, &str)]) -> Run {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushgate"))
             .arg("--config")
@@ -358,6 +458,7 @@ hosts = ["local:{d}/hosts/prod-1"]
             .env(TOKEN_ENV, token)
             .env_remove("RUST_LOG")
             .env_remove("PUSHGATE_CONFIG")
+            .env_remove("NO_COLOR")
             .env_remove(pushgate::failpoint::ENV)
             .envs(vars.iter().copied())
             .output()
@@ -375,6 +476,13 @@ hosts = ["local:{d}/hosts/prod-1"]
             .map(|l| if l.starts_with(&prefix) { line } else { l })
             .collect();
         std::fs::write(&self.config, fixed.join("\n")).unwrap();
+    }
+    /// Appends TOML to the config (a new section at its end).
+    pub fn append_config(&self, toml: &str) {
+        let mut text = std::fs::read_to_string(&self.config).unwrap();
+        text.push('\n');
+        text.push_str(toml);
+        std::fs::write(&self.config, text).unwrap();
     }
 }
 
