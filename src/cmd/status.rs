@@ -158,6 +158,7 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
             .and_then(|f| crate::decide::frozen(&f, now))
             .map(|h| h.to_string());
         let running = env.state.running(&c.name);
+        let backlog = Backlog::read(env, c, running.is_some());
         if json {
             let mut v = match &locks {
                 LockFacts::Read(tasks) => json!({
@@ -193,6 +194,10 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
                 .collect::<Vec<_>>());
             v["freeze"] = json!(freeze);
             v["running"] = json!(running);
+            v["asana_queued"] = json!(backlog.queued);
+            v["asana_queued_since"] = json!(backlog.oldest);
+            v["interrupted_run"] = json!(backlog.interrupted);
+            v["rolled_back_commits"] = json!(backlog.rolled_back);
             v["deployed"] = match &deployed {
                 Some(d) => json!({
                     "commit": d.commit,
@@ -226,6 +231,7 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
                 next,
                 freeze: freeze.as_deref(),
                 running: running.as_deref(),
+                backlog: &backlog,
             };
             rows.push(t.row(&paint));
             details.push(t.details(&paint));
@@ -260,6 +266,35 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
     })
 }
 
+/// What earlier runs left for the next one: Asana writes in the outbox, a
+/// killed run's journal, commits marked by rollbacks.
+struct Backlog {
+    queued: usize,
+    oldest: Option<chrono::DateTime<chrono::Utc>>,
+    interrupted: Option<String>,
+    rolled_back: Vec<String>,
+}
+
+impl Backlog {
+    fn read(env: &Env, c: &ClusterSettings, running: bool) -> Backlog {
+        let outbox = crate::outbox::Outbox::open(&env.state, &c.name, &env.client).ok();
+        Backlog {
+            queued: outbox.as_ref().map_or(0, |o| o.pending()),
+            oldest: outbox.as_ref().and_then(|o| o.oldest()),
+            // A journal while no push runs is a killed run's.
+            interrupted: (!running)
+                .then(|| env.state.unfinished(&c.name).ok())
+                .flatten()
+                .and_then(|e| e.first().map(|e| e.run_id.clone())),
+            rolled_back: env
+                .state
+                .bad_commits(&c.name)
+                .map(|m| m.into_keys().collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// One cluster's status, for people: a row of the summary table and a
 /// block of details (links, lock tasks, errors).
 struct Text<'a> {
@@ -272,6 +307,7 @@ struct Text<'a> {
     next: Option<chrono::DateTime<chrono_tz::Tz>>,
     freeze: Option<&'a str>,
     running: Option<&'a str>,
+    backlog: &'a Backlog,
 }
 
 impl Text<'_> {
@@ -394,6 +430,27 @@ impl Text<'_> {
                 "locks: unknown — pushes fail closed: {}",
                 printable(reason, 500)
             ))),
+        }
+        let b = self.backlog;
+        if let Some(r) = &b.interrupted {
+            line(paint.warn(&format!(
+                "interrupted: run {r} did not finish; the next push or rollback recovers it first"
+            )));
+        }
+        if b.queued > 0 {
+            line(paint.warn(&format!(
+                "asana: {} write{} queued since {}; the next run replays them",
+                b.queued,
+                if b.queued == 1 { "" } else { "s" },
+                b.oldest
+                    .map_or("?".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            )));
+        }
+        for c in &b.rolled_back {
+            line(format!(
+                "rolled back: {} is not pushed again without `--commit`",
+                c.chars().take(7).collect::<String>()
+            ));
         }
         for w in self.waiting {
             line(format!(

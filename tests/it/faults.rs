@@ -321,10 +321,21 @@ async fn asana_down_mid_push_every_write_lands_once_later_even_through_a_kill() 
         !t.completed && comments(t).is_empty(),
         "nothing reached Asana"
     );
+    // status says what waits (it reads no Asana for that).
+    sb.set_faults(Faults::default());
+    let s = bin.run(&["status", "beta", "--json"]).await.json();
+    let waiting = s["clusters"][0]["asana_queued"].as_u64().unwrap();
+    assert!(waiting >= 5, "{s}");
+    let text = bin.run(&["status", "beta"]).await;
+    assert!(
+        text.stdout
+            .contains(&format!("asana: {waiting} writes queued since")),
+        "{}",
+        text.stdout
+    );
 
     // Asana is back. A run killed after applying its second replayed write
     // (before marking it done), then a run to the end.
-    sb.set_faults(Faults::default());
     let killed = bin
         .run_env(
             &["push", "beta"],

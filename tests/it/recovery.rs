@@ -254,6 +254,8 @@ async fn a_held_next_run_still_converges_the_hosts_first() {
         2,
         "one host switched, the others not: {split:?}"
     );
+    let s = bin.run(&["status", "beta", "--json"]).await.json();
+    assert!(s["clusters"][0]["interrupted_run"].is_string(), "{s}");
 
     // Someone locks beta meanwhile: the next run is held (exit 3), but the
     // hosts converge before anything else — back onto v1, all of them.
