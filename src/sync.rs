@@ -18,6 +18,7 @@ use futures_util::stream::{self, StreamExt};
 
 use crate::config::{HostKeyPolicy, SyncSettings};
 use crate::model::{Host, ReleaseId};
+use crate::plan::printable;
 use crate::process::{self, ChildEnv};
 
 /// How ssh is started: from `[sync]`.
@@ -285,6 +286,129 @@ pub fn parse_bytes_sent(stats: &str) -> Option<u64> {
     })
 }
 
+/// What went wrong on a host, by the words ssh, rsync and the remote shell
+/// use for it: the cause people act on, first in every host error. Checked
+/// in this order, so that ssh's "Permission denied (publickey)" is an
+/// authentication failure and not a file permission.
+const CAUSES: &[(&str, &[&str])] = &[
+    (
+        "ssh authentication failed",
+        &[
+            "Permission denied (publickey",
+            "Too many authentication failures",
+        ],
+    ),
+    (
+        "host key not trusted",
+        &[
+            "Host key verification failed",
+            "REMOTE HOST IDENTIFICATION HAS CHANGED",
+            "host key is known for",
+        ],
+    ),
+    (
+        "unknown host",
+        &[
+            "Could not resolve hostname",
+            "Name or service not known",
+            "Temporary failure in name resolution",
+        ],
+    ),
+    ("unreachable: connection refused", &["Connection refused"]),
+    (
+        "unreachable: no route to host",
+        &["No route to host", "Network is unreachable"],
+    ),
+    (
+        "unreachable: connection timed out",
+        &["Connection timed out", "Operation timed out"],
+    ),
+    (
+        "connection lost",
+        &[
+            "Connection reset",
+            "Connection closed by",
+            "Broken pipe",
+            "Timeout, server",
+        ],
+    ),
+    (
+        "disk full",
+        &["No space left on device", "Disk quota exceeded"],
+    ),
+    ("read-only file system", &["Read-only file system"]),
+    (
+        "permission denied",
+        &["Permission denied", "Operation not permitted"],
+    ),
+    (
+        "rsync is not installed on the host",
+        &["rsync: command not found", "rsync: not found"],
+    ),
+];
+
+/// The cause of a failure and the line of output that shows it, if the
+/// output names one of [`CAUSES`].
+pub fn cause_of(output: &str) -> Option<(&'static str, &str)> {
+    CAUSES.iter().find_map(|(cause, needles)| {
+        output
+            .lines()
+            .find(|l| needles.iter().any(|n| l.contains(n)))
+            .map(|l| (*cause, l.trim()))
+    })
+}
+
+/// A failed child's error for a host's result: the cause, the line that
+/// shows it (rsync's last line is only "rsync error: ... (code 11)"), and
+/// how the program ended. A child killed at its timeout is a timeout.
+pub fn describe_failure(out: &process::ChildOutput, timeout: Duration) -> String {
+    let Some(status) = out.status else {
+        return format!("{}; {} was killed", timed_out(timeout), out.program);
+    };
+    let ended = match status.code() {
+        Some(c) => format!("{} exited with status {c}", out.program),
+        None => format!("{} was killed by a signal", out.program),
+    };
+    let text = format!("{}\n{}", out.stderr, out.stdout);
+    match cause_of(&text) {
+        Some((cause, line)) => format!("{cause}: {} ({ended})", printable(line, 300)),
+        None => {
+            // rsync's own first complaint says more than its summary line.
+            let first = text
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with("rsync:") || l.starts_with("ssh:"));
+            match first {
+                Some(l) => format!("{ended}: {}", printable(l, 300)),
+                None => out.failure(),
+            }
+        }
+    }
+}
+
+/// A host operation that ran past `sync.host_timeout`.
+pub fn timed_out(timeout: Duration) -> String {
+    format!(
+        "timed out after {} (sync.host_timeout)",
+        humantime::format_duration(timeout)
+    )
+}
+
+/// An IO error on a `local:` host, with the cause first like a remote one.
+fn io_failure(doing: impl std::fmt::Display, e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    let cause = match e.kind() {
+        K::PermissionDenied => Some("permission denied"),
+        K::StorageFull | K::QuotaExceeded => Some("disk full"),
+        K::ReadOnlyFilesystem => Some("read-only file system"),
+        _ => None,
+    };
+    match cause {
+        Some(c) => format!("{c}: cannot {doing}: {e}"),
+        None => format!("cannot {doing}: {e}"),
+    }
+}
+
 /// The error of a host an operation was not asked to touch.
 pub const SKIPPED: &str = "skipped";
 
@@ -351,10 +475,7 @@ impl Fleet<'_> {
                     outcome = match tokio::time::timeout(self.settings.host_timeout, op(i, place)).await
                     {
                         Ok(r) => r,
-                        Err(_) => Err(format!(
-                            "timed out after {}",
-                            humantime::format_duration(self.settings.host_timeout)
-                        )),
+                        Err(_) => Err(timed_out(self.settings.host_timeout)),
                     };
                     match &outcome {
                         Ok(_) => break,
@@ -386,7 +507,7 @@ impl Fleet<'_> {
         if out.success() {
             Ok(out.stdout)
         } else {
-            Err(out.failure())
+            Err(describe_failure(&out, self.settings.host_timeout))
         }
     }
 
@@ -396,7 +517,7 @@ impl Fleet<'_> {
             Place::Local { path } => {
                 let releases = path.join("releases");
                 std::fs::create_dir_all(&releases)
-                    .map_err(|e| format!("cannot create {}: {e}", releases.display()))?;
+                    .map_err(|e| io_failure(format_args!("create {}", releases.display()), &e))?;
                 let current = std::fs::read_link(path.join("current")).ok().and_then(|l| {
                     l.strip_prefix("releases")
                         .ok()
@@ -404,7 +525,7 @@ impl Fleet<'_> {
                         .and_then(ReleaseId::parse)
                 });
                 let mut names: Vec<ReleaseId> = std::fs::read_dir(&releases)
-                    .map_err(|e| format!("cannot list {}: {e}", releases.display()))?
+                    .map_err(|e| io_failure(format_args!("list {}", releases.display()), &e))?
                     .filter_map(|e| e.ok()?.file_name().to_str().and_then(ReleaseId::parse))
                     .collect();
                 names.sort();
@@ -439,7 +560,7 @@ impl Fleet<'_> {
                 .await
                 .map_err(|e| e.to_string())?;
             if !out.success() {
-                return Err(out.failure());
+                return Err(describe_failure(&out, self.settings.host_timeout));
             }
             Ok(Staged {
                 bytes_sent: parse_bytes_sent(&out.stdout),
@@ -480,9 +601,10 @@ impl Fleet<'_> {
                 let tmp = path.join(format!(".current.{release}"));
                 let _ = std::fs::remove_file(&tmp);
                 std::os::unix::fs::symlink(&rel, &tmp)
-                    .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-                std::fs::rename(&tmp, path.join("current"))
-                    .map_err(|e| format!("cannot rename {} over current: {e}", tmp.display()))?;
+                    .map_err(|e| io_failure(format_args!("create {}", tmp.display()), &e))?;
+                std::fs::rename(&tmp, path.join("current")).map_err(|e| {
+                    io_failure(format_args!("rename {} over current", tmp.display()), &e)
+                })?;
                 if let Ok(d) = std::fs::File::open(path) {
                     let _ = d.sync_all();
                 }
@@ -505,7 +627,7 @@ impl Fleet<'_> {
                 if out.success() {
                     Ok(())
                 } else {
-                    Err(out.failure())
+                    Err(describe_failure(&out, self.settings.host_timeout))
                 }
             }
             Place::Remote { host, target } => self
@@ -550,7 +672,9 @@ impl Fleet<'_> {
                         match std::fs::remove_dir_all(&d) {
                             Ok(()) => {}
                             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                            Err(e) => return Err(format!("cannot remove {}: {e}", d.display())),
+                            Err(e) => {
+                                return Err(io_failure(format_args!("remove {}", d.display()), &e))
+                            }
                         }
                     }
                     Ok(())
@@ -695,5 +819,74 @@ mod tests {
             "Number of files: 2,001\nTotal bytes sent: 1,234,567\nTotal bytes received: 12\n";
         assert_eq!(parse_bytes_sent(stats), Some(1_234_567));
         assert_eq!(parse_bytes_sent("nothing"), None);
+    }
+
+    fn failed(program: &str, code: Option<i32>, stderr: &str) -> process::ChildOutput {
+        use std::os::unix::process::ExitStatusExt;
+        process::ChildOutput {
+            program: program.into(),
+            status: code.map(|c| std::process::ExitStatus::from_raw(c << 8)),
+            stdout: String::new(),
+            stderr: stderr.into(),
+            duration: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn host_errors_name_the_cause_and_the_line_that_shows_it() {
+        let t = Duration::from_secs(20);
+        let cases = [
+            (
+                "rsync",
+                Some(11),
+                "rsync: [receiver] write failed on \"/srv/app/releases/20261122T101500Z-3f2a9c13f2a9/big.bin\": No space left on device (28)\nrsync error: error in file IO (code 11) at receiver.c(380) [receiver=3.2.7]\n",
+            ),
+            (
+                "rsync",
+                Some(23),
+                "rsync: [Receiver] mkdir \"/srv/app/releases/20261122T101500Z-3f2a9c13f2a9\" failed: Permission denied (13)\nrsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1338) [sender=3.2.7]\n",
+            ),
+            ("ssh", Some(255), "ssh: connect to host 10.213.7.2 port 22: Connection refused\n"),
+            (
+                "rsync",
+                Some(255),
+                "ssh: connect to host 10.213.7.6 port 22: Network is unreachable\r\nrsync: connection unexpectedly closed (0 bytes received so far) [sender]\nrsync error: unexplained error (code 255) at io.c(232) [sender=3.2.7]\n",
+            ),
+            ("ssh", Some(255), "root@10.213.7.2: Permission denied (publickey).\n"),
+            ("ssh", Some(255), "No ED25519 host key is known for 10.213.7.2 and you have requested strict checking.\nHost key verification failed.\n"),
+            ("ssh", Some(1), "mkdir: cannot create directory '/srv/app/releases': Read-only file system\n"),
+            ("rsync", Some(12), "sh: 1: rsync: not found\nrsync: connection unexpectedly closed (0 bytes received so far) [sender]\n"),
+            ("rsync", Some(5), "rsync: [sender] change_dir \"/nowhere\" failed: No such file or directory (2)\nrsync error: some files/attrs were not transferred (code 23)\n"),
+            ("ssh", Some(3), ""),
+            ("ssh", None, "half a line"),
+        ];
+        let got: Vec<String> = cases
+            .iter()
+            .map(|(p, c, e)| describe_failure(&failed(p, *c, e), t))
+            .collect();
+        expect![[r#"
+            disk full: rsync: [receiver] write failed on "/srv/app/releases/20261122T101500Z-3f2a9c13f2a9/big.bin": No space left on device (28) (rsync exited with status 11)
+            permission denied: rsync: [Receiver] mkdir "/srv/app/releases/20261122T101500Z-3f2a9c13f2a9" failed: Permission denied (13) (rsync exited with status 23)
+            unreachable: connection refused: ssh: connect to host 10.213.7.2 port 22: Connection refused (ssh exited with status 255)
+            unreachable: no route to host: ssh: connect to host 10.213.7.6 port 22: Network is unreachable (rsync exited with status 255)
+            ssh authentication failed: root@10.213.7.2: Permission denied (publickey). (ssh exited with status 255)
+            host key not trusted: No ED25519 host key is known for 10.213.7.2 and you have requested strict checking. (ssh exited with status 255)
+            read-only file system: mkdir: cannot create directory '/srv/app/releases': Read-only file system (ssh exited with status 1)
+            rsync is not installed on the host: sh: 1: rsync: not found (rsync exited with status 12)
+            rsync exited with status 5: rsync: [sender] change_dir "/nowhere" failed: No such file or directory (2)
+            ssh exited with status 3
+            timed out after 20s (sync.host_timeout); ssh was killed"#]]
+        .assert_eq(&got.join("\n"));
+    }
+
+    #[test]
+    fn a_hostile_line_in_the_output_is_escaped_and_bounded() {
+        let evil = format!(
+            "rsync: \u{1b}[2J{}: No space left on device\n",
+            "x".repeat(5000)
+        );
+        let e = describe_failure(&failed("rsync", Some(11), &evil), Duration::from_secs(1));
+        assert!(e.starts_with("disk full: rsync: \\u{1b}[2J"), "{e}");
+        assert!(!e.contains('\u{1b}') && e.chars().count() < 400, "{e}");
     }
 }
