@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod crash;
 mod daemon;
+mod hostile;
 mod push;
 mod sandbox;
 mod sdk;
