@@ -282,6 +282,19 @@ fn durations_and_attempts_are_bounded() {
     );
 }
 
+/// Found by `fuzz/` (config_parse, template mode, input
+/// `b"1881281244002m"`): with the bound check off, this min_soak (1.7
+/// million years) passed validation and `decide::soaking` panicked with
+/// "`DateTime + TimeDelta` overflowed".
+#[test]
+fn fuzz_a_min_soak_of_a_million_years_is_refused_not_a_panic_later() {
+    let text = SPEC_EXAMPLE.replace("min_soak = \"90m\"", "min_soak = \"881281244002m\"");
+    check(
+        &text,
+        expect!["clusters.prod.min_soak: `881281244002m` is longer than 366 days: surely a typo"],
+    );
+}
+
 #[test]
 fn control_characters_in_paths_and_targets_are_refused() {
     let text = SPEC_EXAMPLE
