@@ -301,6 +301,13 @@ pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The longest duration any key takes: a year and a day. Longer is a typo
+/// (`"90y"` for `"90m"`), and would overflow date arithmetic downstream.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
+
+/// The most attempts (`asana.max_attempts`, `sync.retries`) a config may ask for.
+const MAX_ATTEMPTS: i64 = 100;
+
 const TOP_KEYS: &[&str] = &[
     "state_dir",
     "asana",
@@ -446,8 +453,24 @@ impl Validator {
     }
 
     fn non_negative(&mut self, path: &str, table: &Table, key: &str, min: i64) -> Option<usize> {
+        self.integer(path, table, key, min, i64::MAX)
+    }
+
+    /// An integer in `min..=max`.
+    fn integer(
+        &mut self,
+        path: &str,
+        table: &Table,
+        key: &str,
+        min: i64,
+        max: i64,
+    ) -> Option<usize> {
         match table.get(key)? {
-            Value::Integer(n) if *n >= min => usize::try_from(*n).ok(),
+            Value::Integer(n) if (min..=max).contains(n) => usize::try_from(*n).ok(),
+            Value::Integer(n) if *n > max => {
+                self.problem(join(path, key), format!("must be at most {max}, found {n}"));
+                None
+            }
             Value::Integer(n) => {
                 self.problem(
                     join(path, key),
@@ -469,6 +492,16 @@ impl Validator {
     fn duration(&mut self, path: &str, table: &Table, key: &str) -> Option<Duration> {
         let s = self.string(path, table, key)?;
         match humantime::parse_duration(s) {
+            Ok(d) if d > MAX_DURATION => {
+                self.problem(
+                    join(path, key),
+                    format!(
+                        "`{s}` is longer than {} days: surely a typo",
+                        MAX_DURATION.as_secs() / 86_400
+                    ),
+                );
+                None
+            }
             Ok(d) if d > Duration::ZERO => Some(d),
             Ok(_) => {
                 self.problem(join(path, key), "must be longer than zero");
@@ -526,6 +559,13 @@ impl Validator {
         let s = self.string(path, table, key)?;
         if s.is_empty() {
             self.problem(join(path, key), "must not be empty");
+            return None;
+        }
+        if s.contains(char::is_control) {
+            self.problem(
+                join(path, key),
+                format!("`{}` must not contain control characters", s.escape_debug()),
+            );
             return None;
         }
         Some(self.base.join(s))
@@ -652,7 +692,7 @@ impl Validator {
         let workspace = self.gid(P, t, "workspace", WorkspaceGid::parse);
         let mut retry = crate::asana::RetryPolicy::default();
         if t.contains_key("max_attempts") {
-            retry.max_attempts = self.non_negative(P, t, "max_attempts", 1)? as u32;
+            retry.max_attempts = self.integer(P, t, "max_attempts", 1, MAX_ATTEMPTS)? as u32;
         }
         if t.contains_key("retry_delay") {
             retry.base_delay = self.duration(P, t, "retry_delay")?;
@@ -727,6 +767,7 @@ impl Validator {
         let output = self.required_string(P, t, "output").and_then(|s| {
             let p = PathBuf::from(s);
             let inside = !s.is_empty()
+                && !s.contains(char::is_control)
                 && p.is_relative()
                 && p.components().all(|c| {
                     matches!(
@@ -739,7 +780,10 @@ impl Validator {
             } else {
                 self.problem(
                     "build.output",
-                    format!("`{s}` must be a relative path inside the work tree (no `..`)"),
+                    format!(
+                        "`{}` must be a relative path inside the work tree (no `..`, no control characters)",
+                        s.escape_debug()
+                    ),
                 );
                 None
             }
@@ -815,7 +859,7 @@ impl Validator {
             }
         };
         let retries = or(
-            self.non_negative(P, t, "retries", 0),
+            self.integer(P, t, "retries", 0, MAX_ATTEMPTS),
             t.contains_key("retries"),
             2,
         );
@@ -1027,7 +1071,13 @@ impl Validator {
         let (hosts, hosts_file) = self.hosts(p, t);
         let target = self.string(p, t, "target").and_then(|s| {
             let path = PathBuf::from(s);
-            if path.is_absolute()
+            if s.contains(char::is_control) {
+                self.problem(
+                    join(p, "target"),
+                    format!("`{}` must not contain control characters", s.escape_debug()),
+                );
+                None
+            } else if path.is_absolute()
                 && !path
                     .components()
                     .any(|c| matches!(c, std::path::Component::ParentDir))

@@ -162,7 +162,7 @@ impl Mirror {
             Ok(o) => o,
             Err(e) if e.code() == git2::ErrorCode::Ambiguous => {
                 return Err(bad(
-                    "ambiguous: more than one commit starts with it; give more digits",
+                    "ambiguous: more than one object starts with it; give more digits",
                 ))
             }
             Err(_) => return Err(bad("not found")),
@@ -255,14 +255,24 @@ impl Mirror {
 
     /// A fix value as a commit: 7 to 40 hex digits naming exactly one
     /// commit. The error says why not, for the task's comment.
+    ///
+    /// Looked up as an object id prefix only, never as a revision: a branch
+    /// or tag someone named `deadbee` must not stand in for a commit id
+    /// (it would unlock the gate with whatever it points at).
     pub fn resolve_fix(&self, value: &str) -> Result<CommitId, String> {
         if !is_fix_shaped(value) {
             return Err("not a commit id (7 to 40 hex digits)".into());
         }
-        match self.resolve(&value.to_ascii_lowercase()) {
-            Ok(c) => Ok(c),
-            Err(GitError::BadRevision { why, .. }) if why.starts_with("ambiguous") => {
-                Err("ambiguous: more than one commit starts with it".into())
+        match self
+            .repo
+            .find_object_by_prefix(&value.to_ascii_lowercase(), None)
+        {
+            Ok(o) => match o.kind() {
+                Some(git2::ObjectType::Commit) => Ok(commit_id(o.id())),
+                _ => Err("not a commit of the repository (it names another kind of object)".into()),
+            },
+            Err(e) if e.code() == git2::ErrorCode::Ambiguous => {
+                Err("ambiguous: more than one object starts with it; give more digits".into())
             }
             Err(_) => Err("not a commit of the repository".into()),
         }
@@ -532,5 +542,109 @@ mod tests {
         m.checkout(&ids[0], &dir).unwrap();
         assert_eq!(std::fs::read_to_string(dir.join("f.txt")).unwrap(), "0\n");
         assert!(!dir.join(".git").exists());
+    }
+
+    /// Two blob contents whose ids share their first 7 hex digits: found
+    /// by the birthday bound in about 20,000 hashes, the same pair every time.
+    pub(crate) fn colliding_blobs() -> (String, String, String) {
+        let mut seen = std::collections::HashMap::new();
+        for i in 0u32.. {
+            let body = format!("collide {i}\n");
+            let id = Oid::hash_object(git2::ObjectType::Blob, body.as_bytes()).unwrap();
+            let prefix = id.to_string()[..7].to_owned();
+            if let Some(other) = seen.insert(prefix.clone(), body.clone()) {
+                return (prefix, other, body);
+            }
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn a_fix_value_is_an_object_id_never_a_branch_or_an_ambiguous_prefix() {
+        let (d, m, ids) = fixture(2);
+        let src = Repository::open(d.path().join("src")).unwrap();
+        // A branch named like a sha, pointing at a commit the value is not.
+        let first = src
+            .find_commit(Oid::from_str(ids[0].as_str()).unwrap())
+            .unwrap();
+        let fake = if ids[0].as_str().starts_with("deadbee") {
+            "beefdea"
+        } else {
+            "deadbee"
+        };
+        src.branch(fake, &first, false).unwrap();
+        // Two files whose blobs share 7 hex digits.
+        let (prefix, a, b) = colliding_blobs();
+        std::fs::write(d.path().join("src/a.txt"), &a).unwrap();
+        std::fs::write(d.path().join("src/b.txt"), &b).unwrap();
+        let mut index = src.index().unwrap();
+        index.add_path(Path::new("a.txt")).unwrap();
+        index.add_path(Path::new("b.txt")).unwrap();
+        let tree = src.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::now("Ada", "ada@example.com").unwrap();
+        let head = src.head().unwrap().peel_to_commit().unwrap();
+        src.commit(Some("HEAD"), &sig, &sig, "two blobs", &tree, &[&head])
+            .unwrap();
+        m.fetch(
+            d.path().join("src").to_str().unwrap(),
+            &FetchAuth::default(),
+        )
+        .unwrap();
+
+        // As a revision the branch resolves; as a fix value it does not.
+        assert_eq!(m.resolve(fake).unwrap(), ids[0]);
+        assert_eq!(
+            m.resolve_fix(fake).unwrap_err(),
+            "not a commit of the repository"
+        );
+        assert!(matches!(m.check_fix(fake, &ids[1]), Fix::Invalid { .. }));
+        let e = m.resolve_fix(&prefix).unwrap_err();
+        assert!(e.starts_with("ambiguous"), "{prefix}: {e}");
+        assert!(m
+            .resolve(&prefix)
+            .unwrap_err()
+            .to_string()
+            .contains("ambiguous"));
+        // A blob's full id names no commit.
+        let blob = Oid::hash_object(git2::ObjectType::Blob, a.as_bytes()).unwrap();
+        let e = m.resolve_fix(&blob.to_string()).unwrap_err();
+        assert!(e.contains("another kind of object"), "{e}");
+        // The real thing still works, in upper case too.
+        assert_eq!(
+            m.resolve_fix(&ids[1].as_str()[..7].to_uppercase()).unwrap(),
+            ids[1]
+        );
+    }
+
+    #[test]
+    fn a_commit_message_that_is_not_utf8_reads_lossily() {
+        let (d, m, ids) = fixture(1);
+        let src = Repository::open(d.path().join("src")).unwrap();
+        let head = src.head().unwrap().peel_to_commit().unwrap();
+        let mut raw = format!("tree {}\nparent {}\n", head.tree_id(), ids[0]).into_bytes();
+        raw.extend_from_slice(b"author Bad \xff\xfe Name <x@example.com> 1700000000 +0000\n");
+        raw.extend_from_slice(b"committer C <c@example.com> 1700000000 +0000\n\n");
+        raw.extend_from_slice(b"caf\xe9 \xc3\x28 \x1b[31mred\n\nbody \xff\n");
+        let id = src
+            .odb()
+            .unwrap()
+            .write(git2::ObjectType::Commit, &raw)
+            .unwrap();
+        src.reference("refs/heads/main", id, true, "a raw commit")
+            .unwrap();
+        m.fetch(
+            d.path().join("src").to_str().unwrap(),
+            &FetchAuth::default(),
+        )
+        .unwrap();
+        let tip = m.branch_tip("main").unwrap();
+        let log = m.changelog(Some(&ids[0]), &tip, 10).unwrap();
+        assert_eq!(log.entries.len(), 1);
+        assert_eq!(
+            log.entries[0].subject,
+            "caf\u{fffd} \u{fffd}( \u{1b}[31mred"
+        );
+        assert_eq!(log.entries[0].author, "Bad \u{fffd}\u{fffd} Name");
+        assert!(m.commit_time(&tip).is_some());
     }
 }

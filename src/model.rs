@@ -73,6 +73,26 @@ impl fmt::Display for ClusterName {
     }
 }
 
+/// Untrusted text for an error message: control characters escaped, at
+/// most 100 characters.
+fn shown(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(100)
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect();
+    if s.chars().count() > 100 {
+        out.push('…');
+    }
+    out
+}
+
 /// Where one host of a cluster lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Host {
@@ -90,16 +110,25 @@ impl Host {
     /// Parses one host as written in `hosts` or a `hosts_file` line.
     /// Refuses anything that could be read as an option by ssh or rsync.
     pub fn parse(s: &str) -> Result<Self, String> {
+        // Errors quote the text: escaped and bounded, it prints on one line.
+        let quoted = shown(s);
         if let Some(path) = s.strip_prefix("local:") {
+            if path.contains(char::is_control) {
+                return Err(format!(
+                    "`{quoted}`: a local host path may not contain control characters"
+                ));
+            }
             let path = std::path::Path::new(path);
             if !path.is_absolute() {
-                return Err(format!("`{s}`: a local host needs an absolute path"));
+                return Err(format!("`{quoted}`: a local host needs an absolute path"));
             }
             if path
                 .components()
                 .any(|c| matches!(c, std::path::Component::ParentDir))
             {
-                return Err(format!("`{s}`: a local host path may not contain `..`"));
+                return Err(format!(
+                    "`{quoted}`: a local host path may not contain `..`"
+                ));
             }
             return Ok(Host::Local {
                 path: path.to_owned(),
@@ -107,7 +136,7 @@ impl Host {
         }
         if s.starts_with('-') {
             return Err(format!(
-                "`{s}`: a host may not start with `-` (it would be read as an option)"
+                "`{quoted}`: a host may not start with `-` (it would be read as an option)"
             ));
         }
         let (user, rest) = match s.split_once('@') {
@@ -116,11 +145,10 @@ impl Host {
         };
         let (hostname, port) = match rest.rsplit_once(':') {
             Some((h, p)) => {
-                let port: u16 = p
-                    .parse()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| format!("`{s}`: `{p}` is not a port number"))?;
+                let port: u16 =
+                    p.parse().ok().filter(|p| *p > 0).ok_or_else(|| {
+                        format!("`{quoted}`: `{}` is not a port number", shown(p))
+                    })?;
                 (h, Some(port))
             }
             None => (rest, None),
@@ -133,12 +161,15 @@ impl Host {
         };
         if let Some(u) = user {
             if !name_ok(u) {
-                return Err(format!("`{s}`: `{u}` is not a valid user name"));
+                return Err(format!(
+                    "`{quoted}`: `{}` is not a valid user name",
+                    shown(u)
+                ));
             }
         }
         if !name_ok(hostname) {
             return Err(format!(
-                "`{s}`: a host name may hold only letters, digits, `.`, `-` and `_`"
+                "`{quoted}`: a host name may hold only letters, digits, `.`, `-` and `_`"
             ));
         }
         Ok(Host::Ssh {
@@ -242,9 +273,19 @@ mod tests {
             "@host",
             "",
             "x@-o",
+            "local:/srv/a\n/b",
+            "local:/srv/\u{0}",
+            "a@b@c",
+            "host:22:22",
+            "host;reboot",
+            "$(reboot)",
+            "h\u{1b}[2J",
         ] {
-            assert!(Host::parse(bad).is_err(), "{bad:?} should be refused");
+            let e = Host::parse(bad).expect_err(bad);
+            assert!(!e.contains(char::is_control), "{e:?}");
         }
+        let long = format!("-{}", "x".repeat(10_000));
+        assert!(Host::parse(&long).unwrap_err().len() < 300);
     }
 
     #[test]

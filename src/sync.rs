@@ -18,6 +18,7 @@ use futures_util::stream::{self, StreamExt};
 
 use crate::config::{HostKeyPolicy, SyncSettings};
 use crate::model::{Host, ReleaseId};
+use crate::plan::printable;
 use crate::process::{self, ChildEnv};
 
 /// How ssh is started: from `[sync]`.
@@ -337,6 +338,249 @@ pub fn parse_bytes_sent(stats: &str) -> Option<u64> {
     })
 }
 
+/// What went wrong on a host, by the words ssh, rsync and the remote shell
+/// use for it: the cause people act on, first in every host error. Checked
+/// in this order, so that ssh's "Permission denied (publickey)" is an
+/// authentication failure and not a file permission.
+const CAUSES: &[(&str, &[&str])] = &[
+    (
+        "ssh authentication failed",
+        &[
+            "Permission denied (publickey",
+            "Too many authentication failures",
+        ],
+    ),
+    (
+        "host key not trusted",
+        &[
+            "Host key verification failed",
+            "REMOTE HOST IDENTIFICATION HAS CHANGED",
+            "host key is known for",
+        ],
+    ),
+    (
+        "unknown host",
+        &[
+            "Could not resolve hostname",
+            "Name or service not known",
+            "Temporary failure in name resolution",
+        ],
+    ),
+    ("unreachable: connection refused", &["Connection refused"]),
+    (
+        "unreachable: no route to host",
+        &["No route to host", "Network is unreachable"],
+    ),
+    (
+        "unreachable: connection timed out",
+        &["Connection timed out", "Operation timed out"],
+    ),
+    (
+        "connection lost",
+        &[
+            "Connection reset",
+            "Connection closed by",
+            "Broken pipe",
+            "Timeout, server",
+        ],
+    ),
+    (
+        "disk full",
+        &["No space left on device", "Disk quota exceeded"],
+    ),
+    ("read-only file system", &["Read-only file system"]),
+    (
+        "permission denied",
+        &["Permission denied", "Operation not permitted"],
+    ),
+    (
+        "rsync is not installed on the host",
+        &["rsync: command not found", "rsync: not found"],
+    ),
+];
+
+/// The cause of a failure and the line of output that shows it, if the
+/// output names one of [`CAUSES`].
+pub fn cause_of(output: &str) -> Option<(&'static str, &str)> {
+    CAUSES.iter().find_map(|(cause, needles)| {
+        output
+            .lines()
+            .find(|l| needles.iter().any(|n| l.contains(n)))
+            .map(|l| (*cause, l.trim()))
+    })
+}
+
+/// A failed child's error for a host's result: the cause, the line that
+/// shows it (rsync's last line is only "rsync error: ... (code 11)"), and
+/// how the program ended. A child killed at its timeout is a timeout.
+pub fn describe_failure(out: &process::ChildOutput, timeout: Duration) -> String {
+    let Some(status) = out.status else {
+        return format!("{}; {} was killed", timed_out(timeout), out.program);
+    };
+    let ended = match (status.code(), rsync_status(&out.program, status.code())) {
+        (Some(c), Some(m)) => format!("{} exited with status {c}: {m}", out.program),
+        (Some(c), None) => format!("{} exited with status {c}", out.program),
+        (None, _) => format!("{} was killed by a signal", out.program),
+    };
+    let text = format!("{}\n{}", out.stderr, out.stdout);
+    match cause_of(&text) {
+        Some((cause, line)) => format!("{cause}: {} ({ended})", printable(line, 300)),
+        None => {
+            // rsync's own first complaint says more than its summary line.
+            let first = text
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with("rsync:") || l.starts_with("ssh:"));
+            match first {
+                Some(l) => format!("{ended}: {}", printable(l, 300)),
+                None => ended,
+            }
+        }
+    }
+}
+
+/// What rsync's exit status means (rsync(1), EXIT VALUES), for the
+/// statuses a push meets.
+fn rsync_status(program: &str, code: Option<i32>) -> Option<&'static str> {
+    if program != "rsync" {
+        return None;
+    }
+    Some(match code? {
+        1 => "syntax or usage error",
+        2 => "protocol incompatibility",
+        3 => "errors selecting input/output files or directories",
+        5 => "error starting the client-server protocol",
+        10 => "error in socket I/O",
+        11 => "error in file I/O",
+        12 => "error in the rsync protocol data stream",
+        23 => "partial transfer due to error",
+        24 => "partial transfer: source files vanished",
+        30 => "timeout in data send/receive",
+        255 => "the ssh connection failed",
+        _ => return None,
+    })
+}
+
+/// Free space and write access where releases go: asked after rsync failed
+/// without naming a cause (a remote receiver that dies on a full disk often
+/// takes its message with it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Room {
+    pub free_bytes: Option<u64>,
+    /// Why a file cannot be created in `TARGET/releases`, if it cannot.
+    pub unwritable: Option<String>,
+}
+
+/// Reads [`Room`] on a remote host: `df -Pk` of `TARGET/releases`, then
+/// whether an empty file can be created there (and the shell's error if not).
+pub fn room_script(target: &Path) -> String {
+    let t = shell_quote(&target.display().to_string());
+    format!(
+        "cd -- {t}/releases && df -Pk . | tail -n 1 && {{ e=$( {{ : > .pushgate-write-test; }} 2>&1 ) && rm -f .pushgate-write-test && echo writable || printf 'unwritable: %s\\n' \"$e\"; }}"
+    )
+}
+
+/// Parses `room_script`'s output.
+pub fn parse_room(out: &str) -> Room {
+    let mut lines = out.lines().map(str::trim).filter(|l| !l.is_empty());
+    let free_bytes = lines
+        .next()
+        .and_then(|df| df.split_whitespace().nth(3))
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .and_then(|kib| kib.checked_mul(1024));
+    let unwritable = lines
+        .next()
+        .and_then(|l| l.strip_prefix("unwritable:"))
+        .map(|e| e.trim().to_owned());
+    Room {
+        free_bytes,
+        unwritable,
+    }
+}
+
+/// The cause rsync did not name, from the room on the host: no write
+/// access, or less free space than the artifact's size.
+pub fn room_cause(room: &Room, artifact_bytes: u64, releases: &Path) -> Option<String> {
+    if let Some(e) = &room.unwritable {
+        let cause = cause_of(e).map_or("cannot write", |(c, _)| c);
+        return Some(format!(
+            "{cause}: cannot create files in {}: {}",
+            releases.display(),
+            printable(e, 200)
+        ));
+    }
+    let free = room.free_bytes?;
+    (free < artifact_bytes).then(|| {
+        format!(
+            "disk full: {} has {} free, the artifact is {}",
+            releases.display(),
+            size(free),
+            size(artifact_bytes)
+        )
+    })
+}
+
+/// "512 KiB", "1.5 MiB": for people.
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if v < 10.0 {
+        format!("{v:.1} {}", UNITS[u])
+    } else {
+        format!("{v:.0} {}", UNITS[u])
+    }
+}
+
+/// The bytes of the regular files under `dir` (symlinks not followed).
+pub fn tree_bytes(dir: &Path) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.path().symlink_metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) if m.is_file() => total = total.saturating_add(m.len()),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+/// A host operation that ran past `sync.host_timeout`.
+pub fn timed_out(timeout: Duration) -> String {
+    format!(
+        "timed out after {} (sync.host_timeout)",
+        humantime::format_duration(timeout)
+    )
+}
+
+/// An IO error on a `local:` host, with the cause first like a remote one.
+fn io_failure(doing: impl std::fmt::Display, e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    let cause = match e.kind() {
+        K::PermissionDenied => Some("permission denied"),
+        K::StorageFull | K::QuotaExceeded => Some("disk full"),
+        K::ReadOnlyFilesystem => Some("read-only file system"),
+        _ => None,
+    };
+    match cause {
+        Some(c) => format!("{c}: cannot {doing}: {e}"),
+        None => format!("cannot {doing}: {e}"),
+    }
+}
+
 /// The error of a host an operation was not asked to touch.
 pub const SKIPPED: &str = "skipped";
 
@@ -419,10 +663,7 @@ impl Fleet<'_> {
                     outcome = match tokio::time::timeout(self.settings.host_timeout, op(i, place)).await
                     {
                         Ok(r) => r,
-                        Err(_) => Err(format!(
-                            "timed out after {}",
-                            humantime::format_duration(self.settings.host_timeout)
-                        )),
+                        Err(_) => Err(timed_out(self.settings.host_timeout)),
                     };
                     match &outcome {
                         Ok(_) => break,
@@ -453,7 +694,7 @@ impl Fleet<'_> {
         if out.success() {
             Ok(out.stdout)
         } else {
-            Err(out.failure())
+            Err(describe_failure(&out, self.settings.host_timeout))
         }
     }
 
@@ -463,7 +704,7 @@ impl Fleet<'_> {
             Place::Local { path } => {
                 let releases = path.join("releases");
                 std::fs::create_dir_all(&releases)
-                    .map_err(|e| format!("cannot create {}: {e}", releases.display()))?;
+                    .map_err(|e| io_failure(format_args!("create {}", releases.display()), &e))?;
                 let current = std::fs::read_link(path.join("current")).ok().and_then(|l| {
                     l.strip_prefix("releases")
                         .ok()
@@ -471,7 +712,7 @@ impl Fleet<'_> {
                         .and_then(ReleaseId::parse)
                 });
                 let mut names: Vec<ReleaseId> = std::fs::read_dir(&releases)
-                    .map_err(|e| format!("cannot list {}: {e}", releases.display()))?
+                    .map_err(|e| io_failure(format_args!("list {}", releases.display()), &e))?
                     .filter_map(|e| e.ok()?.file_name().to_str().and_then(ReleaseId::parse))
                     .collect();
                 names.sort();
@@ -517,8 +758,35 @@ impl Fleet<'_> {
         self.each(true, |_, place| self.probe(place)).await
     }
 
+    /// [`Room`] in the host's `TARGET/releases`; `None` if it cannot be read.
+    async fn room(&self, place: Place<'_>) -> Option<Room> {
+        match place {
+            Place::Local { path } => {
+                let releases = path.join("releases");
+                let st = rustix::fs::statvfs(&releases).ok()?;
+                let unwritable = rustix::fs::access(&releases, rustix::fs::Access::WRITE_OK)
+                    .err()
+                    .map(|e| std::io::Error::from(e).to_string());
+                Some(Room {
+                    free_bytes: st.f_bavail.checked_mul(st.f_frsize),
+                    unwritable,
+                })
+            }
+            Place::Remote { host, target } => {
+                let out = self.ssh(host, &room_script(target)).await.ok()?;
+                Some(parse_room(&out))
+            }
+        }
+    }
+
     /// Copies the artifact into `TARGET/releases/RELEASE/` on every host.
     pub async fn stage(&self, artifact: &Path, release: &ReleaseId) -> Vec<HostResult<Staged>> {
+        let artifact_bytes = {
+            let a = artifact.to_owned();
+            tokio::task::spawn_blocking(move || tree_bytes(&a))
+                .await
+                .unwrap_or(0)
+        };
         let watch = crate::observe::stage(self.hosts.len());
         let done = |r: &HostResult<Staged>| {
             let bytes = r.outcome.as_ref().ok().and_then(|s| s.bytes_sent);
@@ -540,7 +808,22 @@ impl Fleet<'_> {
                         .await
                         .map_err(|e| e.to_string())?;
                     if !out.success() {
-                        return Err(out.failure());
+                        let err = describe_failure(&out, self.settings.host_timeout);
+                        let named = cause_of(&format!("{}\n{}", out.stderr, out.stdout)).is_some();
+                        if named || out.status.is_none() {
+                            return Err(err);
+                        }
+                        let releases = place.target().join("releases");
+                        return Err(
+                            match self
+                                .room(place)
+                                .await
+                                .and_then(|r| room_cause(&r, artifact_bytes, &releases))
+                            {
+                                Some(cause) => format!("{cause} ({err})"),
+                                None => err,
+                            },
+                        );
                     }
                     crate::failpoint::hit("stage:host");
                     Ok(Staged {
@@ -587,9 +870,10 @@ impl Fleet<'_> {
                 let tmp = path.join(format!(".current.{release}"));
                 let _ = std::fs::remove_file(&tmp);
                 std::os::unix::fs::symlink(&rel, &tmp)
-                    .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-                std::fs::rename(&tmp, path.join("current"))
-                    .map_err(|e| format!("cannot rename {} over current: {e}", tmp.display()))?;
+                    .map_err(|e| io_failure(format_args!("create {}", tmp.display()), &e))?;
+                std::fs::rename(&tmp, path.join("current")).map_err(|e| {
+                    io_failure(format_args!("rename {} over current", tmp.display()), &e)
+                })?;
                 if let Ok(d) = std::fs::File::open(path) {
                     let _ = d.sync_all();
                 }
@@ -612,7 +896,7 @@ impl Fleet<'_> {
                 if out.success() {
                     Ok(())
                 } else {
-                    Err(out.failure())
+                    Err(describe_failure(&out, self.settings.host_timeout))
                 }
             }
             Place::Remote { host, target } => self
@@ -684,7 +968,9 @@ impl Fleet<'_> {
                         match std::fs::remove_dir_all(&d) {
                             Ok(()) => {}
                             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                            Err(e) => return Err(format!("cannot remove {}: {e}", d.display())),
+                            Err(e) => {
+                                return Err(io_failure(format_args!("remove {}", d.display()), &e))
+                            }
                         }
                     }
                     Ok(())
@@ -847,5 +1133,105 @@ mod tests {
             "Number of files: 2,001\nTotal bytes sent: 1,234,567\nTotal bytes received: 12\n";
         assert_eq!(parse_bytes_sent(stats), Some(1_234_567));
         assert_eq!(parse_bytes_sent("nothing"), None);
+    }
+
+    fn failed(program: &str, code: Option<i32>, stderr: &str) -> process::ChildOutput {
+        use std::os::unix::process::ExitStatusExt;
+        process::ChildOutput {
+            program: program.into(),
+            status: code.map(|c| std::process::ExitStatus::from_raw(c << 8)),
+            stdout: String::new(),
+            stderr: stderr.into(),
+            duration: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn host_errors_name_the_cause_and_the_line_that_shows_it() {
+        let t = Duration::from_secs(20);
+        let cases = [
+            (
+                "rsync",
+                Some(11),
+                "rsync: [receiver] write failed on \"/srv/app/releases/20261122T101500Z-3f2a9c13f2a9/big.bin\": No space left on device (28)\nrsync error: error in file IO (code 11) at receiver.c(380) [receiver=3.2.7]\n",
+            ),
+            (
+                "rsync",
+                Some(23),
+                "rsync: [Receiver] mkdir \"/srv/app/releases/20261122T101500Z-3f2a9c13f2a9\" failed: Permission denied (13)\nrsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1338) [sender=3.2.7]\n",
+            ),
+            ("ssh", Some(255), "ssh: connect to host 10.213.7.2 port 22: Connection refused\n"),
+            (
+                "rsync",
+                Some(255),
+                "ssh: connect to host 10.213.7.6 port 22: Network is unreachable\r\nrsync: connection unexpectedly closed (0 bytes received so far) [sender]\nrsync error: unexplained error (code 255) at io.c(232) [sender=3.2.7]\n",
+            ),
+            ("ssh", Some(255), "root@10.213.7.2: Permission denied (publickey).\n"),
+            ("ssh", Some(255), "No ED25519 host key is known for 10.213.7.2 and you have requested strict checking.\nHost key verification failed.\n"),
+            ("ssh", Some(1), "mkdir: cannot create directory '/srv/app/releases': Read-only file system\n"),
+            ("rsync", Some(12), "sh: 1: rsync: not found\nrsync: connection unexpectedly closed (0 bytes received so far) [sender]\n"),
+            ("rsync", Some(5), "rsync: [sender] change_dir \"/nowhere\" failed: No such file or directory (2)\nrsync error: some files/attrs were not transferred (code 23)\n"),
+            ("ssh", Some(3), ""),
+            ("ssh", None, "half a line"),
+        ];
+        let got: Vec<String> = cases
+            .iter()
+            .map(|(p, c, e)| describe_failure(&failed(p, *c, e), t))
+            .collect();
+        expect![[r#"
+            disk full: rsync: [receiver] write failed on "/srv/app/releases/20261122T101500Z-3f2a9c13f2a9/big.bin": No space left on device (28) (rsync exited with status 11: error in file I/O)
+            permission denied: rsync: [Receiver] mkdir "/srv/app/releases/20261122T101500Z-3f2a9c13f2a9" failed: Permission denied (13) (rsync exited with status 23: partial transfer due to error)
+            unreachable: connection refused: ssh: connect to host 10.213.7.2 port 22: Connection refused (ssh exited with status 255)
+            unreachable: no route to host: ssh: connect to host 10.213.7.6 port 22: Network is unreachable (rsync exited with status 255: the ssh connection failed)
+            ssh authentication failed: root@10.213.7.2: Permission denied (publickey). (ssh exited with status 255)
+            host key not trusted: No ED25519 host key is known for 10.213.7.2 and you have requested strict checking. (ssh exited with status 255)
+            read-only file system: mkdir: cannot create directory '/srv/app/releases': Read-only file system (ssh exited with status 1)
+            rsync is not installed on the host: sh: 1: rsync: not found (rsync exited with status 12: error in the rsync protocol data stream)
+            rsync exited with status 5: error starting the client-server protocol: rsync: [sender] change_dir "/nowhere" failed: No such file or directory (2)
+            ssh exited with status 3
+            timed out after 20s (sync.host_timeout); ssh was killed"#]]
+        .assert_eq(&got.join("\n"));
+    }
+
+    #[test]
+    fn a_hostile_line_in_the_output_is_escaped_and_bounded() {
+        let evil = format!(
+            "rsync: \u{1b}[2J{}: No space left on device\n",
+            "x".repeat(5000)
+        );
+        let e = describe_failure(&failed("rsync", Some(11), &evil), Duration::from_secs(1));
+        assert!(e.starts_with("disk full: rsync: \\u{1b}[2J"), "{e}");
+        assert!(!e.contains('\u{1b}') && e.chars().count() < 400, "{e}");
+    }
+
+    #[test]
+    fn a_failure_rsync_did_not_explain_is_diagnosed_from_the_room_on_the_host() {
+        let t = Path::new("/srv/it's app");
+        expect![[r#"cd -- '/srv/it'\''s app'/releases && df -Pk . | tail -n 1 && { e=$( { : > .pushgate-write-test; } 2>&1 ) && rm -f .pushgate-write-test && echo writable || printf 'unwritable: %s\n' "$e"; }"#]].assert_eq(&room_script(t));
+        let df = "Filesystem     1024-blocks  Used Available Capacity Mounted on\npushgate-it           512   500        12      98% /srv/app\n";
+        let full = parse_room(&format!("{}\nwritable\n", df.lines().nth(1).unwrap()));
+        assert_eq!(
+            full,
+            Room {
+                free_bytes: Some(12 * 1024),
+                unwritable: None
+            }
+        );
+        let releases = Path::new("/srv/app/releases");
+        assert_eq!(
+            room_cause(&full, 1 << 20, releases).as_deref(),
+            Some("disk full: /srv/app/releases has 12 KiB free, the artifact is 1.0 MiB")
+        );
+        assert_eq!(room_cause(&full, 1000, releases), None);
+        let ro = parse_room("tmpfs 512 0 512 0% /srv/app\nunwritable: sh: 1: cannot create .pushgate-write-test: Read-only file system\n");
+        assert_eq!(
+            room_cause(&ro, 1, releases).as_deref(),
+            Some("read-only file system: cannot create files in /srv/app/releases: sh: 1: cannot create .pushgate-write-test: Read-only file system")
+        );
+        // Output that is not df's says nothing, rather than something wrong.
+        assert_eq!(parse_room("$(reboot)\n"), Room::default());
+        assert_eq!(room_cause(&Room::default(), 1 << 40, releases), None);
+        assert_eq!(size(1023), "1023 B");
+        assert_eq!(size(150 * 1024 * 1024), "150 MiB");
     }
 }

@@ -1,8 +1,14 @@
-//! Asana's JSON records as the client reads them. Every field but `gid` is
-//! optional: a record holds only what `opt_fields` asked for.
+//! Asana's JSON records as the client reads them, and what the client does
+//! with a response body ([`envelope`], [`error_message`]). Every field but
+//! `gid` is optional: a record holds only what `opt_fields` asked for.
+//!
+//! Bodies are untrusted bytes: these functions return errors, never panic
+//! (`fuzz/` runs them on arbitrary input). They do not judge the values:
+//! gids, names and fix commits are checked by their callers.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 pub struct Named {
@@ -83,14 +89,118 @@ pub struct CustomFieldDef {
     pub resource_subtype: Option<String>,
 }
 
+/// A success response as the client reads it: the `data` member, and for a
+/// list the offset of the next page.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Envelope {
+    pub data: Value,
+    pub next_offset: Option<String>,
+}
+
+/// Reads a success response's body: `{"data": ..., "next_page": ...}`.
+///
+/// A `next_page` that is neither `null` nor an object with a string
+/// `offset` is an error, not the last page: a list cut short could hide a
+/// lock task, and the gate must fail closed rather than see fewer locks.
+pub fn envelope(bytes: &[u8]) -> Result<Envelope, String> {
+    let mut body: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let Some(obj) = body.as_object_mut() else {
+        return Err("the body is not a JSON object".into());
+    };
+    let data = obj
+        .remove("data")
+        .ok_or_else(|| "no `data` in the response".to_owned())?;
+    let next_offset = match obj.get("next_page") {
+        None | Some(Value::Null) => None,
+        Some(next) => match next.get("offset") {
+            Some(Value::String(o)) if !o.is_empty() => Some(o.clone()),
+            _ => {
+                let shown: String = next.to_string().chars().take(100).collect();
+                return Err(format!(
+                    "`next_page` has no usable `offset`: {}",
+                    shown.escape_debug()
+                ));
+            }
+        },
+    };
+    Ok(Envelope { data, next_offset })
+}
+
+/// `{"errors":[{"message":...}]}` → the messages (control characters
+/// escaped, at most 500 characters), else a short excerpt of the body,
+/// escaped so that it prints on one line.
+pub fn error_message(bytes: &[u8]) -> String {
+    let parsed: Option<ErrorBody> = serde_json::from_slice(bytes).ok();
+    let messages: Vec<String> = parsed
+        .map(|b| b.errors.into_iter().filter_map(|e| e.message).collect())
+        .unwrap_or_default();
+    if !messages.is_empty() {
+        return crate::plan::printable(&messages.join("; "), 500);
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let excerpt: String = text.chars().take(200).collect();
+    if excerpt.trim().is_empty() {
+        "(no message)".into()
+    } else {
+        excerpt.escape_debug().to_string()
+    }
+}
+
 #[derive(Deserialize)]
-pub(super) struct ErrorBody {
+struct ErrorBody {
     #[serde(default)]
     pub errors: Vec<ErrorItem>,
 }
 
 #[derive(Deserialize)]
-pub(super) struct ErrorItem {
+struct ErrorItem {
     #[serde(default)]
     pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_gives_its_data_and_next_offset_or_says_what_is_wrong() {
+        let e = envelope(br#"{"data":[{"gid":"1"}],"next_page":{"offset":"abc","path":"/x"}}"#)
+            .unwrap();
+        assert_eq!(e.next_offset.as_deref(), Some("abc"));
+        assert_eq!(
+            envelope(br#"{"data":[],"next_page":null}"#)
+                .unwrap()
+                .next_offset,
+            None
+        );
+        for (body, why) in [
+            (&b"<html>"[..], "not JSON"),
+            (b"[1]", "not a JSON object"),
+            (b"{}", "no `data`"),
+            // A list whose next page cannot be asked for is not a short
+            // list: the gate must not see fewer locks than there are.
+            (
+                br#"{"data":[],"next_page":{"offset":7}}"#,
+                "no usable `offset`",
+            ),
+            (
+                br#"{"data":[],"next_page":{"offset":""}}"#,
+                "no usable `offset`",
+            ),
+            (br#"{"data":[],"next_page":"x"}"#, "no usable `offset`"),
+        ] {
+            let err = envelope(body).unwrap_err();
+            assert!(err.contains(why), "{body:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn error_messages_print_on_one_line() {
+        assert_eq!(
+            error_message(br#"{"errors":[{"message":"a\u001b[2J\nb"},{"message":"c"}]}"#),
+            "a\\u{1b}[2J\\nb; c"
+        );
+        let long = format!(r#"{{"errors":[{{"message":"{}"}}]}}"#, "x".repeat(10_000));
+        assert!(error_message(long.as_bytes()).chars().count() <= 501);
+    }
 }

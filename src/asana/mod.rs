@@ -21,7 +21,10 @@ use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Map, Value};
 
-pub use dto::{CustomFieldSetting, CustomFieldValue, Named, Story, Task, User};
+pub use dto::{
+    envelope, error_message, CustomFieldSetting, CustomFieldValue, Envelope, Named, Story, Task,
+    User,
+};
 pub use error::AsanaError;
 
 use crate::config::TokenSource;
@@ -674,25 +677,12 @@ impl Client {
             .map(Duration::from_secs);
         let bytes = resp.bytes().await.map_err(transport)?;
         if status.is_success() {
-            let mut body: Value =
-                serde_json::from_slice(&bytes).map_err(|e| AsanaError::Decode {
+            let Envelope { data, next_offset } =
+                envelope(&bytes).map_err(|detail| AsanaError::Decode {
                     method: req.method.clone(),
                     path: req.path.clone(),
-                    detail: format!("not JSON: {e}"),
+                    detail,
                 })?;
-            let data = body
-                .get_mut("data")
-                .map(Value::take)
-                .ok_or_else(|| AsanaError::Decode {
-                    method: req.method.clone(),
-                    path: req.path.clone(),
-                    detail: "no `data` in the response".into(),
-                })?;
-            let next_offset = body
-                .get("next_page")
-                .and_then(|n| n.get("offset"))
-                .and_then(Value::as_str)
-                .map(str::to_owned);
             return Ok(Page { data, next_offset });
         }
         let message = error_message(&bytes);
@@ -734,24 +724,6 @@ fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
         .min(policy.max_delay);
     let half = exp / 2;
     half + half.mul_f64(fastrand::f64())
-}
-
-/// `{"errors":[{"message":...}]}` → the messages, else a short excerpt.
-fn error_message(bytes: &[u8]) -> String {
-    let parsed: Option<dto::ErrorBody> = serde_json::from_slice(bytes).ok();
-    let messages: Vec<String> = parsed
-        .map(|b| b.errors.into_iter().filter_map(|e| e.message).collect())
-        .unwrap_or_default();
-    if !messages.is_empty() {
-        return messages.join("; ");
-    }
-    let text = String::from_utf8_lossy(bytes);
-    let excerpt: String = text.chars().take(200).collect();
-    if excerpt.trim().is_empty() {
-        "(no message)".into()
-    } else {
-        excerpt.escape_debug().to_string()
-    }
 }
 
 /// reqwest's errors say "error sending request for url (...)"; add the cause.

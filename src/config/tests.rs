@@ -120,7 +120,7 @@ fn build_command_is_an_argv_and_output_stays_inside() {
         &text,
         expect![[r#"
             build.command: expected an array of arguments, e.g. ["make", "release"] (no shell is used)
-            build.output: `../../etc` must be a relative path inside the work tree (no `..`)"#]],
+            build.output: `../../etc` must be a relative path inside the work tree (no `..`, no control characters)"#]],
     );
 }
 
@@ -279,6 +279,50 @@ fn notify_names_a_variable_and_known_events() {
 }
 
 #[test]
+fn durations_and_attempts_are_bounded() {
+    // A duration of millions of years parsed, then overflowed the date
+    // arithmetic of the soak and freeze checks (a panic in every push).
+    let text = SPEC_EXAMPLE
+        .replace("min_soak = \"90m\"", "min_soak = \"5000000000y\"")
+        .replace("duration = \"90m\"", "duration = \"100000000 years\"")
+        .replace(
+            "host_timeout = \"10m\"",
+            "host_timeout = \"367d\"\nretries = 1000",
+        )
+        .replace(
+            "workspace = \"1200000000000001\"",
+            "workspace = \"1200000000000001\"\nmax_attempts = 4294967296",
+        );
+    check(
+        &text,
+        expect![[r#"
+            asana.max_attempts: must be at most 100, found 4294967296
+            sync.retries: must be at most 100, found 1000
+            sync.host_timeout: `367d` is longer than 366 days: surely a typo
+            clusters.beta.freeze_before.duration: `100000000 years` is longer than 366 days: surely a typo
+            clusters.prod.min_soak: `5000000000y` is longer than 366 days: surely a typo"#]],
+    );
+    let year = SPEC_EXAMPLE.replace("min_soak = \"90m\"", "min_soak = \"366d\"");
+    check(
+        &year,
+        expect!["ok: 2 clusters, state_dir /var/lib/pushgate"],
+    );
+}
+
+/// Found by `fuzz/` (config_parse, template mode, input
+/// `b"1881281244002m"`): with the bound check off, this min_soak (1.7
+/// million years) passed validation and `decide::soaking` panicked with
+/// "`DateTime + TimeDelta` overflowed".
+#[test]
+fn fuzz_a_min_soak_of_a_million_years_is_refused_not_a_panic_later() {
+    let text = SPEC_EXAMPLE.replace("min_soak = \"90m\"", "min_soak = \"881281244002m\"");
+    check(
+        &text,
+        expect!["clusters.prod.min_soak: `881281244002m` is longer than 366 days: surely a typo"],
+    );
+}
+
+#[test]
 fn the_complete_example_in_the_docs_is_valid_and_sets_every_key() {
     let doc = include_str!("../../docs/configuration.md");
     let from = doc.find("## A complete example").unwrap();
@@ -299,5 +343,132 @@ fn the_complete_example_in_the_docs_is_valid_and_sets_every_key() {
         .chain(CLUSTER_KEYS)
     {
         assert!(text.contains(&format!("\n{key} = ")), "{key} is missing");
+    }
+}
+
+#[test]
+fn control_characters_in_paths_and_targets_are_refused() {
+    let text = SPEC_EXAMPLE
+        .replace(
+            "target = \"/srv/app\"\nfreeze",
+            "target = \"/srv/app\\n; reboot\"\nfreeze",
+        )
+        .replace(
+            "state_dir = \"/var/lib/pushgate\"",
+            "state_dir = \"/var/lib/\\u0000pushgate\"",
+        );
+    check(
+        &text,
+        expect![[r#"
+            state_dir: `/var/lib/\0pushgate` must not contain control characters
+            clusters.beta.target: `/srv/app\n; reboot` must not contain control characters"#]],
+    );
+}
+
+#[test]
+fn relative_paths_are_the_config_directorys() {
+    let text = SPEC_EXAMPLE
+        .replace("\"/var/lib/pushgate\"", "\"state\"")
+        .replace(
+            "token_env = \"ASANA_TOKEN\"",
+            "token_file = \"secrets/token\"",
+        )
+        .replace("\"/etc/pushgate/ssh_config\"", "\"ssh/config\"")
+        .replace("\"/etc/pushgate/id_ed25519\"", "\"../keys/id\"")
+        .replace("\"/etc/pushgate/prod-hosts\"", "\"prod-hosts\"")
+        .replace("\"git@example.com:org/app.git\"", "\"repos/app\"");
+    let c = Config::parse(&text, Path::new("/etc/pushgate")).unwrap();
+    assert_eq!(c.state_dir, Path::new("/etc/pushgate/state"));
+    assert_eq!(
+        c.asana.token,
+        Some(TokenSource::File("/etc/pushgate/secrets/token".into()))
+    );
+    assert_eq!(
+        c.sync.ssh_config.as_deref(),
+        Some(Path::new("/etc/pushgate/ssh/config"))
+    );
+    assert_eq!(
+        c.sync.ssh_identity.as_deref(),
+        Some(Path::new("/etc/pushgate/../keys/id"))
+    );
+    assert_eq!(c.repo.url, "/etc/pushgate/repos/app");
+    assert_eq!(
+        c.cluster("prod").unwrap().hosts_file.as_deref(),
+        Some(Path::new("/etc/pushgate/prod-hosts"))
+    );
+    // A host's target is on the host: never taken from the bastion's directory.
+    check(
+        &SPEC_EXAMPLE.replace(
+            "target = \"/srv/app\"\nfreeze",
+            "target = \"srv/app\"\nfreeze",
+        ),
+        expect!["clusters.beta.target: `srv/app` must be an absolute path on the hosts (no `..`)"],
+    );
+}
+
+/// Every leaf of `t`, as a path of keys.
+fn leaves(t: &Table, prefix: &[String], out: &mut Vec<Vec<String>>) {
+    for (k, v) in t {
+        let mut p = prefix.to_vec();
+        p.push(k.clone());
+        match v {
+            Value::Table(sub) => leaves(sub, &p, out),
+            _ => out.push(p),
+        }
+    }
+}
+
+fn set(t: &mut Table, path: &[String], v: Value) {
+    match path {
+        [k] => {
+            t.insert(k.clone(), v);
+        }
+        [k, rest @ ..] => set(t[k].as_table_mut().unwrap(), rest, v),
+        [] => {}
+    }
+}
+
+#[test]
+fn every_key_given_a_wrong_type_is_named_and_nothing_panics() {
+    let good: Table = toml::from_str(SPEC_EXAMPLE).unwrap();
+    let mut paths = Vec::new();
+    leaves(&good, &[], &mut paths);
+    assert_eq!(paths.len(), 35, "every key of the example");
+    let wrong = [
+        Value::Boolean(true),
+        Value::Integer(-1),
+        Value::Float(f64::NAN),
+        Value::Array(vec![Value::Table(Table::new())]),
+        Value::Table(Table::new()),
+        Value::String(String::new()),
+        Value::String("\u{0}\n$(reboot)".into()),
+    ];
+    for path in &paths {
+        let key = path.join(".");
+        for w in &wrong {
+            let mut t = good.clone();
+            set(&mut t, path, w.clone());
+            let text = toml::to_string(&t).unwrap();
+            match Config::parse(&text, Path::new("/etc/pushgate")) {
+                Ok(_) => {
+                    // Only values that are still valid may pass: the empty
+                    // or odd strings of free-text keys.
+                    assert!(
+                        matches!(w, Value::String(_))
+                            && ["fix_commit_field", "slack_webhook_env", "token_env", "url"]
+                                .contains(&path.last().unwrap().as_str()),
+                        "{key} = {w:?} was accepted"
+                    );
+                }
+                Err(problems) => {
+                    // A table in the place of a key also fails its
+                    // section's required keys; the key itself is named.
+                    assert!(
+                        problems.iter().any(|p| p.key.starts_with(&key)),
+                        "{key} = {w:?}: {problems:?}"
+                    );
+                }
+            }
+        }
     }
 }

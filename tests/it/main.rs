@@ -1,12 +1,14 @@
 //! One integration-test binary: `support/` starts real parts (the sandbox on
 //! loopback, the real binary), then one module per feature.
 
+mod broken_hosts;
 mod check;
 mod cli;
 mod client;
 mod crash;
 mod daemon;
 mod faults;
+mod hostile;
 mod metrics;
 mod notify;
 mod push;

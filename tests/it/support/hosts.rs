@@ -7,9 +7,15 @@
 //! over the cluster's `target`: every ssh session and rsync on host N sees
 //! its own TARGET, and the test reads it through `Hosts::dir(N)`.
 //!
-//! Needs root, `ip`, `unshare`, `mount`, `sshd`, `ssh`, `ssh-keygen` and
-//! `rsync`; `unavailable` says what is missing. Everything is removed on
-//! drop: sshd is killed, the veth pairs and the namespaces deleted.
+//! Hosts can be made broken, for real (`Kind` at start, then `stop_sshd`,
+//! `unplug`, `stall`, `deny_writes`): a tmpfs too small for the artifact
+//! as TARGET, a non-root ssh user whose TARGET it cannot write, no route to
+//! the address, an sshd whose rsync sessions block on a FIFO.
+//!
+//! Needs root, `ip`, `unshare`, `mount`, `sshd`, `ssh`, `ssh-keygen`,
+//! `rsync` and `useradd`; `unavailable` says what is missing. Everything is
+//! removed on drop: stalled sessions are released, sshd is killed, routes,
+//! the veth pairs and the namespaces deleted.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -50,6 +56,7 @@ pub fn unavailable() -> Option<String> {
         "ssh",
         "ssh-keygen",
         "rsync",
+        "useradd",
     ]
     .into_iter()
     .filter(|p| find(p).is_none())
@@ -91,6 +98,54 @@ fn free_subnet() -> u32 {
         .expect("a free 10.213.x.0/24")
 }
 
+/// How a host is made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kind {
+    /// root over ssh, TARGET a directory of the test's.
+    #[default]
+    Plain,
+    /// TARGET is a tmpfs of this many KiB, in the host's mount namespace:
+    /// an artifact larger than that fills the disk.
+    Tmpfs { kib: u32 },
+    /// Reached as [`DEPLOY_USER`] (not root), who owns TARGET until
+    /// `deny_writes`.
+    Deploy,
+}
+
+/// The non-root ssh user of `Kind::Deploy` hosts, made once per machine.
+pub const DEPLOY_USER: &str = "pushgate-it";
+
+/// Makes `DEPLOY_USER` unless it exists: a system user without a home, a
+/// usable shell and a password field ("*") that sshd does not read as
+/// locked. Several test processes may race; whoever loses finds the user.
+fn ensure_deploy_user() -> (u32, u32) {
+    static MADE: Mutex<()> = Mutex::new(());
+    let _one = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    let ids = || -> Option<(u32, u32)> {
+        let uid = run("id", &["-u", DEPLOY_USER]).ok()?.trim().parse().ok()?;
+        let gid = run("id", &["-g", DEPLOY_USER]).ok()?.trim().parse().ok()?;
+        Some((uid, gid))
+    };
+    if let Some(ids) = ids() {
+        return ids;
+    }
+    let made = run(
+        "useradd",
+        &[
+            "--system",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/bin/sh",
+            "--password",
+            "*",
+            DEPLOY_USER,
+        ],
+    );
+    ids().unwrap_or_else(|| panic!("cannot make the user {DEPLOY_USER}: {made:?}"))
+}
+
 /// One host: a namespace, a veth pair, an sshd.
 pub struct Host {
     ns: String,
@@ -100,9 +155,14 @@ pub struct Host {
     /// What this host sees as the cluster's `target`.
     pub dir: PathBuf,
     config: PathBuf,
+    kind: Kind,
     sshd: Option<tokio::process::Child>,
     /// What every sshd of this host has logged.
     log: Arc<Mutex<String>>,
+    /// `stall`: the FIFO every session of this host blocks on.
+    fifo: Option<PathBuf>,
+    /// `unplug`: the address has an `unreachable` route.
+    unplugged: bool,
 }
 
 /// Hosts for one test, with the keys and files that reach them.
@@ -144,6 +204,12 @@ impl Hosts {
     /// cannot make a network namespace at all (e.g. root without
     /// CAP_SYS_ADMIN in a container); any later failure panics.
     pub async fn start(n: usize) -> Result<Hosts, String> {
+        Hosts::start_with(&vec![Kind::Plain; n]).await
+    }
+
+    /// Makes one host of each kind, in order, and starts their sshd.
+    pub async fn start_with(kinds: &[Kind]) -> Result<Hosts, String> {
+        let n = kinds.len();
         assert!(n <= 63, "one /30 per host in a /24");
         let sshd = find("sshd").expect("sshd is installed");
         // sshd's privilege separation directory; packages create it at boot.
@@ -152,6 +218,13 @@ impl Hosts {
             .prefix("pushgate-ssh-")
             .tempdir()
             .unwrap();
+        let deploy = kinds.contains(&Kind::Deploy).then(ensure_deploy_user);
+        if deploy.is_some() {
+            // The deploy user walks through it to TARGET and reads
+            // authorized_keys: traversable, not listable.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        }
         let target = dir.path().join("target");
         std::fs::create_dir(&target).unwrap();
         let identity = dir.path().join("client_key");
@@ -193,6 +266,10 @@ impl Hosts {
             let host_dir = hosts.tmp.path().join(format!("host-{}", i + 1));
             let root = host_dir.join("root");
             std::fs::create_dir_all(&root).unwrap();
+            let kind = kinds[i as usize];
+            if let (Kind::Deploy, Some((uid, gid))) = (kind, deploy) {
+                std::os::unix::fs::chown(&root, Some(uid), Some(gid)).unwrap();
+            }
             let (outer, inner) = (
                 format!("10.213.{subnet}.{}", 4 * i + 1),
                 format!("10.213.{subnet}.{}", 4 * i + 2),
@@ -203,8 +280,11 @@ impl Hosts {
                 addr: inner.clone(),
                 dir: root,
                 config: host_dir.join("sshd_config"),
+                kind,
                 sshd: None,
                 log: Arc::default(),
+                fifo: None,
+                unplugged: false,
             });
             ip(&[
                 "link", "add", &veth, "type", "veth", "peer", "name", &peer, "netns", &ns,
@@ -238,6 +318,7 @@ impl Hosts {
                      PidFile none\n\
                      UsePAM no\n\
                      PermitRootLogin prohibit-password\n\
+                     AllowUsers root {deploy_user}\n\
                      PubkeyAuthentication yes\n\
                      PasswordAuthentication no\n\
                      KbdInteractiveAuthentication no\n\
@@ -247,6 +328,7 @@ impl Hosts {
                      LogLevel INFO\n",
                     host_key = host_key.display(),
                     authorized = authorized_keys.display(),
+                    deploy_user = DEPLOY_USER,
                 ),
             )
             .unwrap();
@@ -262,13 +344,21 @@ impl Hosts {
     pub async fn start_sshd(&mut self, i: usize) {
         let h = &mut self.hosts[i];
         assert!(h.sshd.is_none(), "host {} already runs sshd", i + 1);
+        // TARGET, in sshd's own mount namespace: the host's directory, or
+        // a tmpfs that lives and dies with the namespace.
+        let mount = match h.kind {
+            Kind::Tmpfs { kib } => {
+                format!(r#"mount -t tmpfs -o size={kib}k,mode=0755 pushgate-it "$2""#)
+            }
+            _ => r#"mount --bind "$1" "$2""#.to_owned(),
+        };
         let mut child = tokio::process::Command::new(find("ip").unwrap())
             .arg("netns")
             .arg("exec")
             .arg(&h.ns)
             .arg(find("unshare").unwrap())
             .args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg(r#"mount --bind "$1" "$2" && exec "$3" -D -e -f "$4""#)
+            .arg(format!(r#"{mount} && exec "$3" -D -e -f "$4""#))
             .arg("sh")
             .arg(&h.dir)
             .arg(&self.target)
@@ -324,19 +414,80 @@ impl Hosts {
         sshd.kill().await.expect("kill sshd");
     }
 
-    /// `root@ADDRESS` for each host, as written in a cluster's `hosts`.
+    /// No route to host `i` any more: an `unreachable` route for its
+    /// address, so that a connection fails at once with "No route to host"
+    /// (a link set down would send its packets to the default gateway).
+    pub fn unplug(&mut self, i: usize) {
+        let h = &mut self.hosts[i];
+        ip(&["route", "add", "unreachable", &format!("{}/32", h.addr)]);
+        h.unplugged = true;
+    }
+
+    /// Host `i` answers ssh and runs commands, but its rsync never gets
+    /// going: an rsync session blocks reading a FIFO that nobody writes
+    /// until drop. A host slower than any timeout, without a sleep anywhere.
+    pub async fn stall(&mut self, i: usize) {
+        let dir = self.tmp.path().join(format!("host-{}", i + 1));
+        let fifo = dir.join("stall.fifo");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from(0o644)).unwrap();
+        let wrapper = dir.join("stall.sh");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\ncase \"$SSH_ORIGINAL_COMMAND\" in\n  'rsync --server'*) exec cat '{}' ;;\nesac\nexec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n",
+                fifo.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = std::fs::read_to_string(&self.hosts[i].config).unwrap();
+        std::fs::write(
+            &self.hosts[i].config,
+            format!("{config}ForceCommand {}\n", wrapper.display()),
+        )
+        .unwrap();
+        self.hosts[i].fifo = Some(fifo);
+        if self.hosts[i].sshd.is_some() {
+            self.stop_sshd(i).await;
+        }
+        self.start_sshd(i).await;
+    }
+
+    /// Host `i`'s deploy user may no longer write `TARGET/releases`: root
+    /// owns it now (mode 0755).
+    pub fn deny_writes(&self, i: usize) {
+        assert_eq!(
+            self.hosts[i].kind,
+            Kind::Deploy,
+            "host {} is reached as root",
+            i + 1
+        );
+        std::os::unix::fs::chown(self.dir(i).join("releases"), Some(0), Some(0)).unwrap();
+    }
+
+    /// How each host is written in a cluster's `hosts`: `root@ADDRESS`, or
+    /// `pushgate-it@ADDRESS` for a `Kind::Deploy` host.
     pub fn specs(&self) -> Vec<String> {
         self.hosts
             .iter()
-            .map(|h| format!("root@{}", h.addr))
+            .map(|h| match h.kind {
+                Kind::Deploy => format!("{DEPLOY_USER}@{}", h.addr),
+                _ => format!("root@{}", h.addr),
+            })
             .collect()
     }
 
     /// `[sync]` lines that reach the hosts: this client key, these host
     /// keys (checked strictly, the default), a short `host_timeout`.
     pub fn sync_toml(&self) -> String {
+        self.sync_toml_with_timeout("20s")
+    }
+
+    /// `sync_toml` with this `host_timeout`.
+    pub fn sync_toml_with_timeout(&self, host_timeout: &str) -> String {
         format!(
-            "host_timeout = \"20s\"\nssh_identity = {:?}\nknown_hosts = {:?}\nssh_config = {:?}\n",
+            "host_timeout = {host_timeout:?}\nssh_identity = {:?}\nknown_hosts = {:?}\nssh_config = {:?}\n",
             self.identity.display().to_string(),
             self.known_hosts.display().to_string(),
             self.ssh_config.display().to_string(),
@@ -348,9 +499,20 @@ impl Hosts {
         format!("target = {:?}\n", self.target.display().to_string())
     }
 
-    /// What host `i` (0-based) sees as TARGET.
-    pub fn dir(&self, i: usize) -> &Path {
-        &self.hosts[i].dir
+    /// What host `i` (0-based) sees as TARGET. A tmpfs host's is inside
+    /// its sshd's mount namespace: reached through `/proc/PID/root`, while
+    /// that sshd runs.
+    pub fn dir(&self, i: usize) -> PathBuf {
+        let h = &self.hosts[i];
+        match (h.kind, &h.sshd) {
+            (Kind::Tmpfs { .. }, Some(sshd)) => {
+                let pid = sshd.id().expect("sshd runs");
+                PathBuf::from(format!("/proc/{pid}/root"))
+                    .join(self.target.strip_prefix("/").unwrap())
+            }
+            (Kind::Tmpfs { .. }, None) => panic!("host {}'s tmpfs went with its sshd", i + 1),
+            _ => h.dir.clone(),
+        }
     }
 
     /// Host `i`'s `current` link, as written (`releases/<id>`), if any.
@@ -392,6 +554,22 @@ impl Hosts {
 impl Drop for Hosts {
     fn drop(&mut self) {
         for h in &mut self.hosts {
+            if let Some(fifo) = &h.fifo {
+                // Every session blocked opening the FIFO gets it, reads
+                // end-of-file and exits; none is left behind.
+                use rustix::fs::{open, Mode, OFlags};
+                for _ in 0..100_000 {
+                    if open(fifo, OFlags::WRONLY | OFlags::NONBLOCK, Mode::empty()).is_err() {
+                        break;
+                    }
+                }
+            }
+            if h.unplugged {
+                let _ = run(
+                    "ip",
+                    &["route", "del", "unreachable", &format!("{}/32", h.addr)],
+                );
+            }
             if let Some(sshd) = &mut h.sshd {
                 let _ = sshd.start_kill();
             }
@@ -401,4 +579,14 @@ impl Drop for Hosts {
             let _ = run("ip", &["netns", "del", &h.ns]);
         }
     }
+}
+
+/// Skips a test that needs real hosts — never under `CI=true`, where
+/// `.ci/run` runs as root with every tool installed.
+pub fn skip(why: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI must run the ssh tests as root with OpenSSH, rsync, iproute2 and useradd: {why}"
+    );
+    eprintln!("skipped: {why}");
 }
