@@ -328,6 +328,11 @@ impl Outbox {
                     Delivery::Applied(task)
                 }
                 Err(Failed::Later(why)) => {
+                    // It may have been applied all the same: look first
+                    // next time, even in this process.
+                    if let Some(e) = self.pending.front_mut() {
+                        e.fresh = false;
+                    }
                     tracing::warn!(write = %entry.op.describe(), error = %why, queued = self.pending.len(), "Asana write failed; queued for a later run");
                     self.deferred = Some(why);
                     break;
