@@ -191,6 +191,7 @@ impl Outbox {
         cluster: &ClusterName,
         client: &Client,
     ) -> Result<Outbox, StateError> {
+        state.prepare(cluster)?;
         let path = state.outbox_path(cluster);
         let lines: Vec<Line> = state::read_lines(&path)?;
         let mut queued = BTreeMap::new();
@@ -286,6 +287,10 @@ impl Outbox {
             return match self.apply(&entry).await {
                 Ok((task, _)) => {
                     self.tally.applied += 1;
+                    if let Op::CreateTask { key, .. } = &entry.op {
+                        self.created.insert(key.clone(), task.clone());
+                        self.created_order.push(key.clone());
+                    }
                     Delivery::Applied(task)
                 }
                 Err(Failed::Later(why) | Failed::Never(why)) => {

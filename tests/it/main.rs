@@ -11,6 +11,7 @@ mod faults;
 mod hostile;
 mod metrics;
 mod notify;
+mod outbox;
 mod push;
 mod recovery;
 mod sandbox;

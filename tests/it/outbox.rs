@@ -1,0 +1,165 @@
+//! The outbox through its API, against the sandbox: order, exactly once
+//! across processes (a new `Outbox` reading the file is a new process),
+//! refusals that are dropped, and the file staying small.
+
+use pushgate::model::ClusterName;
+use pushgate::outbox::{Delivery, Op, Outbox, TaskRef};
+use pushgate::sandbox::Faults;
+use pushgate::state::StateDir;
+
+use crate::support::{self, comments, seed, task};
+
+fn beta() -> ClusterName {
+    ClusterName::parse("beta").unwrap()
+}
+
+fn create(key: &str) -> Op {
+    Op::CreateTask {
+        key: key.into(),
+        name: format!("task {key}"),
+        notes: format!("notes of {key}"),
+        project: seed::PUSH_BETA.into(),
+        workspace: None,
+        assignee: None,
+    }
+}
+
+fn comment(key: &str, text: &str) -> Op {
+    Op::Comment {
+        task: TaskRef::Created(key.into()),
+        text: text.into(),
+    }
+}
+
+#[tokio::test]
+async fn writes_wait_in_order_and_a_later_process_applies_each_once() {
+    let sb = support::sandbox().await;
+    let (client, _) = support::client(&sb);
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::new(dir.path());
+    let mut ob = Outbox::open(&state, &beta(), &client).unwrap();
+    // Asana refuses comments: the create goes through, the rest waits.
+    sb.set_faults(Faults {
+        only: Some("POST /tasks/*/stories".into()),
+        fail_next: u32::MAX,
+        fail_status: 503,
+        ..Faults::default()
+    });
+    let made = match ob.submit("r1", create("r1")).await {
+        Delivery::Applied(Some(t)) => t,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        ob.submit("r1", comment("r1", "one")).await,
+        Delivery::Queued
+    );
+    // Deferred: later writes are only queued, in order, even those Asana
+    // would take.
+    let done = Op::Complete {
+        task: TaskRef::Created("r1".into()),
+    };
+    assert_eq!(
+        ob.submit("r1", comment("r1", "two")).await,
+        Delivery::Queued
+    );
+    assert_eq!(ob.submit("r1", done).await, Delivery::Queued);
+    assert_eq!(ob.pending(), 3);
+    assert!(!task(&sb, &made.gid).completed);
+    drop(ob);
+
+    // A later process, Asana back: everything once, in order.
+    sb.set_faults(Faults::default());
+    let mut ob = Outbox::open(&state, &beta(), &client).unwrap();
+    assert_eq!(ob.pending(), 3);
+    assert_eq!(
+        ob.created("r1").map(|c| c.gid.clone()),
+        Some(made.gid.clone())
+    );
+    assert_eq!(ob.flush().await, 0);
+    let t = task(&sb, &made.gid);
+    assert_eq!(comments(&t), vec!["one", "two"]);
+    assert!(t.completed);
+    assert_eq!(ob.tally.applied, 3);
+    // Nothing is left to send again.
+    let mut ob = Outbox::open(&state, &beta(), &client).unwrap();
+    assert_eq!(ob.flush().await, 0);
+    assert_eq!(comments(&task(&sb, &made.gid)).len(), 2);
+}
+
+#[tokio::test]
+async fn a_write_applied_by_a_process_that_died_is_found_not_repeated() {
+    let sb = support::sandbox().await;
+    let (client, _) = support::client(&sb);
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::new(dir.path());
+    // The answers are lost after Asana applied the writes, and the probes
+    // fail too: the writes are applied but this process never learns it.
+    sb.set_faults(Faults {
+        drop_next: u32::MAX,
+        drop_after_apply: true,
+        ..Faults::default()
+    });
+    let mut ob = Outbox::open(&state, &beta(), &client).unwrap();
+    assert_eq!(ob.submit("r1", create("r1")).await, Delivery::Queued);
+    drop(ob);
+    let before: usize = support::tasks(&sb, seed::PUSH_BETA).len();
+    assert_eq!(before, 1, "the create was applied");
+    sb.set_faults(Faults::default());
+    let mut ob = Outbox::open(&state, &beta(), &client).unwrap();
+    assert_eq!(ob.flush().await, 0);
+    assert_eq!(ob.tally.already, 1, "found, not sent again");
+    assert_eq!(support::tasks(&sb, seed::PUSH_BETA).len(), 1);
+    assert!(ob.created("r1").is_some());
+}
+
+#[tokio::test]
+async fn a_refused_write_is_dropped_and_does_not_block_the_queue() {
+    let sb = support::sandbox().await;
+    let (client, _) = support::client(&sb);
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::new(dir.path());
+    let mut ob = Outbox::open(&state, &beta(), &client).unwrap();
+    let gone = Op::Comment {
+        task: TaskRef::Gid("1299999999999999".into()),
+        text: "to a task that does not exist".into(),
+    };
+    assert!(matches!(ob.submit("r1", gone).await, Delivery::Dropped(_)));
+    assert!(matches!(
+        ob.submit("r1", create("r1")).await,
+        Delivery::Applied(Some(_))
+    ));
+    assert_eq!(ob.pending(), 0);
+    assert_eq!(ob.tally.dropped, 1);
+}
+
+#[tokio::test]
+async fn the_file_is_compacted_once_nothing_waits_and_keeps_what_recovery_needs() {
+    let sb = support::sandbox().await;
+    let (client, _) = support::client(&sb);
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::new(dir.path());
+    let mut ob = Outbox::open(&state, &beta(), &client).unwrap();
+    assert!(matches!(
+        ob.submit("r0", create("r0")).await,
+        Delivery::Applied(Some(_))
+    ));
+    for i in 0..120 {
+        let d = ob
+            .submit("r0", comment("r0", &format!("comment {i}")))
+            .await;
+        assert_eq!(d, Delivery::Applied(None), "{i}");
+    }
+    let path = state.outbox_path(&beta());
+    let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+    assert!(lines < 50, "compacted to {lines} lines");
+    // The created task is still known, and new writes get new numbers.
+    let mut ob = Outbox::open(&state, &beta(), &client).unwrap();
+    assert!(ob.created("r0").is_some());
+    assert_eq!(ob.pending(), 0);
+    assert_eq!(
+        ob.submit("r0", comment("r0", "after")).await,
+        Delivery::Applied(None)
+    );
+    let gid = ob.created("r0").unwrap().gid.clone();
+    assert_eq!(comments(&task(&sb, &gid)).len(), 121);
+}
