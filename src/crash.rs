@@ -14,7 +14,7 @@ use anyhow::Context;
 
 use crate::asana::{fields, Client, CompletedSince};
 use crate::config::{ClusterSettings, Config, CrashSettings};
-use crate::decide::crash::{bad_fixes, closures, releases, CrashAction};
+use crate::decide::crash::{bad_fixes, closures, releases, reported_key, CrashAction};
 use crate::git::Mirror;
 use crate::model::{CommitId, Fix, LockTask, TaskGid};
 use crate::outbox::{Delivery, Op, Outbox, TaskRef};
@@ -101,7 +101,7 @@ pub async fn report_bad_fixes(
     for a in bad_fixes(tasks, &told) {
         if let CrashAction::BadFix { task, value, why } = &a {
             if tell_bad_fix(outbox, run, crash, task, value, why).await {
-                told.insert(task.to_string(), value.clone());
+                told.insert(task.to_string(), reported_key(value));
                 done.reported += 1;
             } else {
                 done.asana_failures += 1;
@@ -220,7 +220,7 @@ pub async fn after_run(
             ],
             CrashAction::BadFix { task, value, why } => {
                 if seen.insert(task.clone()) && tell_bad_fix(outbox, run, crash, task, value, why).await {
-                    told.insert(task.to_string(), value.clone());
+                    told.insert(task.to_string(), reported_key(value));
                     done.reported += 1;
                 }
                 Vec::new()

@@ -517,10 +517,17 @@ impl Run<'_, '_> {
         Ok(())
     }
 
-    /// Removes the new release from every host (after a failed stage or switch).
+    /// Removes the new release from every host (after a failed stage or
+    /// switch) but those that could not be reached at all: nothing was
+    /// written there, and asking again would cost another timeout.
     async fn remove_release(&mut self) {
-        let all = vec![true; self.cx.hosts.len()];
-        self.remove_release_on(&all).await;
+        let reached: Vec<bool> = (0..self.cx.hosts.len())
+            .map(|i| {
+                !matches!(self.staged.get(i).map(|r| &r.outcome),
+                    Some(Err(e)) if e.starts_with("unreachable"))
+            })
+            .collect();
+        self.remove_release_on(&reached).await;
     }
 
     /// Removes the new release from the hosts marked `true`.

@@ -112,9 +112,17 @@ pub fn freeze_facts(
         other: other.name.clone(),
         other_schedule: other.schedule.cron.clone(),
         other_tz: other.timezone,
-        duration: chrono::Duration::from_std(fb.duration).unwrap_or(chrono::Duration::MAX),
+        duration: long_duration(fb.duration),
         other_running: state.running(&other.name).is_some(),
     })
+}
+
+/// A configured duration for the clock's arithmetic: at most 100 years,
+/// so that adding it to a time can never overflow.
+fn long_duration(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d)
+        .unwrap_or(chrono::Duration::MAX)
+        .min(chrono::Duration::days(36_525))
 }
 
 /// `min_soak` (default: the source's `freeze_before` duration towards this
@@ -137,7 +145,7 @@ fn soak_facts(
     Ok(state.deployed(from)?.map(|d| SoakFacts {
         from: from.clone(),
         since: d.since,
-        min: chrono::Duration::from_std(min).unwrap_or(chrono::Duration::MAX),
+        min: long_duration(min),
     }))
 }
 

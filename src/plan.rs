@@ -304,7 +304,12 @@ pub fn printable(s: &str, max_chars: usize) -> String {
             out.push('…');
             break;
         }
-        if c.is_control() {
+        // Control characters, and the invisible ones that reorder or hide
+        // what a terminal shows (bidirectional overrides, zero-width
+        // characters, the byte-order mark).
+        if c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+        {
             out.extend(c.escape_default());
         } else {
             out.push(c);

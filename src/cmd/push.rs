@@ -164,11 +164,9 @@ pub async fn push_at(
     let facts = match running {
         Some(holder) => Facts::running(settings.name.clone(), holder, now),
         None => {
-            let hosts = if dry_run {
-                settings.read_hosts().map(|h| h.len()).unwrap_or(0)
-            } else {
-                settings.read_hosts().map_err(UsageError)?.len()
-            };
+            // A dry run says what the push would do: a broken hosts file
+            // is the same usage error (exit 2) for both.
+            let hosts = settings.read_hosts().map_err(UsageError)?.len();
             gather::facts(
                 &env.config,
                 &env.client,

@@ -55,14 +55,31 @@ pub fn releases(lock_tasks: &[LockTask]) -> Vec<CrashAction> {
         .collect()
 }
 
+/// What `reported-fixes.json` keeps of a fix value: the value itself when
+/// short, else its start, length and a hash — untrusted text of any size
+/// never fills the state directory.
+pub fn reported_key(value: &str) -> String {
+    if value.len() <= 100 {
+        return value.to_owned();
+    }
+    // FNV-1a: stable across builds and versions, unlike std's hasher.
+    let hash = value.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let start: String = value.chars().take(40).collect();
+    format!("{start}… ({} bytes, fnv1a {hash:016x})", value.len())
+}
+
 /// Invalid fix values on incomplete tasks not yet reported with this value
-/// (`reported`: task gid → the value already commented on).
+/// (`reported`: task gid → [`reported_key`] of the value commented on).
 pub fn bad_fixes(tasks: &[LockTask], reported: &BTreeMap<String, String>) -> Vec<CrashAction> {
     tasks
         .iter()
         .filter(|t| !t.completed)
         .filter_map(|t| match &t.fix {
-            Fix::Invalid { value, why } if reported.get(t.gid.as_str()) != Some(value) => {
+            Fix::Invalid { value, why }
+                if reported.get(t.gid.as_str()) != Some(&reported_key(value)) =>
+            {
                 Some(CrashAction::BadFix {
                     task: t.gid.clone(),
                     value: value.clone(),
@@ -154,5 +171,25 @@ mod tests {
             1,
             "a new bad value is reported again"
         );
+    }
+
+    #[test]
+    fn a_long_bad_value_is_kept_short_and_still_reported_once() {
+        let long = "x".repeat(100_000);
+        let key = reported_key(&long);
+        assert!(key.len() < 120, "{key}");
+        assert_eq!(key, reported_key(&long));
+        assert_ne!(key, reported_key(&format!("{long}y")));
+        let t = task(
+            "7",
+            false,
+            Fix::Invalid {
+                value: long.clone(),
+                why: "not hex".into(),
+            },
+        );
+        let told: BTreeMap<String, String> = [("7".to_owned(), key)].into();
+        assert!(bad_fixes(std::slice::from_ref(&t), &told).is_empty());
+        assert_eq!(reported_key("abc"), "abc");
     }
 }

@@ -33,7 +33,11 @@ pub fn frozen(f: &FreezeFacts, now: DateTime<Utc>) -> Option<HoldReason> {
 
 /// Held until the source cluster has run the candidate for `min`.
 pub fn soaking(s: &SoakFacts, now: DateTime<Utc>) -> Option<HoldReason> {
-    let until = s.since + s.min;
+    // Past the end of time (a corrupt `since`, an absurd `min`): held.
+    let until = s
+        .since
+        .checked_add_signed(s.min)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     (now < until).then(|| HoldReason::Soaking {
         from: s.from.clone(),
         since: s.since,
@@ -157,5 +161,18 @@ mod tests {
             "soaking: beta has run it only since 2026-11-24 08:00 UTC; it may ship from 09:30 UTC"
         );
         assert!(soaking(&s, at("2026-11-24T09:30:00Z")).is_none());
+    }
+
+    #[test]
+    fn a_soak_past_the_end_of_time_holds_and_does_not_panic() {
+        let s = SoakFacts {
+            from: ClusterName::parse("beta").unwrap(),
+            since: DateTime::<Utc>::MAX_UTC - Duration::days(1),
+            min: Duration::days(36_525),
+        };
+        let now = DateTime::parse_from_rfc3339("2026-11-24T12:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert!(matches!(soaking(&s, now), Some(HoldReason::Soaking { .. })));
     }
 }

@@ -304,14 +304,14 @@ fn hostile_task_text_is_printed_inert() {
     check(
         LockFacts::Read(vec![task(
             "9",
-            "x\u{1b}[2J$(reboot)\nrm -rf /",
-            Some("\u{7}bell"),
+            "x\u{1b}[2J$(reboot)\nrm -rf /\u{202e}fdp.exe\u{200b}",
+            Some("\u{7}bell\u{feff}"),
             false,
             Fix::None,
         )]),
         expect![[r#"
             beta: held by 1 lock:
-              - "x\u{1b}[2J$(reboot)\nrm -rf /" (assignee: \u{7}bell) https://app.asana.com/0/2/9"#]],
+              - "x\u{1b}[2J$(reboot)\nrm -rf /\u{202e}fdp.exe\u{200b}" (assignee: \u{7}bell\u{feff}) https://app.asana.com/0/2/9"#]],
     );
 }
 

@@ -510,6 +510,10 @@ async fn hosts_named_like_options_are_refused_in_the_config_and_in_a_hosts_file(
     );
     assert_eq!(push_tasks(&sb), 0);
     assert!(bin.current(1).is_none());
+    // A dry run says the same: it does not plan a push to no host.
+    let run = bin.run(&["push", "beta", "--dry-run"]).await;
+    inert(&run, 2);
+    assert!(run.stderr.contains(":4: "), "{}", run.stderr);
     let run = bin.run(&["check"]).await;
     assert_ne!(run.code, 0, "{run:?}");
     assert!(
