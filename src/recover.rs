@@ -250,7 +250,7 @@ async fn bookkeeping(
     let what = if run.rollback { "rollback" } else { "push" };
     let text = if run.finished {
         format!(
-            "this push switched every host and recorded release {}, but the process stopped (step {stopped_in}) before it completed this task. Run {} completed it.",
+            "this {what} switched every host and recorded release {}, but the process stopped (step {stopped_in}) before it completed this task. Run {} completed it.",
             run.release.as_ref().map_or("?".into(), ToString::to_string),
             cx.by_run
         )
