@@ -3,12 +3,17 @@
 //! removed from their environment; in their own process group, so that a
 //! timeout kills the whole tree; with the tail of their output kept.
 //!
+//! It also keeps one figure for the whole process: how long at least one
+//! child was running (`children_wall`), so that a push can tell its own
+//! overhead from the time it waited on the build, rsync and ssh.
+//!
 //! It knows nothing about what the children do; callers read the output.
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -174,6 +179,58 @@ pub struct SpawnError {
 /// How much of each stream is kept: the end matters, not the beginning.
 const KEEP_BYTES: usize = 256 * 1024;
 
+/// Wall time during which at least one child of this process ran: the
+/// union of the children's intervals, from just before spawn to reaped,
+/// so that children running in parallel count once.
+struct Busy {
+    running: usize,
+    since: Option<Instant>,
+    total: Duration,
+}
+
+static BUSY: Mutex<Busy> = Mutex::new(Busy {
+    running: 0,
+    since: None,
+    total: Duration::ZERO,
+});
+
+fn busy() -> std::sync::MutexGuard<'static, Busy> {
+    BUSY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long, since this process started, at least one child started by
+/// `run` was running. A push's wall time minus this is pushgate's own time.
+pub fn children_wall() -> Duration {
+    let b = busy();
+    b.total + b.since.map_or(Duration::ZERO, |s| s.elapsed())
+}
+
+/// Counts one child as running until dropped.
+struct BusyGuard;
+
+impl BusyGuard {
+    fn enter() -> BusyGuard {
+        let mut b = busy();
+        if b.running == 0 {
+            b.since = Some(Instant::now());
+        }
+        b.running += 1;
+        BusyGuard
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        let mut b = busy();
+        b.running -= 1;
+        if b.running == 0 {
+            if let Some(s) = b.since.take() {
+                b.total += s.elapsed();
+            }
+        }
+    }
+}
+
 /// Runs `argv` in `cwd` and waits at most `timeout`.
 pub async fn run(
     argv: &[OsString],
@@ -211,6 +268,7 @@ pub async fn run(
         });
     }
     let started = Instant::now();
+    let _busy = BusyGuard::enter();
     let mut child = cmd.spawn().map_err(|source| SpawnError {
         hint: if source.kind() == std::io::ErrorKind::NotFound {
             format!(": `{program}` is not installed or not on PATH")
@@ -311,5 +369,23 @@ async fn keep_tail<R: AsyncRead + Unpin>(reader: Option<&mut R>, kept: &mut VecD
                 kept.drain(..excess);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn children_running_at_once_count_in_the_children_wall_time() {
+        let before = children_wall();
+        let sleep: Vec<OsString> = vec!["sleep".into(), "0.2".into()];
+        let env = ChildEnv::default();
+        let (a, b) = tokio::join!(
+            run(&sleep, None, Duration::from_secs(30), &env),
+            run(&sleep, None, Duration::from_secs(30), &env)
+        );
+        assert!(a.unwrap().success() && b.unwrap().success());
+        assert!(children_wall() - before >= Duration::from_millis(200));
     }
 }

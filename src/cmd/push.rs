@@ -78,6 +78,8 @@ pub async fn run(
         let mut v = plan_json(&pushed.plan);
         if let Some(r) = &pushed.report {
             v["result"] = report_json(r);
+            // Whole-process wall time with at least one child (build, rsync, ssh) running.
+            v["result"]["children_ms"] = json!(crate::process::children_wall().as_millis() as u64);
         }
         if let Some(r) = &pushed.recovered {
             v["recovered"] = json!({
