@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(run(cli));
+    pushgate::sync::remove_mux_dir();
     match result {
         Ok(outcome) => ExitCode::from(exit_code(&outcome)),
         Err(err) => {

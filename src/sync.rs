@@ -28,6 +28,10 @@ pub struct SshOptions {
     pub identity: Option<PathBuf>,
     pub known_hosts: Option<PathBuf>,
     pub accept_new_host_keys: bool,
+    /// Where the control sockets of one ssh connection per host live
+    /// (`ControlMaster`): a push's probe, rsync and switch share one
+    /// connection instead of making three. `None`: no sharing.
+    pub control_dir: Option<PathBuf>,
 }
 
 impl SshOptions {
@@ -37,7 +41,42 @@ impl SshOptions {
             identity: s.ssh_identity.clone(),
             known_hosts: s.known_hosts.clone(),
             accept_new_host_keys: s.host_key_policy == HostKeyPolicy::AcceptNew,
+            control_dir: mux_dir().map(Path::to_owned),
         }
+    }
+}
+
+/// A control socket's path is `DIR/<40 hex>`; a Unix socket's path must fit
+/// in 108 bytes.
+const MAX_CONTROL_DIR: usize = 100 - 41;
+
+/// This process's directory for ssh control sockets: private (0700), in
+/// the temp directory, made on first use. `None` if it cannot be made or
+/// its path is too long for a socket: ssh then connects once per command.
+static MUX_DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+pub fn mux_dir() -> Option<&'static Path> {
+    MUX_DIR
+        .get_or_init(|| {
+            let dir = tempfile::Builder::new()
+                .prefix("pushgate-ssh-")
+                .tempdir()
+                .ok()?
+                .keep();
+            if dir.as_os_str().len() > MAX_CONTROL_DIR {
+                let _ = std::fs::remove_dir(&dir);
+                return None;
+            }
+            Some(dir)
+        })
+        .as_deref()
+}
+
+/// Removes this process's control-socket directory (at exit, after the
+/// masters were told to stop).
+pub fn remove_mux_dir() {
+    if let Some(Some(d)) = MUX_DIR.get() {
+        let _ = std::fs::remove_dir_all(d);
     }
 }
 
@@ -83,7 +122,40 @@ pub fn ssh_command(opts: &SshOptions, port: Option<u16>) -> Vec<String> {
         v.push("-p".into());
         v.push(p.to_string());
     }
+    if let Some(dir) = &opts.control_dir {
+        v.push("-o".into());
+        v.push("ControlMaster=auto".into());
+        v.push("-o".into());
+        v.push(format!("ControlPath={}/%C", dir.display()));
+        // A bound, should pushgate die before it closes the master.
+        v.push("-o".into());
+        v.push("ControlPersist=60".into());
+    }
     v
+}
+
+/// `ssh [options] [-l user] -O exit -- host`: stops the host's shared
+/// connection (`None` for a `local:` host).
+pub fn close_argv(opts: &SshOptions, host: &Host) -> Option<Vec<OsString>> {
+    let Host::Ssh {
+        user,
+        hostname,
+        port,
+    } = host
+    else {
+        return None;
+    };
+    opts.control_dir.as_ref()?;
+    let mut v: Vec<OsString> = ssh_command(opts, *port)
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    if let Some(u) = user {
+        v.push("-l".into());
+        v.push(u.into());
+    }
+    v.extend(["-O".into(), "exit".into(), "--".into(), hostname.into()]);
+    Some(v)
 }
 
 /// `ssh [options] [-l user] -- host SCRIPT`. The host was validated by
@@ -928,6 +1000,19 @@ impl Fleet<'_> {
         .await
     }
 
+    /// Stops the shared ssh connection to every host, so that nothing of
+    /// this run stays connected (a host whose sshd stopped is unreachable
+    /// to the next run, as it should be).
+    pub async fn close(&self) {
+        let runs = self.hosts.iter().filter_map(|h| {
+            let argv = close_argv(&self.ssh, h)?;
+            Some(async move {
+                let _ = process::run(&argv, None, Duration::from_secs(10), self.env).await;
+            })
+        });
+        futures_util::future::join_all(runs).await;
+    }
+
     /// Removes `current` on the hosts given per index, where it points at
     /// that release.
     pub async fn unset(&self, which: &[Option<ReleaseId>]) -> Vec<HostResult<()>> {
@@ -1008,11 +1093,28 @@ mod tests {
             identity: Some("/etc/pushgate/id_ed25519".into()),
             known_hosts: Some("/etc/pushgate/known_hosts".into()),
             accept_new_host_keys: false,
+            control_dir: None,
         };
         let host = Host::parse("deploy@web-1.internal:2222").unwrap();
         let argv = ssh_argv(&opts, &host, "true");
         expect![[r#"ssh | -o | BatchMode=yes | -o | ConnectTimeout=15 | -o | ServerAliveInterval=15 | -o | ServerAliveCountMax=4 | -o | StrictHostKeyChecking=yes | -o | UserKnownHostsFile=/etc/pushgate/known_hosts | -o | IdentitiesOnly=yes | -i | /etc/pushgate/id_ed25519 | -F | /etc/pushgate/ssh config | -p | 2222 | -l | deploy | -- | web-1.internal | true"#]]
             .assert_eq(&words(&argv));
+    }
+
+    #[test]
+    fn one_connection_per_host_is_shared_and_closed() {
+        let opts = SshOptions {
+            control_dir: Some("/tmp/pushgate-ssh-Ab12".into()),
+            ..SshOptions::default()
+        };
+        let host = Host::parse("deploy@web-1:2222").unwrap();
+        expect![[r#"ssh | -o | BatchMode=yes | -o | ConnectTimeout=15 | -o | ServerAliveInterval=15 | -o | ServerAliveCountMax=4 | -o | StrictHostKeyChecking=yes | -p | 2222 | -o | ControlMaster=auto | -o | ControlPath=/tmp/pushgate-ssh-Ab12/%C | -o | ControlPersist=60 | -l | deploy | -- | web-1 | true"#]]
+            .assert_eq(&words(&ssh_argv(&opts, &host, "true")));
+        expect![[r#"ssh | -o | BatchMode=yes | -o | ConnectTimeout=15 | -o | ServerAliveInterval=15 | -o | ServerAliveCountMax=4 | -o | StrictHostKeyChecking=yes | -p | 2222 | -o | ControlMaster=auto | -o | ControlPath=/tmp/pushgate-ssh-Ab12/%C | -o | ControlPersist=60 | -l | deploy | -O | exit | -- | web-1"#]]
+            .assert_eq(&words(&close_argv(&opts, &host).unwrap()));
+        let local = Host::parse("local:/srv/h1").unwrap();
+        assert!(close_argv(&opts, &local).is_none());
+        assert!(close_argv(&SshOptions::default(), &host).is_none());
     }
 
     #[test]

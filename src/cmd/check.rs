@@ -271,7 +271,9 @@ async fn hosts(env: &Env) -> Vec<Line> {
             ssh: SshOptions::from_settings(&settings),
             env: &env.child_env,
         };
-        for r in fleet.check().await {
+        let checked = fleet.check().await;
+        fleet.close().await;
+        for r in checked {
             let what = format!("{} host {}", c.name, r.host);
             lines.push(match r.outcome {
                 Ok(detail) => Line::ok(what, detail),

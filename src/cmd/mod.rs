@@ -143,6 +143,22 @@ fn token_env_name(config: &Config) -> Vec<std::ffi::OsString> {
     v
 }
 
+/// Stops the shared ssh connections to a cluster's hosts (see
+/// `sync::SshOptions::control_dir`) at the end of a command's work on it.
+pub async fn close_connections(env: &Env, settings: &ClusterSettings) {
+    let Ok(hosts) = settings.read_hosts() else {
+        return;
+    };
+    let fleet = crate::sync::Fleet {
+        hosts: &hosts,
+        target: settings.target.as_deref(),
+        settings: &env.config.sync,
+        ssh: crate::sync::SshOptions::from_settings(&env.config.sync),
+        env: &env.child_env,
+    };
+    fleet.close().await;
+}
+
 /// Waits for Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let term = async {

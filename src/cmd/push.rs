@@ -114,6 +114,25 @@ pub async fn push_at(
     stop: Option<&AtomicBool>,
     overrides: Overrides,
 ) -> anyhow::Result<Pushed> {
+    let result = push_inner(env, cluster, commit, dry_run, output, now, stop, overrides).await;
+    // Whatever happened, no ssh connection of this run stays open.
+    if let Ok(settings) = env.cluster(cluster) {
+        super::close_connections(env, settings).await;
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn push_inner(
+    env: &Env,
+    cluster: &str,
+    commit: Option<&str>,
+    dry_run: bool,
+    output: Output,
+    now: chrono::DateTime<chrono::Utc>,
+    stop: Option<&AtomicBool>,
+    overrides: Overrides,
+) -> anyhow::Result<Pushed> {
     let settings = env.cluster(cluster)?;
     // Exclusion first (SPEC §2 step 1); a dry run only looks.
     let (lock, running) = match env.state.lock(&settings.name) {

@@ -45,6 +45,19 @@ pub async fn run(
     to: Option<&str>,
     json: bool,
 ) -> anyhow::Result<Outcome> {
+    let result = rollback(env, cluster, to, json).await;
+    if let Ok(settings) = env.cluster(cluster) {
+        super::close_connections(env, settings).await;
+    }
+    result
+}
+
+async fn rollback(
+    env: &Env,
+    cluster: &str,
+    to: Option<&str>,
+    json: bool,
+) -> anyhow::Result<Outcome> {
     let settings = env.cluster(cluster)?;
     let to = match to {
         Some(t) => Some(ReleaseId::parse(t).ok_or_else(|| {

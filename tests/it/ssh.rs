@@ -95,6 +95,14 @@ async fn pushes_and_a_rollback_reach_three_ssh_hosts_and_a_down_host_holds_the_s
         let util = std::fs::read_to_string(hosts.dir(i).join("current/lib/util.js")).unwrap();
         assert_eq!(util, "// util\n", "host {}", i + 1);
     }
+    // One ssh connection per host for the whole push: the probe, rsync and
+    // the switch share it (ControlMaster), and it is closed at the end.
+    let logs = hosts.logs();
+    assert_eq!(
+        logs.matches("Accepted publickey").count(),
+        3,
+        "one connection per host: {logs}"
+    );
     // Nothing reached the shared directory the hosts' own ones are mounted on.
     assert_eq!(std::fs::read_dir(&hosts.target).unwrap().count(), 0);
     let t = tasks(&sb, seed::PUSH_BETA).pop().expect("a push task");
