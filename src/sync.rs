@@ -1004,6 +1004,14 @@ impl Fleet<'_> {
     /// this run stays connected (a host whose sshd stopped is unreachable
     /// to the next run, as it should be).
     pub async fn close(&self) {
+        // No control socket: no master to stop (a dry run, a held run, a
+        // cluster of `local:` hosts), so no ssh to start per host.
+        let Some(dir) = &self.ssh.control_dir else {
+            return;
+        };
+        if std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none()) {
+            return;
+        }
         let runs = self.hosts.iter().filter_map(|h| {
             let argv = close_argv(&self.ssh, h)?;
             Some(async move {
