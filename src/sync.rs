@@ -630,6 +630,20 @@ pub fn tree_bytes(dir: &Path) -> u64 {
     total
 }
 
+/// Deletes these releases under a `local:` host's `releases/`; one that is
+/// already gone is not an error.
+fn remove_local(releases: &Path, names: &[ReleaseId]) -> Result<(), String> {
+    for r in names {
+        let d = releases.join(r.as_str());
+        match std::fs::remove_dir_all(&d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_failure(format_args!("remove {}", d.display()), &e)),
+        }
+    }
+    Ok(())
+}
+
 /// A host operation that ran past `sync.host_timeout`.
 pub fn timed_out(timeout: Duration) -> String {
     format!(
@@ -853,12 +867,6 @@ impl Fleet<'_> {
 
     /// Copies the artifact into `TARGET/releases/RELEASE/` on every host.
     pub async fn stage(&self, artifact: &Path, release: &ReleaseId) -> Vec<HostResult<Staged>> {
-        let artifact_bytes = {
-            let a = artifact.to_owned();
-            tokio::task::spawn_blocking(move || tree_bytes(&a))
-                .await
-                .unwrap_or(0)
-        };
         let watch = crate::observe::stage(self.hosts.len());
         let done = |r: &HostResult<Staged>| {
             let bytes = r.outcome.as_ref().ok().and_then(|s| s.bytes_sent);
@@ -885,6 +893,14 @@ impl Fleet<'_> {
                         if named || out.status.is_none() {
                             return Err(err);
                         }
+                        // Only now, on a failure: a walk of the whole
+                        // artifact is not worth its time on every push.
+                        let artifact_bytes = {
+                            let a = artifact.to_owned();
+                            tokio::task::spawn_blocking(move || tree_bytes(&a))
+                                .await
+                                .unwrap_or(0)
+                        };
                         let releases = place.target().join("releases");
                         return Err(
                             match self
@@ -1056,17 +1072,12 @@ impl Fleet<'_> {
             }
             match place {
                 Place::Local { path } => {
-                    for r in &names {
-                        let d = path.join("releases").join(r.as_str());
-                        match std::fs::remove_dir_all(&d) {
-                            Ok(()) => {}
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                            Err(e) => {
-                                return Err(io_failure(format_args!("remove {}", d.display()), &e))
-                            }
-                        }
-                    }
-                    Ok(())
+                    // Off the async threads: removing a release is a walk
+                    // of all its files, and every host's runs at once.
+                    let releases = path.join("releases");
+                    tokio::task::spawn_blocking(move || remove_local(&releases, &names))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("cannot remove releases: {e}")))
                 }
                 Place::Remote { host, target } => self
                     .ssh(host, &remove_script(target, &names))
