@@ -1076,9 +1076,9 @@ def report(b, quick):
     loc = an["rsync"]
     w(f"Where the time goes, tool aside: one round of {n_max} ssh sessions at once (`ssh host true`) takes "
       f"{spread([r.wall for r in ssh_round])} and {secs(med([r.cpu for r in ssh_round]))} of CPU here plus "
-      f"{secs(med([r.host_cpu for r in ssh_round]))} on the hosts — pushgate opens three per host and push "
-      f"(read the host's releases, rsync, switch), parallel-rsync + parallel-ssh and the loop two, Ansible two "
-      f"(its ControlPersist master serves the shell task). rsync's own part of an incremental push, on one "
+      f"{secs(med([r.host_cpu for r in ssh_round]))} on the hosts — pushgate opens one per host and push "
+      f"(its ControlMaster serves the read of the host's releases, rsync and the switch), parallel-rsync + "
+      f"parallel-ssh and the loop two, Ansible two (its ControlPersist master serves the shell task). rsync's own part of an incremental push, on one "
       f"host without ssh (`--link-dest` to a copy of the full tree, this machine's disk): "
       f"{spread([r.wall for r in loc])}, {secs(med([r.cpu for r in loc]))} of CPU; the {n_max} hosts' "
       f"receivers share the bastion's {os.cpu_count()} cores here, as they never would in a fleet.\n")
