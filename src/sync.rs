@@ -134,9 +134,9 @@ pub fn ssh_command(opts: &SshOptions, port: Option<u16>) -> Vec<String> {
     v
 }
 
-/// `ssh [options] [-l user] -O exit -- host`: stops the host's shared
-/// connection (`None` for a `local:` host).
-pub fn close_argv(opts: &SshOptions, host: &Host) -> Option<Vec<OsString>> {
+/// `ssh [options] [-l user]` for an ssh host, and its hostname (which
+/// `Host::parse` validated: it cannot start with `-`); `None` for `local:`.
+fn ssh_to<'h>(opts: &SshOptions, host: &'h Host) -> Option<(Vec<OsString>, &'h str)> {
     let Host::Ssh {
         user,
         hostname,
@@ -145,7 +145,6 @@ pub fn close_argv(opts: &SshOptions, host: &Host) -> Option<Vec<OsString>> {
     else {
         return None;
     };
-    opts.control_dir.as_ref()?;
     let mut v: Vec<OsString> = ssh_command(opts, *port)
         .into_iter()
         .map(Into::into)
@@ -154,32 +153,25 @@ pub fn close_argv(opts: &SshOptions, host: &Host) -> Option<Vec<OsString>> {
         v.push("-l".into());
         v.push(u.into());
     }
+    Some((v, hostname))
+}
+
+/// `ssh [options] [-l user] -O exit -- host`: stops the host's shared
+/// connection (`None` for a `local:` host or without a control directory).
+pub fn close_argv(opts: &SshOptions, host: &Host) -> Option<Vec<OsString>> {
+    opts.control_dir.as_ref()?;
+    let (mut v, hostname) = ssh_to(opts, host)?;
     v.extend(["-O".into(), "exit".into(), "--".into(), hostname.into()]);
     Some(v)
 }
 
-/// `ssh [options] [-l user] -- host SCRIPT`. The host was validated by
-/// `Host::parse` (it cannot start with `-`), and `--` ends ssh's options anyway.
+/// `ssh [options] [-l user] -- host SCRIPT`; `--` ends ssh's options
+/// whatever the host is called.
 pub fn ssh_argv(opts: &SshOptions, host: &Host, script: &str) -> Vec<OsString> {
-    let Host::Ssh {
-        user,
-        hostname,
-        port,
-    } = host
-    else {
+    let Some((mut v, hostname)) = ssh_to(opts, host) else {
         return Vec::new();
     };
-    let mut v: Vec<OsString> = ssh_command(opts, *port)
-        .into_iter()
-        .map(Into::into)
-        .collect();
-    if let Some(u) = user {
-        v.push("-l".into());
-        v.push(u.into());
-    }
-    v.push("--".into());
-    v.push(hostname.into());
-    v.push(script.into());
+    v.extend(["--".into(), hostname.into(), script.into()]);
     v
 }
 
