@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Generates src/sandbox/spec.rs from Asana's OpenAPI spec.
+"""Generates crates/sandbox/src/spec.rs from Asana's OpenAPI spec.
 
 For each operation the sandbox serves: the declared query parameters, the
 opt_fields enum, and the writable (non-readOnly) fields of the request body's
 `data`. The sandbox refuses anything else with 400, so a client tested against
 it sends only what Asana declares.
 
-Usage: python3 scripts/gen-sandbox-spec.py ../shared/asana/asana_oas.yaml > src/sandbox/spec.rs
+Usage: python3 scripts/gen-sandbox-spec.py ../shared/asana/asana_oas.yaml > crates/sandbox/src/spec.rs
 (needs PyYAML)
 """
 import sys

@@ -22,7 +22,7 @@ pub mod plan;
 pub mod process;
 pub mod progress;
 pub mod recover;
-pub mod sandbox;
+pub use pushgate_sandbox as sandbox;
 pub mod state;
 pub mod sync;
 pub mod telemetry;
