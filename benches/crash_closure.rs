@@ -11,13 +11,13 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use git2::{Oid, Repository, Signature};
-use pushgate::asana::{Client, RetryPolicy, Sleeper, Token};
+use pushgate::adapters::asana::{Client, RetryPolicy, Sleeper, Token};
+use pushgate::adapters::state::StateDir;
 use pushgate::config::Config;
-use pushgate::crash;
-use pushgate::model::CommitId;
+use pushgate::domain::model::CommitId;
+use pushgate::run::crash;
 use pushgate::sandbox::store::TaskRec;
 use pushgate::sandbox::{seed, Sandbox};
-use pushgate::state::StateDir;
 
 const COMMITS: usize = 50_000;
 const TASKS: usize = 10_000;
@@ -144,8 +144,8 @@ hosts = ["local:/nonexistent"]
     let listed = client
         .project_tasks(
             &config.crash.as_ref().unwrap().project,
-            pushgate::asana::CompletedSince::Now,
-            pushgate::asana::fields::LOCK_TASK,
+            pushgate::adapters::asana::CompletedSince::Now,
+            pushgate::adapters::asana::fields::LOCK_TASK,
         )
         .await?;
     eprintln!(
@@ -161,7 +161,7 @@ hosts = ["local:/nonexistent"]
     let decide_secs = t.elapsed().as_secs_f64();
     eprintln!("decision: {decide_secs:.2} s");
     let decide_requests = sb.requests().len();
-    let to_close = pushgate::decide::crash::closures(&tasks).len();
+    let to_close = pushgate::domain::decide::crash::closures(&tasks).len();
     assert_eq!(
         to_close, shipped_expected,
         "the decision finds every shipped fix"
@@ -170,7 +170,7 @@ hosts = ["local:/nonexistent"]
     // 2. The whole pass: the decision again, then the writes.
     sb.clear_requests();
     let t = Instant::now();
-    let mut outbox = pushgate::outbox::Outbox::open(&state, &beta.name, &client)?;
+    let mut outbox = pushgate::run::outbox::Outbox::open(&state, &beta.name, &client)?;
     let care = crash::after_run(
         &config,
         &client,

@@ -5,12 +5,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use pushgate::cli::{Cli, Command, CrashCommand};
+use pushgate::cmd::cli::{Cli, Command, CrashCommand};
+use pushgate::cmd::telemetry;
 use pushgate::cmd::{self, Env, Outcome, UsageError};
 use pushgate::config::ConfigError;
-use pushgate::plan::{HoldReason, Verdict};
+use pushgate::domain::plan::{HoldReason, Verdict};
 use pushgate::sandbox::Sandbox;
-use pushgate::telemetry;
 
 const EXIT_OK: u8 = 0;
 const EXIT_FAILED: u8 = 1;
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(run(cli));
-    pushgate::sync::remove_mux_dir();
+    pushgate::adapters::hosts::remove_mux_dir();
     match result {
         Ok(outcome) => ExitCode::from(exit_code(&outcome)),
         Err(err) => {
@@ -128,7 +128,8 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     ..
                 } | Command::Rollback { json: false, .. }
             ) {
-                env.observer.show_progress(pushgate::progress::wanted());
+                env.observer
+                    .show_progress(pushgate::watch::progress::wanted());
             }
             let outcome = match command {
                 Command::Push {
@@ -140,7 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     ignore_freeze,
                     reason,
                 } => {
-                    let overrides = pushgate::plan::Overrides {
+                    let overrides = pushgate::domain::plan::Overrides {
                         ignore_locks,
                         ignore_freeze,
                         reason,
@@ -157,7 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                         },
                 } => cmd::crash::fixed(&env, &task_gid, &commit, json).await,
                 Command::Run { grace, metrics } => {
-                    pushgate::daemon::run(&env, grace, metrics).await
+                    pushgate::cmd::daemon::run(&env, grace, metrics).await
                 }
                 Command::Rollback { cluster, to, json } => {
                     cmd::rollback::run(&env, &cluster, to.as_deref(), json).await

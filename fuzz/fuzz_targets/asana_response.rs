@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pushgate::asana::{self, CustomFieldSetting, Named, Story, Task, User};
+use pushgate::adapters::asana::{self, CustomFieldSetting, Named, Story, Task, User};
 use serde_json::Value;
 
 fn decode<T: serde::de::DeserializeOwned>(v: &Value) -> Option<T> {
@@ -15,7 +15,7 @@ fn decode<T: serde::de::DeserializeOwned>(v: &Value) -> Option<T> {
 fn lock_tasks(tasks: Vec<Task>) {
     for t in tasks {
         let _ = serde_json::to_value(&t);
-        if let Some(lock) = pushgate::gather::lock_task(t, Some("Fix commit")) {
+        if let Some(lock) = pushgate::run::gather::lock_task(t, Some("Fix commit")) {
             let _ = lock.to_string();
             let _ = pushgate::cmd::status::lock_json(&lock);
         }

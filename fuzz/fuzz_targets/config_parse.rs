@@ -15,8 +15,8 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use pushgate::config::Config;
-use pushgate::decide;
-use pushgate::plan::{FreezeFacts, SoakFacts};
+use pushgate::domain::decide;
+use pushgate::domain::plan::{FreezeFacts, SoakFacts};
 
 /// The slots of the template, with the example config's values.
 const SLOTS: &[(&str, &str)] = &[

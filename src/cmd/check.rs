@@ -14,11 +14,11 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{Env, Outcome};
-use crate::gather::describe;
-use crate::git::FetchAuth;
-use crate::model::{Host, ProjectGid};
-use crate::plan::printable;
-use crate::sync::{Fleet, SshOptions};
+use crate::adapters::git::FetchAuth;
+use crate::adapters::hosts::{Fleet, SshOptions};
+use crate::domain::model::{Host, ProjectGid};
+use crate::domain::plan::printable;
+use crate::run::gather::describe;
 
 /// How long one host, the repository or the bastion's rsync may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -60,7 +60,7 @@ pub async fn run(env: &Env, config_path: &std::path::Path, json: bool) -> anyhow
     lines.extend(asana(env).await);
     if let Some(n) = &config.notify {
         let what = "notify webhook";
-        lines.push(match crate::notify::Webhook::from_env(n) {
+        lines.push(match crate::watch::notify::Webhook::from_env(n) {
             Ok(Some(_)) => {
                 let host = std::env::var(&n.slack_webhook_env)
                     .ok()
@@ -96,7 +96,7 @@ pub async fn run(env: &Env, config_path: &std::path::Path, json: bool) -> anyhow
             .collect();
         super::print_json(&json!({ "ok": ok, "checks": checks }));
     } else {
-        let paint = crate::term::Paint::stdout();
+        let paint = crate::cmd::term::Paint::stdout();
         for l in &lines {
             let mark = if l.ok {
                 paint.good("ok   ")
@@ -198,10 +198,10 @@ async fn repository(env: &Env) -> Line {
     };
     let listed = tokio::time::timeout(
         CHECK_TIMEOUT,
-        tokio::task::spawn_blocking(move || crate::git::ls_remote(&url, &auth)),
+        tokio::task::spawn_blocking(move || crate::adapters::git::ls_remote(&url, &auth)),
     )
     .await;
-    let shown = crate::git::redact_url(&repo.url);
+    let shown = crate::adapters::git::redact_url(&repo.url);
     let refs = match listed {
         Err(_) => {
             return Line::fail(
@@ -288,7 +288,8 @@ async fn hosts(env: &Env) -> Vec<Line> {
 /// `ssh -V` must run.
 async fn local_tool(env: &Env, argv: &[&str], what: &str) -> Line {
     let args: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
-    let out = match crate::process::run(&args, None, CHECK_TIMEOUT, &env.child_env).await {
+    let out = match crate::adapters::process::run(&args, None, CHECK_TIMEOUT, &env.child_env).await
+    {
         Ok(o) => o,
         Err(e) => return Line::fail(what, e.to_string()),
     };
@@ -296,7 +297,7 @@ async fn local_tool(env: &Env, argv: &[&str], what: &str) -> Line {
         return Line::fail(what, out.failure());
     }
     if argv[0] == "rsync" {
-        match crate::sync::check_rsync(out.stdout.lines().next().unwrap_or("")) {
+        match crate::adapters::hosts::check_rsync(out.stdout.lines().next().unwrap_or("")) {
             Ok(v) => Line::ok(what, v),
             Err(e) => Line::fail(what, e),
         }

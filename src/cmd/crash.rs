@@ -6,12 +6,12 @@ use anyhow::Context;
 use serde_json::json;
 
 use super::{Env, Outcome, UsageError};
-use crate::asana::{fields, Comment, TaskUpdate};
+use crate::adapters::asana::{fields, Comment, TaskUpdate};
+use crate::adapters::git::{FetchAuth, Mirror};
+use crate::adapters::state::StateDir;
 use crate::config::Config;
-use crate::git::{FetchAuth, Mirror};
-use crate::model::{CommitId, TaskGid};
-use crate::plan::printable;
-use crate::state::StateDir;
+use crate::domain::model::{CommitId, TaskGid};
+use crate::domain::plan::printable;
 
 /// Records `commit` as the fix of a crash task: in its text custom field
 /// named `crash.fix_commit_field` when the task has one, else as a

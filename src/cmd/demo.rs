@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::{shutdown_signal, Env};
-use crate::asana::{Client, Sleeper, Token};
+use crate::adapters::asana::{Client, Sleeper, Token};
 use crate::config::Config;
 use crate::sandbox::{seed, Sandbox};
 
@@ -157,7 +157,7 @@ pub async fn run(
         Sleeper::Tokio,
     )?;
     let env = Env::from_parts(config, client);
-    env.observer.show_progress(crate::progress::wanted());
+    env.observer.show_progress(crate::watch::progress::wanted());
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "pushgate".into());

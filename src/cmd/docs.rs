@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use clap::CommandFactory;
 
-use crate::cli::Cli;
+use crate::cmd::cli::Cli;
 
 /// The completion script for `shell`, on stdout.
 pub fn completions(shell: clap_complete::Shell) {

@@ -11,11 +11,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 
 use super::{Outcome, UsageError};
+use crate::adapters::state::HistoryRecord;
+use crate::adapters::state::StateDir;
 use crate::config::Config;
-use crate::holds::HoldRecord;
-use crate::plan::printable;
-use crate::state::HistoryRecord;
-use crate::state::StateDir;
+use crate::domain::plan::printable;
+use crate::watch::holds::HoldRecord;
 
 /// What the runs and holds of a window say.
 #[derive(Clone, Debug, PartialEq)]
@@ -149,7 +149,7 @@ pub fn run(
         .into_iter()
         .filter(|r| since.is_none_or(|s| r.started >= s))
         .collect();
-    let holds = crate::holds::read(&state, &settings.name).unwrap_or_default();
+    let holds = crate::watch::holds::read(&state, &settings.name).unwrap_or_default();
     let shown = &all[all.len().saturating_sub(limit)..];
     let st = stats(&all, &holds, since, now);
     if json {

@@ -3,9 +3,9 @@
 use serde_json::json;
 
 use super::{operator, Env, Outcome, UsageError};
-use crate::asana::{fields, Comment, NewTask, TaskUpdate};
-use crate::model::TaskGid;
-use crate::plan::printable;
+use crate::adapters::asana::{fields, Comment, NewTask, TaskUpdate};
+use crate::domain::model::TaskGid;
+use crate::domain::plan::printable;
 
 /// Creates a lock task in the cluster's lock project, assigned to the token's user.
 pub async fn lock(

@@ -2,7 +2,9 @@
 //! [`Outcome`]; `main.rs` turns outcomes and errors into exit codes.
 
 pub mod check;
+pub mod cli;
 pub mod crash;
+pub mod daemon;
 pub mod demo;
 pub mod docs;
 pub mod history;
@@ -10,19 +12,21 @@ pub mod locks;
 pub mod push;
 pub mod rollback;
 pub mod status;
+pub mod telemetry;
+pub mod term;
 
 use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Context;
 
-use crate::asana::{Client, Sleeper, Token};
+use crate::adapters::asana::{Client, Sleeper, Token};
+use crate::adapters::process::ChildEnv;
+use crate::adapters::state::StateDir;
 use crate::config::{AsanaEndpoint, ClusterSettings, Config, TokenSource};
-use crate::observe::Observer;
-use crate::plan::Verdict;
-use crate::process::ChildEnv;
+use crate::domain::plan::Verdict;
 use crate::sandbox::Sandbox;
-use crate::state::StateDir;
+use crate::watch::Observer;
 
 /// How a command ended, for `main` to turn into an exit code.
 #[derive(Debug)]
@@ -149,11 +153,11 @@ pub async fn close_connections(env: &Env, settings: &ClusterSettings) {
     let Ok(hosts) = settings.read_hosts() else {
         return;
     };
-    let fleet = crate::sync::Fleet {
+    let fleet = crate::adapters::hosts::Fleet {
         hosts: &hosts,
         target: settings.target.as_deref(),
         settings: &env.config.sync,
-        ssh: crate::sync::SshOptions::from_settings(&env.config.sync),
+        ssh: crate::adapters::hosts::SshOptions::from_settings(&env.config.sync),
         env: &env.child_env,
     };
     fleet.close().await;

@@ -7,12 +7,13 @@ use std::sync::atomic::AtomicBool;
 use serde_json::{json, Value};
 
 use super::{Env, Outcome, UsageError};
-use crate::execute::{self, PushReport};
-use crate::model::CommitId;
-use crate::outbox::Outbox;
-use crate::plan::{Facts, HoldReason, LockFacts, Overrides, Plan, Verdict};
-use crate::state::StateError;
-use crate::{crash, decide, gather, recover};
+use crate::adapters::state::StateError;
+use crate::domain::decide;
+use crate::domain::model::CommitId;
+use crate::domain::plan::{Facts, HoldReason, LockFacts, Overrides, Plan, Verdict};
+use crate::run::execute::{self, PushReport};
+use crate::run::outbox::Outbox;
+use crate::run::{crash, gather, recover};
 
 /// Where a push's words go: a person's terminal, a script, or the log (the daemon).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,7 +80,8 @@ pub async fn run(
         if let Some(r) = &pushed.report {
             v["result"] = report_json(r);
             // Whole-process wall time with at least one child (build, rsync, ssh) running.
-            v["result"]["children_ms"] = json!(crate::process::children_wall().as_millis() as u64);
+            v["result"]["children_ms"] =
+                json!(crate::adapters::process::children_wall().as_millis() as u64);
         }
         if let Some(r) = &pushed.recovered {
             v["recovered"] = json!({
@@ -168,7 +170,7 @@ async fn push_inner(
             ));
         }
         let hosts = settings.read_hosts().map_err(UsageError)?;
-        crate::process::reap_orphans(&env.state.children(&settings.name));
+        crate::adapters::process::reap_orphans(&env.state.children(&settings.name));
         let cx = recover::Cx {
             config: &env.config,
             state: &env.state,
@@ -313,7 +315,7 @@ async fn push_inner(
                 pushed.queued,
                 if pushed.queued == 1 { "" } else { "s" },
                 ob.deferred().map_or("Asana did not take them".into(), |w| {
-                    crate::plan::printable(w, 200)
+                    crate::domain::plan::printable(w, 200)
                 }),
                 if pushed.queued == 1 { "it" } else { "them" },
             ));

@@ -12,13 +12,13 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::{Env, Outcome, UsageError};
-use crate::execute::{run_id, task_name};
-use crate::git::Mirror;
-use crate::model::{CommitId, ReleaseId};
-use crate::outbox::{Delivery, Op, Outbox, TaskRef};
-use crate::recover;
-use crate::state::{BadMark, Deployed, HistoryRecord, JournalEntry, StateError};
-use crate::sync::{Fleet, HostReleases, SshOptions};
+use crate::adapters::git::Mirror;
+use crate::adapters::hosts::{Fleet, HostReleases, SshOptions};
+use crate::adapters::state::{BadMark, Deployed, HistoryRecord, JournalEntry, StateError};
+use crate::domain::model::{CommitId, ReleaseId};
+use crate::run::execute::{run_id, task_name};
+use crate::run::outbox::{Delivery, Op, Outbox, TaskRef};
+use crate::run::recover;
 
 /// The release to go back to: the newest one older than what runs now that
 /// was deployed successfully (`good`: a directory left by a failed or killed
@@ -63,7 +63,7 @@ async fn rollback(
         Some(t) => Some(ReleaseId::parse(t).ok_or_else(|| {
             UsageError(format!(
                 "--to: `{}` is not a release id (YYYYMMDDTHHMMSSZ-<12 hex>)",
-                crate::plan::printable(t, 60)
+                crate::domain::plan::printable(t, 60)
             ))
         })?),
         None => None,
@@ -81,7 +81,7 @@ async fn rollback(
     let hosts = settings.read_hosts().map_err(UsageError)?;
     let mut outbox = Outbox::open(&env.state, &settings.name, &env.client)?;
     let child_env = env.child_env.registered(env.state.children(&settings.name));
-    crate::process::reap_orphans(&env.state.children(&settings.name));
+    crate::adapters::process::reap_orphans(&env.state.children(&settings.name));
     if outbox.pending() > 0 {
         outbox.flush().await;
     }
@@ -220,7 +220,7 @@ async fn rollback(
         if let Err(err) = env.state.journal(&settings.name, &e) {
             tracing::warn!(error = %err, "cannot write the run journal");
         }
-        crate::failpoint::hit(&format!("journal:{step}"));
+        crate::adapters::failpoint::hit(&format!("journal:{step}"));
     };
     journal(
         "start",
@@ -369,7 +369,7 @@ async fn rollback(
                 push_task_link: link.clone(),
             },
         )?;
-        crate::failpoint::hit("deployed");
+        crate::adapters::failpoint::hit("deployed");
     }
     env.state.append_history(
         &settings.name,

@@ -7,15 +7,15 @@
 use serde_json::{json, Value};
 
 use super::{Env, Outcome};
+use crate::adapters::git::Mirror;
 use crate::config::{ClusterSettings, Source};
-use crate::git::Mirror;
 use std::collections::HashMap;
 
-use crate::gather;
-use crate::model::{CommitId, Fix, LockTask, TaskGid};
-use crate::plan::{printable, LockFacts};
-use crate::state::{Deployed, HistoryRecord};
-use crate::term::Paint;
+use crate::adapters::state::{Deployed, HistoryRecord};
+use crate::cmd::term::Paint;
+use crate::domain::model::{CommitId, Fix, LockTask, TaskGid};
+use crate::domain::plan::{printable, LockFacts};
+use crate::run::gather;
 
 pub fn lock_json(t: &LockTask) -> Value {
     json!({
@@ -110,7 +110,7 @@ async fn holding(
             Fix::Valid { commit, .. } => Some(commit.clone()),
             _ => None,
         };
-        if crate::decide::holds(&t) {
+        if crate::domain::decide::holds(&t) {
             if let Some(n) = fix.as_ref().and_then(on_source) {
                 notes.insert(t.gid.clone(), n);
             }
@@ -144,7 +144,7 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
     let facts = futures_util::future::join_all(reads).await;
     let mut all_read = true;
     let mut out = Vec::new();
-    let paint = crate::term::Paint::stdout();
+    let paint = crate::cmd::term::Paint::stdout();
     let mut rows = Vec::new();
     let mut details = Vec::new();
     for (c, locks) in clusters.iter().zip(facts) {
@@ -152,10 +152,10 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
         let deployed = env.state.deployed(&c.name)?;
         let last = env.state.history(&c.name)?.pop();
         let now = chrono::Utc::now();
-        let next = crate::decide::next_fire(&c.schedule.cron, c.timezone, now)
+        let next = crate::domain::decide::next_fire(&c.schedule.cron, c.timezone, now)
             .map(|t| t.with_timezone(&c.timezone));
         let freeze = gather::freeze_facts(&env.config, &env.state, c)
-            .and_then(|f| crate::decide::frozen(&f, now))
+            .and_then(|f| crate::domain::decide::frozen(&f, now))
             .map(|h| h.to_string());
         let running = env.state.running(&c.name);
         let backlog = Backlog::read(env, c, running.is_some());
@@ -253,7 +253,7 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
         .iter()
         .map(|h| paint.dim(h))
         .collect();
-        print!("{}", crate::term::table(&header, &rows));
+        print!("{}", crate::cmd::term::table(&header, &rows));
         for d in details {
             println!();
             print!("{d}");
@@ -277,7 +277,7 @@ struct Backlog {
 
 impl Backlog {
     fn read(env: &Env, c: &ClusterSettings, running: bool) -> Backlog {
-        let outbox = crate::outbox::Outbox::open(&env.state, &c.name, &env.client).ok();
+        let outbox = crate::run::outbox::Outbox::open(&env.state, &c.name, &env.client).ok();
         Backlog {
             queued: outbox.as_ref().map_or(0, |o| o.pending()),
             oldest: outbox.as_ref().and_then(|o| o.oldest()),

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use pushgate::asana::{fields, AsanaError, Comment, CompletedSince, NewTask, TaskUpdate};
-use pushgate::model::{ProjectGid, TaskGid};
+use pushgate::adapters::asana::{fields, AsanaError, Comment, CompletedSince, NewTask, TaskUpdate};
+use pushgate::domain::model::{ProjectGid, TaskGid};
 
 use crate::support::{self, seed};
 
@@ -128,7 +128,7 @@ async fn gives_up_after_the_bound_with_a_transient_error() {
 async fn an_answer_slower_than_the_timeout_is_a_retried_transport_error() {
     let sb = support::sandbox().await;
     support::faults(&sb, |f| f.latency_ms = 400);
-    let policy = pushgate::asana::RetryPolicy {
+    let policy = pushgate::adapters::asana::RetryPolicy {
         max_attempts: 2,
         request_timeout: Duration::from_millis(50),
         ..Default::default()
@@ -176,7 +176,7 @@ fn new_task(name: &str) -> NewTask {
     }
 }
 
-async fn tasks_named(client: &pushgate::asana::Client, name: &str) -> usize {
+async fn tasks_named(client: &pushgate::adapters::asana::Client, name: &str) -> usize {
     client
         .project_tasks(&project(seed::PUSH_BETA), CompletedSince::All, "name")
         .await

@@ -336,7 +336,7 @@ async fn asana_down_mid_push_every_write_lands_once_later_even_through_a_kill() 
         .run_env(
             &["push", "beta"],
             &bin.token,
-            &[(pushgate::failpoint::ENV, "outbox:applied#2")],
+            &[(pushgate::adapters::failpoint::ENV, "outbox:applied#2")],
         )
         .await;
     assert_eq!(killed.signal, Some(9), "{killed:?}");

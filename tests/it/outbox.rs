@@ -2,10 +2,10 @@
 //! across processes (a new `Outbox` reading the file is a new process),
 //! refusals that are dropped, and the file staying small.
 
-use pushgate::model::ClusterName;
-use pushgate::outbox::{Delivery, Op, Outbox, TaskRef};
+use pushgate::adapters::state::StateDir;
+use pushgate::domain::model::ClusterName;
+use pushgate::run::outbox::{Delivery, Op, Outbox, TaskRef};
 use pushgate::sandbox::Faults;
-use pushgate::state::StateDir;
 
 use crate::support::{self, comments, seed, task};
 

@@ -129,7 +129,7 @@ async fn kill_at(point: &str, finished: bool) {
         .run_env(
             &["push", "beta"],
             &bin.token,
-            &[(pushgate::failpoint::ENV, point)],
+            &[(pushgate::adapters::failpoint::ENV, point)],
         )
         .await;
     assert_eq!(
@@ -242,7 +242,7 @@ async fn a_held_next_run_still_converges_the_hosts_first() {
         .run_env(
             &["push", "beta"],
             &bin.token,
-            &[(pushgate::failpoint::ENV, "switch:host")],
+            &[(pushgate::adapters::failpoint::ENV, "switch:host")],
         )
         .await;
     assert_eq!(killed.signal, Some(9), "{killed:?}");
@@ -292,7 +292,7 @@ async fn a_rollback_killed_mid_switch_is_finished_by_the_next_run() {
         .run_env(
             &["rollback", "beta"],
             &bin.token,
-            &[(pushgate::failpoint::ENV, "switch:host")],
+            &[(pushgate::adapters::failpoint::ENV, "switch:host")],
         )
         .await;
     assert_eq!(killed.signal, Some(9), "{killed:?}");

@@ -2,7 +2,7 @@
 
 #[test]
 fn decide_reads_no_clock_and_does_no_io() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/decide");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/domain/decide");
     let forbidden = [
         "tokio",
         "reqwest",
@@ -19,9 +19,9 @@ fn decide_reads_no_clock_and_does_no_io() {
         "Instant::now",
         "async ",
         ".await",
-        "crate::asana",
+        "crate::adapters::asana",
         "crate::sandbox",
-        "crate::gather",
+        "crate::run::gather",
         "tracing",
     ];
     let mut checked = 0;

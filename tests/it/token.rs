@@ -131,7 +131,7 @@ async fn the_token_is_nowhere_a_push_rollback_or_failure_could_put_it() {
     // A push killed mid-stage, recovered by a rollback.
     bin.repo.commit(&[("app/index.html", b"v3\n")], "v3");
     let mut killed_vars = vars.to_vec();
-    killed_vars.push((pushgate::failpoint::ENV, "stage:host"));
+    killed_vars.push((pushgate::adapters::failpoint::ENV, "stage:host"));
     let killed = bin
         .run_env(&["push", "beta", "-vvv"], &token, &killed_vars)
         .await;
@@ -218,7 +218,7 @@ async fn debug_of_the_config_the_token_and_the_client_never_shows_it() {
     );
     let config = pushgate::config::Config::parse(&text, bin.dir.path()).unwrap();
     let source = config.asana.token.clone().unwrap();
-    let t = pushgate::asana::Token::read(&source).unwrap();
+    let t = pushgate::adapters::asana::Token::read(&source).unwrap();
     let (client, _) = support::client(&sb);
     let env = pushgate::cmd::Env::from_parts(config.clone(), client.clone());
     for (what, dbg) in [
@@ -231,13 +231,13 @@ async fn debug_of_the_config_the_token_and_the_client_never_shows_it() {
     }
     // An error about the token names its source, not its value.
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let err = pushgate::asana::Token::read(&source)
+    let err = pushgate::adapters::asana::Token::read(&source)
         .unwrap_err()
         .to_string();
     assert!(err.contains("token file") && !err.contains(&token), "{err}");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::write(&file, format!("{token} extra\n")).unwrap();
-    let err = pushgate::asana::Token::read(&source)
+    let err = pushgate::adapters::asana::Token::read(&source)
         .unwrap_err()
         .to_string();
     assert!(!err.contains(&token), "{err}");

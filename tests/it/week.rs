@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use pushgate::cmd::push::{push_at, Output};
 use pushgate::cmd::Env;
 use pushgate::config::{ClusterSettings, Config};
-use pushgate::plan::{HoldReason, Verdict};
+use pushgate::domain::plan::{HoldReason, Verdict};
 use serde_json::json;
 
 use crate::support::{self, seed, Bin, Raw, Setup};
@@ -51,7 +51,7 @@ async fn a_week_of_schedules_freezes_locks_and_prod_shipping_what_beta_soaked() 
 
     // Monday 2026-11-23 00:00 PST to the next Monday.
     let start = at("2026-11-23T08:00:00Z");
-    let ticks = pushgate::daemon::ticks(&clusters, start, start + Duration::days(7));
+    let ticks = pushgate::cmd::daemon::ticks(&clusters, start, start + Duration::days(7));
     assert_eq!(
         ticks.iter().filter(|(_, c)| c.as_str() == "beta").count(),
         672
@@ -231,11 +231,11 @@ async fn a_week_of_schedules_freezes_locks_and_prod_shipping_what_beta_soaked() 
 }
 
 trait ParseCluster {
-    fn parse_cluster(&self) -> pushgate::model::ClusterName;
+    fn parse_cluster(&self) -> pushgate::domain::model::ClusterName;
 }
 
 impl ParseCluster for str {
-    fn parse_cluster(&self) -> pushgate::model::ClusterName {
-        pushgate::model::ClusterName::parse(self).unwrap()
+    fn parse_cluster(&self) -> pushgate::domain::model::ClusterName {
+        pushgate::domain::model::ClusterName::parse(self).unwrap()
     }
 }

@@ -7,7 +7,7 @@ use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pushgate::asana::{Client, RetryPolicy, Sleeper, Token};
+use pushgate::adapters::asana::{Client, RetryPolicy, Sleeper, Token};
 use pushgate::sandbox::{store::TaskRec, Faults, Sandbox};
 use serde_json::Value;
 
@@ -459,7 +459,7 @@ hosts = ["local:{d}/hosts/prod-1"]
             .env_remove("RUST_LOG")
             .env_remove("PUSHGATE_CONFIG")
             .env_remove("NO_COLOR")
-            .env_remove(pushgate::failpoint::ENV)
+            .env_remove(pushgate::adapters::failpoint::ENV)
             .envs(vars.iter().copied())
             .output()
             .await

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
-use crate::plan::{FreezeFacts, HoldReason, SoakFacts};
+use crate::domain::plan::{FreezeFacts, HoldReason, SoakFacts};
 
 /// The first time after `after` (exclusive) that `cron` fires, read in `tz`.
 pub fn next_fire(cron: &croner::Cron, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -49,7 +49,7 @@ pub fn soaking(s: &SoakFacts, now: DateTime<Utc>) -> Option<HoldReason> {
 mod tests {
     use super::*;
     use crate::config::parse_cron;
-    use crate::model::ClusterName;
+    use crate::domain::model::ClusterName;
 
     fn prod_freeze(running: bool) -> FreezeFacts {
         FreezeFacts {

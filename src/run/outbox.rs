@@ -27,9 +27,11 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::asana::{fields, AsanaError, Client, Comment, CompletedSince, NewTask, TaskUpdate};
-use crate::model::{ClusterName, ProjectGid, TaskGid, WorkspaceGid};
-use crate::state::{self, StateDir, StateError};
+use crate::adapters::asana::{
+    fields, AsanaError, Client, Comment, CompletedSince, NewTask, TaskUpdate,
+};
+use crate::adapters::state::{self, StateDir, StateError};
+use crate::domain::model::{ClusterName, ProjectGid, TaskGid, WorkspaceGid};
 
 /// The task a write is about: known, or created by an earlier write of
 /// the queue (`key`, e.g. the run id of the push whose task it is).
@@ -347,7 +349,7 @@ impl Outbox {
                     Delivery::Dropped(why)
                 }
             };
-            crate::failpoint::hit("outbox:applied");
+            crate::adapters::failpoint::hit("outbox:applied");
             self.done(&entry, &delivery);
             self.pending.pop_front();
             if Some(entry.seq) == seq {
@@ -565,7 +567,7 @@ enum Failed {
 
 impl From<AsanaError> for Failed {
     fn from(e: AsanaError) -> Failed {
-        let why = crate::gather::describe(&e);
+        let why = crate::run::gather::describe(&e);
         if e.is_transient() || e.status() == Some(401) || matches!(e, AsanaError::Token(_)) {
             Failed::Later(why)
         } else {

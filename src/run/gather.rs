@@ -4,13 +4,13 @@
 
 use anyhow::Context;
 
-use crate::asana::{fields, Client, CompletedSince, Task};
+use crate::adapters::asana::{fields, Client, CompletedSince, Task};
+use crate::adapters::git::{Changelog, FetchAuth, GitError, Mirror};
+use crate::adapters::state::StateDir;
 use crate::cmd::UsageError;
 use crate::config::{ClusterSettings, Config, Source};
-use crate::git::{Changelog, FetchAuth, GitError, Mirror};
-use crate::model::{ClusterName, CommitId, Fix, LockTask, TaskGid};
-use crate::plan::{Candidate, Facts, FreezeFacts, LockFacts, Overrides, SoakFacts};
-use crate::state::StateDir;
+use crate::domain::model::{ClusterName, CommitId, Fix, LockTask, TaskGid};
+use crate::domain::plan::{Candidate, Facts, FreezeFacts, LockFacts, Overrides, SoakFacts};
 
 /// At most this many changelog lines; the rest are counted.
 pub const CHANGELOG_LINES: usize = 50;
@@ -192,7 +192,7 @@ async fn candidate(
                     }
                     e => e.into(),
                 })?,
-                via: format!("--commit {}", crate::plan::printable(r, 60)),
+                via: format!("--commit {}", crate::domain::plan::printable(r, 60)),
                 from_cluster: None,
             },
             (None, None) => Candidate {
@@ -335,7 +335,7 @@ fn fix_commit(t: &Task, fix_field: Option<&str>) -> Option<String> {
             .collect();
         lines
             .iter()
-            .find(|v| crate::model::is_fix_shaped(v))
+            .find(|v| crate::domain::model::is_fix_shaped(v))
             .or(lines.first())
             .map(|v| (*v).to_owned())
     })
@@ -344,7 +344,7 @@ fn fix_commit(t: &Task, fix_field: Option<&str>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::asana::CustomFieldValue;
+    use crate::adapters::asana::CustomFieldValue;
 
     #[test]
     fn fix_commit_prefers_the_field_then_the_last_notes_line() {

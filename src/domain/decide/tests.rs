@@ -1,8 +1,8 @@
 use expect_test::{expect, Expect};
 
-use crate::git::{ChangeEntry, Changelog};
-use crate::model::{ClusterName, CommitId, Fix, LockTask, TaskGid};
-use crate::plan::{Candidate, Facts, LockFacts, Overrides};
+use crate::adapters::git::{ChangeEntry, Changelog};
+use crate::domain::model::{ClusterName, CommitId, Fix, LockTask, TaskGid};
+use crate::domain::plan::{Candidate, Facts, LockFacts, Overrides};
 
 fn commit(c: char) -> CommitId {
     CommitId::parse(&c.to_string().repeat(40)).unwrap()
@@ -151,7 +151,7 @@ fn a_commit_whose_build_failed_is_not_retried_on_schedule() {
     f.failed_build = Some((commit('b'), "older".into()));
     assert!(matches!(
         super::plan(&f).verdict,
-        crate::plan::Verdict::Push { .. }
+        crate::domain::plan::Verdict::Push { .. }
     ));
 }
 
@@ -345,7 +345,10 @@ fn ignore_locks_pushes_past_open_locks_and_unknown_state_and_says_so() {
     );
     f.locks = LockFacts::Unreadable("HTTP 503".into());
     let plan = super::plan(&f);
-    assert!(matches!(plan.verdict, crate::plan::Verdict::Push { .. }));
+    assert!(matches!(
+        plan.verdict,
+        crate::domain::plan::Verdict::Push { .. }
+    ));
     assert_eq!(plan.ignored.unwrap().unknown.as_deref(), Some("HTTP 503"));
 }
 
@@ -356,20 +359,23 @@ fn ignore_locks_never_passes_a_running_push_or_a_freeze() {
     f.downstream_running = ClusterName::parse("prod");
     check_facts(f.clone(), expect!["beta: frozen while prod's push runs"]);
     f.downstream_running = None;
-    f.soak = Some(crate::plan::SoakFacts {
+    f.soak = Some(crate::domain::plan::SoakFacts {
         from: ClusterName::parse("prod").unwrap(),
         since: f.now - chrono::Duration::minutes(10),
         min: chrono::Duration::minutes(90),
     });
     assert!(matches!(
         super::plan(&f).verdict,
-        crate::plan::Verdict::Hold(crate::plan::HoldReason::Soaking { .. })
+        crate::domain::plan::Verdict::Hold(crate::domain::plan::HoldReason::Soaking { .. })
     ));
     // --ignore-freeze passes the soak too, and says so; it never passes a
     // push of the cluster shipping this one's builds.
     f.overrides = overrides(false, true);
     let plan = super::plan(&f);
-    assert!(matches!(plan.verdict, crate::plan::Verdict::Push { .. }));
+    assert!(matches!(
+        plan.verdict,
+        crate::domain::plan::Verdict::Push { .. }
+    ));
     assert_eq!(plan.ignored.unwrap().holds.len(), 1);
     f.downstream_running = ClusterName::parse("prod");
     check_facts(f, expect!["beta: frozen while prod's push runs"]);

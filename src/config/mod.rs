@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use toml::{Table, Value};
 
-use crate::model::{ClusterName, Host, ProjectGid, WorkspaceGid};
+use crate::domain::model::{ClusterName, Host, ProjectGid, WorkspaceGid};
 
 /// The default config path, relative to the working directory.
 pub const DEFAULT_PATH: &str = "config/pushgate.toml";
@@ -64,7 +64,7 @@ pub struct AsanaSettings {
     pub token: Option<TokenSource>,
     pub workspace: WorkspaceGid,
     /// Attempts, backoff and timeouts of every Asana call.
-    pub retry: crate::asana::RetryPolicy,
+    pub retry: crate::adapters::asana::RetryPolicy,
 }
 
 #[derive(Clone, Debug)]
@@ -690,7 +690,7 @@ impl Validator {
             }
         };
         let workspace = self.gid(P, t, "workspace", WorkspaceGid::parse);
-        let mut retry = crate::asana::RetryPolicy::default();
+        let mut retry = crate::adapters::asana::RetryPolicy::default();
         if t.contains_key("max_attempts") {
             retry.max_attempts = self.integer(P, t, "max_attempts", 1, MAX_ATTEMPTS)? as u32;
         }

@@ -28,7 +28,7 @@ pub use dto::{
 pub use error::AsanaError;
 
 use crate::config::TokenSource;
-use crate::model::{ProjectGid, TaskGid, WorkspaceGid};
+use crate::domain::model::{ProjectGid, TaskGid, WorkspaceGid};
 
 /// The `opt_fields` each read asks for.
 pub mod fields {

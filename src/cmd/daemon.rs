@@ -36,9 +36,9 @@ use futures_util::future::join_all;
 use crate::cmd::push::{push_at, Output};
 use crate::cmd::{Env, Outcome};
 use crate::config::ClusterSettings;
-use crate::decide::next_fire;
-use crate::metrics::Metrics;
-use crate::plan::Verdict;
+use crate::domain::decide::next_fire;
+use crate::domain::plan::Verdict;
+use crate::watch::metrics::Metrics;
 
 /// Every fire time of every cluster in `[from, to)`, in order (pure: for
 /// tests and for `status`).
@@ -46,7 +46,7 @@ pub fn ticks(
     clusters: &[&ClusterSettings],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Vec<(DateTime<Utc>, crate::model::ClusterName)> {
+) -> Vec<(DateTime<Utc>, crate::domain::model::ClusterName)> {
     let mut out = Vec::new();
     for c in clusters {
         let mut t = from - chrono::Duration::seconds(1);
@@ -95,7 +95,7 @@ pub async fn run(
         let stopped = async move {
             let _ = done.wait_for(|d| *d).await;
         };
-        if let Err(e) = crate::metrics::serve(listener, m, stopped).await {
+        if let Err(e) = crate::watch::metrics::serve(listener, m, stopped).await {
             tracing::error!(error = %e, "the metrics endpoint stopped");
         }
     };
@@ -179,7 +179,7 @@ async fn cluster_loop(
             Output::Log,
             started,
             Some(stop),
-            crate::plan::Overrides::default(),
+            crate::domain::plan::Overrides::default(),
         )
         .await;
         match &result {
@@ -210,7 +210,7 @@ mod tests {
 
     #[test]
     fn a_week_has_672_beta_ticks_and_10_prod_ticks_in_order() {
-        let text = include_str!("../config/pushgate.toml");
+        let text = include_str!("../../config/pushgate.toml");
         let config = Config::parse(text, std::path::Path::new("/etc/pushgate")).unwrap();
         let clusters: Vec<&ClusterSettings> = config.clusters.values().collect();
         // Monday 2026-11-23 00:00 PST.

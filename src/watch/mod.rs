@@ -12,6 +12,11 @@
 //! Nothing here can fail a run: every failure is a warning in the log,
 //! and a notification waits at most `notify.timeout`.
 
+pub mod holds;
+pub mod metrics;
+pub mod notify;
+pub mod progress;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -19,14 +24,13 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use indicatif::ProgressBar;
 
+use self::notify::Webhook;
+use crate::adapters::state::StateDir;
 use crate::config::{Config, NotifySettings};
-use crate::execute::PushReport;
-use crate::metrics::Metrics;
-use crate::model::{ClusterName, CommitId, ReleaseId};
-use crate::notify::{self, Webhook};
-use crate::plan::{HoldReason, Plan, Verdict};
-use crate::state::StateDir;
-use crate::{holds, progress};
+use crate::domain::model::{ClusterName, CommitId, ReleaseId};
+use crate::domain::plan::{HoldReason, Plan, Verdict};
+use crate::run::execute::PushReport;
+use crate::watch::metrics::Metrics;
 
 /// The watchers of one process's runs; cheap to clone.
 #[derive(Clone)]
@@ -281,7 +285,7 @@ impl StageWatch {
         };
         if let Some(bar) = &self.bar {
             bar.inc(1);
-            let mut msg = format!("{} sent", crate::execute::bytes(total));
+            let mut msg = format!("{} sent", crate::run::execute::bytes(total));
             if failed > 0 {
                 msg.push_str(&format!(" · {failed} failed"));
             }

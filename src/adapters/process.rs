@@ -147,7 +147,7 @@ impl ChildOutput {
             .find(|l| !l.trim().is_empty())
             .or_else(|| self.stdout.lines().rev().find(|l| !l.trim().is_empty()));
         match last {
-            Some(l) => format!("{what}: {}", crate::plan::printable(l.trim(), 300)),
+            Some(l) => format!("{what}: {}", crate::domain::plan::printable(l.trim(), 300)),
             None => what,
         }
     }
@@ -293,7 +293,7 @@ pub async fn run(
         }
         _ => None,
     };
-    crate::failpoint::hit(&format!("spawned:{program}"));
+    crate::adapters::failpoint::hit(&format!("spawned:{program}"));
     // If this future is dropped (a daemon stopping past its grace period),
     // the whole group goes, not only the direct child.
     let mut guard = GroupGuard(pid);

@@ -19,13 +19,13 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use crate::adapters::hosts::{Fleet, SshOptions};
+use crate::adapters::process::ChildEnv;
+use crate::adapters::state::{Deployed, HistoryRecord, JournalEntry, StateDir};
 use crate::config::{ClusterSettings, Config};
-use crate::decide::recover::{converge, host_action, Converge, Interrupted};
-use crate::model::{Host, ReleaseId, TaskGid};
-use crate::outbox::{Op, Outbox, TaskRef};
-use crate::process::ChildEnv;
-use crate::state::{Deployed, HistoryRecord, JournalEntry, StateDir};
-use crate::sync::{Fleet, SshOptions};
+use crate::domain::decide::recover::{converge, host_action, Converge, Interrupted};
+use crate::domain::model::{Host, ReleaseId, TaskGid};
+use crate::run::outbox::{Op, Outbox, TaskRef};
 
 /// What recovery needs.
 pub struct Cx<'a> {
@@ -316,7 +316,7 @@ async fn converge_hosts(cx: &Cx<'_>, run: &Interrupted, target: &Converge) -> Ve
             .outcome
             .as_ref()
             .err()
-            .filter(|e| *e != crate::sync::SKIPPED);
+            .filter(|e| *e != crate::adapters::hosts::SKIPPED);
         if let Some(e) = failed {
             errors.push(format!("{}: cannot switch: {e}", r.host));
             // `current` may still point at the release to remove.

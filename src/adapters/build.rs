@@ -10,11 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::adapters::git::{GitError, Mirror};
+use crate::adapters::process::{self, ChildEnv};
+use crate::adapters::state::StateDir;
 use crate::config::BuildSettings;
-use crate::git::{GitError, Mirror};
-use crate::model::CommitId;
-use crate::process::{self, ChildEnv};
-use crate::state::StateDir;
+use crate::domain::model::CommitId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -118,7 +118,7 @@ pub async fn artifact(
 
     let argv: Vec<std::ffi::OsString> = settings.command.iter().map(Into::into).collect();
     tracing::info!(commit = %commit, command = ?settings.command, "building");
-    let _spinner = crate::observe::build(commit);
+    let _spinner = crate::watch::build(commit);
     let out = process::run(&argv, Some(&tree), settings.timeout, env).await?;
     let tail = out.tail(30);
     if !out.success() {

@@ -10,7 +10,7 @@ pub mod recover;
 pub use freeze::{frozen, next_fire, soaking};
 pub use gate::{gate, holds};
 
-use crate::plan::{Facts, HoldReason, Ignored, Plan, Step, Verdict};
+use crate::domain::plan::{Facts, HoldReason, Ignored, Plan, Step, Verdict};
 
 /// Decides one push of one cluster from what was gathered, in SPEC §2's
 /// order: exclusion, freeze, candidate (nothing new is a no-op; a source

@@ -1,7 +1,7 @@
 //! The gate: may this cluster push, given its lock project?
 
-use crate::model::{Fix, LockTask};
-use crate::plan::{HoldReason, LockFacts, Verdict};
+use crate::domain::model::{Fix, LockTask};
+use crate::domain::plan::{HoldReason, LockFacts, Verdict};
 
 /// Whether one task read from a lock project holds the push (SPEC §2 step
 /// 4). This is the one place the rule lives:

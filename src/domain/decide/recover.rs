@@ -10,8 +10,8 @@
 //!   back), and the new release, whole or partial, is removed. If nothing
 //!   was deployed before, `current` links to the new release are removed.
 
-use crate::model::ReleaseId;
-use crate::sync::HostReleases;
+use crate::adapters::hosts::HostReleases;
+use crate::domain::model::ReleaseId;
 
 /// What the journal and the state directory say of the interrupted run.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -18,15 +18,15 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::asana::Client;
-use crate::build;
+use crate::adapters::asana::Client;
+use crate::adapters::build;
+use crate::adapters::hosts::{self, Fleet, HostResult, SshOptions, Staged};
+use crate::adapters::process::ChildEnv;
+use crate::adapters::state::{Deployed, HistoryRecord, JournalEntry, StateDir};
 use crate::config::{ClusterSettings, Config};
-use crate::model::{CommitId, Host, ReleaseId, TaskGid};
-use crate::outbox::{self, Delivery, Op, Outbox};
-use crate::plan::{printable, Plan, Step};
-use crate::process::ChildEnv;
-use crate::state::{Deployed, HistoryRecord, JournalEntry, StateDir};
-use crate::sync::{self, Fleet, HostResult, SshOptions, Staged};
+use crate::domain::model::{CommitId, Host, ReleaseId, TaskGid};
+use crate::domain::plan::{printable, Plan, Step};
+use crate::run::outbox::{self, Delivery, Op, Outbox};
 
 /// The push task, once created.
 #[derive(Clone, Debug)]
@@ -337,7 +337,7 @@ impl Run<'_, '_> {
         if let Err(err) = self.cx.state.journal(&self.cx.cluster.name, &e) {
             tracing::warn!(error = %err, "cannot write the run journal");
         }
-        crate::failpoint::hit(&format!("journal:{step}"));
+        crate::adapters::failpoint::hit(&format!("journal:{step}"));
     }
 
     fn fleet(&self) -> Fleet<'_> {
@@ -409,7 +409,7 @@ impl Run<'_, '_> {
         .map_err(|e| Failure {
             step: "build",
             tail: e.tail().map(str::to_owned),
-            message: crate::gather::describe(&e),
+            message: crate::run::gather::describe(&e),
         })?;
         let line = if built.cached {
             format!("build: reused the cached artifact of {}", self.to.short())
@@ -427,7 +427,7 @@ impl Run<'_, '_> {
     }
 
     /// `source = "cluster:…"`: the bytes that cluster ran, from the cache.
-    async fn ship(&mut self, from: &crate::model::ClusterName) -> Result<(), Failure> {
+    async fn ship(&mut self, from: &crate::domain::model::ClusterName) -> Result<(), Failure> {
         self.journal("build", json!({ "ship_from": from.as_str() }));
         let artifact = self.cx.state.artifact(&self.to);
         if !artifact.is_dir() {
@@ -658,7 +658,7 @@ impl Run<'_, '_> {
                 (Ok(st), Ok(_)) => {
                     let mut all = st.before.releases.clone();
                     all.push(self.release.clone());
-                    sync::prune_list(&all, keep, Some(&self.release), st.before.current.as_ref())
+                    hosts::prune_list(&all, keep, Some(&self.release), st.before.current.as_ref())
                 }
                 _ => Vec::new(),
             })
@@ -685,7 +685,7 @@ impl Run<'_, '_> {
         if let Err(e) = cx.state.set_deployed(&cx.cluster.name, &deployed) {
             tracing::error!(error = %e, "the hosts switched but the deployed release could not be recorded");
         }
-        crate::failpoint::hit("deployed");
+        crate::adapters::failpoint::hit("deployed");
         self.clear_bad_mark();
         self.history("success", None, None);
         self.say(format!(

@@ -12,13 +12,13 @@ use std::collections::HashSet;
 
 use anyhow::Context;
 
-use crate::asana::{fields, Client, CompletedSince};
+use crate::adapters::asana::{fields, Client, CompletedSince};
+use crate::adapters::git::Mirror;
+use crate::adapters::state::StateDir;
 use crate::config::{ClusterSettings, Config, CrashSettings};
-use crate::decide::crash::{bad_fixes, closures, releases, reported_key, CrashAction};
-use crate::git::Mirror;
-use crate::model::{CommitId, Fix, LockTask, TaskGid};
-use crate::outbox::{Delivery, Op, Outbox, TaskRef};
-use crate::state::StateDir;
+use crate::domain::decide::crash::{bad_fixes, closures, releases, reported_key, CrashAction};
+use crate::domain::model::{CommitId, Fix, LockTask, TaskGid};
+use crate::run::outbox::{Delivery, Op, Outbox, TaskRef};
 
 /// What one aftercare pass did.
 #[derive(Debug, Default)]
@@ -71,7 +71,7 @@ pub async fn crash_tasks(
         .await?;
     let mut tasks: Vec<LockTask> = raw
         .into_iter()
-        .filter_map(|t| crate::gather::lock_task(t, Some(&crash.fix_commit_field)))
+        .filter_map(|t| crate::run::gather::lock_task(t, Some(&crash.fix_commit_field)))
         .filter(|t| !matches!(t.fix, Fix::None))
         .collect();
     let repo = state.repo();
@@ -128,7 +128,7 @@ async fn tell_bad_fix(
 ) -> bool {
     let text = format!(
         "pushgate cannot use the fix commit value `{}`: {why}. It unlocks nothing and closes nothing. Set the \"{}\" field, or a last notes line `Fixed-in: <sha>`, to a commit of the repository (7 to 40 hex digits). pushgate says this once per value.",
-        crate::plan::printable(value, 80),
+        crate::domain::plan::printable(value, 80),
         crash.fix_commit_field
     );
     let op = Op::Comment {

@@ -7,8 +7,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::git::Changelog;
-use crate::model::{ClusterName, CommitId, Fix, LockTask};
+use crate::adapters::git::Changelog;
+use crate::domain::model::{ClusterName, CommitId, Fix, LockTask};
 
 /// What the lock project said, or why it could not be read.
 #[derive(Clone, Debug, PartialEq, Eq)]

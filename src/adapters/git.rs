@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{FetchOptions, FetchPrune, Oid, RemoteCallbacks, Repository, Sort};
 
-use crate::model::{is_fix_shaped, CommitId, Fix};
+use crate::domain::model::{is_fix_shaped, CommitId, Fix};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {

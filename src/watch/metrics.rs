@@ -26,10 +26,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::asana::Client;
+use crate::adapters::asana::Client;
+use crate::adapters::state::{HistoryRecord, StateDir};
 use crate::config::Config;
-use crate::model::ClusterName;
-use crate::state::{HistoryRecord, StateDir};
+use crate::domain::model::ClusterName;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClusterLabels {
@@ -230,7 +230,7 @@ impl Metrics {
                 let _ = m.push_duration.get_or_create(&l);
                 let _ = m.rollbacks.get_or_create(&l);
             }
-            for reason in crate::holds::REASONS {
+            for reason in crate::watch::holds::REASONS {
                 let _ = m.holds.get_or_create(&ReasonLabels {
                     cluster: cluster.clone(),
                     reason: (*reason).into(),
@@ -313,7 +313,8 @@ impl Metrics {
                 }
             }
         }
-        for h in new_lines::<crate::holds::HoldRecord>(&dir.join("holds.jsonl"), read_up_to) {
+        for h in new_lines::<crate::watch::holds::HoldRecord>(&dir.join("holds.jsonl"), read_up_to)
+        {
             self.holds
                 .get_or_create(&ReasonLabels {
                     cluster: cluster.clone(),

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{CommitId, Fix, LockTask, TaskGid};
+use crate::domain::model::{CommitId, Fix, LockTask, TaskGid};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CrashAction {

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::ClusterName;
-use crate::plan::{HoldReason, Verdict};
-use crate::state::StateDir;
+use crate::adapters::state::StateDir;
+use crate::domain::model::ClusterName;
+use crate::domain::plan::{HoldReason, Verdict};
 
 /// Past this size the log is rewritten with only its last [`KEEP_DAYS`] days.
 pub const TRIM_BYTES: u64 = 2 * 1024 * 1024;
@@ -127,7 +127,7 @@ fn trim(p: &Path, now: DateTime<Utc>) -> std::io::Result<()> {
         size -= lines[first].len();
         first += 1;
     }
-    crate::state::write_atomic(p, &lines[first..].concat()).map_err(std::io::Error::other)
+    crate::adapters::state::write_atomic(p, &lines[first..].concat()).map_err(std::io::Error::other)
 }
 
 /// Every held run of the cluster still in the log, oldest first. A line

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::telemetry::LogFormat;
+use crate::cmd::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 
+use crate::adapters::process::{self, ChildEnv};
 use crate::config::{HostKeyPolicy, SyncSettings};
-use crate::model::{Host, ReleaseId};
-use crate::plan::printable;
-use crate::process::{self, ChildEnv};
+use crate::domain::model::{Host, ReleaseId};
+use crate::domain::plan::printable;
 
 /// How ssh is started: from `[sync]`.
 #[derive(Clone, Debug, Default)]
@@ -326,7 +326,7 @@ pub fn check_rsync(first_line: &str) -> Result<String, String> {
         )),
         None => Err(format!(
             "cannot tell the rsync version from `{}`",
-            crate::plan::printable(first_line.trim(), 80)
+            crate::domain::plan::printable(first_line.trim(), 80)
         )),
     }
 }
@@ -859,7 +859,7 @@ impl Fleet<'_> {
 
     /// Copies the artifact into `TARGET/releases/RELEASE/` on every host.
     pub async fn stage(&self, artifact: &Path, release: &ReleaseId) -> Vec<HostResult<Staged>> {
-        let watch = crate::observe::stage(self.hosts.len());
+        let watch = crate::watch::stage(self.hosts.len());
         let done = |r: &HostResult<Staged>| {
             let bytes = r.outcome.as_ref().ok().and_then(|s| s.bytes_sent);
             watch.host_done(r.outcome.is_ok(), bytes);
@@ -905,7 +905,7 @@ impl Fleet<'_> {
                             },
                         );
                     }
-                    crate::failpoint::hit("stage:host");
+                    crate::adapters::failpoint::hit("stage:host");
                     Ok(Staged {
                         bytes_sent: parse_bytes_sent(&out.stdout),
                         before,
@@ -931,7 +931,7 @@ impl Fleet<'_> {
                 return Err(SKIPPED.to_owned());
             }
             self.switch_one(place, release).await?;
-            crate::failpoint::hit("switch:host");
+            crate::adapters::failpoint::hit("switch:host");
             match &self.settings.after_switch {
                 Some(argv) => Ok(self.after_switch(place, argv).await.err()),
                 None => Ok(None),
@@ -993,7 +993,7 @@ impl Fleet<'_> {
             match to.get(i).cloned().flatten() {
                 Some(r) => {
                     self.switch_one(place, &r).await?;
-                    crate::failpoint::hit("revert:host");
+                    crate::adapters::failpoint::hit("revert:host");
                     // The app must reload what it runs again, too.
                     if let Some(argv) = &self.settings.after_switch {
                         if let Err(e) = self.after_switch(place, argv).await {

@@ -26,11 +26,11 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::adapters::state::StateDir;
 use crate::config::NotifySettings;
-use crate::execute::PushReport;
-use crate::model::{ClusterName, CommitId, Fix, ReleaseId};
-use crate::plan::{printable, HoldReason, Plan, Verdict};
-use crate::state::StateDir;
+use crate::domain::model::{ClusterName, CommitId, Fix, ReleaseId};
+use crate::domain::plan::{printable, HoldReason, Plan, Verdict};
+use crate::run::execute::PushReport;
 
 /// A validated webhook.
 pub struct Webhook {
@@ -349,7 +349,7 @@ pub struct Streak {
 /// and for locks which tasks. `None`: not held, or held only because
 /// another push of the cluster runs (that push was announced itself).
 pub fn hold_key(verdict: &Verdict) -> Option<String> {
-    let reason = crate::holds::reason(verdict)?;
+    let reason = crate::watch::holds::reason(verdict)?;
     match verdict {
         Verdict::Hold(HoldReason::Running { .. }) => None,
         Verdict::Hold(HoldReason::Locked { tasks }) => {
@@ -421,14 +421,14 @@ pub fn save(state: &StateDir, cluster: &ClusterName, s: &NotifyState) -> anyhow:
     if let Some(dir) = p.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    crate::state::write_json(&p, s)?;
+    crate::adapters::state::write_json(&p, s)?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{LockTask, TaskGid};
+    use crate::domain::model::{LockTask, TaskGid};
 
     fn at(min: i64) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")

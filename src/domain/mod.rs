@@ -1,0 +1,7 @@
+//! The pure core: domain nouns, the facts a decision is made on, the plans
+//! it returns, and every decision (`decide`). No IO, no async, no clock
+//! read, no error type; it imports nothing outside itself.
+
+pub mod decide;
+pub mod model;
+pub mod plan;
