@@ -11,9 +11,10 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use git2::{Oid, Repository, Signature};
-use pushgate::adapters::asana::{Client, RetryPolicy, Sleeper, Token};
+use pushgate::adapters::asana::{Client, Sleeper, Token};
 use pushgate::adapters::state::StateDir;
 use pushgate::config::Config;
+use pushgate::config::RetryPolicy;
 use pushgate::domain::model::CommitId;
 use pushgate::run::crash;
 use pushgate::sandbox::store::TaskRec;

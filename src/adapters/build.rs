@@ -118,7 +118,6 @@ pub async fn artifact(
 
     let argv: Vec<std::ffi::OsString> = settings.command.iter().map(Into::into).collect();
     tracing::info!(commit = %commit, command = ?settings.command, "building");
-    let _spinner = crate::watch::build(commit);
     let out = process::run(&argv, Some(&tree), settings.timeout, env).await?;
     let tail = out.tail(30);
     if !out.success() {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{FetchOptions, FetchPrune, Oid, RemoteCallbacks, Repository, Sort};
 
-use crate::domain::model::{is_fix_shaped, CommitId, Fix};
+use crate::domain::model::{is_fix_shaped, ChangeEntry, Changelog, CommitId, Fix};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -62,32 +62,6 @@ impl GitError {
 /// The mirror: a bare repository whose branches and tags follow the remote's.
 pub struct Mirror {
     repo: Repository,
-}
-
-/// One line of a changelog. Text is from commit messages: untrusted, only
-/// ever printed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChangeEntry {
-    pub commit: CommitId,
-    pub subject: String,
-    pub author: String,
-}
-
-/// The commits between the deployed and the candidate commit, newest
-/// first, cut at `max` with the count of the rest.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Changelog {
-    pub entries: Vec<ChangeEntry>,
-    pub more: usize,
-}
-
-impl Changelog {
-    pub fn len(&self) -> usize {
-        self.entries.len() + self.more
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// How to authenticate an ssh fetch: a key file, else the ssh agent.

@@ -18,8 +18,8 @@ use futures_util::stream::{self, StreamExt};
 
 use crate::adapters::process::{self, ChildEnv};
 use crate::config::{HostKeyPolicy, SyncSettings};
-use crate::domain::model::{Host, ReleaseId};
-use crate::domain::plan::printable;
+use crate::domain::model::{Host, HostReleases, ReleaseId};
+use crate::domain::text::{bytes, printable};
 
 /// How ssh is started: from `[sync]`.
 #[derive(Clone, Debug, Default)]
@@ -326,7 +326,7 @@ pub fn check_rsync(first_line: &str) -> Result<String, String> {
         )),
         None => Err(format!(
             "cannot tell the rsync version from `{}`",
-            crate::domain::plan::printable(first_line.trim(), 80)
+            crate::domain::text::printable(first_line.trim(), 80)
         )),
     }
 }
@@ -372,13 +372,6 @@ impl<'a> Place<'a> {
             Place::Remote { target, .. } => target,
         }
     }
-}
-
-/// What a host runs and keeps, read before staging.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HostReleases {
-    pub current: Option<ReleaseId>,
-    pub releases: Vec<ReleaseId>,
 }
 
 /// Parses `probe_script`'s output. Names that are not release ids are ignored.
@@ -578,29 +571,10 @@ pub fn room_cause(room: &Room, artifact_bytes: u64, releases: &Path) -> Option<S
         format!(
             "disk full: {} has {} free, the artifact is {}",
             releases.display(),
-            size(free),
-            size(artifact_bytes)
+            bytes(free),
+            bytes(artifact_bytes)
         )
     })
-}
-
-/// "512 KiB", "1.5 MiB": for people.
-fn size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut v = bytes as f64 / 1024.0;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if v < 10.0 {
-        format!("{v:.1} {}", UNITS[u])
-    } else {
-        format!("{v:.0} {}", UNITS[u])
-    }
 }
 
 /// The bytes of the regular files under `dir` (symlinks not followed).
@@ -858,64 +832,62 @@ impl Fleet<'_> {
     }
 
     /// Copies the artifact into `TARGET/releases/RELEASE/` on every host.
-    pub async fn stage(&self, artifact: &Path, release: &ReleaseId) -> Vec<HostResult<Staged>> {
-        let watch = crate::watch::stage(self.hosts.len());
-        let done = |r: &HostResult<Staged>| {
-            let bytes = r.outcome.as_ref().ok().and_then(|s| s.bytes_sent);
-            watch.host_done(r.outcome.is_ok(), bytes);
-        };
-        let results = self
-            .each_observed(
-                true,
-                |_, place| async move {
-                    let before = self.probe(place).await?;
-                    if before.current.as_ref() == Some(release) {
-                        return Err(format!(
+    /// `done` hears of each host as soon as it is done.
+    pub async fn stage(
+        &self,
+        artifact: &Path,
+        release: &ReleaseId,
+        done: &(dyn Fn(&HostResult<Staged>) + Sync),
+    ) -> Vec<HostResult<Staged>> {
+        self.each_observed(
+            true,
+            |_, place| async move {
+                let before = self.probe(place).await?;
+                if before.current.as_ref() == Some(release) {
+                    return Err(format!(
                     "release {release} is this host's current release; refusing to stage over it"
                 ));
+                }
+                let link = before.current.as_ref().filter(|c| *c != release);
+                let argv = rsync_argv(&self.ssh, artifact, &place, release, link);
+                let out = process::run(&argv, None, self.settings.host_timeout, self.env)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if !out.success() {
+                    let err = describe_failure(&out, self.settings.host_timeout);
+                    let named = cause_of(&format!("{}\n{}", out.stderr, out.stdout)).is_some();
+                    if named || out.status.is_none() {
+                        return Err(err);
                     }
-                    let link = before.current.as_ref().filter(|c| *c != release);
-                    let argv = rsync_argv(&self.ssh, artifact, &place, release, link);
-                    let out = process::run(&argv, None, self.settings.host_timeout, self.env)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if !out.success() {
-                        let err = describe_failure(&out, self.settings.host_timeout);
-                        let named = cause_of(&format!("{}\n{}", out.stderr, out.stdout)).is_some();
-                        if named || out.status.is_none() {
-                            return Err(err);
-                        }
-                        // Only now, on a failure: a walk of the whole
-                        // artifact is not worth its time on every push.
-                        let artifact_bytes = {
-                            let a = artifact.to_owned();
-                            tokio::task::spawn_blocking(move || tree_bytes(&a))
-                                .await
-                                .unwrap_or(0)
-                        };
-                        let releases = place.target().join("releases");
-                        return Err(
-                            match self
-                                .room(place)
-                                .await
-                                .and_then(|r| room_cause(&r, artifact_bytes, &releases))
-                            {
-                                Some(cause) => format!("{cause} ({err})"),
-                                None => err,
-                            },
-                        );
-                    }
-                    crate::adapters::failpoint::hit("stage:host");
-                    Ok(Staged {
-                        bytes_sent: parse_bytes_sent(&out.stdout),
-                        before,
-                    })
-                },
-                done,
-            )
-            .await;
-        watch.finish();
-        results
+                    // Only now, on a failure: a walk of the whole
+                    // artifact is not worth its time on every push.
+                    let artifact_bytes = {
+                        let a = artifact.to_owned();
+                        tokio::task::spawn_blocking(move || tree_bytes(&a))
+                            .await
+                            .unwrap_or(0)
+                    };
+                    let releases = place.target().join("releases");
+                    return Err(
+                        match self
+                            .room(place)
+                            .await
+                            .and_then(|r| room_cause(&r, artifact_bytes, &releases))
+                        {
+                            Some(cause) => format!("{cause} ({err})"),
+                            None => err,
+                        },
+                    );
+                }
+                crate::adapters::failpoint::hit("stage:host");
+                Ok(Staged {
+                    bytes_sent: parse_bytes_sent(&out.stdout),
+                    before,
+                })
+            },
+            done,
+        )
+        .await
     }
 
     /// Points `current` at `release` on the hosts whose index is in `which`,
@@ -1344,7 +1316,7 @@ mod tests {
         // Output that is not df's says nothing, rather than something wrong.
         assert_eq!(parse_room("$(reboot)\n"), Room::default());
         assert_eq!(room_cause(&Room::default(), 1 << 40, releases), None);
-        assert_eq!(size(1023), "1023 B");
-        assert_eq!(size(150 * 1024 * 1024), "150 MiB");
+        assert_eq!(crate::domain::text::bytes(1023), "1023 B");
+        assert_eq!(crate::domain::text::bytes(150 * 1024 * 1024), "150 MiB");
     }
 }

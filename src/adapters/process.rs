@@ -147,7 +147,7 @@ impl ChildOutput {
             .find(|l| !l.trim().is_empty())
             .or_else(|| self.stdout.lines().rev().find(|l| !l.trim().is_empty()));
         match last {
-            Some(l) => format!("{what}: {}", crate::domain::plan::printable(l.trim(), 300)),
+            Some(l) => format!("{what}: {}", crate::domain::text::printable(l.trim(), 300)),
             None => what,
         }
     }

@@ -194,7 +194,7 @@ impl StateDir {
                     .ok()
                     .map(|s| s.trim().to_owned())
                     .filter(|s| !s.is_empty())
-                    .map(|s| crate::domain::plan::printable(&s, 200))
+                    .map(|s| crate::domain::text::printable(&s, 200))
                     .unwrap_or_else(|| "holder unknown".into());
                 return Err(StateError::Busy {
                     cluster: c.clone(),
@@ -233,7 +233,7 @@ impl StateDir {
             Err(rustix::io::Errno::WOULDBLOCK) => Some(
                 fs::read_to_string(&path)
                     .ok()
-                    .map(|t| crate::domain::plan::printable(t.trim(), 200))
+                    .map(|t| crate::domain::text::printable(t.trim(), 200))
                     .filter(|t| !t.is_empty())
                     .unwrap_or_else(|| "a push".into()),
             ),

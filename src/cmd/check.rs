@@ -17,8 +17,8 @@ use super::{Env, Outcome};
 use crate::adapters::git::FetchAuth;
 use crate::adapters::hosts::{Fleet, SshOptions};
 use crate::domain::model::{Host, ProjectGid};
-use crate::domain::plan::printable;
-use crate::run::gather::describe;
+use crate::domain::text::describe;
+use crate::domain::text::printable;
 
 /// How long one host, the repository or the bastion's rsync may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);

@@ -11,7 +11,7 @@ use crate::adapters::git::{FetchAuth, Mirror};
 use crate::adapters::state::StateDir;
 use crate::config::Config;
 use crate::domain::model::{CommitId, TaskGid};
-use crate::domain::plan::printable;
+use crate::domain::text::printable;
 
 /// Records `commit` as the fix of a crash task: in its text custom field
 /// named `crash.fix_commit_field` when the task has one, else as a
@@ -82,7 +82,7 @@ pub async fn fixed(env: &Env, task: &str, commit: &str, json: bool) -> anyhow::R
     env.client.update_task(&gid, &update).await?;
     let text = format!(
         "Fix recorded by `pushgate crash fixed` ({}): {sha}, in {place}. The task is completed once beta runs a commit containing it.",
-        super::operator()
+        crate::run::gather::operator()
     );
     env.client.add_comment(&gid, &Comment::Text(text)).await?;
     if json {

@@ -14,7 +14,7 @@ use super::{Outcome, UsageError};
 use crate::adapters::state::HistoryRecord;
 use crate::adapters::state::StateDir;
 use crate::config::Config;
-use crate::domain::plan::printable;
+use crate::domain::text::printable;
 use crate::watch::holds::HoldRecord;
 
 /// What the runs and holds of a window say.

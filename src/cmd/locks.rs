@@ -2,10 +2,10 @@
 
 use serde_json::json;
 
-use super::{operator, Env, Outcome, UsageError};
+use super::{Env, Outcome, UsageError};
 use crate::adapters::asana::{fields, Comment, NewTask, TaskUpdate};
 use crate::domain::model::TaskGid;
-use crate::domain::plan::printable;
+use crate::domain::text::printable;
 
 /// Creates a lock task in the cluster's lock project, assigned to the token's user.
 pub async fn lock(
@@ -24,7 +24,7 @@ pub async fn lock(
     let name: String = first_line.chars().take(200).collect();
     let notes = format!(
         "{reason}\n\nLocked with `pushgate lock {cluster}` by {} at {}. Complete this task (or run `pushgate unlock <gid>`) to let {cluster} push again.",
-        operator(),
+        crate::run::gather::operator(),
         now.format("%Y-%m-%d %H:%M:%S UTC"),
     );
     let task = env
@@ -81,7 +81,10 @@ pub async fn unlock(env: &Env, task_gid: &str, json: bool) -> anyhow::Result<Out
     };
     let already = task.completed == Some(true);
     if !already {
-        let text = format!("Unlocked with `pushgate unlock` by {}.", operator());
+        let text = format!(
+            "Unlocked with `pushgate unlock` by {}.",
+            crate::run::gather::operator()
+        );
         env.client.add_comment(&gid, &Comment::Text(text)).await?;
         env.client
             .update_task(

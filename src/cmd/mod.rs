@@ -40,10 +40,7 @@ pub enum Outcome {
     Busy,
 }
 
-/// Bad usage, such as an unknown cluster: exit 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+pub use crate::run::UsageError;
 
 /// The config and a client for its Asana, plus the in-process sandbox when
 /// the config says `base_url = "sandbox"`.
@@ -177,17 +174,6 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
     }
-}
-
-/// Who is running pushgate, for notes and comments: `user@host`.
-pub fn operator() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "unknown-host".into());
-    format!("{user}@{host}")
 }
 
 pub(crate) fn print_json(v: &serde_json::Value) {

@@ -11,7 +11,8 @@ use crate::adapters::state::StateError;
 use crate::domain::decide;
 use crate::domain::model::CommitId;
 use crate::domain::plan::{Facts, HoldReason, LockFacts, Overrides, Plan, Verdict};
-use crate::run::execute::{self, PushReport};
+use crate::domain::report::PushReport;
+use crate::run::execute;
 use crate::run::outbox::Outbox;
 use crate::run::{crash, gather, recover};
 
@@ -265,6 +266,8 @@ async fn push_inner(
             hosts: settings.read_hosts().map_err(UsageError)?,
             now,
             run_id: run_name.clone(),
+            progress: &env.observer.watch_run(&settings.name),
+            operator: &crate::run::gather::operator(),
             verbose: output == Output::Text,
             stop,
         };
@@ -315,7 +318,7 @@ async fn push_inner(
                 pushed.queued,
                 if pushed.queued == 1 { "" } else { "s" },
                 ob.deferred().map_or("Asana did not take them".into(), |w| {
-                    crate::domain::plan::printable(w, 200)
+                    crate::domain::text::printable(w, 200)
                 }),
                 if pushed.queued == 1 { "it" } else { "them" },
             ));

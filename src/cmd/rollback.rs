@@ -13,9 +13,9 @@ use serde_json::json;
 
 use super::{Env, Outcome, UsageError};
 use crate::adapters::git::Mirror;
-use crate::adapters::hosts::{Fleet, HostReleases, SshOptions};
+use crate::adapters::hosts::{Fleet, SshOptions};
 use crate::adapters::state::{BadMark, Deployed, HistoryRecord, JournalEntry, StateError};
-use crate::domain::model::{CommitId, ReleaseId};
+use crate::domain::model::{CommitId, HostReleases, ReleaseId};
 use crate::run::execute::{run_id, task_name};
 use crate::run::outbox::{Delivery, Op, Outbox, TaskRef};
 use crate::run::recover;
@@ -63,7 +63,7 @@ async fn rollback(
         Some(t) => Some(ReleaseId::parse(t).ok_or_else(|| {
             UsageError(format!(
                 "--to: `{}` is not a release id (YYYYMMDDTHHMMSSZ-<12 hex>)",
-                crate::domain::plan::printable(t, 60)
+                crate::domain::text::printable(t, 60)
             ))
         })?),
         None => None,
@@ -207,7 +207,7 @@ async fn rollback(
         format!(
             "cluster: {cluster}\nrollback from: {}\nrollback to: {target}\ncommit: {commit}\nrun: {rid}\nbastion: {}\n\nLocks were not consulted: rollback is the emergency exit.",
             current.as_ref().map_or("(unknown)".to_owned(), ToString::to_string),
-            super::operator(),
+            crate::run::gather::operator(),
         ),
     );
     let journal = |step: &str, detail: serde_json::Value| {
@@ -264,7 +264,7 @@ async fn rollback(
                     from_commit.as_ref().map(|c| format!(" ({})", c.short())).unwrap_or_default(),
                     commit.short(),
                     now.format("%Y-%m-%d %H:%M:%S UTC"),
-                    super::operator(),
+                    crate::run::gather::operator(),
                     from_commit.as_ref().map(|c| format!(" The rolled-back commit {} is not pushed again unless someone runs `pushgate push {cluster} --commit {}`.", c.short(), c.short())).unwrap_or_default(),
                 ),
                 project: settings.lock_project.to_string(),

@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use crate::adapters::state::{Deployed, HistoryRecord};
 use crate::cmd::term::Paint;
 use crate::domain::model::{CommitId, Fix, LockTask, TaskGid};
-use crate::domain::plan::{printable, LockFacts};
+use crate::domain::plan::LockFacts;
+use crate::domain::text::printable;
 use crate::run::gather;
 
 pub fn lock_json(t: &LockTask) -> Value {

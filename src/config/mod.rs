@@ -64,7 +64,7 @@ pub struct AsanaSettings {
     pub token: Option<TokenSource>,
     pub workspace: WorkspaceGid,
     /// Attempts, backoff and timeouts of every Asana call.
-    pub retry: crate::adapters::asana::RetryPolicy,
+    pub retry: RetryPolicy,
 }
 
 #[derive(Clone, Debug)]
@@ -289,16 +289,6 @@ fn line_col(text: &str, offset: usize) -> String {
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     format!("line {line}, column {col}")
-}
-
-/// Parses a cron expression with the settings tokio-cron-scheduler 0.15 uses.
-pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Required)
-        .dom_and_dow(true)
-        .build()
-        .parse(expr)
-        .map_err(|e| e.to_string())
 }
 
 /// The longest duration any key takes: a year and a day. Longer is a typo
@@ -690,7 +680,7 @@ impl Validator {
             }
         };
         let workspace = self.gid(P, t, "workspace", WorkspaceGid::parse);
-        let mut retry = crate::adapters::asana::RetryPolicy::default();
+        let mut retry = RetryPolicy::default();
         if t.contains_key("max_attempts") {
             retry.max_attempts = self.integer(P, t, "max_attempts", 1, MAX_ATTEMPTS)? as u32;
         }
@@ -1039,7 +1029,7 @@ impl Validator {
         names: &[&str],
     ) -> Option<ClusterSettings> {
         self.known_keys(p, t, CLUSTER_KEYS);
-        let schedule = self.required_string(p, t, "schedule").and_then(|expr| match parse_cron(expr) {
+        let schedule = self.required_string(p, t, "schedule").and_then(|expr| match crate::domain::decide::parse_cron(expr) {
             Ok(cron) => Some(Schedule {
                 expr: expr.to_owned(),
                 cron,
@@ -1301,3 +1291,28 @@ pub fn check_base_url(s: &str) -> Result<reqwest::Url, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// How patiently calls are retried.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// A `Retry-After` longer than this is not waited out: the call fails.
+    pub max_retry_after: Duration,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}

@@ -5,3 +5,5 @@
 pub mod decide;
 pub mod model;
 pub mod plan;
+pub mod report;
+pub mod text;

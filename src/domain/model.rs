@@ -416,3 +416,36 @@ mod release_tests {
         );
     }
 }
+
+/// One line of a changelog. Text is from commit messages: untrusted, only
+/// ever printed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeEntry {
+    pub commit: CommitId,
+    pub subject: String,
+    pub author: String,
+}
+
+/// The commits between the deployed and the candidate commit, newest
+/// first, cut at `max` with the count of the rest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changelog {
+    pub entries: Vec<ChangeEntry>,
+    pub more: usize,
+}
+
+impl Changelog {
+    pub fn len(&self) -> usize {
+        self.entries.len() + self.more
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What a host runs and keeps, read before staging.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostReleases {
+    pub current: Option<ReleaseId>,
+    pub releases: Vec<ReleaseId>,
+}

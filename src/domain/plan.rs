@@ -7,8 +7,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::adapters::git::Changelog;
-use crate::domain::model::{ClusterName, CommitId, Fix, LockTask};
+use crate::domain::model::{Changelog, ClusterName, CommitId, Fix, LockTask};
+use crate::domain::text::printable;
 
 /// What the lock project said, or why it could not be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -293,29 +293,6 @@ impl Plan {
             _ => self.to_string(),
         }
     }
-}
-
-/// Untrusted text made safe for a terminal or a log line: control
-/// characters escaped, long text cut.
-pub fn printable(s: &str, max_chars: usize) -> String {
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == max_chars {
-            out.push('…');
-            break;
-        }
-        // Control characters, and the invisible ones that reorder or hide
-        // what a terminal shows (bidirectional overrides, zero-width
-        // characters, the byte-order mark).
-        if c.is_control()
-            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-        {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 impl fmt::Display for LockTask {

@@ -128,7 +128,7 @@ async fn tell_bad_fix(
 ) -> bool {
     let text = format!(
         "pushgate cannot use the fix commit value `{}`: {why}. It unlocks nothing and closes nothing. Set the \"{}\" field, or a last notes line `Fixed-in: <sha>`, to a commit of the repository (7 to 40 hex digits). pushgate says this once per value.",
-        crate::domain::plan::printable(value, 80),
+        crate::domain::text::printable(value, 80),
         crash.fix_commit_field
     );
     let op = Op::Comment {

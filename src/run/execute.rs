@@ -25,34 +25,10 @@ use crate::adapters::process::ChildEnv;
 use crate::adapters::state::{Deployed, HistoryRecord, JournalEntry, StateDir};
 use crate::config::{ClusterSettings, Config};
 use crate::domain::model::{CommitId, Host, ReleaseId, TaskGid};
-use crate::domain::plan::{printable, Plan, Step};
+use crate::domain::plan::{Plan, Step};
+use crate::domain::report::{HostLine, PushReport, TaskRef};
+use crate::domain::text::printable;
 use crate::run::outbox::{self, Delivery, Op, Outbox};
-
-/// The push task, once created.
-#[derive(Clone, Debug)]
-pub struct TaskRef {
-    pub gid: TaskGid,
-    pub link: String,
-}
-
-/// How a push ended.
-#[derive(Debug)]
-pub struct PushReport {
-    pub run_id: String,
-    pub release: ReleaseId,
-    pub commit: CommitId,
-    pub previous: Option<CommitId>,
-    pub task: Option<TaskRef>,
-    /// `None` on success; else the step that failed and why.
-    pub failure: Option<(String, String)>,
-    /// How each host ended.
-    pub hosts: Vec<HostLine>,
-    /// Asana writes Asana refused for good (logged; the push went on).
-    pub asana_failures: usize,
-    /// Asana writes left in the outbox for a later run.
-    pub asana_queued: usize,
-    pub duration: Duration,
-}
 
 /// What a push needs from its surroundings.
 pub struct Context<'a> {
@@ -66,6 +42,10 @@ pub struct Context<'a> {
     pub now: DateTime<Utc>,
     /// The run's id (`run_id`), made by the caller.
     pub run_id: String,
+    /// What watches the run (progress bars, stage metrics).
+    pub progress: &'a dyn crate::run::Progress,
+    /// Who runs it (`user@host`), for the push task's notes.
+    pub operator: &'a str,
     /// Print a line per step on stdout.
     pub verbose: bool,
     /// Set when pushgate is shutting down: stop before the next stage or switch.
@@ -86,15 +66,6 @@ impl Failure {
             tail: None,
         }
     }
-}
-
-/// One host's part in a push.
-#[derive(Clone, Debug)]
-pub struct HostLine {
-    pub host: Host,
-    pub result: String,
-    /// What rsync sent to it (its `--stats`).
-    pub bytes_sent: Option<u64>,
 }
 
 /// A new run id: cluster, start time and a random suffix.
@@ -120,22 +91,6 @@ pub fn task_name(
         commit.short(),
         now.format("%Y-%m-%d %H:%M UTC")
     )
-}
-
-/// "1.2 MB", for people.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 fn secs(d: Duration) -> String {
@@ -255,7 +210,7 @@ impl Run<'_, '_> {
                     run.record(name.clone(), notes.clone()).await;
                     Ok(())
                 }
-                Step::Build { .. } => run.build().await,
+                Step::Build { cached } => run.build(*cached).await,
                 Step::Ship { from } => run.ship(from).await,
                 Step::Stage { .. } => run.stage().await,
                 Step::Switch => run.switch().await,
@@ -288,7 +243,7 @@ impl Run<'_, '_> {
             self.release,
             cx.hosts.len(),
             self.run_id,
-            crate::cmd::operator(),
+            cx.operator,
         );
         if let Some(ig) = &self.plan.ignored {
             n.push_str(&format!("\n{ig}\n"));
@@ -396,8 +351,11 @@ impl Run<'_, '_> {
         }
     }
 
-    async fn build(&mut self) -> Result<(), Failure> {
+    async fn build(&mut self, cached: bool) -> Result<(), Failure> {
         self.journal("build", json!({}));
+        if !cached {
+            self.cx.progress.build_started(&self.to);
+        }
         let built = build::artifact(
             self.cx.state,
             &self.to,
@@ -405,11 +363,12 @@ impl Run<'_, '_> {
             &self.cx.config.build,
             self.cx.child_env,
         )
-        .await
-        .map_err(|e| Failure {
+        .await;
+        self.cx.progress.build_finished();
+        let built = built.map_err(|e| Failure {
             step: "build",
             tail: e.tail().map(str::to_owned),
-            message: crate::run::gather::describe(&e),
+            message: crate::domain::text::describe(&e),
         })?;
         let line = if built.cached {
             format!("build: reused the cached artifact of {}", self.to.short())
@@ -461,7 +420,16 @@ impl Run<'_, '_> {
         }
         self.journal("stage", json!({ "release": self.release.as_str() }));
         let started = Instant::now();
-        let results = self.fleet().stage(&artifact, &self.release).await;
+        let progress = self.cx.progress;
+        progress.stage_started(self.cx.hosts.len());
+        let results = self
+            .fleet()
+            .stage(&artifact, &self.release, &|r| {
+                let bytes = r.outcome.as_ref().ok().and_then(|s| s.bytes_sent);
+                progress.host_staged(&r.host, r.outcome.is_ok(), bytes);
+            })
+            .await;
+        progress.stage_finished();
         let failed = results.iter().filter(|r| r.outcome.is_err()).count();
         let mut lines = vec![format!(
             "stage: {}/{} hosts staged {} in {}",
@@ -475,7 +443,8 @@ impl Run<'_, '_> {
                 Ok(s) => format!(
                     "- {}: ok, {} sent, {}",
                     r.host,
-                    s.bytes_sent.map_or("? bytes".into(), bytes),
+                    s.bytes_sent
+                        .map_or("? bytes".into(), crate::domain::text::bytes),
                     secs(r.duration)
                 ),
                 Err(e) => format!(

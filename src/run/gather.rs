@@ -5,12 +5,12 @@
 use anyhow::Context;
 
 use crate::adapters::asana::{fields, Client, CompletedSince, Task};
-use crate::adapters::git::{Changelog, FetchAuth, GitError, Mirror};
+use crate::adapters::git::{FetchAuth, GitError, Mirror};
 use crate::adapters::state::StateDir;
-use crate::cmd::UsageError;
 use crate::config::{ClusterSettings, Config, Source};
-use crate::domain::model::{ClusterName, CommitId, Fix, LockTask, TaskGid};
+use crate::domain::model::{Changelog, ClusterName, CommitId, Fix, LockTask, TaskGid};
 use crate::domain::plan::{Candidate, Facts, FreezeFacts, LockFacts, Overrides, SoakFacts};
+use crate::run::UsageError;
 
 /// At most this many changelog lines; the rest are counted.
 pub const CHANGELOG_LINES: usize = 50;
@@ -192,7 +192,7 @@ async fn candidate(
                     }
                     e => e.into(),
                 })?,
-                via: format!("--commit {}", crate::domain::plan::printable(r, 60)),
+                via: format!("--commit {}", crate::domain::text::printable(r, 60)),
                 from_cluster: None,
             },
             (None, None) => Candidate {
@@ -268,20 +268,8 @@ pub async fn lock_facts(
                 .filter_map(|t| lock_task(t, fix_field))
                 .collect(),
         ),
-        Err(e) => LockFacts::Unreadable(describe(&e)),
+        Err(e) => LockFacts::Unreadable(crate::domain::text::describe(&e)),
     }
-}
-
-/// An error with its causes, on one line.
-pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// A lock task as the gate sees it. Tasks with an id Asana would never send
@@ -339,6 +327,17 @@ fn fix_commit(t: &Task, fix_field: Option<&str>) -> Option<String> {
             .or(lines.first())
             .map(|v| (*v).to_owned())
     })
+}
+
+/// Who is running pushgate, for notes and comments: `user@host`.
+pub fn operator() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown-host".into());
+    format!("{user}@{host}")
 }
 
 #[cfg(test)]

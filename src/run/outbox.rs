@@ -567,7 +567,7 @@ enum Failed {
 
 impl From<AsanaError> for Failed {
     fn from(e: AsanaError) -> Failed {
-        let why = crate::run::gather::describe(&e);
+        let why = crate::domain::text::describe(&e);
         if e.is_transient() || e.status() == Some(401) || matches!(e, AsanaError::Token(_)) {
             Failed::Later(why)
         } else {

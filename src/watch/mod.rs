@@ -2,12 +2,11 @@
 //! notifications (`[notify]`), the metrics (`pushgate run --metrics`) and
 //! the progress bars (a person at a terminal).
 //!
-//! The push core calls three hooks and knows nothing else about watching:
-//! [`Observer::decided`] after decide, [`Observer::push`] around execute,
-//! [`Observer::rolled_back`] after a rollback. Inside a push, the hosts'
-//! stage and the build report progress through [`stage`] and [`build`],
-//! which find the push being watched in a task-local set by
-//! [`Observer::push`] (and do nothing outside one).
+//! The commands call three hooks around a run: [`Observer::decided`] after
+//! decide, [`Observer::push`] around execute, [`Observer::rolled_back`]
+//! after a rollback. Inside a run, the build and the hosts' stage report to
+//! a [`RunWatch`] (from [`Observer::watch_run`]) that the command hands to
+//! the run as its [`Progress`]: the run never reaches for a watcher.
 //!
 //! Nothing here can fail a run: every failure is a warning in the log,
 //! and a notification waits at most `notify.timeout`.
@@ -17,8 +16,8 @@ pub mod metrics;
 pub mod notify;
 pub mod progress;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -27,9 +26,10 @@ use indicatif::ProgressBar;
 use self::notify::Webhook;
 use crate::adapters::state::StateDir;
 use crate::config::{Config, NotifySettings};
-use crate::domain::model::{ClusterName, CommitId, ReleaseId};
+use crate::domain::model::{ClusterName, CommitId, Host, ReleaseId};
 use crate::domain::plan::{HoldReason, Plan, Verdict};
-use crate::run::execute::PushReport;
+use crate::domain::report::PushReport;
+use crate::run::Progress;
 use crate::watch::metrics::Metrics;
 
 /// The watchers of one process's runs; cheap to clone.
@@ -56,17 +56,6 @@ impl std::fmt::Debug for Observer {
     }
 }
 
-/// The push being watched, for the hosts' stage and the build.
-struct Watch {
-    cluster: ClusterName,
-    metrics: Option<Arc<Metrics>>,
-    progress: bool,
-}
-
-tokio::task_local! {
-    static WATCH: Arc<Watch>;
-}
-
 impl Observer {
     pub fn new(config: &Config) -> Observer {
         Observer {
@@ -77,6 +66,17 @@ impl Observer {
                 metrics: OnceLock::new(),
                 progress: AtomicBool::new(false),
             }),
+        }
+    }
+
+    /// What watches one run of `cluster` while it runs, for the run to tell.
+    pub fn watch_run(&self, cluster: &ClusterName) -> RunWatch {
+        RunWatch {
+            cluster: cluster.clone(),
+            metrics: self.inner.metrics.get().cloned(),
+            progress: self.inner.progress.load(Ordering::Relaxed),
+            stage: Mutex::new(None),
+            spinner: Mutex::new(None),
         }
     }
 
@@ -187,12 +187,6 @@ impl Observer {
     where
         F: std::future::Future<Output = PushReport>,
     {
-        let watch = Arc::new(Watch {
-            cluster: plan.cluster.clone(),
-            metrics: self.inner.metrics.get().cloned(),
-            progress: self.inner.progress.load(Ordering::Relaxed),
-        });
-        let run = WATCH.scope(watch, run);
         let started = notify::started(plan).filter(|_| self.wants("started"));
         let report = match (started, self.inner.notify.as_ref()) {
             (Some(text), Some(n)) => {
@@ -245,87 +239,80 @@ impl Observer {
     }
 }
 
-/// The stage of the push being watched: a bar of hosts, and its timing for
-/// the metrics. Outside a watched push it does nothing.
-pub struct StageWatch {
-    watch: Option<Arc<Watch>>,
+/// One run as its watchers see it: the progress bars a person at a
+/// terminal sees, and the stage numbers of the daemon's metrics. Handed to
+/// the run as its [`Progress`].
+pub struct RunWatch {
+    cluster: ClusterName,
+    metrics: Option<Arc<Metrics>>,
+    progress: bool,
+    stage: Mutex<Option<Stage>>,
+    spinner: Mutex<Option<ProgressBar>>,
+}
+
+/// The stage in progress.
+struct Stage {
     bar: Option<ProgressBar>,
     started: Instant,
-    bytes: AtomicU64,
-    failed: AtomicU64,
+    bytes: u64,
+    failed: u64,
 }
 
-/// A stage of `hosts` hosts begins.
-pub fn stage(hosts: usize) -> StageWatch {
-    let watch = WATCH.try_with(Arc::clone).ok();
-    let bar = watch
-        .as_ref()
-        .filter(|w| w.progress)
-        .map(|_| progress::stage_bar(hosts));
-    StageWatch {
-        watch,
-        bar,
-        started: Instant::now(),
-        bytes: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Progress for RunWatch {
+    fn build_started(&self, commit: &CommitId) {
+        if self.progress {
+            *lock(&self.spinner) = Some(progress::build_spinner(&format!(
+                "building {}",
+                commit.short()
+            )));
+        }
     }
-}
 
-impl StageWatch {
-    /// One host is done (after its retries).
-    pub fn host_done(&self, ok: bool, bytes_sent: Option<u64>) {
-        let total = self
-            .bytes
-            .fetch_add(bytes_sent.unwrap_or(0), Ordering::Relaxed)
-            + bytes_sent.unwrap_or(0);
-        let failed = if ok {
-            self.failed.load(Ordering::Relaxed)
-        } else {
-            self.failed.fetch_add(1, Ordering::Relaxed) + 1
-        };
-        if let Some(bar) = &self.bar {
+    fn build_finished(&self) {
+        if let Some(bar) = lock(&self.spinner).take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn stage_started(&self, hosts: usize) {
+        *lock(&self.stage) = Some(Stage {
+            bar: self.progress.then(|| progress::stage_bar(hosts)),
+            started: Instant::now(),
+            bytes: 0,
+            failed: 0,
+        });
+    }
+
+    fn host_staged(&self, _host: &Host, ok: bool, bytes_sent: Option<u64>) {
+        let mut guard = lock(&self.stage);
+        let Some(st) = guard.as_mut() else { return };
+        st.bytes += bytes_sent.unwrap_or(0);
+        if !ok {
+            st.failed += 1;
+        }
+        if let Some(bar) = &st.bar {
             bar.inc(1);
-            let mut msg = format!("{} sent", crate::run::execute::bytes(total));
-            if failed > 0 {
-                msg.push_str(&format!(" · {failed} failed"));
+            let mut msg = format!("{} sent", crate::domain::text::bytes(st.bytes));
+            if st.failed > 0 {
+                msg.push_str(&format!(" · {} failed", st.failed));
             }
             bar.set_message(msg);
         }
     }
 
-    /// The stage ended: the bar goes, the metrics get its numbers.
-    pub fn finish(self) {
-        if let Some(bar) = &self.bar {
+    fn stage_finished(&self) {
+        let Some(st) = lock(&self.stage).take() else {
+            return;
+        };
+        if let Some(bar) = &st.bar {
             bar.finish_and_clear();
         }
-        if let Some((w, m)) = self
-            .watch
-            .as_ref()
-            .and_then(|w| w.metrics.as_ref().map(|m| (w, m)))
-        {
-            m.staged(
-                &w.cluster,
-                self.started.elapsed(),
-                self.bytes.load(Ordering::Relaxed),
-                self.failed.load(Ordering::Relaxed),
-            );
-        }
-    }
-}
-
-/// A build in progress: a spinner while it lives, in a watched push.
-pub struct BuildWatch(Option<ProgressBar>);
-
-/// The build of `commit` begins.
-pub fn build(commit: &CommitId) -> BuildWatch {
-    let shown = WATCH.try_with(|w| w.progress).unwrap_or(false);
-    BuildWatch(shown.then(|| progress::build_spinner(&format!("building {}", commit.short()))))
-}
-
-impl Drop for BuildWatch {
-    fn drop(&mut self) {
-        if let Some(bar) = &self.0 {
-            bar.finish_and_clear();
+        if let Some(m) = &self.metrics {
+            m.staged(&self.cluster, st.started.elapsed(), st.bytes, st.failed);
         }
     }
 }

@@ -29,8 +29,9 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::state::StateDir;
 use crate::config::NotifySettings;
 use crate::domain::model::{ClusterName, CommitId, Fix, ReleaseId};
-use crate::domain::plan::{printable, HoldReason, Plan, Verdict};
-use crate::run::execute::PushReport;
+use crate::domain::plan::{HoldReason, Plan, Verdict};
+use crate::domain::report::PushReport;
+use crate::domain::text::printable;
 
 /// A validated webhook.
 pub struct Webhook {

@@ -128,7 +128,7 @@ async fn gives_up_after_the_bound_with_a_transient_error() {
 async fn an_answer_slower_than_the_timeout_is_a_retried_transport_error() {
     let sb = support::sandbox().await;
     support::faults(&sb, |f| f.latency_ms = 400);
-    let policy = pushgate::adapters::asana::RetryPolicy {
+    let policy = pushgate::config::RetryPolicy {
         max_attempts: 2,
         request_timeout: Duration::from_millis(50),
         ..Default::default()

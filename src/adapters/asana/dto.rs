@@ -135,7 +135,7 @@ pub fn error_message(bytes: &[u8]) -> String {
         .map(|b| b.errors.into_iter().filter_map(|e| e.message).collect())
         .unwrap_or_default();
     if !messages.is_empty() {
-        return crate::domain::plan::printable(&messages.join("; "), 500);
+        return crate::domain::text::printable(&messages.join("; "), 500);
     }
     let text = String::from_utf8_lossy(bytes);
     let excerpt: String = text.chars().take(200).collect();

@@ -27,7 +27,7 @@ pub use dto::{
 };
 pub use error::AsanaError;
 
-use crate::config::TokenSource;
+use crate::config::{RetryPolicy, TokenSource};
 use crate::domain::model::{ProjectGid, TaskGid, WorkspaceGid};
 
 /// The `opt_fields` each read asks for.
@@ -112,31 +112,6 @@ impl Token {
             })
             .map(|(k, _)| k)
             .collect()
-    }
-}
-
-/// How patiently calls are retried.
-#[derive(Clone, Debug)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-    /// A `Retry-After` longer than this is not waited out: the call fails.
-    pub max_retry_after: Duration,
-    pub request_timeout: Duration,
-    pub connect_timeout: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(30),
-            max_retry_after: Duration::from_secs(120),
-            request_timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(10),
-        }
     }
 }
 

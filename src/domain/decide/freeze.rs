@@ -4,16 +4,9 @@
 //! each time, never as a fixed UTC offset).
 
 use chrono::{DateTime, Duration, Utc};
-use chrono_tz::Tz;
 
+use super::next_fire;
 use crate::domain::plan::{FreezeFacts, HoldReason, SoakFacts};
-
-/// The first time after `after` (exclusive) that `cron` fires, read in `tz`.
-pub fn next_fire(cron: &croner::Cron, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    cron.find_next_occurrence(&after.with_timezone(&tz), false)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
 
 /// Held while the other cluster's push runs, and during `duration` before
 /// each of its scheduled pushes.
@@ -48,7 +41,7 @@ pub fn soaking(s: &SoakFacts, now: DateTime<Utc>) -> Option<HoldReason> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse_cron;
+    use crate::domain::decide::{next_fire, parse_cron};
     use crate::domain::model::ClusterName;
 
     fn prod_freeze(running: bool) -> FreezeFacts {

@@ -6,9 +6,11 @@ pub mod crash;
 mod freeze;
 mod gate;
 pub mod recover;
+mod schedule;
 
-pub use freeze::{frozen, next_fire, soaking};
+pub use freeze::{frozen, soaking};
 pub use gate::{gate, holds};
+pub use schedule::{next_fire, parse_cron};
 
 use crate::domain::plan::{Facts, HoldReason, Ignored, Plan, Step, Verdict};
 

@@ -10,8 +10,7 @@
 //!   back), and the new release, whole or partial, is removed. If nothing
 //!   was deployed before, `current` links to the new release are removed.
 
-use crate::adapters::hosts::HostReleases;
-use crate::domain::model::ReleaseId;
+use crate::domain::model::{HostReleases, ReleaseId};
 
 /// What the journal and the state directory say of the interrupted run.
 #[derive(Clone, Debug, PartialEq, Eq)]

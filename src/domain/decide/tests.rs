@@ -1,7 +1,6 @@
 use expect_test::{expect, Expect};
 
-use crate::adapters::git::{ChangeEntry, Changelog};
-use crate::domain::model::{ClusterName, CommitId, Fix, LockTask, TaskGid};
+use crate::domain::model::{ChangeEntry, Changelog, ClusterName, CommitId, Fix, LockTask, TaskGid};
 use crate::domain::plan::{Candidate, Facts, LockFacts, Overrides};
 
 fn commit(c: char) -> CommitId {

@@ -7,7 +7,8 @@ use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pushgate::adapters::asana::{Client, RetryPolicy, Sleeper, Token};
+use pushgate::adapters::asana::{Client, Sleeper, Token};
+use pushgate::config::RetryPolicy;
 use pushgate::sandbox::{store::TaskRec, Faults, Sandbox};
 use serde_json::Value;
 
