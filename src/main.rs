@@ -9,16 +9,7 @@ use pushgate::cmd::cli::{Cli, Command, CrashCommand};
 use pushgate::cmd::telemetry;
 use pushgate::cmd::{self, Env, Outcome, UsageError};
 use pushgate::config::ConfigError;
-use pushgate::domain::plan::{HoldReason, Verdict};
 use pushgate::sandbox::Sandbox;
-
-const EXIT_OK: u8 = 0;
-const EXIT_FAILED: u8 = 1;
-const EXIT_USAGE: u8 = 2;
-const EXIT_LOCKED: u8 = 3;
-const EXIT_FROZEN: u8 = 4;
-const EXIT_UNKNOWN: u8 = 5;
-const EXIT_RUNNING: u8 = 6;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -33,39 +24,23 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pushgate: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_FAILED);
+            return ExitCode::from(cmd::EXIT_FAILED);
         }
     };
     let result = runtime.block_on(run(cli));
     pushgate::adapters::hosts::remove_mux_dir();
     match result {
-        Ok(outcome) => ExitCode::from(exit_code(&outcome)),
+        Ok(outcome) => ExitCode::from(cmd::exit_code(&outcome)),
         Err(err) => {
             eprintln!("pushgate: {err:#}");
             let usage = err.downcast_ref::<ConfigError>().is_some()
                 || err.downcast_ref::<UsageError>().is_some();
-            ExitCode::from(if usage { EXIT_USAGE } else { EXIT_FAILED })
+            ExitCode::from(if usage {
+                cmd::EXIT_USAGE
+            } else {
+                cmd::EXIT_FAILED
+            })
         }
-    }
-}
-
-fn exit_code(outcome: &Outcome) -> u8 {
-    match outcome {
-        Outcome::Success => EXIT_OK,
-        Outcome::Failure => EXIT_FAILED,
-        Outcome::Busy => EXIT_RUNNING,
-        Outcome::Decided(Verdict::Push { .. } | Verdict::NothingNew { .. }) => EXIT_OK,
-        Outcome::Decided(Verdict::Hold(
-            HoldReason::Locked { .. } | HoldReason::RolledBack { .. },
-        )) => EXIT_LOCKED,
-        Outcome::Decided(Verdict::Hold(HoldReason::Running { .. })) => EXIT_RUNNING,
-        Outcome::Decided(Verdict::Hold(HoldReason::BuildFailed { .. })) => EXIT_FAILED,
-        Outcome::Decided(Verdict::Hold(
-            HoldReason::Frozen { .. }
-            | HoldReason::OtherRunning { .. }
-            | HoldReason::Soaking { .. },
-        )) => EXIT_FROZEN,
-        Outcome::Decided(Verdict::Unknown { .. }) => EXIT_UNKNOWN,
     }
 }
 
@@ -126,7 +101,11 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     json: false,
                     dry_run: false,
                     ..
-                } | Command::Rollback { json: false, .. }
+                } | Command::Rollback {
+                    json: false,
+                    dry_run: false,
+                    ..
+                }
             ) {
                 env.observer
                     .show_progress(pushgate::watch::progress::wanted());
@@ -160,9 +139,12 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 Command::Run { grace, metrics } => {
                     pushgate::cmd::daemon::run(&env, grace, metrics).await
                 }
-                Command::Rollback { cluster, to, json } => {
-                    cmd::rollback::run(&env, &cluster, to.as_deref(), json).await
-                }
+                Command::Rollback {
+                    cluster,
+                    to,
+                    dry_run,
+                    json,
+                } => cmd::rollback::run(&env, &cluster, to.as_deref(), dry_run, json).await,
 
                 Command::Status { cluster, json } => {
                     cmd::status::run(&env, cluster.as_deref(), json).await

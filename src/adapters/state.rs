@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::model::{ClusterName, CommitId};
+use crate::domain::model::{ClusterName, CommitId, RunKind, RunOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -81,10 +81,12 @@ impl Deployed {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryRecord {
     pub run_id: String,
-    /// `push` or `rollback`.
-    pub kind: String,
-    /// `success` or `failed`.
-    pub outcome: String,
+    /// `push` or `rollback` on disk.
+    #[serde(with = "word")]
+    pub kind: RunKind,
+    /// `success` or `failed` on disk.
+    #[serde(with = "word")]
+    pub outcome: RunOutcome,
     pub commit: String,
     #[serde(default)]
     pub previous: Option<String>,
@@ -121,6 +123,46 @@ pub struct JournalEntry {
     pub detail: serde_json::Value,
 }
 
+/// The domain's enums as the words the state files hold, read and written
+/// through `as_str`/`parse`, so that the files stay as they always were.
+mod word {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    use crate::domain::model::{RunKind, RunOutcome};
+
+    pub trait Word: Sized {
+        fn as_str(&self) -> &'static str;
+        fn parse(s: &str) -> Option<Self>;
+    }
+
+    impl Word for RunKind {
+        fn as_str(&self) -> &'static str {
+            RunKind::as_str(*self)
+        }
+        fn parse(s: &str) -> Option<Self> {
+            RunKind::parse(s)
+        }
+    }
+
+    impl Word for RunOutcome {
+        fn as_str(&self) -> &'static str {
+            RunOutcome::as_str(*self)
+        }
+        fn parse(s: &str) -> Option<Self> {
+            RunOutcome::parse(s)
+        }
+    }
+
+    pub fn serialize<T: Word, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.as_str())
+    }
+
+    pub fn deserialize<'de, T: Word, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+        let s = String::deserialize(d)?;
+        T::parse(&s).ok_or_else(|| D::Error::custom(format!("unknown value {s:?}")))
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct StateDir {
     root: PathBuf,
@@ -145,24 +187,59 @@ impl StateDir {
     pub fn work(&self) -> PathBuf {
         self.root.join("work")
     }
-    fn cluster(&self, c: &ClusterName) -> PathBuf {
-        self.root.join("clusters").join(c.as_str())
+    /// The handle to one cluster's part of the state directory.
+    pub fn cluster(&self, c: &ClusterName) -> ClusterState {
+        ClusterState {
+            dir: self.root.join("clusters").join(c.as_str()),
+            name: c.clone(),
+        }
     }
 
-    /// Creates the directories a push writes into.
-    pub fn prepare(&self, c: &ClusterName) -> Result<(), StateError> {
-        for d in [self.artifacts(), self.work(), self.cluster(c)] {
-            fs::create_dir_all(&d).map_err(io("create", &d))?;
-        }
-        Ok(())
+    /// Tasks already told their fix value is unusable: gid → that value.
+    pub fn reported_fixes(&self) -> Result<std::collections::BTreeMap<String, String>, StateError> {
+        Ok(read_json(&self.root.join("reported-fixes.json"))?.unwrap_or_default())
+    }
+
+    pub fn set_reported_fixes(
+        &self,
+        r: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), StateError> {
+        fs::create_dir_all(&self.root).map_err(io("create", &self.root))?;
+        write_json(&self.root.join("reported-fixes.json"), r)
+    }
+}
+
+/// One cluster's part of the state directory (`clusters/<name>/`): its
+/// lock, deployed release, history, journal, outbox, holds log and marks.
+/// Every per-cluster read and write goes through this handle, made once
+/// per run by [`StateDir::cluster`].
+#[derive(Clone, Debug)]
+pub struct ClusterState {
+    dir: PathBuf,
+    name: ClusterName,
+}
+
+impl ClusterState {
+    pub fn name(&self) -> &ClusterName {
+        &self.name
+    }
+
+    /// `clusters/<name>/`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates the cluster's directory.
+    pub fn prepare(&self) -> Result<(), StateError> {
+        fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))
     }
 
     /// Takes the cluster's lock without waiting: `Busy` when another
     /// process holds it. Released when the returned value is dropped (or
     /// the process dies: the kernel drops flocks with their process).
-    pub fn lock(&self, c: &ClusterName) -> Result<ClusterLock, StateError> {
-        self.prepare(c)?;
-        let path = self.cluster(c).join("lock");
+    pub fn lock(&self) -> Result<ClusterLock, StateError> {
+        self.prepare()?;
+        let path = self.dir.join("lock");
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -197,7 +274,7 @@ impl StateDir {
                     .map(|s| crate::domain::text::printable(&s, 200))
                     .unwrap_or_else(|| "holder unknown".into());
                 return Err(StateError::Busy {
-                    cluster: c.clone(),
+                    cluster: self.name.clone(),
                     holder,
                 });
             }
@@ -219,8 +296,8 @@ impl StateDir {
     /// nothing, whatever its lock file still says. The probe's shared lock
     /// lasts an instant; `lock` retries briefly, so it never gets in a
     /// starting push's way.
-    pub fn running(&self, c: &ClusterName) -> Option<String> {
-        let path = self.cluster(c).join("lock");
+    pub fn running(&self) -> Option<String> {
+        let path = self.dir.join("lock");
         let file = File::open(&path).ok()?;
         match rustix::fs::flock(
             file.as_fd(),
@@ -241,84 +318,82 @@ impl StateDir {
         }
     }
 
-    pub fn deployed(&self, c: &ClusterName) -> Result<Option<Deployed>, StateError> {
-        read_json(&self.cluster(c).join("deployed.json"))
+    pub fn deployed(&self) -> Result<Option<Deployed>, StateError> {
+        read_json(&self.dir.join("deployed.json"))
     }
 
-    pub fn set_deployed(&self, c: &ClusterName, d: &Deployed) -> Result<(), StateError> {
-        self.prepare(c)?;
-        write_json(&self.cluster(c).join("deployed.json"), d)
+    pub fn set_deployed(&self, d: &Deployed) -> Result<(), StateError> {
+        self.prepare()?;
+        write_json(&self.dir.join("deployed.json"), d)
     }
 
-    pub fn append_history(&self, c: &ClusterName, r: &HistoryRecord) -> Result<(), StateError> {
-        self.prepare(c)?;
-        append_line(&self.cluster(c).join("history.jsonl"), r)
+    pub fn append_history(&self, r: &HistoryRecord) -> Result<(), StateError> {
+        self.prepare()?;
+        append_line(&self.history_path(), r)
     }
 
     /// Every finished run, oldest first.
-    pub fn history(&self, c: &ClusterName) -> Result<Vec<HistoryRecord>, StateError> {
-        read_lines(&self.cluster(c).join("history.jsonl"))
+    pub fn history(&self) -> Result<Vec<HistoryRecord>, StateError> {
+        read_lines(&self.history_path())
     }
 
-    /// Tasks already told their fix value is unusable: gid → that value.
-    pub fn reported_fixes(&self) -> Result<std::collections::BTreeMap<String, String>, StateError> {
-        Ok(read_json(&self.root.join("reported-fixes.json"))?.unwrap_or_default())
-    }
-
-    pub fn set_reported_fixes(
-        &self,
-        r: &std::collections::BTreeMap<String, String>,
-    ) -> Result<(), StateError> {
-        fs::create_dir_all(&self.root).map_err(io("create", &self.root))?;
-        write_json(&self.root.join("reported-fixes.json"), r)
+    /// `history.jsonl`, for readers that follow it as it grows (the metrics).
+    pub fn history_path(&self) -> PathBuf {
+        self.dir.join("history.jsonl")
     }
 
     /// One file per running child's process group (`process::reap_orphans`).
-    pub fn children(&self, c: &ClusterName) -> PathBuf {
-        self.cluster(c).join("children")
+    pub fn children(&self) -> PathBuf {
+        self.dir.join("children")
     }
 
-    pub fn outbox_path(&self, c: &ClusterName) -> PathBuf {
-        self.cluster(c).join("outbox.jsonl")
+    pub fn outbox_path(&self) -> PathBuf {
+        self.dir.join("outbox.jsonl")
+    }
+
+    /// The holds log (`watch::holds` writes it, `history` and the metrics read it).
+    pub fn holds_path(&self) -> PathBuf {
+        self.dir.join("holds.jsonl")
+    }
+
+    /// The notifications' memory of the current hold streak.
+    pub fn notify_path(&self) -> PathBuf {
+        self.dir.join("notify.json")
     }
 
     /// Commits rolled back on this cluster: full sha → the mark.
-    pub fn bad_commits(
-        &self,
-        c: &ClusterName,
-    ) -> Result<std::collections::BTreeMap<String, BadMark>, StateError> {
-        Ok(read_json(&self.cluster(c).join("bad.json"))?.unwrap_or_default())
+    pub fn bad_commits(&self) -> Result<std::collections::BTreeMap<String, BadMark>, StateError> {
+        Ok(read_json(&self.dir.join("bad.json"))?.unwrap_or_default())
     }
 
     pub fn set_bad_commits(
         &self,
-        c: &ClusterName,
         marks: &std::collections::BTreeMap<String, BadMark>,
     ) -> Result<(), StateError> {
-        self.prepare(c)?;
-        write_json(&self.cluster(c).join("bad.json"), marks)
+        self.prepare()?;
+        write_json(&self.dir.join("bad.json"), marks)
     }
 
-    fn journal_path(&self, c: &ClusterName) -> PathBuf {
-        self.cluster(c).join("journal.jsonl")
+    fn journal_path(&self) -> PathBuf {
+        self.dir.join("journal.jsonl")
     }
 
     /// Appends a step to the cluster's journal of the running run.
-    pub fn journal(&self, c: &ClusterName, e: &JournalEntry) -> Result<(), StateError> {
-        self.prepare(c)?;
-        append_line(&self.journal_path(c), e)
+    pub fn journal(&self, e: &JournalEntry) -> Result<(), StateError> {
+        self.prepare()?;
+        append_line(&self.journal_path(), e)
     }
 
     /// The steps of a run that started and did not finish (empty if none).
-    pub fn unfinished(&self, c: &ClusterName) -> Result<Vec<JournalEntry>, StateError> {
-        read_lines(&self.journal_path(c))
+    pub fn unfinished(&self) -> Result<Vec<JournalEntry>, StateError> {
+        read_lines(&self.journal_path())
     }
 
     /// Ends the journal: the run is in the history now.
-    pub fn close_journal(&self, c: &ClusterName) -> Result<(), StateError> {
-        let p = self.journal_path(c);
+    pub fn close_journal(&self) -> Result<(), StateError> {
+        let p = self.journal_path();
         match fs::remove_file(&p) {
-            Ok(()) => sync_dir(&self.cluster(c)),
+            Ok(()) => sync_dir(&self.dir),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io("remove", &p)(e)),
         }
@@ -429,8 +504,8 @@ mod tests {
     fn a_second_lock_of_one_cluster_is_busy_until_the_first_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::new(dir.path());
-        let held = state.lock(&cluster()).unwrap();
-        let err = state.lock(&cluster()).unwrap_err();
+        let held = state.cluster(&cluster()).lock().unwrap();
+        let err = state.cluster(&cluster()).lock().unwrap_err();
         assert!(matches!(err, StateError::Busy { .. }), "{err}");
         assert!(
             err.to_string()
@@ -438,7 +513,7 @@ mod tests {
             "{err}"
         );
         drop(held);
-        state.lock(&cluster()).unwrap();
+        state.cluster(&cluster()).lock().unwrap();
     }
 
     #[test]
@@ -448,8 +523,8 @@ mod tests {
         let at = Utc::now();
         let rec = HistoryRecord {
             run_id: "r1".into(),
-            kind: "push".into(),
-            outcome: "success".into(),
+            kind: RunKind::Push,
+            outcome: RunOutcome::Success,
             commit: "a".repeat(40),
             previous: None,
             release: None,
@@ -459,10 +534,10 @@ mod tests {
             failed_step: None,
             error: None,
         };
-        state.append_history(&cluster(), &rec).unwrap();
+        state.cluster(&cluster()).append_history(&rec).unwrap();
         let path = dir.path().join("clusters/beta/history.jsonl");
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"{\"run_id\": \"r2\", \"ki").unwrap();
-        assert_eq!(state.history(&cluster()).unwrap(), vec![rec]);
+        assert_eq!(state.cluster(&cluster()).history().unwrap(), vec![rec]);
     }
 }

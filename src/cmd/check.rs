@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::{Env, Outcome};
 use crate::adapters::git::FetchAuth;
-use crate::adapters::hosts::{Fleet, SshOptions};
+use crate::adapters::hosts::Fleet;
 use crate::domain::model::{Host, ProjectGid};
 use crate::domain::text::describe;
 use crate::domain::text::printable;
@@ -264,20 +264,14 @@ async fn hosts(env: &Env) -> Vec<Line> {
     settings.host_timeout = settings.host_timeout.min(CHECK_TIMEOUT);
     settings.retries = 0;
     for (c, hosts) in &fleets {
-        let fleet = Fleet {
-            hosts,
-            target: c.target.as_deref(),
-            settings: &settings,
-            ssh: SshOptions::from_settings(&settings),
-            env: &env.child_env,
-        };
+        let fleet = Fleet::new(hosts, c, &settings, &env.child_env);
         let checked = fleet.check().await;
         fleet.close().await;
         for r in checked {
             let what = format!("{} host {}", c.name, r.host);
             lines.push(match r.outcome {
                 Ok(detail) => Line::ok(what, detail),
-                Err(e) => Line::fail(what, e),
+                Err(e) => Line::fail(what, e.to_string()),
             });
         }
     }
@@ -297,7 +291,7 @@ async fn local_tool(env: &Env, argv: &[&str], what: &str) -> Line {
         return Line::fail(what, out.failure());
     }
     if argv[0] == "rsync" {
-        match crate::adapters::hosts::check_rsync(out.stdout.lines().next().unwrap_or("")) {
+        match crate::adapters::hosts::argv::check_rsync(out.stdout.lines().next().unwrap_or("")) {
             Ok(v) => Line::ok(what, v),
             Err(e) => Line::fail(what, e),
         }

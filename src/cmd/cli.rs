@@ -77,12 +77,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Switch every host of CLUSTER back to the previous (or named) kept release; ignores locks.
+    /// Switch every host of CLUSTER back to the previous (or named) kept release; ignores locks, then locks the cluster.
     Rollback {
+        /// The cluster to roll back (a name under `[clusters]`).
         cluster: String,
         /// The release to switch to (default: the one before the deployed release).
         #[arg(long, value_name = "RELEASE_ID")]
         to: Option<String>,
+        /// Print the plan (which release each host goes to, the lock task it creates); change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the plan and the result as JSON.
         #[arg(long)]
         json: bool,
     },

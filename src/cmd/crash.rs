@@ -110,7 +110,8 @@ pub fn shipped(
     // Anything that stops the answer is "cannot tell" (exit 2), never "no".
     let cannot = |e: &dyn std::fmt::Display| UsageError(format!("cannot tell: {e}"));
     let deployed = state
-        .deployed(&settings.name)
+        .cluster(&settings.name)
+        .deployed()
         .map_err(|e| cannot(&e))?
         .ok_or_else(|| UsageError(format!("{cluster} has deployed nothing yet: cannot tell")))?;
     let tip = deployed

@@ -33,7 +33,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 
-use crate::cmd::push::{push_at, Output};
+use crate::cmd::push::{push_at, PushRequest};
 use crate::cmd::{Env, Outcome};
 use crate::config::ClusterSettings;
 use crate::domain::decide::next_fire;
@@ -173,13 +173,10 @@ async fn cluster_loop(
         let started = Utc::now();
         let result = push_at(
             env,
-            c.name.as_str(),
-            None,
-            false,
-            Output::Log,
-            started,
-            Some(stop),
-            crate::domain::plan::Overrides::default(),
+            PushRequest {
+                stop: Some(stop),
+                ..PushRequest::scheduled(c.name.as_str(), started)
+            },
         )
         .await;
         match &result {

@@ -14,6 +14,7 @@ use super::{Outcome, UsageError};
 use crate::adapters::state::HistoryRecord;
 use crate::adapters::state::StateDir;
 use crate::config::Config;
+use crate::domain::model::{RunKind, RunOutcome};
 use crate::domain::text::printable;
 use crate::watch::holds::HoldRecord;
 
@@ -72,8 +73,11 @@ pub fn stats(
     let in_window = |t: DateTime<Utc>| since.is_none_or(|s| t >= s);
     let runs: Vec<&HistoryRecord> = runs.iter().filter(|r| in_window(r.started)).collect();
     let holds: Vec<&HoldRecord> = holds.iter().filter(|h| in_window(h.at)).collect();
-    let pushes: Vec<&&HistoryRecord> = runs.iter().filter(|r| r.kind == "push").collect();
-    let ok: Vec<&&&HistoryRecord> = pushes.iter().filter(|r| r.outcome == "success").collect();
+    let pushes: Vec<&&HistoryRecord> = runs.iter().filter(|r| r.kind == RunKind::Push).collect();
+    let ok: Vec<&&&HistoryRecord> = pushes
+        .iter()
+        .filter(|r| r.outcome == RunOutcome::Success)
+        .collect();
     let mut d: Vec<Duration> = ok.iter().map(|r| duration(r)).collect();
     d.sort();
     let from = since.or_else(|| {
@@ -145,7 +149,8 @@ pub fn run(
     let since = since.map(|s| parse_since(s, now)).transpose()?;
     let state = StateDir::new(&config.state_dir);
     let all: Vec<HistoryRecord> = state
-        .history(&settings.name)?
+        .cluster(&settings.name)
+        .history()?
         .into_iter()
         .filter(|r| since.is_none_or(|s| r.started >= s))
         .collect();
@@ -158,8 +163,8 @@ pub fn run(
             "since": since,
             "runs": shown.iter().map(|r| json!({
                 "run_id": r.run_id,
-                "kind": r.kind,
-                "outcome": r.outcome,
+                "kind": r.kind.as_str(),
+                "outcome": r.outcome.as_str(),
                 "commit": r.commit,
                 "previous": r.previous,
                 "release": r.release,
@@ -290,8 +295,8 @@ mod tests {
     fn run(kind: &str, outcome: &str, start_h: i64, secs: i64) -> HistoryRecord {
         HistoryRecord {
             run_id: format!("beta-{start_h}"),
-            kind: kind.into(),
-            outcome: outcome.into(),
+            kind: RunKind::parse(kind).unwrap(),
+            outcome: RunOutcome::parse(outcome).unwrap(),
             commit: "a".repeat(40),
             previous: None,
             release: None,

@@ -14,6 +14,7 @@ pub mod rollback;
 pub mod status;
 pub mod telemetry;
 pub mod term;
+pub mod views;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -24,7 +25,8 @@ use crate::adapters::asana::{Client, Sleeper, Token};
 use crate::adapters::process::ChildEnv;
 use crate::adapters::state::StateDir;
 use crate::config::{AsanaEndpoint, ClusterSettings, Config, TokenSource};
-use crate::domain::plan::Verdict;
+use crate::domain::model::Host;
+use crate::domain::plan::{HoldReason, Verdict};
 use crate::sandbox::Sandbox;
 use crate::watch::Observer;
 
@@ -41,6 +43,38 @@ pub enum Outcome {
 }
 
 pub use crate::run::UsageError;
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_LOCKED: u8 = 3;
+pub const EXIT_FROZEN: u8 = 4;
+pub const EXIT_UNKNOWN: u8 = 5;
+pub const EXIT_RUNNING: u8 = 6;
+
+/// The exit code of an outcome (SPEC §3): the one mapping, for `main` and
+/// for the commands that say where a verdict fails the run.
+pub fn exit_code(outcome: &Outcome) -> u8 {
+    match outcome {
+        Outcome::Success => EXIT_OK,
+        Outcome::Failure => EXIT_FAILED,
+        Outcome::Busy => EXIT_RUNNING,
+        Outcome::Decided(Verdict::Push { .. } | Verdict::NothingNew { .. }) => EXIT_OK,
+        Outcome::Decided(Verdict::Hold(
+            HoldReason::Locked { .. } | HoldReason::RolledBack { .. },
+        )) => EXIT_LOCKED,
+        Outcome::Decided(Verdict::Hold(HoldReason::Running { .. })) => EXIT_RUNNING,
+        Outcome::Decided(Verdict::Hold(
+            HoldReason::BuildFailed { .. } | HoldReason::ArtifactMissing { .. },
+        )) => EXIT_FAILED,
+        Outcome::Decided(Verdict::Hold(
+            HoldReason::Frozen { .. }
+            | HoldReason::OtherRunning { .. }
+            | HoldReason::Soaking { .. },
+        )) => EXIT_FROZEN,
+        Outcome::Decided(Verdict::Unknown { .. }) => EXIT_UNKNOWN,
+    }
+}
 
 /// The config and a client for its Asana, plus the in-process sandbox when
 /// the config says `base_url = "sandbox"`.
@@ -116,6 +150,16 @@ impl Env {
         })
     }
 
+    /// What a run works with.
+    pub fn ctx(&self) -> crate::run::Ctx<'_> {
+        crate::run::Ctx {
+            config: &self.config,
+            client: &self.client,
+            state: &self.state,
+            child_env: &self.child_env,
+        }
+    }
+
     pub fn fix_field(&self) -> Option<&str> {
         self.config
             .crash
@@ -146,18 +190,10 @@ fn token_env_name(config: &Config) -> Vec<std::ffi::OsString> {
 
 /// Stops the shared ssh connections to a cluster's hosts (see
 /// `sync::SshOptions::control_dir`) at the end of a command's work on it.
-pub async fn close_connections(env: &Env, settings: &ClusterSettings) {
-    let Ok(hosts) = settings.read_hosts() else {
-        return;
-    };
-    let fleet = crate::adapters::hosts::Fleet {
-        hosts: &hosts,
-        target: settings.target.as_deref(),
-        settings: &env.config.sync,
-        ssh: crate::adapters::hosts::SshOptions::from_settings(&env.config.sync),
-        env: &env.child_env,
-    };
-    fleet.close().await;
+pub async fn close_connections(env: &Env, settings: &ClusterSettings, hosts: &[Host]) {
+    crate::adapters::hosts::Fleet::new(hosts, settings, &env.config.sync, &env.child_env)
+        .close()
+        .await;
 }
 
 /// Waits for Ctrl-C or SIGTERM.

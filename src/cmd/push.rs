@@ -1,20 +1,21 @@
-//! `pushgate push CLUSTER [--commit REV] [--dry-run]`: take the cluster's
-//! lock, gather → decide → print the plan, then (unless it is a dry run or
-//! the verdict is not to push) execute it.
+//! `pushgate push CLUSTER [--commit REV] [--dry-run]`: the run preamble
+//! (lock, outbox, reap, recover), then gather → decide → print the plan,
+//! then (unless it is a dry run or the verdict is not to push) execute it.
 
 use std::sync::atomic::AtomicBool;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
+use super::views::{plan_json, report_json};
 use super::{Env, Outcome, UsageError};
-use crate::adapters::state::StateError;
 use crate::domain::decide;
-use crate::domain::model::CommitId;
-use crate::domain::plan::{Facts, HoldReason, LockFacts, Overrides, Plan, Verdict};
+use crate::domain::model::{Host, RunKind};
+use crate::domain::plan::{Facts, LockFacts, Overrides, Plan, Verdict};
 use crate::domain::report::PushReport;
-use crate::run::execute;
-use crate::run::outbox::Outbox;
-use crate::run::{crash, gather, recover};
+use crate::domain::text::{plural, printable};
+use crate::run::clock::RunClock;
+use crate::run::preamble::{self, Preamble};
+use crate::run::{crash, execute, gather, recover};
 
 /// Where a push's words go: a person's terminal, a script, or the log (the daemon).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +23,36 @@ pub enum Output {
     Text,
     Json,
     Log,
+}
+
+/// One push, as asked: by a person, a script, the daemon or a test.
+#[derive(Clone, Debug)]
+pub struct PushRequest<'a> {
+    pub cluster: &'a str,
+    /// `--commit REV`.
+    pub commit: Option<&'a str>,
+    pub dry_run: bool,
+    pub output: Output,
+    /// The run's clock reading, made once by the caller.
+    pub now: chrono::DateTime<chrono::Utc>,
+    /// Set while the push runs: it stops at the next safe point.
+    pub stop: Option<&'a AtomicBool>,
+    pub overrides: Overrides,
+}
+
+impl<'a> PushRequest<'a> {
+    /// A scheduled push of `cluster` at `now`: no revision, no valve.
+    pub fn scheduled(cluster: &'a str, now: chrono::DateTime<chrono::Utc>) -> PushRequest<'a> {
+        PushRequest {
+            cluster,
+            commit: None,
+            dry_run: false,
+            output: Output::Log,
+            now,
+            stop: None,
+            overrides: Overrides::default(),
+        }
+    }
 }
 
 /// What one push decided and, if it pushed, how that went.
@@ -64,16 +95,17 @@ pub async fn run(
             .into());
         }
     }
-    let output = if json { Output::Json } else { Output::Text };
     let pushed = push_at(
         env,
-        cluster,
-        commit,
-        dry_run,
-        output,
-        chrono::Utc::now(),
-        None,
-        overrides,
+        PushRequest {
+            cluster,
+            commit,
+            dry_run,
+            output: if json { Output::Json } else { Output::Text },
+            now: chrono::Utc::now(),
+            stop: None,
+            overrides,
+        },
     )
     .await?;
     if json {
@@ -101,110 +133,67 @@ pub async fn run(
     Ok(pushed.outcome())
 }
 
-/// One push of `cluster` as of `now` (the clock, read once by the caller):
-/// exclusion, then (unless `dry_run`) the outbox's queued writes and the
-/// recovery of an interrupted run, then gather, decide, and execute unless
-/// `dry_run`. `stop`, when set during the push, stops it at the next safe
-/// point (before stage or switch).
-#[allow(clippy::too_many_arguments)]
-pub async fn push_at(
-    env: &Env,
-    cluster: &str,
-    commit: Option<&str>,
-    dry_run: bool,
-    output: Output,
-    now: chrono::DateTime<chrono::Utc>,
-    stop: Option<&AtomicBool>,
-    overrides: Overrides,
-) -> anyhow::Result<Pushed> {
-    let result = push_inner(env, cluster, commit, dry_run, output, now, stop, overrides).await;
+/// One push as `req` asks: the preamble (unless a dry run: only the
+/// exclusion is looked at), gather, decide, and execute unless `dry_run`.
+pub async fn push_at(env: &Env, req: PushRequest<'_>) -> anyhow::Result<Pushed> {
+    let settings = env.cluster(req.cluster)?;
+    // The hosts, read once for the whole run: a broken hosts file is the
+    // same usage error (exit 2) for a dry run and a push.
+    let hosts = settings.read_hosts().map_err(UsageError)?;
+    let result = push_inner(env, &req, &hosts).await;
     // Whatever happened, no ssh connection of this run stays open.
-    if let Ok(settings) = env.cluster(cluster) {
-        super::close_connections(env, settings).await;
-    }
+    super::close_connections(env, settings, &hosts).await;
     result
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn push_inner(
-    env: &Env,
-    cluster: &str,
-    commit: Option<&str>,
-    dry_run: bool,
-    output: Output,
-    now: chrono::DateTime<chrono::Utc>,
-    stop: Option<&AtomicBool>,
-    overrides: Overrides,
-) -> anyhow::Result<Pushed> {
-    let settings = env.cluster(cluster)?;
-    // Exclusion first (SPEC §2 step 1); a dry run only looks.
-    let (lock, running) = match env.state.lock(&settings.name) {
-        Ok(l) => (Some(l), None),
-        Err(StateError::Busy { holder, .. }) => (None, Some(holder)),
-        Err(e) => return Err(e.into()),
-    };
-    let lock = if dry_run { None } else { lock };
+async fn push_inner(env: &Env, req: &PushRequest<'_>, hosts: &[Host]) -> anyhow::Result<Pushed> {
+    let settings = env.cluster(req.cluster)?;
+    let output = req.output;
     let say = |line: String| match output {
         Output::Text => println!("{line}"),
         Output::Json => eprintln!("pushgate: {line}"),
         Output::Log => tracing::info!(cluster = %settings.name, "{line}"),
     };
-    // Only the lock's holder touches the outbox and the journal.
-    let mut outbox = match &lock {
-        Some(_) => Some(Outbox::open(&env.state, &settings.name, &env.client)?),
-        None => None,
-    };
-    let run_name = execute::run_id(settings, now);
-    // Children register their process groups, so that what a killed run
-    // left running can be stopped by the next.
-    let child_env = env.child_env.registered(env.state.children(&settings.name));
-    let mut replayed = 0;
-    let mut recovered = None;
-    if let Some(ob) = outbox.as_mut() {
-        let waiting = ob.pending();
-        if waiting > 0 {
-            let left = ob.flush().await;
-            replayed = waiting - left;
-            say(format!(
-                "replayed {replayed} of {waiting} queued Asana write{} from earlier runs",
-                if waiting == 1 { "" } else { "s" }
-            ));
-        }
-        let hosts = settings.read_hosts().map_err(UsageError)?;
-        crate::adapters::process::reap_orphans(&env.state.children(&settings.name));
-        let cx = recover::Cx {
-            config: &env.config,
-            state: &env.state,
-            child_env: &child_env,
-            cluster: settings,
-            hosts: &hosts,
-            by_run: &run_name,
-        };
-        recovered = recover::interrupted(&cx, ob).await?;
-        if let Some(r) = &recovered {
-            say(r.summary(settings.name.as_str()));
-        }
+    let clock = RunClock::starting_at(req.now);
+    let run_name = execute::run_id(&settings.name, &clock);
+    let state = env.state.cluster(&settings.name);
+    let cx = env.ctx();
+    let Preamble {
+        lock,
+        running,
+        mut outbox,
+        child_env,
+        waiting,
+        replayed,
+        recovered,
+    } = preamble::begin(&cx, &state, settings, hosts, &clock, &run_name, req.dry_run).await?;
+    if waiting > 0 {
+        say(format!(
+            "replayed {replayed} of {waiting} queued Asana {} from earlier runs",
+            plural(waiting, "write")
+        ));
+    }
+    let recovered = recovered?;
+    if let Some(r) = &recovered {
+        say(r.summary(settings.name.as_str()));
     }
     let facts = match running {
-        Some(holder) => Facts::running(settings.name.clone(), holder, now),
+        Some(holder) => Facts::running(settings.name.clone(), holder, req.now),
         None => {
-            // A dry run says what the push would do: a broken hosts file
-            // is the same usage error (exit 2) for both.
-            let hosts = settings.read_hosts().map_err(UsageError)?.len();
             gather::facts(
-                &env.config,
-                &env.client,
+                &cx,
                 settings,
-                commit,
-                hosts,
-                now,
-                overrides,
+                req.commit,
+                hosts.to_vec(),
+                req.now,
+                req.overrides.clone(),
+                true,
             )
             .await?
         }
     };
     let plan = decide::plan(&facts);
-    env.observer.decided(&plan, facts.now, dry_run).await;
+    env.observer.decided(&plan, facts.now, req.dry_run).await;
     match &plan.verdict {
         Verdict::Push { .. } => tracing::info!(cluster = %plan.cluster, "gate open"),
         Verdict::NothingNew { .. } => tracing::info!(cluster = %plan.cluster, "{plan}"),
@@ -215,6 +204,10 @@ async fn push_inner(
     }
     if output == Output::Text {
         println!("{plan}");
+    }
+    // A verdict that fails the run (exit 1) says so where errors go too.
+    if output != Output::Log && super::exit_code(&Outcome::Decided(plan.verdict.clone())) == 1 {
+        eprintln!("pushgate: {plan}");
     }
     let lock_tasks = match &facts.locks {
         LockFacts::Read(t) => t.clone(),
@@ -235,10 +228,7 @@ async fn push_inner(
     if let Verdict::NothingNew { commit: Some(c) } = &pushed.plan.verdict {
         // SPEC §2 step 9: a run that found nothing new still closes crash
         // tasks (a fix recorded after it shipped).
-        let link = env
-            .state
-            .deployed(&settings.name)?
-            .and_then(|d| d.push_task_link);
+        let link = state.deployed()?.and_then(|d| d.push_task_link);
         let care = crash::after_run(
             &env.config,
             &env.client,
@@ -256,28 +246,30 @@ async fn push_inner(
         .await;
         report_aftercare(&care, output);
     }
-    if let Verdict::Push { from, to } = &pushed.plan.verdict {
-        let cx = execute::Context {
-            config: &env.config,
-            client: &env.client,
-            state: &env.state,
+    let ecx = crate::run::Context {
+        run: crate::run::Ctx {
             child_env: &child_env,
-            cluster: settings,
-            hosts: settings.read_hosts().map_err(UsageError)?,
-            now,
-            run_id: run_name.clone(),
-            progress: &env.observer.watch_run(&settings.name),
-            operator: &crate::run::gather::operator(),
-            verbose: output == Output::Text,
-            stop,
-        };
-        let mut report = env
-            .observer
-            .push(
-                &pushed.plan,
-                execute::push(&cx, &pushed.plan, from.as_ref(), to, ob),
-            )
-            .await;
+            ..cx
+        },
+        cluster: settings,
+        state: &state,
+        clock: &clock,
+        run_id: &run_name,
+        progress: &env.observer.watch_run(&settings.name),
+        operator: &gather::operator(),
+        verbose: output == Output::Text,
+        stop: req.stop,
+    };
+    let plan = &pushed.plan;
+    let report = match plan.verdict {
+        Verdict::Push { .. } => {
+            env.observer
+                .push(plan, execute::push(&ecx, plan, &mut *ob))
+                .await
+        }
+        _ => None,
+    };
+    if let Some(mut report) = report {
         if report.failure.is_none() {
             let link = report.task.as_ref().map(|t| t.link.clone());
             let care = crash::after_run(
@@ -288,7 +280,7 @@ async fn push_inner(
                 settings,
                 &report.run_id,
                 crash::RunEnd {
-                    deployed: to,
+                    deployed: &report.commit,
                     push_link: link.as_deref(),
                     lock_tasks: &lock_tasks,
                     pushed: true,
@@ -314,24 +306,24 @@ async fn push_inner(
         let mut parts = Vec::new();
         if pushed.queued > 0 {
             parts.push(format!(
-                "{} Asana write{} queued in the outbox ({}); the next run replays {}",
+                "{} Asana {} queued in the outbox ({}); the next run replays {}",
                 pushed.queued,
-                if pushed.queued == 1 { "" } else { "s" },
-                ob.deferred().map_or("Asana did not take them".into(), |w| {
-                    crate::domain::text::printable(w, 200)
-                }),
+                plural(pushed.queued, "write"),
+                ob.deferred()
+                    .map_or("Asana did not take them".into(), |w| printable(w, 200)),
                 if pushed.queued == 1 { "it" } else { "them" },
             ));
         }
         if failures > 0 {
             parts.push(format!(
-                "{failures} other Asana call{} failed (see the log)",
-                if failures == 1 { "" } else { "s" }
+                "{failures} other Asana {} failed (see the log)",
+                plural(failures, "call")
             ));
         }
         let line = format!(
-            "{}; the push itself {}",
+            "{}; the {} itself {}",
             parts.join("; "),
+            RunKind::Push,
             match &pushed.report {
                 Some(r) if r.failure.is_some() => "failed",
                 Some(_) => "succeeded",
@@ -352,132 +344,5 @@ fn report_aftercare(care: &crash::Aftercare, output: Output) {
             "crash tasks: {} completed, {} taken out of the lock project, {} told their fix value is unusable",
             care.closed, care.released, care.reported
         );
-    }
-}
-
-pub fn report_json(r: &PushReport) -> Value {
-    json!({
-        "outcome": if r.failure.is_some() { "failed" } else { "pushed" },
-        "failed_step": r.failure.as_ref().map(|f| &f.0),
-        "error": r.failure.as_ref().map(|f| &f.1),
-        "run_id": r.run_id,
-        "release": r.release.as_str(),
-        "commit": r.commit.as_str(),
-        "previous": r.previous.as_ref().map(|c| c.as_str()),
-        "push_task": r.task.as_ref().map(|t| json!({ "gid": t.gid.as_str(), "link": t.link })),
-        "hosts": r.hosts.iter().map(|h| json!({
-            "host": h.host.to_string(),
-            "result": h.result,
-            "bytes_sent": h.bytes_sent,
-        })).collect::<Vec<_>>(),
-        "asana_failures": r.asana_failures,
-        "asana_queued": r.asana_queued,
-        "duration_ms": r.duration.as_millis() as u64,
-    })
-}
-
-/// The plan for scripts: `verdict` is `push`, `nothing-new`, `held` or `unknown`.
-pub fn plan_json(plan: &Plan) -> Value {
-    let c = plan.cluster.as_str();
-    let changelog: Vec<Value> = plan
-        .changelog
-        .entries
-        .iter()
-        .map(|e| json!({ "commit": e.commit.as_str(), "subject": e.subject, "author": e.author }))
-        .collect();
-    match &plan.verdict {
-        Verdict::Push { from, to } => json!({
-            "cluster": c,
-            "verdict": "push",
-            "commit": to.as_str(),
-            "previous": from.as_ref().map(|f| f.as_str()),
-            "via": plan.via,
-            "changelog": changelog,
-            "changelog_more": plan.changelog.more,
-            "steps": plan.steps.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "locks": [],
-            "ignored": plan.ignored.as_ref().map(|ig| json!({
-                "reason": ig.reason,
-                "locks": ig.locks.iter().map(super::status::lock_json).collect::<Vec<_>>(),
-                "lock_state_unknown": ig.unknown,
-                "holds": ig.holds.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            })),
-        }),
-        Verdict::NothingNew { commit } => json!({
-            "cluster": c,
-            "verdict": "nothing-new",
-            "commit": commit.as_ref().map(CommitId::as_str),
-            "locks": [],
-        }),
-        Verdict::Hold(HoldReason::Locked { tasks }) => json!({
-            "cluster": c,
-            "verdict": "held",
-            "reason": "locked",
-            "locks": tasks.iter().map(super::status::lock_json).collect::<Vec<_>>(),
-        }),
-        Verdict::Hold(HoldReason::Running { holder }) => json!({
-            "cluster": c,
-            "verdict": "held",
-            "reason": "running",
-            "holder": holder,
-            "locks": null,
-        }),
-        Verdict::Hold(HoldReason::Frozen { other, until }) => json!({
-            "cluster": c,
-            "verdict": "held",
-            "reason": "frozen",
-            "other": other.as_str(),
-            "until": until.with_timezone(&chrono::Utc),
-            "message": plan.verdict_text(),
-            "locks": null,
-        }),
-        Verdict::Hold(HoldReason::OtherRunning { other }) => json!({
-            "cluster": c,
-            "verdict": "held",
-            "reason": "frozen",
-            "other": other.as_str(),
-            "until": null,
-            "message": plan.verdict_text(),
-            "locks": null,
-        }),
-        Verdict::Hold(HoldReason::BuildFailed { commit, last_run }) => json!({
-            "cluster": c,
-            "verdict": "held",
-            "reason": "build-failed",
-            "commit": commit.as_str(),
-            "last_run": last_run,
-            "message": plan.verdict_text(),
-            "locks": null,
-        }),
-        Verdict::Hold(HoldReason::RolledBack {
-            commit,
-            release,
-            at,
-        }) => json!({
-            "cluster": c,
-            "verdict": "held",
-            "reason": "rolled-back",
-            "commit": commit.as_str(),
-            "release": release,
-            "rolled_back_at": at,
-            "message": plan.verdict_text(),
-            "locks": null,
-        }),
-        Verdict::Hold(HoldReason::Soaking { from, since, until }) => json!({
-            "cluster": c,
-            "verdict": "held",
-            "reason": "soaking",
-            "other": from.as_str(),
-            "since": since,
-            "until": until,
-            "message": plan.verdict_text(),
-            "locks": null,
-        }),
-        Verdict::Unknown { reason } => json!({
-            "cluster": c,
-            "verdict": "unknown",
-            "reason": reason,
-            "locks": null,
-        }),
     }
 }

@@ -1,131 +1,42 @@
-//! `pushgate status [CLUSTER]`: per cluster, what is deployed since when,
-//! the last run's outcome, and the open locks and what they mean. For
-//! people: a summary table (coloured on a terminal, never with
-//! `NO_COLOR`), then each cluster's details with the links; `--json` for
-//! scripts.
+//! `pushgate status [CLUSTER]`: per cluster, what `decide` says of its next
+//! push on the same facts `push --dry-run` gathers (the mirror fetched once
+//! for every cluster, the lock project read, the history, the freeze, the
+//! soak), with its reasons; then what is deployed since when, the last
+//! run, the open locks and what earlier runs left behind. For people: a
+//! summary table in one time zone named in its header (coloured on a
+//! terminal, never with `NO_COLOR`), then each cluster's details with the
+//! links; `--json` for scripts. It decides nothing itself.
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde_json::{json, Value};
 
-use super::{Env, Outcome};
-use crate::adapters::git::Mirror;
-use crate::config::{ClusterSettings, Source};
-use std::collections::HashMap;
-
+use super::views::{lock_json, plan_json};
+use super::{Env, Outcome, UsageError};
 use crate::adapters::state::{Deployed, HistoryRecord};
 use crate::cmd::term::Paint;
-use crate::domain::model::{CommitId, Fix, LockTask, TaskGid};
-use crate::domain::plan::LockFacts;
-use crate::domain::text::printable;
+use crate::config::ClusterSettings;
+use crate::domain::decide::{self, FixPlace, Waiting};
+use crate::domain::model::{LockTask, RunOutcome, TaskGid};
+use crate::domain::plan::{Facts, HoldReason, LockFacts, Overrides, Plan, Verdict};
+use crate::domain::text::{plural, printable};
 use crate::run::gather;
 
-pub fn lock_json(t: &LockTask) -> Value {
-    json!({
-        "gid": t.gid.as_str(),
-        "name": t.name,
-        "assignee": t.assignee,
-        "link": t.link,
-        "fix_commit": t.fix.raw(),
-        "fix": match &t.fix {
-            Fix::None => Value::Null,
-            Fix::Unchecked(_) => json!({ "state": "unchecked" }),
-            Fix::Invalid { why, .. } => json!({ "state": "invalid", "why": why }),
-            Fix::Valid { commit, shipped } => json!({
-                "state": if *shipped { "shipped" } else { "waiting" },
-                "commit": commit.as_str(),
-            }),
-        },
-    })
-}
-
-/// What the next push would be checked against, without fetching: the
-/// source cluster's deployed commit, or the branch tip in the mirror.
-fn status_candidate(env: &Env, c: &ClusterSettings) -> Option<CommitId> {
-    match &c.source {
-        Source::Cluster(from) => env.state.deployed(from).ok()??.commit_id(),
-        Source::Branch => Mirror::open(&env.state.repo())
-            .ok()?
-            .branch_tip(&env.config.repo.branch)
-            .ok(),
-    }
-}
-
-/// The lock tasks that hold the cluster's next push, fixes checked against
-/// its candidate, with "(on beta since …)" for fixes its source runs.
-/// Fixes a cluster's lock project is waiting for, as `status` shows them.
-struct Waiting {
-    task: LockTask,
-    fix: CommitId,
-    /// "on beta since Mon 10:15 PST", when the source cluster runs it.
-    on_source: Option<String>,
-}
-
-async fn holding(
-    env: &Env,
-    c: &ClusterSettings,
-    locks: LockFacts,
-) -> (LockFacts, HashMap<TaskGid, String>, Vec<Waiting>) {
-    let mut notes = HashMap::new();
-    let mut waiting = Vec::new();
-    let LockFacts::Read(tasks) = locks else {
-        return (locks, notes, waiting);
-    };
-    let tasks = match status_candidate(env, c) {
-        Some(tip) => gather::check_fixes(&env.state, tasks.clone(), tip)
-            .await
-            .unwrap_or(tasks),
-        None => tasks,
-    };
-    let mirror = Mirror::open(&env.state.repo()).ok();
-    let runs = |tip: Option<CommitId>, fix: &CommitId| {
-        tip.zip(mirror.as_ref())
-            .is_some_and(|(t, m)| m.contains(&t, fix).unwrap_or(false))
-    };
-    let source = match &c.source {
-        Source::Cluster(from) => env
-            .state
-            .deployed(from)
-            .ok()
-            .flatten()
-            .map(|d| (from.clone(), d)),
-        Source::Branch => None,
-    };
-    let on_source = |fix: &CommitId| {
-        source.as_ref().and_then(|(from, d)| {
-            runs(d.commit_id(), fix).then(|| {
-                format!(
-                    "on {from} since {}",
-                    d.since.with_timezone(&c.timezone).format("%a %H:%M %Z")
-                )
-            })
-        })
-    };
-    let deployed = env
-        .state
-        .deployed(&c.name)
-        .ok()
-        .flatten()
-        .and_then(|d| d.commit_id());
-    let mut out = Vec::new();
-    for t in tasks {
-        let fix = match &t.fix {
-            Fix::Valid { commit, .. } => Some(commit.clone()),
-            _ => None,
-        };
-        if crate::domain::decide::holds(&t) {
-            if let Some(n) = fix.as_ref().and_then(on_source) {
-                notes.insert(t.gid.clone(), n);
-            }
-            out.push(t);
-        } else if let Some(fix) = fix.filter(|f| !runs(deployed.clone(), f)) {
-            // Not holding (the next push carries the fix), but not shipped yet.
-            waiting.push(Waiting {
-                on_source: on_source(&fix),
-                fix,
-                task: t,
-            });
-        }
-    }
-    (LockFacts::Read(out), notes, waiting)
+/// What `status` knows of one cluster.
+struct Seen<'a> {
+    c: &'a ClusterSettings,
+    /// Its facts and decision, or why they could not be gathered.
+    decided: Result<(Facts, Plan), String>,
+    /// The lock tasks that hold, and the notes on fixes its source runs.
+    holding: Vec<LockTask>,
+    notes: BTreeMap<TaskGid, String>,
+    waiting: Vec<Waiting>,
+    deployed: Option<Deployed>,
+    last: Option<HistoryRecord>,
+    next: Option<DateTime<Utc>>,
+    backlog: Backlog,
 }
 
 pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Outcome> {
@@ -133,132 +44,36 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
         Some(name) => vec![env.cluster(name)?],
         None => env.config.clusters.values().collect(),
     };
-    // One read per cluster, concurrently: status is what on-call runs first.
-    let mut windows = Vec::new();
+    // One clock reading for the whole view.
+    let now = Utc::now();
+    // One fetch for every cluster; without it, the mirror as it is.
+    if let Err(e) = gather::fetch(&env.config, &env.state).await {
+        eprintln!(
+            "pushgate: warning: cannot fetch the repository ({}); showing what the mirror has",
+            printable(&format!("{e:#}"), 300)
+        );
+    }
+    let mut hosts = Vec::new();
     for c in &clusters {
-        windows.push(gather::lock_window(&env.state, c)?);
+        hosts.push(c.read_hosts().map_err(UsageError)?);
     }
-    let reads = clusters
+    let cx = env.ctx();
+    // Every cluster at once: status is what on-call runs first.
+    let seen = futures_util::future::join_all(
+        clusters
+            .iter()
+            .zip(hosts)
+            .map(|(c, hosts)| look(env, &cx, c, hosts, now)),
+    )
+    .await;
+    let all_read = seen
         .iter()
-        .zip(windows)
-        .map(|(c, since)| gather::lock_facts(&env.client, c, env.fix_field(), since));
-    let facts = futures_util::future::join_all(reads).await;
-    let mut all_read = true;
-    let mut out = Vec::new();
-    let paint = crate::cmd::term::Paint::stdout();
-    let mut rows = Vec::new();
-    let mut details = Vec::new();
-    for (c, locks) in clusters.iter().zip(facts) {
-        let (locks, notes, waiting) = holding(env, c, locks).await;
-        let deployed = env.state.deployed(&c.name)?;
-        let last = env.state.history(&c.name)?.pop();
-        let now = chrono::Utc::now();
-        let next = crate::domain::decide::next_fire(&c.schedule.cron, c.timezone, now)
-            .map(|t| t.with_timezone(&c.timezone));
-        let freeze = gather::freeze_facts(&env.config, &env.state, c)
-            .and_then(|f| crate::domain::decide::frozen(&f, now))
-            .map(|h| h.to_string());
-        let running = env.state.running(&c.name);
-        let backlog = Backlog::read(env, c, running.is_some());
-        if json {
-            let mut v = match &locks {
-                LockFacts::Read(tasks) => json!({
-                    "cluster": c.name.as_str(),
-                    "schedule": c.schedule.expr,
-                    "timezone": c.timezone.name(),
-                    "lock_state": if tasks.is_empty() { "open" } else { "held" },
-                    "locks": tasks.iter().map(|t| {
-                        let mut v = lock_json(t);
-                        v["fix_on_source"] = json!(notes.get(&t.gid));
-                        v
-                    }).collect::<Vec<_>>(),
-                }),
-                LockFacts::Unreadable(reason) => json!({
-                    "cluster": c.name.as_str(),
-                    "schedule": c.schedule.expr,
-                    "timezone": c.timezone.name(),
-                    "lock_state": "unknown",
-                    "error": reason,
-                    "locks": null,
-                }),
-            };
-            v["next_push"] = json!(next.map(|t| t.with_timezone(&chrono::Utc)));
-            v["waiting_for_fixes"] = json!(waiting
-                .iter()
-                .map(|w| json!({
-                    "gid": w.task.gid.as_str(),
-                    "name": w.task.name,
-                    "link": w.task.link,
-                    "fix": w.fix.as_str(),
-                    "on_source": w.on_source,
-                }))
-                .collect::<Vec<_>>());
-            v["freeze"] = json!(freeze);
-            v["running"] = json!(running);
-            v["asana_queued"] = json!(backlog.queued);
-            v["asana_queued_since"] = json!(backlog.oldest);
-            v["interrupted_run"] = json!(backlog.interrupted);
-            v["rolled_back_commits"] = json!(backlog.rolled_back);
-            v["deployed"] = match &deployed {
-                Some(d) => json!({
-                    "commit": d.commit,
-                    "release": d.release,
-                    "since": d.since,
-                    "push_task": d.push_task_link,
-                }),
-                None => Value::Null,
-            };
-            v["last_push"] = match &last {
-                Some(r) => json!({
-                    "kind": r.kind,
-                    "outcome": r.outcome,
-                    "commit": r.commit,
-                    "release": r.release,
-                    "finished": r.finished,
-                    "push_task": r.push_task_link,
-                    "failed_step": r.failed_step,
-                }),
-                None => Value::Null,
-            };
-            out.push(v);
-        } else {
-            let t = Text {
-                c,
-                locks: &locks,
-                notes: &notes,
-                waiting: &waiting,
-                deployed: deployed.as_ref(),
-                last: last.as_ref(),
-                next,
-                freeze: freeze.as_deref(),
-                running: running.as_deref(),
-                backlog: &backlog,
-            };
-            rows.push(t.row(&paint));
-            details.push(t.details(&paint));
-        }
-        all_read &= matches!(locks, LockFacts::Read(_));
-    }
+        .all(|s| matches!(&s.decided, Ok((f, _)) if !matches!(f.locks, LockFacts::Unreadable(_))));
     if json {
+        let out: Vec<Value> = seen.iter().map(to_json).collect();
         super::print_json(&json!({ "clusters": out }));
     } else {
-        let header: Vec<String> = [
-            "CLUSTER",
-            "STATE",
-            "DEPLOYED",
-            "SINCE",
-            "LAST RUN",
-            "LOCKS",
-            "NEXT PUSH",
-        ]
-        .iter()
-        .map(|h| paint.dim(h))
-        .collect();
-        print!("{}", crate::cmd::term::table(&header, &rows));
-        for d in details {
-            println!();
-            print!("{d}");
-        }
+        print_text(&seen, now);
     }
     Ok(if all_read {
         Outcome::Success
@@ -267,201 +82,446 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
     })
 }
 
+/// Gathers and decides for one cluster as `push --dry-run` would (no
+/// fetch: `run` fetched once), plus what the views show beside it.
+async fn look<'a>(
+    env: &Env,
+    cx: &crate::run::Ctx<'_>,
+    c: &'a ClusterSettings,
+    hosts: Vec<crate::domain::model::Host>,
+    now: DateTime<Utc>,
+) -> Seen<'a> {
+    let state = env.state.cluster(&c.name);
+    let running = state.running();
+    let facts = match running {
+        Some(holder) => Ok(Facts::running(c.name.clone(), holder, now)),
+        None => gather::facts(cx, c, None, hosts, now, Overrides::default(), false)
+            .await
+            .map_err(|e| format!("{e:#}")),
+    };
+    let decided = facts.map(|f| {
+        let p = decide::plan(&f);
+        (f, p)
+    });
+    let tasks: Vec<LockTask> = match &decided {
+        Ok((f, _)) => match &f.locks {
+            LockFacts::Read(t) => t.clone(),
+            LockFacts::Unreadable(_) => Vec::new(),
+        },
+        Err(_) => Vec::new(),
+    };
+    let places = gather::fix_places(cx, c, &tasks).await;
+    let holding: Vec<LockTask> = tasks.iter().filter(|t| decide::holds(t)).cloned().collect();
+    let notes = on_source_notes(&holding, &places, c.timezone);
+    Seen {
+        c,
+        waiting: decide::waiting(&tasks, &places),
+        holding,
+        notes,
+        deployed: state.deployed().ok().flatten(),
+        last: state.history().ok().and_then(|mut h| h.pop()),
+        next: decide::next_fire(&c.schedule.cron, c.timezone, now),
+        backlog: Backlog::read(env, c, running_now(&decided)),
+        decided,
+    }
+}
+
+fn running_now(decided: &Result<(Facts, Plan), String>) -> bool {
+    matches!(decided, Ok((f, _)) if f.running.is_some())
+}
+
+/// "on beta since Mon 10:15 PST" for holding tasks whose fix the source runs.
+fn on_source_notes(
+    holding: &[LockTask],
+    places: &BTreeMap<TaskGid, FixPlace>,
+    tz: Tz,
+) -> BTreeMap<TaskGid, String> {
+    holding
+        .iter()
+        .filter_map(|t| {
+            let (from, since) = places.get(&t.gid)?.on_source.as_ref()?;
+            Some((
+                t.gid.clone(),
+                format!(
+                    "on {from} since {}",
+                    since.with_timezone(&tz).format("%a %H:%M %Z")
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// The table's STATE: what the verdict means for the next push.
+fn state_word(s: &Seen<'_>) -> (&'static str, u8) {
+    // 0 good, 1 warn, 2 bad, 3 busy: the colour.
+    match &s.decided {
+        Err(_) => ("error", 2),
+        Ok((_, p)) => match &p.verdict {
+            Verdict::Hold(HoldReason::Running { .. }) => ("pushing", 3),
+            Verdict::Unknown { .. } => ("unknown", 2),
+            Verdict::Hold(HoldReason::Locked { .. } | HoldReason::RolledBack { .. }) => ("held", 2),
+            Verdict::Hold(HoldReason::Frozen { .. } | HoldReason::OtherRunning { .. }) => {
+                ("frozen", 1)
+            }
+            Verdict::Hold(HoldReason::Soaking { .. }) => ("soaking", 1),
+            Verdict::Hold(HoldReason::BuildFailed { .. } | HoldReason::ArtifactMissing { .. }) => {
+                ("failing", 2)
+            }
+            Verdict::Push { .. } | Verdict::NothingNew { .. } => ("open", 0),
+        },
+    }
+}
+
+/// The view's one time zone: the clusters' own when they share one, else UTC.
+fn view_zone(seen: &[Seen<'_>]) -> Tz {
+    let first = seen.first().map(|s| s.c.timezone);
+    match first {
+        Some(tz) if seen.iter().all(|s| s.c.timezone == tz) => tz,
+        _ => chrono_tz::UTC,
+    }
+}
+
+fn print_text(seen: &[Seen<'_>], now: DateTime<Utc>) {
+    let paint = Paint::stdout();
+    let tz = view_zone(seen);
+    let zone = if tz == chrono_tz::UTC {
+        "UTC".to_owned()
+    } else {
+        tz.name().to_owned()
+    };
+    let header: Vec<String> = [
+        "CLUSTER".to_owned(),
+        "STATE".into(),
+        "DEPLOYED".into(),
+        format!("SINCE ({zone})"),
+        "LAST RUN".into(),
+        "LOCKS".into(),
+        "NEXT PUSH".into(),
+    ]
+    .iter()
+    .map(|h| paint.dim(h))
+    .collect();
+    let rows: Vec<Vec<String>> = seen.iter().map(|s| row(s, &paint, tz)).collect();
+    print!("{}", crate::cmd::term::table(&header, &rows));
+    for s in seen {
+        println!();
+        print!("{}", details(s, &paint, tz, now));
+    }
+}
+
+fn row(s: &Seen<'_>, paint: &Paint, tz: Tz) -> Vec<String> {
+    let (word, tone) = state_word(s);
+    let state = match tone {
+        0 => paint.good(word),
+        1 => paint.warn(word),
+        3 => paint.busy(word),
+        _ => paint.bad(word),
+    };
+    let deployed = s
+        .deployed
+        .as_ref()
+        .map_or("-".to_owned(), |d| d.commit.chars().take(7).collect());
+    let since = s.deployed.as_ref().map_or("-".to_owned(), |d| {
+        d.since
+            .with_timezone(&tz)
+            .format("%Y-%m-%d %H:%M")
+            .to_string()
+    });
+    let last = match &s.last {
+        None => "-".to_owned(),
+        Some(r) => {
+            let what = format!(
+                "{} {}",
+                r.kind,
+                r.finished.with_timezone(&tz).format("%m-%d %H:%M")
+            );
+            if r.outcome == RunOutcome::Success {
+                format!("{what} {}", paint.good("ok"))
+            } else {
+                let step = r.failed_step.as_deref().unwrap_or("?");
+                format!(
+                    "{what} {}",
+                    paint.bad(&format!("failed at {}", printable(step, 40)))
+                )
+            }
+        }
+    };
+    let locks = match &s.decided {
+        Ok((f, _)) if matches!(f.locks, LockFacts::Unreadable(_)) => paint.bad("unknown"),
+        Err(_) => paint.bad("unknown"),
+        Ok(_) if s.holding.is_empty() => paint.good("none"),
+        Ok(_) => paint.bad(&format!("{} open", s.holding.len())),
+    };
+    let next = s.next.map_or("-".to_owned(), |t| {
+        t.with_timezone(&tz).format("%a %H:%M").to_string()
+    });
+    vec![
+        paint.bold(s.c.name.as_str()),
+        state,
+        deployed,
+        since,
+        last,
+        locks,
+        next,
+    ]
+}
+
+fn details(s: &Seen<'_>, paint: &Paint, tz: Tz, now: DateTime<Utc>) -> String {
+    let c = s.c;
+    let mut out = format!(
+        "{}  (schedule \"{}\", {})\n",
+        paint.bold(c.name.as_str()),
+        c.schedule.expr,
+        c.timezone.name()
+    );
+    let mut line = |l: String| {
+        out.push_str("  ");
+        out.push_str(&l);
+        out.push('\n');
+    };
+    let at = |t: DateTime<Utc>| {
+        t.with_timezone(&tz)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string()
+    };
+    match &s.decided {
+        Err(e) => line(paint.bad(&format!(
+            "cannot tell what the next push would do: {}",
+            printable(e, 500)
+        ))),
+        Ok((_, plan)) => {
+            // The verdict decide gave, as `push --dry-run` prints it: its
+            // first line, and the reasons for a hold.
+            let text = plan.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let first = first
+                .strip_prefix(&format!("{}: ", c.name))
+                .unwrap_or(first);
+            let shown = format!("next push: {first}");
+            line(match state_word(s).1 {
+                0 => shown,
+                1 => paint.warn(&shown),
+                3 => paint.busy(&shown),
+                _ => paint.bad(&shown),
+            });
+        }
+    }
+    if let Some(t) = s.next {
+        line(format!(
+            "scheduled: {} (in {})",
+            t.with_timezone(&tz).format("%a %Y-%m-%d %H:%M %Z"),
+            humantime::format_duration(std::time::Duration::from_secs(
+                (t - now).num_seconds().max(0) as u64
+            ))
+        ));
+    }
+    match &s.deployed {
+        Some(d) => line(format!(
+            "deployed: {} (release {}) since {}{}",
+            d.commit.chars().take(7).collect::<String>(),
+            d.release,
+            at(d.since),
+            d.push_task_link
+                .as_deref()
+                .map(|l| format!(" {}", printable(l, 200)))
+                .unwrap_or_default()
+        )),
+        None => line("deployed: nothing yet".to_owned()),
+    }
+    if let Some(r) = &s.last {
+        let how = match (&r.failed_step, &r.error) {
+            (Some(step), Some(e)) => paint.bad(&format!(
+                "failed at {}: {}",
+                printable(step, 40),
+                printable(e, 200)
+            )),
+            _ if r.outcome == RunOutcome::Success => paint.good(r.outcome.as_str()),
+            _ => paint.bad(r.outcome.as_str()),
+        };
+        line(format!(
+            "last {}: {} {how} at {}{}",
+            r.kind,
+            r.commit.chars().take(7).collect::<String>(),
+            at(r.finished),
+            r.push_task_link
+                .as_deref()
+                .map(|l| format!(" {}", printable(l, 200)))
+                .unwrap_or_default()
+        ));
+    }
+    match &s.decided {
+        Ok((f, _)) => match &f.locks {
+            LockFacts::Unreadable(reason) => line(paint.bad(&format!(
+                "locks: unknown — pushes fail closed: {}",
+                printable(reason, 500)
+            ))),
+            LockFacts::Read(_) if s.holding.is_empty() => line("locks: none".to_owned()),
+            LockFacts::Read(_) => {
+                line(paint.bad(&format!(
+                    "locks: {} open — pushes are held",
+                    s.holding.len()
+                )));
+                for t in &s.holding {
+                    match s.notes.get(&t.gid) {
+                        Some(n) => line(format!("  - {t} ({n})")),
+                        None => line(format!("  - {t}")),
+                    }
+                }
+            }
+        },
+        Err(_) => line(paint.bad("locks: unknown")),
+    }
+    let b = &s.backlog;
+    if let Some(r) = &b.interrupted {
+        line(paint.warn(&format!(
+            "interrupted: run {r} did not finish; the next push or rollback recovers it first"
+        )));
+    }
+    if b.queued > 0 {
+        line(paint.warn(&format!(
+            "asana: {} {} queued since {}; the next run replays them",
+            b.queued,
+            plural(b.queued, "write"),
+            b.oldest.map_or("?".into(), at)
+        )));
+    }
+    for c in &b.rolled_back {
+        line(format!(
+            "rolled back: {} is not pushed again without `--commit`",
+            c.chars().take(7).collect::<String>()
+        ));
+    }
+    for w in &s.waiting {
+        line(format!(
+            "waiting for fix {} ({}): \"{}\" {}",
+            w.fix.short(),
+            w.on_source
+                .as_ref()
+                .map_or("in the next push".to_owned(), |(from, since)| format!(
+                    "on {from} since {}",
+                    since.with_timezone(&tz).format("%a %H:%M %Z")
+                )),
+            printable(&w.task.name, 120),
+            printable(&w.task.link, 200)
+        ));
+    }
+    out
+}
+
+fn to_json(s: &Seen<'_>) -> Value {
+    let c = s.c;
+    let mut v = json!({
+        "cluster": c.name.as_str(),
+        "schedule": c.schedule.expr,
+        "timezone": c.timezone.name(),
+    });
+    match &s.decided {
+        Ok((f, plan)) => {
+            match &f.locks {
+                LockFacts::Read(_) => {
+                    v["lock_state"] = json!(if s.holding.is_empty() { "open" } else { "held" });
+                    v["locks"] = json!(s
+                        .holding
+                        .iter()
+                        .map(|t| {
+                            let mut l = lock_json(t);
+                            l["fix_on_source"] = json!(s.notes.get(&t.gid));
+                            l
+                        })
+                        .collect::<Vec<_>>());
+                }
+                LockFacts::Unreadable(reason) => {
+                    v["lock_state"] = json!("unknown");
+                    v["error"] = json!(reason);
+                    v["locks"] = Value::Null;
+                }
+            }
+            // The same plan `push --dry-run --json` prints.
+            v["next"] = plan_json(plan);
+            v["state"] = json!(state_word(s).0);
+            v["freeze"] = json!(match &plan.verdict {
+                Verdict::Hold(
+                    h @ (HoldReason::Frozen { .. } | HoldReason::OtherRunning { .. }),
+                ) => Some(h.to_string()),
+                _ => None,
+            });
+        }
+        Err(e) => {
+            v["lock_state"] = json!("unknown");
+            v["error"] = json!(e);
+            v["locks"] = Value::Null;
+            v["state"] = json!("error");
+        }
+    }
+    v["next_push"] = json!(s.next);
+    v["waiting_for_fixes"] = json!(s
+        .waiting
+        .iter()
+        .map(|w| json!({
+            "gid": w.task.gid.as_str(),
+            "name": w.task.name,
+            "link": w.task.link,
+            "fix": w.fix.as_str(),
+            "on_source": w.on_source.as_ref().map(|(from, since)| json!({"cluster": from.as_str(), "since": since})),
+        }))
+        .collect::<Vec<_>>());
+    v["running"] = json!(match &s.decided {
+        Ok((f, _)) => f.running.clone(),
+        Err(_) => None,
+    });
+    v["asana_queued"] = json!(s.backlog.queued);
+    v["asana_queued_since"] = json!(s.backlog.oldest);
+    v["interrupted_run"] = json!(s.backlog.interrupted);
+    v["rolled_back_commits"] = json!(s.backlog.rolled_back);
+    v["deployed"] = match &s.deployed {
+        Some(d) => json!({
+            "commit": d.commit,
+            "release": d.release,
+            "since": d.since,
+            "push_task": d.push_task_link,
+        }),
+        None => Value::Null,
+    };
+    v["last_push"] = match &s.last {
+        Some(r) => json!({
+            "kind": r.kind.as_str(),
+            "outcome": r.outcome.as_str(),
+            "commit": r.commit,
+            "release": r.release,
+            "finished": r.finished,
+            "push_task": r.push_task_link,
+            "failed_step": r.failed_step,
+        }),
+        None => Value::Null,
+    };
+    v
+}
+
 /// What earlier runs left for the next one: Asana writes in the outbox, a
 /// killed run's journal, commits marked by rollbacks.
 struct Backlog {
     queued: usize,
-    oldest: Option<chrono::DateTime<chrono::Utc>>,
+    oldest: Option<DateTime<Utc>>,
     interrupted: Option<String>,
     rolled_back: Vec<String>,
 }
 
 impl Backlog {
     fn read(env: &Env, c: &ClusterSettings, running: bool) -> Backlog {
-        let outbox = crate::run::outbox::Outbox::open(&env.state, &c.name, &env.client).ok();
+        let state = env.state.cluster(&c.name);
+        let outbox = crate::run::outbox::Outbox::open(&state, &env.client).ok();
         Backlog {
             queued: outbox.as_ref().map_or(0, |o| o.pending()),
             oldest: outbox.as_ref().and_then(|o| o.oldest()),
             // A journal while no push runs is a killed run's.
             interrupted: (!running)
-                .then(|| env.state.unfinished(&c.name).ok())
+                .then(|| state.unfinished().ok())
                 .flatten()
                 .and_then(|e| e.first().map(|e| e.run_id.clone())),
-            rolled_back: env
-                .state
-                .bad_commits(&c.name)
+            rolled_back: state
+                .bad_commits()
                 .map(|m| m.into_keys().collect())
                 .unwrap_or_default(),
         }
-    }
-}
-
-/// One cluster's status, for people: a row of the summary table and a
-/// block of details (links, lock tasks, errors).
-struct Text<'a> {
-    c: &'a ClusterSettings,
-    locks: &'a LockFacts,
-    notes: &'a HashMap<TaskGid, String>,
-    waiting: &'a [Waiting],
-    deployed: Option<&'a Deployed>,
-    last: Option<&'a HistoryRecord>,
-    next: Option<chrono::DateTime<chrono_tz::Tz>>,
-    freeze: Option<&'a str>,
-    running: Option<&'a str>,
-    backlog: &'a Backlog,
-}
-
-impl Text<'_> {
-    fn row(&self, paint: &Paint) -> Vec<String> {
-        let state = match (self.running, self.freeze, self.locks) {
-            (Some(_), _, _) => paint.busy("pushing"),
-            (_, _, LockFacts::Unreadable(_)) => paint.bad("unknown"),
-            (_, _, LockFacts::Read(t)) if !t.is_empty() => paint.bad("held"),
-            (_, Some(_), _) => paint.warn("frozen"),
-            _ => paint.good("open"),
-        };
-        let deployed = self
-            .deployed
-            .map_or("-".to_owned(), |d| d.commit.chars().take(7).collect());
-        let since = self.deployed.map_or("-".to_owned(), |d| {
-            d.since.format("%Y-%m-%d %H:%M UTC").to_string()
-        });
-        let last = match self.last {
-            None => "-".to_owned(),
-            Some(r) => {
-                let what = format!("{} {}", r.kind, r.finished.format("%m-%d %H:%M"));
-                if r.outcome == "success" {
-                    format!("{what} {}", paint.good("ok"))
-                } else {
-                    let step = r.failed_step.as_deref().unwrap_or("?");
-                    format!(
-                        "{what} {}",
-                        paint.bad(&format!("failed at {}", printable(step, 40)))
-                    )
-                }
-            }
-        };
-        let locks = match self.locks {
-            LockFacts::Read(t) if t.is_empty() => paint.good("none"),
-            LockFacts::Read(t) => paint.bad(&format!("{} open", t.len())),
-            LockFacts::Unreadable(_) => paint.bad("unknown"),
-        };
-        let next = self
-            .next
-            .map_or("-".to_owned(), |t| t.format("%a %H:%M %Z").to_string());
-        vec![
-            paint.bold(self.c.name.as_str()),
-            state,
-            deployed,
-            since,
-            last,
-            locks,
-            next,
-        ]
-    }
-
-    fn details(&self, paint: &Paint) -> String {
-        let c = self.c;
-        let mut out = format!(
-            "{}  (schedule \"{}\", {})\n",
-            paint.bold(c.name.as_str()),
-            c.schedule.expr,
-            c.timezone.name()
-        );
-        let mut line = |l: String| {
-            out.push_str("  ");
-            out.push_str(&l);
-            out.push('\n');
-        };
-        if let Some(r) = self.running {
-            line(paint.busy(&format!("running: a push is in progress ({r})")));
-        }
-        if let Some(f) = self.freeze {
-            line(paint.warn(f));
-        }
-        if let Some(t) = self.next {
-            line(format!("next push: {}", t.format("%a %Y-%m-%d %H:%M %Z")));
-        }
-        match self.deployed {
-            Some(d) => line(format!(
-                "deployed: {} (release {}) since {}{}",
-                d.commit.chars().take(7).collect::<String>(),
-                d.release,
-                d.since.format("%Y-%m-%d %H:%M:%S UTC"),
-                d.push_task_link
-                    .as_deref()
-                    .map(|l| format!(" {}", printable(l, 200)))
-                    .unwrap_or_default()
-            )),
-            None => line("deployed: nothing yet".to_owned()),
-        }
-        if let Some(r) = self.last {
-            let how = match (&r.failed_step, &r.error) {
-                (Some(step), Some(e)) => paint.bad(&format!(
-                    "failed at {}: {}",
-                    printable(step, 40),
-                    printable(e, 200)
-                )),
-                _ if r.outcome == "success" => paint.good(&r.outcome),
-                _ => paint.bad(&r.outcome),
-            };
-            line(format!(
-                "last {}: {} {how} at {}{}",
-                r.kind,
-                r.commit.chars().take(7).collect::<String>(),
-                r.finished.format("%Y-%m-%d %H:%M:%S UTC"),
-                r.push_task_link
-                    .as_deref()
-                    .map(|l| format!(" {}", printable(l, 200)))
-                    .unwrap_or_default()
-            ));
-        }
-        match self.locks {
-            LockFacts::Read(tasks) if tasks.is_empty() => line("locks: none".to_owned()),
-            LockFacts::Read(tasks) => {
-                line(paint.bad(&format!("locks: {} open — pushes are held", tasks.len())));
-                for t in tasks {
-                    match self.notes.get(&t.gid) {
-                        Some(n) => line(format!("  - {t} ({n})")),
-                        None => line(format!("  - {t}")),
-                    }
-                }
-            }
-            LockFacts::Unreadable(reason) => line(paint.bad(&format!(
-                "locks: unknown — pushes fail closed: {}",
-                printable(reason, 500)
-            ))),
-        }
-        let b = self.backlog;
-        if let Some(r) = &b.interrupted {
-            line(paint.warn(&format!(
-                "interrupted: run {r} did not finish; the next push or rollback recovers it first"
-            )));
-        }
-        if b.queued > 0 {
-            line(paint.warn(&format!(
-                "asana: {} write{} queued since {}; the next run replays them",
-                b.queued,
-                if b.queued == 1 { "" } else { "s" },
-                b.oldest
-                    .map_or("?".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-            )));
-        }
-        for c in &b.rolled_back {
-            line(format!(
-                "rolled back: {} is not pushed again without `--commit`",
-                c.chars().take(7).collect::<String>()
-            ));
-        }
-        for w in self.waiting {
-            line(format!(
-                "waiting for fix {} ({}): \"{}\" {}",
-                w.fix.short(),
-                w.on_source.as_deref().unwrap_or("in the next push"),
-                printable(&w.task.name, 120),
-                printable(&w.task.link, 200)
-            ));
-        }
-        out
     }
 }

@@ -101,6 +101,16 @@ pub struct SyncSettings {
     pub retries: usize,
 }
 
+impl SyncSettings {
+    /// What happens when hosts fail, and how many releases stay.
+    pub fn policy(&self) -> crate::domain::plan::HostPolicy {
+        crate::domain::plan::HostPolicy {
+            max_failed: self.max_failed_hosts,
+            keep_releases: self.keep_releases,
+        }
+    }
+}
+
 /// ssh's `StrictHostKeyChecking`: `strict` (`yes`, the default) refuses
 /// unknown hosts; `accept-new` records a new host's key on first contact.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -449,3 +449,59 @@ pub struct HostReleases {
     pub current: Option<ReleaseId>,
     pub releases: Vec<ReleaseId>,
 }
+
+/// What a run was, in the history and the journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RunKind {
+    Push,
+    Rollback,
+}
+
+impl RunKind {
+    /// The word the state files and `--json` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Push => "push",
+            RunKind::Rollback => "rollback",
+        }
+    }
+    pub fn parse(s: &str) -> Option<RunKind> {
+        [RunKind::Push, RunKind::Rollback]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for RunKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// How a finished run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RunOutcome {
+    Success,
+    Failed,
+}
+
+impl RunOutcome {
+    /// The word the state files, metrics labels and `--json` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Success => "success",
+            RunOutcome::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<RunOutcome> {
+        RunOutcome::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+    /// Every outcome, for metrics that list them all from the start.
+    pub const ALL: [RunOutcome; 2] = [RunOutcome::Success, RunOutcome::Failed];
+}
+
+impl fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}

@@ -7,8 +7,11 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::domain::model::{Changelog, ClusterName, CommitId, Fix, LockTask};
+use crate::domain::model::{
+    Changelog, ClusterName, CommitId, Fix, Host, LockTask, ReleaseId, RunKind, RunOutcome,
+};
 use crate::domain::text::printable;
+use crate::domain::text::{count, plural};
 
 /// What the lock project said, or why it could not be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,39 +102,100 @@ impl fmt::Display for Ignored {
     }
 }
 
-/// Everything a push decision needs, gathered before deciding.
+/// `[sync]`'s answer to "what if hosts fail, and what stays".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostPolicy {
+    /// `sync.max_failed_hosts`: how many hosts may fail while the push
+    /// goes on (never all of them).
+    pub max_failed: usize,
+    /// `sync.keep_releases`: releases kept per host after a switch.
+    pub keep_releases: usize,
+}
+
+impl Default for HostPolicy {
+    fn default() -> Self {
+        HostPolicy {
+            max_failed: 0,
+            keep_releases: 5,
+        }
+    }
+}
+
+impl HostPolicy {
+    /// For the plan's text.
+    pub fn describe(&self, hosts: usize) -> String {
+        format!(
+            "if hosts fail: up to {} of {hosts} may and the push goes on; past that no host is switched, or every switched host goes back; {} kept per host",
+            self.max_failed.min(hosts.saturating_sub(1)),
+            count(self.keep_releases, "release")
+        )
+    }
+}
+
+/// The cluster's last finished run, as the history recorded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastRun {
+    pub kind: RunKind,
+    pub outcome: RunOutcome,
+    /// The step a failed run stopped at (`build`, `stage`, `switch`, …).
+    pub failed_step: Option<String>,
+    pub commit: Option<CommitId>,
+    pub run_id: String,
+    pub link: Option<String>,
+}
+
+/// A commit rolled back on this cluster (`rollback` marked it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RolledBack {
+    pub commit: CommitId,
+    /// The release that was rolled back.
+    pub release: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Everything a push decision needs, gathered before deciding: raw facts
+/// of the world, with no rule applied (`decide` applies them all).
 #[derive(Clone, Debug)]
 pub struct Facts {
     pub cluster: ClusterName,
+    /// The clock, read once when the run started.
+    pub now: DateTime<Utc>,
+    /// A person named the candidate (`--commit REV`).
+    pub manual: bool,
+    pub overrides: Overrides,
     /// Another process holds the cluster's lock (who, since when). When set,
     /// nothing else was gathered.
     pub running: Option<String>,
+    /// A cluster that ships this one's builds (`source = "cluster:<this>"`)
+    /// and is pushing now (SPEC §2 step 1: no beta push while prod runs).
+    pub downstream_running: Option<ClusterName>,
     pub locks: LockFacts,
     /// `None` when gathering stopped early (`running`) or when the source
     /// cluster has deployed nothing yet.
     pub candidate: Option<Candidate>,
     pub deployed: Option<CommitId>,
+    /// The release the hosts run, as last recorded.
+    pub deployed_release: Option<ReleaseId>,
     /// The candidate's commits since the deployed one.
     pub changelog: Changelog,
-    /// The candidate's artifact is in the cache: no build.
+    /// The candidate's artifact is in the cache.
     pub artifact_cached: bool,
-    pub hosts: usize,
+    /// The cluster's hosts, read once for this run.
+    pub hosts: Vec<Host>,
     /// `source = "cluster:…"`: the cluster whose release this one ships.
     pub source: Option<ClusterName>,
-    /// The clock, read once when the run started.
-    pub now: DateTime<Utc>,
     pub freeze: Option<FreezeFacts>,
+    /// `source = "cluster:…"` with a soak: since when the source runs its
+    /// release, and for how long it must have.
     pub soak: Option<SoakFacts>,
-    /// The candidate's build failed in this cluster's last run (run id,
-    /// push task link): not retried on schedule.
-    pub failed_build: Option<(CommitId, String)>,
-    /// A cluster that ships this one's builds (`source = "cluster:<this>"`)
-    /// and is pushing now (SPEC §2 step 1: no beta push while prod runs).
-    pub downstream_running: Option<ClusterName>,
-    /// The candidate was rolled back on this cluster (and no `--commit`
-    /// asked for it): the release and when.
-    pub rolled_back: Option<(String, DateTime<Utc>)>,
-    pub overrides: Overrides,
+    /// The cluster's last finished run.
+    pub last_run: Option<LastRun>,
+    /// Commits rolled back on this cluster.
+    pub rolled_back: Vec<RolledBack>,
+    /// The newest release this cluster has had (ids sort in push order).
+    pub latest_release: Option<ReleaseId>,
+    /// What happens when hosts fail (`[sync]`).
+    pub policy: HostPolicy,
 }
 
 impl Facts {
@@ -139,21 +203,25 @@ impl Facts {
     pub fn running(cluster: ClusterName, holder: String, now: DateTime<Utc>) -> Facts {
         Facts {
             cluster,
+            now,
+            manual: false,
+            overrides: Overrides::default(),
             running: Some(holder),
+            downstream_running: None,
             locks: LockFacts::Read(Vec::new()),
             candidate: None,
             deployed: None,
+            deployed_release: None,
             changelog: Changelog::default(),
             artifact_cached: false,
-            hosts: 0,
+            hosts: Vec::new(),
             source: None,
-            now,
             freeze: None,
             soak: None,
-            downstream_running: None,
-            failed_build: None,
-            rolled_back: None,
-            overrides: Overrides::default(),
+            last_run: None,
+            rolled_back: Vec::new(),
+            latest_release: None,
+            policy: HostPolicy::default(),
         }
     }
 }
@@ -206,14 +274,56 @@ pub enum HoldReason {
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     },
+    /// The source cluster's artifact of the candidate is not in the cache,
+    /// and this cluster never rebuilds what it ships (exit 1, no task).
+    ArtifactMissing { commit: CommitId, from: ClusterName },
+}
+
+/// Every reason a run can be held for, as the holds log records it, the
+/// metrics label it and `--json` names it.
+pub const HOLD_REASONS: &[&str] = &[
+    "locked",
+    "frozen",
+    "soaking",
+    "build-failed",
+    "rolled-back",
+    "artifact-missing",
+    "running",
+    "unknown",
+];
+
+impl Verdict {
+    /// The hold reason (`unknown`: the lock state could not be read, so the
+    /// run failed closed), or `None` when the run was not held.
+    pub fn hold_reason(&self) -> Option<&'static str> {
+        Some(match self {
+            Verdict::Push { .. } | Verdict::NothingNew { .. } => return None,
+            Verdict::Unknown { .. } => "unknown",
+            Verdict::Hold(h) => h.key(),
+        })
+    }
+}
+
+impl HoldReason {
+    /// The hold's name in [`HOLD_REASONS`].
+    pub fn key(&self) -> &'static str {
+        match self {
+            HoldReason::Locked { .. } => "locked",
+            HoldReason::Frozen { .. } | HoldReason::OtherRunning { .. } => "frozen",
+            HoldReason::Soaking { .. } => "soaking",
+            HoldReason::BuildFailed { .. } => "build-failed",
+            HoldReason::RolledBack { .. } => "rolled-back",
+            HoldReason::ArtifactMissing { .. } => "artifact-missing",
+            HoldReason::Running { .. } => "running",
+        }
+    }
 }
 
 impl fmt::Display for HoldReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HoldReason::Locked { tasks } => {
-                let n = tasks.len();
-                write!(f, "held by {n} lock{}:", if n == 1 { "" } else { "s" })?;
+                write!(f, "held by {}:", crate::domain::text::count(tasks.len(), "lock"))?;
                 for t in tasks {
                     write!(f, "\n  - {t}")?;
                 }
@@ -249,6 +359,12 @@ impl fmt::Display for HoldReason {
                 since.format("%Y-%m-%d %H:%M UTC"),
                 until.format("%H:%M UTC")
             ),
+            HoldReason::ArtifactMissing { commit, from } => write!(
+                f,
+                "not shipping {}: {from}'s artifact of it is not in the artifact cache, and a cluster that ships {from}'s bytes never rebuilds them; push {from} again to rebuild it, or push with `--commit {}`",
+                commit.short(),
+                commit.short()
+            ),
         }
     }
 }
@@ -276,6 +392,14 @@ pub struct Plan {
     pub verdict: Verdict,
     /// Empty unless the verdict is `Push`.
     pub steps: Vec<Step>,
+    /// The new release's id: `Some` when the verdict is `Push`.
+    pub release: Option<ReleaseId>,
+    /// The release the hosts run now, as last recorded.
+    pub before: Option<ReleaseId>,
+    /// The hosts the push stages on and switches.
+    pub hosts: Vec<Host>,
+    /// What happens when hosts fail, and how many releases stay.
+    pub policy: HostPolicy,
     pub changelog: Changelog,
     /// Where the candidate came from, when there is one.
     pub via: Option<String>,
@@ -337,11 +461,7 @@ impl fmt::Display for Step {
             Step::Build { cached: false } => write!(f, "build"),
             Step::Ship { from } => write!(f, "ship {from}'s artifact"),
             Step::Stage { hosts } => {
-                write!(
-                    f,
-                    "stage on {hosts} host{}",
-                    if *hosts == 1 { "" } else { "s" }
-                )
+                write!(f, "stage on {}", crate::domain::text::count(*hosts, "host"))
             }
             Step::Switch => write!(f, "switch `current` and prune"),
             Step::Close => write!(f, "complete the push task and record the release"),
@@ -368,7 +488,7 @@ impl fmt::Display for Plan {
                     }
                 )?;
                 let n = self.changelog.len();
-                write!(f, "\n  {n} new commit{}:", if n == 1 { "" } else { "s" })?;
+                write!(f, "\n  {} new {}:", n, plural(n, "commit"))?;
                 for e in &self.changelog.entries {
                     write!(
                         f,
@@ -385,7 +505,18 @@ impl fmt::Display for Plan {
                     write!(f, "\n  {ig}")?;
                 }
                 let steps: Vec<String> = self.steps.iter().map(ToString::to_string).collect();
-                write!(f, "\n  steps: {}", steps.join(", "))
+                write!(f, "\n  steps: {}", steps.join(", "))?;
+                if let Some(r) = &self.release {
+                    write!(f, "\n  release: {r}")?;
+                }
+                let hosts: Vec<String> = self.hosts.iter().map(ToString::to_string).collect();
+                write!(
+                    f,
+                    "\n  {}: {}",
+                    crate::domain::text::count(hosts.len(), "host"),
+                    printable(&hosts.join(", "), 2000)
+                )?;
+                write!(f, "\n  {}", self.policy.describe(self.hosts.len()))
             }
             Verdict::NothingNew {
                 commit: Some(commit),

@@ -1,8 +1,9 @@
-//! Execute: walks a `Plan`'s steps for one push and makes the adapter calls
-//! each step needs — Asana for the push task, `build` for the artifact,
-//! `sync` for the hosts, `state` for the record. It holds no policy: whether
-//! to push was decided before; what counts as too many failed hosts is the
-//! config's `max_failed_hosts`, applied the same way at stage and switch.
+//! Execute: walks a push `Plan`'s steps and makes the adapter calls each
+//! step needs — Asana for the push task (through the outbox), `build` for
+//! the artifact, the hosts' fleet, the state directory for the record. It
+//! has no policy of its own: the plan names the release, the hosts and
+//! what happens when hosts fail, and after each host operation execute
+//! asks `decide::hosts` what the results mean and does that.
 //!
 //! Asana writes after the gate never fail the push (SPEC §2): they go
 //! through the cluster's outbox (`outbox.rs`), which queues what Asana does
@@ -11,46 +12,27 @@
 //! (`recover.rs`).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::adapters::asana::Client;
 use crate::adapters::build;
-use crate::adapters::hosts::{self, Fleet, HostResult, SshOptions, Staged};
-use crate::adapters::process::ChildEnv;
-use crate::adapters::state::{Deployed, HistoryRecord, JournalEntry, StateDir};
-use crate::config::{ClusterSettings, Config};
-use crate::domain::model::{CommitId, Host, ReleaseId, TaskGid};
-use crate::domain::plan::{Plan, Step};
+use crate::adapters::hosts::{self, Fleet, HostErrorKind, HostResult};
+use crate::domain::decide::hosts::{
+    after_stage, after_switch, removable_after_undo, stop_before, AfterStage, AfterSwitch, Staged,
+    Switched,
+};
+use crate::domain::model::{ClusterName, CommitId, ReleaseId, RunKind, RunOutcome, TaskGid};
+use crate::domain::plan::{Plan, Step, Verdict};
 use crate::domain::report::{HostLine, PushReport, TaskRef};
-use crate::domain::text::printable;
+use crate::domain::text::{bytes, count, printable};
+use crate::run::clock::RunClock;
+use crate::run::journal::Journal;
 use crate::run::outbox::{self, Delivery, Op, Outbox};
-
-/// What a push needs from its surroundings.
-pub struct Context<'a> {
-    pub config: &'a Config,
-    pub client: &'a Client,
-    pub state: &'a StateDir,
-    pub child_env: &'a ChildEnv,
-    pub cluster: &'a ClusterSettings,
-    pub hosts: Vec<Host>,
-    /// The run's start: read once by the caller.
-    pub now: DateTime<Utc>,
-    /// The run's id (`run_id`), made by the caller.
-    pub run_id: String,
-    /// What watches the run (progress bars, stage metrics).
-    pub progress: &'a dyn crate::run::Progress,
-    /// Who runs it (`user@host`), for the push task's notes.
-    pub operator: &'a str,
-    /// Print a line per step on stdout.
-    pub verbose: bool,
-    /// Set when pushgate is shutting down: stop before the next stage or switch.
-    pub stop: Option<&'a AtomicBool>,
-}
+use crate::run::record::{Failed, RunRecord};
+use crate::run::Context;
 
 struct Failure {
     step: &'static str,
@@ -69,27 +51,25 @@ impl Failure {
 }
 
 /// A new run id: cluster, start time and a random suffix.
-pub fn run_id(cluster: &ClusterSettings, now: DateTime<Utc>) -> String {
+pub fn run_id(cluster: &ClusterName, clock: &RunClock) -> String {
     format!(
-        "{}-{}-{:04x}",
-        cluster.name,
-        now.format("%Y%m%dT%H%M%SZ"),
+        "{cluster}-{}-{:04x}",
+        clock.start().format("%Y%m%dT%H%M%SZ"),
         fastrand::u16(..)
     )
 }
 
 /// The push task's name: `beta push 3f2a9c1 · 2026-11-22 10:15 UTC`.
 pub fn task_name(
-    cluster: &ClusterSettings,
-    kind: &str,
+    cluster: &ClusterName,
+    kind: RunKind,
     commit: &CommitId,
-    now: DateTime<Utc>,
+    clock: &RunClock,
 ) -> String {
     format!(
-        "{} {kind} {} · {}",
-        cluster.name,
+        "{cluster} {kind} {} · {}",
         commit.short(),
-        now.format("%Y-%m-%d %H:%M UTC")
+        clock.start().format("%Y-%m-%d %H:%M UTC")
     )
 }
 
@@ -100,7 +80,8 @@ fn secs(d: Duration) -> String {
 struct Run<'c, 'a> {
     cx: &'c Context<'a>,
     plan: &'c Plan,
-    run_id: String,
+    journal: Journal<'c>,
+    record: RunRecord,
     release: ReleaseId,
     from: Option<CommitId>,
     to: CommitId,
@@ -109,35 +90,32 @@ struct Run<'c, 'a> {
     task_ref: Option<outbox::TaskRef>,
     outbox: &'c mut Outbox,
     artifact: Option<PathBuf>,
-    staged: Vec<HostResult<Staged>>,
+    staged: Vec<HostResult<hosts::Staged>>,
     hosts: Vec<HostLine>,
 }
 
-/// Runs the plan's steps, pushing `to` over `from` (the plan's `Push`
-/// verdict). The caller holds the cluster's lock and has recovered any
-/// interrupted run; Asana writes go through `outbox`.
-pub async fn push(
-    cx: &Context<'_>,
-    plan: &Plan,
-    from: Option<&CommitId>,
-    to: &CommitId,
-    outbox: &mut Outbox,
-) -> PushReport {
-    let started = Instant::now();
-    let latest = cx
-        .state
-        .history(&cx.cluster.name)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|r| r.release.as_deref().and_then(ReleaseId::parse))
-        .max();
+/// Runs the plan's steps; `None` when the plan does not push (its verdict
+/// is not `Push`). The caller holds the cluster's lock and has recovered
+/// any interrupted run; Asana writes go through `outbox`.
+pub async fn push(cx: &Context<'_>, plan: &Plan, outbox: &mut Outbox) -> Option<PushReport> {
+    let (Verdict::Push { from, to }, Some(release)) = (&plan.verdict, &plan.release) else {
+        return None;
+    };
     let before = outbox.tally.clone();
     let mut run = Run {
         cx,
         plan,
-        run_id: cx.run_id.clone(),
-        release: ReleaseId::after(cx.now, to, latest.as_ref()),
-        from: from.cloned(),
+        journal: Journal::new(cx.state, cx.run_id, cx.clock),
+        record: RunRecord {
+            run_id: cx.run_id.to_owned(),
+            kind: RunKind::Push,
+            commit: to.to_string(),
+            previous: from.as_ref().map(ToString::to_string),
+            release: Some(release.clone()),
+            started: cx.clock.start(),
+        },
+        release: release.clone(),
+        from: from.clone(),
         to: to.clone(),
         task: None,
         task_ref: None,
@@ -146,11 +124,11 @@ pub async fn push(
         staged: Vec::new(),
         hosts: Vec::new(),
     };
-    let span = tracing::info_span!("push", cluster = %cx.cluster.name, run = %run.run_id);
-    let failure = run.steps(started).instrument(span).await;
+    let span = tracing::info_span!("push", cluster = %cx.cluster.name, run = %cx.run_id);
+    let failure = run.steps().instrument(span).await;
     let queued = run.outbox.pending();
-    PushReport {
-        run_id: run.run_id,
+    Some(PushReport {
+        run_id: cx.run_id.to_owned(),
         release: run.release,
         commit: run.to,
         previous: run.from,
@@ -159,73 +137,64 @@ pub async fn push(
         hosts: run.hosts,
         asana_failures: run.outbox.tally.dropped - before.dropped,
         asana_queued: queued,
-        duration: started.elapsed(),
-    }
+        duration: cx.clock.elapsed(),
+    })
 }
 
 impl Run<'_, '_> {
     /// Walks the plan's steps; the failed step and why, if one failed.
-    async fn steps(&mut self, started: Instant) -> Option<(String, String)> {
-        let run = self;
-        let plan = run.plan;
-        let cx = run.cx;
-        let deployed_release = cx
-            .state
-            .deployed(&cx.cluster.name)
-            .ok()
-            .flatten()
-            .and_then(|d| ReleaseId::parse(&d.release));
-        let (name, notes) = run.task_text();
-        run.journal(
+    async fn steps(&mut self) -> Option<(String, String)> {
+        let plan = self.plan;
+        let cx = self.cx;
+        let (name, notes) = self.task_text();
+        self.journal.write(
             "start",
             json!({
-                "kind": "push",
-                "from": run.from.as_ref().map(ToString::to_string),
-                "to": run.to.as_str(),
-                "release": run.release.as_str(),
-                "before": deployed_release.as_ref().map(ToString::to_string),
+                "kind": RunKind::Push.as_str(),
+                "from": self.from.as_ref().map(ToString::to_string),
+                "to": self.to.as_str(),
+                "release": self.release.as_str(),
+                "before": plan.before.as_ref().map(ToString::to_string),
                 "task": { "name": name, "notes": notes, "project": cx.cluster.push_project.as_str() },
             }),
         );
-        let mut failure = None;
         for step in &plan.steps {
-            if matches!(step, Step::Stage { .. } | Step::Switch) && run.stopping() {
-                if matches!(step, Step::Switch) {
-                    run.remove_release().await;
+            if let Some(stop) = stop_before(step).filter(|_| self.stopping()) {
+                if stop.remove_release {
+                    let reached: Vec<bool> = self
+                        .staged_outcomes()
+                        .iter()
+                        .map(|s| !matches!(s, Staged::Failed { reached: false }))
+                        .collect();
+                    self.remove_release_on(&reached).await;
                 }
                 let f = Failure::new(
-                    if matches!(step, Step::Switch) {
-                        "switch"
-                    } else {
-                        "stage"
-                    },
+                    stop.step,
                     "pushgate is shutting down: stopped before this step; no host was switched",
                 );
-                run.fail(&f, started.elapsed()).await;
-                failure = Some((f.step.to_owned(), f.message));
-                break;
+                self.fail(&f).await;
+                return Some((f.step.to_owned(), f.message));
             }
             let result = match step {
                 Step::Record => {
-                    run.record(name.clone(), notes.clone()).await;
+                    self.create_task(name.clone(), notes.clone()).await;
                     Ok(())
                 }
-                Step::Build { cached } => run.build(*cached).await,
-                Step::Ship { from } => run.ship(from).await,
-                Step::Stage { .. } => run.stage().await,
-                Step::Switch => run.switch().await,
+                Step::Build { cached } => self.build(*cached).await,
+                Step::Ship { from } => self.ship(from).await,
+                Step::Stage { .. } => self.stage().await,
+                Step::Switch => self.switch().await,
                 Step::Close => {
-                    run.close(started.elapsed()).await;
+                    self.close().await;
                     Ok(())
                 }
             };
             if let Err(f) = result {
-                run.fail(&f, started.elapsed()).await;
-                failure = Some((f.step.to_owned(), f.message));
-                break;
+                self.fail(&f).await;
+                return Some((f.step.to_owned(), f.message));
             }
         }
-        failure
+        None
     }
 
     /// The push task's name and its notes: cluster, commits, what was
@@ -241,17 +210,16 @@ impl Run<'_, '_> {
                 .map_or("(nothing deployed)".to_owned(), ToString::to_string),
             self.to,
             self.release,
-            cx.hosts.len(),
-            self.run_id,
+            self.plan.hosts.len(),
+            cx.run_id,
             cx.operator,
         );
         if let Some(ig) = &self.plan.ignored {
             n.push_str(&format!("\n{ig}\n"));
         }
-        let count = changelog.len();
         n.push_str(&format!(
-            "\nchangelog ({count} commit{}):\n",
-            if count == 1 { "" } else { "s" }
+            "\nchangelog ({}):\n",
+            count(changelog.len(), "commit")
         ));
         for e in &changelog.entries {
             n.push_str(&format!(
@@ -264,11 +232,12 @@ impl Run<'_, '_> {
         if changelog.more > 0 {
             n.push_str(&format!("and {} more\n", changelog.more));
         }
-        (task_name(cx.cluster, "push", &self.to, cx.now), n)
+        (
+            task_name(&cx.cluster.name, RunKind::Push, &self.to, cx.clock),
+            n,
+        )
     }
-}
 
-impl Run<'_, '_> {
     fn stopping(&self) -> bool {
         self.cx.stop.is_some_and(|s| s.load(Ordering::SeqCst))
     }
@@ -282,27 +251,13 @@ impl Run<'_, '_> {
         }
     }
 
-    fn journal(&self, step: &str, detail: serde_json::Value) {
-        let e = JournalEntry {
-            at: Utc::now(),
-            run_id: self.run_id.clone(),
-            step: step.to_owned(),
-            detail,
-        };
-        if let Err(err) = self.cx.state.journal(&self.cx.cluster.name, &e) {
-            tracing::warn!(error = %err, "cannot write the run journal");
-        }
-        crate::adapters::failpoint::hit(&format!("journal:{step}"));
-    }
-
     fn fleet(&self) -> Fleet<'_> {
-        Fleet {
-            hosts: &self.cx.hosts,
-            target: self.cx.cluster.target.as_deref(),
-            settings: &self.cx.config.sync,
-            ssh: SshOptions::from_settings(&self.cx.config.sync),
-            env: self.cx.child_env,
-        }
+        Fleet::new(
+            &self.plan.hosts,
+            self.cx.cluster,
+            &self.cx.run.config.sync,
+            self.cx.run.child_env,
+        )
     }
 
     /// Comments on the push task, through the outbox.
@@ -311,26 +266,27 @@ impl Run<'_, '_> {
             return;
         };
         self.outbox
-            .submit(&self.run_id, Op::Comment { task, text })
+            .submit(self.cx.run_id, Op::Comment { task, text })
             .await;
     }
 
     /// Creates the push task (or queues its creation: the push goes on).
-    async fn record(&mut self, name: String, notes: String) {
+    async fn create_task(&mut self, name: String, notes: String) {
         let cx = self.cx;
         let op = Op::CreateTask {
-            key: self.run_id.clone(),
+            key: cx.run_id.to_owned(),
             name,
             notes,
             project: cx.cluster.push_project.to_string(),
             workspace: None,
             assignee: None,
         };
-        match self.outbox.submit(&self.run_id, op).await {
+        match self.outbox.submit(cx.run_id, op).await {
             Delivery::Applied(Some(t)) => match TaskGid::parse(&t.gid) {
                 Some(gid) => {
                     self.say(format!("push task: {}", t.link));
-                    self.journal("record", json!({ "task": gid.as_str(), "link": t.link }));
+                    self.journal
+                        .write("record", json!({ "task": gid.as_str(), "link": t.link }));
                     self.task_ref = Some(outbox::TaskRef::gid(&gid));
                     self.task = Some(TaskRef { gid, link: t.link });
                 }
@@ -342,8 +298,8 @@ impl Run<'_, '_> {
                     "push task: queued (Asana is not answering); it is created when Asana is back"
                         .into(),
                 );
-                self.journal("record", json!({ "queued": true }));
-                self.task_ref = Some(outbox::TaskRef::Created(self.run_id.clone()));
+                self.journal.write("record", json!({ "queued": true }));
+                self.task_ref = Some(outbox::TaskRef::Created(cx.run_id.to_owned()));
             }
             Delivery::Dropped(why) => {
                 tracing::warn!(error = %why, "Asana refused the push task; pushing without it");
@@ -352,16 +308,16 @@ impl Run<'_, '_> {
     }
 
     async fn build(&mut self, cached: bool) -> Result<(), Failure> {
-        self.journal("build", json!({}));
+        self.journal.write("build", json!({}));
         if !cached {
             self.cx.progress.build_started(&self.to);
         }
         let built = build::artifact(
-            self.cx.state,
+            self.cx.run.state,
             &self.to,
             self.from.as_ref(),
-            &self.cx.config.build,
-            self.cx.child_env,
+            &self.cx.run.config.build,
+            self.cx.run.child_env,
         )
         .await;
         self.cx.progress.build_finished();
@@ -385,19 +341,19 @@ impl Run<'_, '_> {
         Ok(())
     }
 
-    /// `source = "cluster:…"`: the bytes that cluster ran, from the cache.
-    async fn ship(&mut self, from: &crate::domain::model::ClusterName) -> Result<(), Failure> {
-        self.journal("build", json!({ "ship_from": from.as_str() }));
-        let artifact = self.cx.state.artifact(&self.to);
+    /// `source = "cluster:…"`: the bytes that cluster ran, from the cache
+    /// (the plan held the push if they were not there when it was made).
+    async fn ship(&mut self, from: &ClusterName) -> Result<(), Failure> {
+        self.journal
+            .write("build", json!({ "ship_from": from.as_str() }));
+        let artifact = self.cx.run.state.artifact(&self.to);
         if !artifact.is_dir() {
             return Err(Failure::new(
                 "build",
                 format!(
-                    "the artifact of {} that {from} runs is not in {}; {} ships only {from}'s bytes and never rebuilds (push {from} again to rebuild it, or push {} with --commit)",
+                    "the artifact of {} that {from} runs vanished from {} during the push; it ships only {from}'s bytes and never rebuilds",
                     self.to.short(),
-                    self.cx.state.artifacts().display(),
-                    self.cx.cluster.name,
-                    self.cx.cluster.name,
+                    self.cx.run.state.artifacts().display(),
                 ),
             ));
         }
@@ -408,20 +364,37 @@ impl Run<'_, '_> {
         Ok(())
     }
 
+    /// The stage's results as the rules read them.
+    fn staged_outcomes(&self) -> Vec<Staged> {
+        self.staged
+            .iter()
+            .map(|r| match &r.outcome {
+                Ok(s) => Staged::Done {
+                    current: s.before.current.clone(),
+                    releases: s.before.releases.clone(),
+                },
+                Err(e) => Staged::Failed {
+                    reached: !e.is(HostErrorKind::Unreachable),
+                },
+            })
+            .collect()
+    }
+
     async fn stage(&mut self) -> Result<(), Failure> {
         let Some(artifact) = self.artifact.clone() else {
             return Err(Failure::new("stage", "no artifact to stage"));
         };
-        if self.cx.hosts.is_empty() {
+        if self.plan.hosts.is_empty() {
             return Err(Failure::new(
                 "stage",
                 format!("{} has no hosts", self.cx.cluster.name),
             ));
         }
-        self.journal("stage", json!({ "release": self.release.as_str() }));
-        let started = Instant::now();
+        self.journal
+            .write("stage", json!({ "release": self.release.as_str() }));
+        let clock = RunClock::starting_at(self.cx.clock.now());
         let progress = self.cx.progress;
-        progress.stage_started(self.cx.hosts.len());
+        progress.stage_started(self.plan.hosts.len());
         let results = self
             .fleet()
             .stage(&artifact, &self.release, &|r| {
@@ -436,22 +409,20 @@ impl Run<'_, '_> {
             results.len() - failed,
             results.len(),
             self.release,
-            secs(started.elapsed())
+            secs(clock.elapsed())
         )];
         for r in &results {
             lines.push(match &r.outcome {
                 Ok(s) => format!(
                     "- {}: ok, {} sent, {}",
                     r.host,
-                    s.bytes_sent
-                        .map_or("? bytes".into(), crate::domain::text::bytes),
+                    s.bytes_sent.map_or("? bytes".into(), bytes),
                     secs(r.duration)
                 ),
                 Err(e) => format!(
-                    "- {}: FAILED after {} attempt{}: {e}",
+                    "- {}: FAILED after {}: {e}",
                     r.host,
-                    r.attempts,
-                    if r.attempts == 1 { "" } else { "s" }
+                    count(r.attempts, "attempt")
                 ),
             });
         }
@@ -459,44 +430,34 @@ impl Run<'_, '_> {
         self.say(text.clone());
         self.comment(text).await;
         self.staged = results;
-        let max = self.cx.config.sync.max_failed_hosts;
-        // No host with the release is a failed push whatever the tolerance.
-        if failed > max || failed == self.staged.len() {
-            self.hosts = self
-                .staged
-                .iter()
-                .map(|r| HostLine {
-                    host: r.host.clone(),
-                    result: match &r.outcome {
-                        Ok(_) => "staged, then removed: too many hosts failed".to_owned(),
-                        Err(e) => format!("failed to stage: {e}"),
-                    },
-                    bytes_sent: r.outcome.as_ref().ok().and_then(|s| s.bytes_sent),
-                })
-                .collect();
-            self.remove_release().await;
-            return Err(Failure::new(
-                "stage",
-                format!(
-                    "{failed} of {} hosts failed to stage (max_failed_hosts = {max}); no host was switched",
-                    self.staged.len()
-                ),
-            ));
+        match after_stage(&self.plan.policy, &self.staged_outcomes()) {
+            AfterStage::Switch(_) => Ok(()),
+            AfterStage::Abort { failed, remove } => {
+                self.hosts = self
+                    .staged
+                    .iter()
+                    .map(|r| HostLine {
+                        host: r.host.clone(),
+                        result: match &r.outcome {
+                            Ok(_) => "staged, then removed: too many hosts failed".to_owned(),
+                            Err(e) => format!("failed to stage: {e}"),
+                        },
+                        bytes_sent: r.outcome.as_ref().ok().and_then(|s| s.bytes_sent),
+                    })
+                    .collect();
+                // Not where a host could not be reached at all: nothing was
+                // written there, and asking again would cost another timeout.
+                self.remove_release_on(&remove).await;
+                Err(Failure::new(
+                    "stage",
+                    format!(
+                        "{failed} of {} hosts failed to stage (max_failed_hosts = {}); no host was switched",
+                        self.staged.len(),
+                        self.plan.policy.max_failed
+                    ),
+                ))
+            }
         }
-        Ok(())
-    }
-
-    /// Removes the new release from every host (after a failed stage or
-    /// switch) but those that could not be reached at all: nothing was
-    /// written there, and asking again would cost another timeout.
-    async fn remove_release(&mut self) {
-        let reached: Vec<bool> = (0..self.cx.hosts.len())
-            .map(|i| {
-                !matches!(self.staged.get(i).map(|r| &r.outcome),
-                    Some(Err(e)) if e.starts_with("unreachable"))
-            })
-            .collect();
-        self.remove_release_on(&reached).await;
     }
 
     /// Removes the new release from the hosts marked `true`.
@@ -519,74 +480,61 @@ impl Run<'_, '_> {
     }
 
     async fn switch(&mut self) -> Result<(), Failure> {
-        let which: Vec<bool> = self.staged.iter().map(|r| r.outcome.is_ok()).collect();
-        let before: Vec<Option<ReleaseId>> = self
-            .staged
+        let staged = self.staged_outcomes();
+        let AfterStage::Switch(which) = after_stage(&self.plan.policy, &staged) else {
+            return Err(Failure::new("switch", "too many hosts failed to stage"));
+        };
+        let before: Vec<Option<ReleaseId>> = staged
             .iter()
-            .map(|r| {
-                r.outcome
-                    .as_ref()
-                    .ok()
-                    .and_then(|s| s.before.current.clone())
+            .map(|s| match s {
+                Staged::Done { current, .. } => current.clone(),
+                Staged::Failed { .. } => None,
             })
             .collect();
-        self.journal("switch", json!({
+        self.journal.write("switch", json!({
             "release": self.release.as_str(),
             "before": before.iter().map(|b| b.as_ref().map(ToString::to_string)).collect::<Vec<_>>(),
         }));
-        let started = Instant::now();
+        let clock = RunClock::starting_at(self.cx.clock.now());
         let results = self.fleet().switch(&self.release, &which).await;
-        let stage_failed = which.iter().filter(|ok| !**ok).count();
-        let switch_failed = results
+        let switched: Vec<Switched> = results
             .iter()
-            .zip(&which)
-            .filter(|(r, staged)| **staged && !matches!(r.outcome, Ok(None)))
-            .count();
-        let max = self.cx.config.sync.max_failed_hosts;
-        let too_many =
-            stage_failed + switch_failed > max || stage_failed + switch_failed == results.len();
-        if too_many {
-            // Undo: every host asked to switch goes back to what it ran
-            // (a host that failed or timed out may have swapped already;
-            // switching is idempotent), and runs after_switch again.
-            let back: Vec<Option<ReleaseId>> = which
-                .iter()
-                .zip(&before)
-                .map(|(asked, b)| if *asked { b.clone() } else { None })
-                .collect();
-            self.journal("revert", json!({}));
-            let reverted = self.fleet().switch_each(&back).await;
-            // Remove the new release only where `current` surely does not
-            // point at it: hosts never asked, or switched back. A host with
-            // no earlier release keeps it rather than a dangling `current`.
-            let removable: Vec<bool> = reverted
-                .iter()
-                .zip(&which)
-                .map(|(r, asked)| !asked || r.outcome.is_ok())
-                .collect();
-            for (r, asked) in reverted.iter().zip(&which) {
-                if let (Err(e), true) = (&r.outcome, asked) {
+            .map(|r| match &r.outcome {
+                Ok(None) => Switched::Done,
+                Ok(Some(_)) => Switched::AfterSwitchFailed,
+                Err(e) if e.is(HostErrorKind::Skipped) => Switched::Skipped,
+                Err(_) => Switched::Failed,
+            })
+            .collect();
+        let decided = after_switch(&self.plan.policy, &self.release, &staged, &switched);
+        let undone = matches!(decided, AfterSwitch::Undo { .. });
+        if let AfterSwitch::Undo { back, .. } = &decided {
+            self.journal.write("revert", json!({}));
+            let reverted = self.fleet().switch_each(back).await;
+            let back_ok: Vec<bool> = reverted.iter().map(|r| r.outcome.is_ok()).collect();
+            for (r, asked) in reverted.iter().zip(back) {
+                if let (Err(e), Some(_)) = (&r.outcome, asked) {
                     tracing::error!(host = %r.host, error = %e, "cannot switch back; the new release stays on this host");
                 }
             }
-            self.remove_release_on(&removable).await;
+            self.remove_release_on(&removable_after_undo(back, &back_ok))
+                .await;
         }
+        let failed = match &decided {
+            AfterSwitch::Done { failed, .. } | AfterSwitch::Undo { failed, .. } => *failed,
+        };
         let mut lines = vec![format!(
             "switch: {}/{} hosts now run {} ({})",
-            if too_many {
-                0
-            } else {
-                results.len() - stage_failed - switch_failed
-            },
+            if undone { 0 } else { results.len() - failed },
             results.len(),
             self.release,
-            secs(started.elapsed())
+            secs(clock.elapsed())
         )];
         self.hosts.clear();
-        for (r, staged) in results.iter().zip(&self.staged) {
-            let line = match (&staged.outcome, &r.outcome) {
+        for (r, st) in results.iter().zip(&self.staged) {
+            let line = match (&st.outcome, &r.outcome) {
                 (Err(e), _) => format!("failed to stage: {e}"),
-                (Ok(_), Ok(None)) if too_many => "switched, then switched back".to_owned(),
+                (Ok(_), Ok(None)) if undone => "switched, then switched back".to_owned(),
                 (Ok(_), Ok(None)) => format!("runs {}", self.release),
                 (Ok(_), Ok(Some(e))) => format!("switched, but after_switch failed: {e}"),
                 (Ok(_), Err(e)) => format!("failed to switch: {e}"),
@@ -595,110 +543,89 @@ impl Run<'_, '_> {
             self.hosts.push(HostLine {
                 host: r.host.clone(),
                 result: line,
-                bytes_sent: staged.outcome.as_ref().ok().and_then(|s| s.bytes_sent),
+                bytes_sent: st.outcome.as_ref().ok().and_then(|s| s.bytes_sent),
             });
         }
         let text = lines.join("\n");
         self.say(text.clone());
         self.comment(text).await;
-        if too_many {
-            return Err(Failure::new(
+        match decided {
+            AfterSwitch::Undo { failed, .. } => Err(Failure::new(
                 "switch",
                 format!(
-                    "{} of {} hosts failed (max_failed_hosts = {max}); switched hosts were switched back",
-                    stage_failed + switch_failed,
-                    results.len()
+                    "{failed} of {} hosts failed (max_failed_hosts = {}); switched hosts were switched back",
+                    results.len(),
+                    self.plan.policy.max_failed
                 ),
-            ));
-        }
-        self.prune(&results).await;
-        Ok(())
-    }
-
-    /// Keeps `keep_releases` releases per switched host, never its current
-    /// or previous one. A failure is a warning.
-    async fn prune(&mut self, switched: &[HostResult<Option<String>>]) {
-        let keep = self.cx.config.sync.keep_releases;
-        let which: Vec<Vec<ReleaseId>> = self
-            .staged
-            .iter()
-            .zip(switched)
-            .map(|(s, r)| match (&s.outcome, &r.outcome) {
-                (Ok(st), Ok(_)) => {
-                    let mut all = st.before.releases.clone();
-                    all.push(self.release.clone());
-                    hosts::prune_list(&all, keep, Some(&self.release), st.before.current.as_ref())
+            )),
+            AfterSwitch::Done { prune, .. } => {
+                // Keeping `keep_releases` per host is housekeeping: a
+                // failure is a warning.
+                for r in self.fleet().remove(&prune).await {
+                    if let Err(e) = r.outcome {
+                        tracing::warn!(host = %r.host, error = %e, "cannot prune old releases");
+                    }
                 }
-                _ => Vec::new(),
-            })
-            .collect();
-        for r in self.fleet().remove(&which).await {
-            if let Err(e) = r.outcome {
-                tracing::warn!(host = %r.host, error = %e, "cannot prune old releases");
+                Ok(())
             }
         }
     }
 
-    async fn close(&mut self, duration: Duration) {
+    async fn close(&mut self) {
         let cx = self.cx;
-        let deployed = Deployed {
-            commit: self.to.to_string(),
-            release: self.release.to_string(),
-            // On the run's clock (read once at its start), so that soak
-            // times follow the same clock as decisions.
-            since: cx.now + chrono::Duration::from_std(duration).unwrap_or_default(),
-            run_id: self.run_id.clone(),
-            push_task: self.task.as_ref().map(|t| t.gid.to_string()),
-            push_task_link: self.task.as_ref().map(|t| t.link.clone()),
-        };
-        if let Err(e) = cx.state.set_deployed(&cx.cluster.name, &deployed) {
+        let deployed = self.record.deployed(
+            &self.release,
+            cx.clock.now(),
+            self.task
+                .as_ref()
+                .map(|t| (t.gid.to_string(), t.link.clone())),
+        );
+        if let Err(e) = cx.state.set_deployed(&deployed) {
             tracing::error!(error = %e, "the hosts switched but the deployed release could not be recorded");
         }
         crate::adapters::failpoint::hit("deployed");
         self.clear_bad_mark();
-        self.history("success", None, None);
+        self.history(RunOutcome::Success, None);
+        let duration = cx.clock.elapsed();
+        let n = self.plan.hosts.len();
         self.say(format!(
-            "{}: pushed {} to {} host{} as {} in {}",
+            "{}: pushed {} to {} as {} in {}",
             cx.cluster.name,
             self.to.short(),
-            cx.hosts.len(),
-            if cx.hosts.len() == 1 { "" } else { "s" },
+            count(n, "host"),
             self.release,
             secs(duration)
         ));
         self.comment(format!(
-            "pushed {} to {} hosts in {}",
+            "pushed {} to {n} hosts in {}",
             self.to.short(),
-            cx.hosts.len(),
             secs(duration)
         ))
         .await;
         if let Some(task) = self.task_ref.clone() {
-            self.outbox
-                .submit(&self.run_id, Op::Complete { task })
-                .await;
+            self.outbox.submit(cx.run_id, Op::Complete { task }).await;
         }
-        let _ = cx.state.close_journal(&cx.cluster.name);
+        self.journal.close();
     }
 
     /// A commit pushed again by hand after a rollback is good again.
     fn clear_bad_mark(&self) {
-        let c = &self.cx.cluster.name;
-        let mut marks = self.cx.state.bad_commits(c).unwrap_or_default();
+        let state = self.cx.state;
+        let mut marks = state.bad_commits().unwrap_or_default();
         if marks.remove(self.to.as_str()).is_some() {
-            if let Err(e) = self.cx.state.set_bad_commits(c, &marks) {
+            if let Err(e) = state.set_bad_commits(&marks) {
                 tracing::warn!(error = %e, "cannot clear the commit's rollback mark");
             }
         }
     }
 
-    async fn fail(&mut self, f: &Failure, duration: Duration) {
-        self.journal("failed", json!({ "step": f.step }));
+    async fn fail(&mut self, f: &Failure) {
+        self.journal.write("failed", json!({ "step": f.step }));
         let mut text = format!(
             "push failed at step {}: {}\nafter {}; this task stays open.",
             f.step,
             f.message,
-            secs(duration)
+            secs(self.cx.clock.elapsed())
         );
         if let Some(tail) = f.tail.as_deref().filter(|t| !t.is_empty()) {
             text.push_str("\n\nlast lines of output:\n");
@@ -709,25 +636,24 @@ impl Run<'_, '_> {
             eprintln!("{}: {text}", self.cx.cluster.name);
         }
         self.comment(text).await;
-        self.history("failed", Some(f.step), Some(&f.message));
-        let _ = self.cx.state.close_journal(&self.cx.cluster.name);
+        self.history(
+            RunOutcome::Failed,
+            Some(Failed {
+                step: f.step,
+                error: &f.message,
+            }),
+        );
+        self.journal.close();
     }
 
-    fn history(&self, outcome: &str, step: Option<&str>, error: Option<&str>) {
-        let r = HistoryRecord {
-            run_id: self.run_id.clone(),
-            kind: "push".into(),
-            outcome: outcome.into(),
-            commit: self.to.to_string(),
-            previous: self.from.as_ref().map(ToString::to_string),
-            release: Some(self.release.to_string()),
-            started: self.cx.now,
-            finished: Utc::now(),
-            push_task_link: self.task.as_ref().map(|t| t.link.clone()),
-            failed_step: step.map(str::to_owned),
-            error: error.map(str::to_owned),
-        };
-        if let Err(e) = self.cx.state.append_history(&self.cx.cluster.name, &r) {
+    fn history(&self, outcome: RunOutcome, failed: Option<Failed<'_>>) {
+        let r = self.record.history(
+            outcome,
+            self.cx.clock.now(),
+            self.task.as_ref().map(|t| t.link.clone()),
+            failed,
+        );
+        if let Err(e) = self.cx.state.append_history(&r) {
             tracing::error!(error = %e, "cannot append to the history");
         }
     }

@@ -2,61 +2,104 @@
 //! (and, as the push grows, git and the state directory) and returns plain
 //! `Facts`. It decides nothing; a read that fails becomes a fact too.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use anyhow::Context;
 
 use crate::adapters::asana::{fields, Client, CompletedSince, Task};
 use crate::adapters::git::{FetchAuth, GitError, Mirror};
-use crate::adapters::state::StateDir;
+use crate::adapters::hosts::Fleet;
+use crate::adapters::state::{HistoryRecord, StateDir};
 use crate::config::{ClusterSettings, Config, Source};
-use crate::domain::model::{Changelog, ClusterName, CommitId, Fix, LockTask, TaskGid};
-use crate::domain::plan::{Candidate, Facts, FreezeFacts, LockFacts, Overrides, SoakFacts};
+use crate::domain::decide::rollback::RollbackFacts;
+use crate::domain::decide::FixPlace;
+use crate::domain::model::{
+    Changelog, ClusterName, CommitId, Fix, Host, LockTask, ReleaseId, RunKind, RunOutcome, TaskGid,
+};
+use crate::domain::plan::{
+    Candidate, Facts, FreezeFacts, LastRun, LockFacts, Overrides, RolledBack, SoakFacts,
+};
+use crate::run::Ctx;
 use crate::run::UsageError;
 
 /// At most this many changelog lines; the rest are counted.
 pub const CHANGELOG_LINES: usize = 50;
 
-/// What `decide` needs to know about one push of `cluster`: the candidate
-/// after a fetch (or `rev`), what is deployed, and the lock project, read
-/// concurrently. A bad `rev` is a usage error; a failed fetch an error.
+/// What `decide` needs to know about one push of `cluster` on `hosts`
+/// (read once by the caller): the candidate after a fetch of the mirror
+/// (unless `fetch` is false: `status` fetches once for all clusters), or
+/// `rev`; what is deployed; the lock project, read concurrently; the
+/// history, the rollback marks and the artifact cache. Raw facts: every
+/// rule, the exemptions of a manual push included, is decide's. A bad
+/// `rev` is a usage error; a failed fetch an error.
+#[allow(clippy::too_many_arguments)]
 pub async fn facts(
-    config: &Config,
-    client: &Client,
+    cx: &Ctx<'_>,
     cluster: &ClusterSettings,
     rev: Option<&str>,
-    hosts: usize,
+    hosts: Vec<Host>,
     now: chrono::DateTime<chrono::Utc>,
     overrides: Overrides,
+    fetch: bool,
 ) -> anyhow::Result<Facts> {
-    let state = StateDir::new(&config.state_dir);
-    let deployed = state.deployed(&cluster.name)?.and_then(|d| d.commit_id());
+    let (config, state) = (cx.config, cx.state);
+    let mine = state.cluster(&cluster.name);
+    let deployed = mine.deployed()?;
+    let deployed_commit = deployed.as_ref().and_then(|d| d.commit_id());
     let fix_field = config.crash.as_ref().map(|c| c.fix_commit_field.as_str());
-    let git = candidate(config, &state, cluster, rev, deployed.clone());
-    let since = lock_window(&state, cluster)?;
-    let (git, locks) = tokio::join!(git, lock_facts(client, cluster, fix_field, since));
+    let git = candidate(config, state, cluster, rev, deployed_commit.clone(), fetch);
+    let history = mine.history()?;
+    let since = lock_window(&history);
+    let (git, locks) = tokio::join!(git, lock_facts(cx.client, cluster, fix_field, since));
     let (candidate, changelog) = git?;
     let locks = match (&candidate, locks) {
         (Some(c), LockFacts::Read(tasks)) => {
-            LockFacts::Read(check_fixes(&state, tasks, c.commit.clone()).await?)
+            LockFacts::Read(check_fixes(state, tasks, c.commit.clone()).await?)
         }
         (_, locks) => locks,
     };
-    // A commit rolled back here is not a candidate again unless asked for.
-    let rolled_back = match (&candidate, rev) {
-        (Some(c), None) => state
-            .bad_commits(&cluster.name)?
-            .remove(c.commit.as_str())
-            .map(|m| (m.release, m.at)),
-        _ => None,
-    };
+    let rolled_back = mine
+        .bad_commits()?
+        .into_iter()
+        .filter_map(|(c, m)| {
+            Some(RolledBack {
+                commit: CommitId::parse(&c)?,
+                release: m.release,
+                at: m.at,
+            })
+        })
+        .collect();
     let artifact_cached = candidate
         .as_ref()
         .is_some_and(|c| state.artifact(&c.commit).is_dir());
+    let latest_release = history
+        .iter()
+        .filter_map(|r| r.release.as_deref().and_then(ReleaseId::parse))
+        .max();
+    let last_run = history.last().map(|r| LastRun {
+        kind: r.kind,
+        outcome: r.outcome,
+        failed_step: r.failed_step.clone(),
+        commit: CommitId::parse(&r.commit),
+        run_id: r.run_id.clone(),
+        link: r.push_task_link.clone(),
+    });
     Ok(Facts {
         cluster: cluster.name.clone(),
+        now,
+        manual: rev.is_some(),
+        overrides,
         running: None,
+        downstream_running: config
+            .clusters
+            .values()
+            .filter(|c| c.source == Source::Cluster(cluster.name.clone()))
+            .find(|c| state.cluster(&c.name).running().is_some())
+            .map(|c| c.name.clone()),
         locks,
         candidate,
-        deployed,
+        deployed: deployed_commit,
+        deployed_release: deployed.as_ref().and_then(|d| ReleaseId::parse(&d.release)),
         changelog,
         artifact_cached,
         hosts,
@@ -64,40 +107,147 @@ pub async fn facts(
             Source::Cluster(c) => Some(c.clone()),
             Source::Branch => None,
         },
-        now,
-        freeze: freeze_facts(config, &state, cluster),
-        // Only a scheduled push (no --commit) skips a commit whose build failed.
-        failed_build: match rev {
-            Some(_) => None,
-            None => state.history(&cluster.name)?.pop().and_then(|r| {
-                (r.kind == "push"
-                    && r.outcome == "failed"
-                    && r.failed_step.as_deref() == Some("build"))
-                .then(|| CommitId::parse(&r.commit))
-                .flatten()
-                .map(|c| {
-                    (
-                        c,
-                        format!("{} {}", r.run_id, r.push_task_link.unwrap_or_default())
-                            .trim()
-                            .to_owned(),
-                    )
-                })
-            }),
+        freeze: freeze_facts(config, state, cluster),
+        soak: match &cluster.source {
+            Source::Cluster(from) => soak_facts(config, state, cluster, from)?,
+            Source::Branch => None,
         },
-        downstream_running: config
-            .clusters
-            .values()
-            .filter(|c| c.source == Source::Cluster(cluster.name.clone()))
-            .find(|c| state.running(&c.name).is_some())
-            .map(|c| c.name.clone()),
+        last_run,
         rolled_back,
-        overrides,
-        soak: match (&cluster.source, rev) {
-            (Source::Cluster(from), None) => soak_facts(config, &state, cluster, from)?,
-            _ => None,
-        },
+        latest_release,
+        policy: config.sync.policy(),
     })
+}
+
+/// What a rollback of `cluster` decides on: every host's releases (read
+/// now, over ssh for remote hosts), the deployed record, the releases that
+/// successful runs deployed, and the commit of every release named —
+/// from the history, else from the 12-hex prefix in its name, resolved in
+/// the mirror (no fetch: a rollback must not wait on the remote).
+pub async fn rollback_facts(
+    cx: &Ctx<'_>,
+    cluster: &ClusterSettings,
+    hosts: &[Host],
+    to: Option<ReleaseId>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<RollbackFacts> {
+    let mine = cx.state.cluster(&cluster.name);
+    let fleet = Fleet::new(hosts, cluster, &cx.config.sync, cx.child_env);
+    let probes = fleet.releases().await;
+    let deployed = mine.deployed()?;
+    let history = mine.history()?;
+    let good: BTreeSet<ReleaseId> = history
+        .iter()
+        .filter(|r| r.outcome == RunOutcome::Success)
+        .filter_map(|r| r.release.as_deref().and_then(ReleaseId::parse))
+        .collect();
+    let mut commits: BTreeMap<ReleaseId, CommitId> = BTreeMap::new();
+    for r in &history {
+        if let (Some(rel), Some(c)) = (
+            r.release.as_deref().and_then(ReleaseId::parse),
+            CommitId::parse(&r.commit),
+        ) {
+            commits.insert(rel, c);
+        }
+    }
+    let named: BTreeSet<ReleaseId> = probes
+        .iter()
+        .filter_map(|p| p.outcome.as_ref().ok())
+        .flat_map(|h| h.releases.iter().chain(&h.current).cloned())
+        .chain(deployed.as_ref().and_then(|d| ReleaseId::parse(&d.release)))
+        .chain(to.clone())
+        .filter(|r| !commits.contains_key(r))
+        .collect();
+    if !named.is_empty() {
+        let repo = cx.state.repo();
+        let found = tokio::task::spawn_blocking(move || {
+            let Ok(mirror) = Mirror::open(&repo) else {
+                return Vec::new();
+            };
+            named
+                .into_iter()
+                .filter_map(|r| {
+                    let c = mirror.resolve(r.commit_prefix()).ok()?;
+                    Some((r, c))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .context("the git task stopped")?;
+        commits.extend(found);
+    }
+    Ok(RollbackFacts {
+        cluster: cluster.name.clone(),
+        now,
+        to,
+        hosts: probes
+            .into_iter()
+            .map(|p| (p.host, p.outcome.map_err(|e| e.to_string())))
+            .collect(),
+        deployed: deployed
+            .as_ref()
+            .and_then(|d| Some((ReleaseId::parse(&d.release)?, d.commit_id()))),
+        good,
+        commits,
+    })
+}
+
+/// Where each valid fix of `tasks` already runs: in what `cluster` runs,
+/// and in what its source runs (for `status`'s "waiting for fix … on beta
+/// since …"). One mirror, off the async runtime.
+pub async fn fix_places(
+    cx: &Ctx<'_>,
+    cluster: &ClusterSettings,
+    tasks: &[LockTask],
+) -> BTreeMap<TaskGid, FixPlace> {
+    let fixes: Vec<(TaskGid, CommitId)> = tasks
+        .iter()
+        .filter_map(|t| match &t.fix {
+            Fix::Valid { commit, .. } => Some((t.gid.clone(), commit.clone())),
+            _ => None,
+        })
+        .collect();
+    if fixes.is_empty() {
+        return BTreeMap::new();
+    }
+    let state = cx.state;
+    let deployed = state
+        .cluster(&cluster.name)
+        .deployed()
+        .ok()
+        .flatten()
+        .and_then(|d| d.commit_id());
+    let source = match &cluster.source {
+        Source::Cluster(from) => state
+            .cluster(from)
+            .deployed()
+            .ok()
+            .flatten()
+            .and_then(|d| Some((from.clone(), d.commit_id()?, d.since))),
+        Source::Branch => None,
+    };
+    let repo = state.repo();
+    tokio::task::spawn_blocking(move || {
+        let Ok(mirror) = Mirror::open(&repo) else {
+            return BTreeMap::new();
+        };
+        let runs = |tip: &CommitId, fix: &CommitId| mirror.contains(tip, fix).unwrap_or(false);
+        fixes
+            .into_iter()
+            .map(|(gid, fix)| {
+                let place = FixPlace {
+                    deployed: deployed.as_ref().is_some_and(|d| runs(d, &fix)),
+                    on_source: source
+                        .as_ref()
+                        .filter(|(_, tip, _)| runs(tip, &fix))
+                        .map(|(from, _, since)| (from.clone(), *since)),
+                };
+                (gid, place)
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
 }
 
 /// `freeze_before`: the other cluster's schedule and whether it pushes now.
@@ -113,7 +263,7 @@ pub fn freeze_facts(
         other_schedule: other.schedule.cron.clone(),
         other_tz: other.timezone,
         duration: long_duration(fb.duration),
-        other_running: state.running(&other.name).is_some(),
+        other_running: state.cluster(&other.name).running().is_some(),
     })
 }
 
@@ -142,7 +292,7 @@ fn soak_facts(
     let Some(min) = cluster.min_soak.or(default) else {
         return Ok(None);
     };
-    Ok(state.deployed(from)?.map(|d| SoakFacts {
+    Ok(state.cluster(from).deployed()?.map(|d| SoakFacts {
         from: from.clone(),
         since: d.since,
         min: long_duration(min),
@@ -157,14 +307,17 @@ async fn candidate(
     cluster: &ClusterSettings,
     rev: Option<&str>,
     deployed: Option<CommitId>,
+    fetch: bool,
 ) -> anyhow::Result<(Option<Candidate>, Changelog)> {
     // `source = "cluster:beta"`: the commit beta runs, and (in execute)
     // beta's artifact, never a rebuild.
     let shipped = match (&cluster.source, rev) {
-        (Source::Cluster(from), None) => match state.deployed(from)?.and_then(|d| d.commit_id()) {
-            Some(c) => Some((from.clone(), c)),
-            None => return Ok((None, Changelog::default())),
-        },
+        (Source::Cluster(from), None) => {
+            match state.cluster(from).deployed()?.and_then(|d| d.commit_id()) {
+                Some(c) => Some((from.clone(), c)),
+                None => return Ok((None, Changelog::default())),
+            }
+        }
         _ => None,
     };
     let repo_path = state.repo();
@@ -178,7 +331,9 @@ async fn candidate(
     let rev = rev.map(str::to_owned);
     tokio::task::spawn_blocking(move || -> anyhow::Result<(Option<Candidate>, Changelog)> {
         let mirror = Mirror::open(&repo_path)?;
-        mirror.fetch(&url, &auth)?;
+        if fetch {
+            mirror.fetch(&url, &auth)?;
+        }
         let candidate = match (&rev, shipped) {
             (_, Some((from, commit))) => Candidate {
                 commit,
@@ -212,17 +367,33 @@ async fn candidate(
 /// ones and those completed since the cluster's last successful push (a
 /// crash task beta completed still holds prod until prod ships its fix);
 /// every task before the first push.
-pub fn lock_window(state: &StateDir, cluster: &ClusterSettings) -> anyhow::Result<CompletedSince> {
-    let last = state
-        .history(&cluster.name)?
-        .into_iter()
+pub fn lock_window(history: &[HistoryRecord]) -> CompletedSince {
+    let last = history
+        .iter()
         .rev()
-        .find(|r| r.kind == "push" && r.outcome == "success")
+        .find(|r| r.kind == RunKind::Push && r.outcome == RunOutcome::Success)
         .map(|r| r.started);
-    Ok(match last {
+    match last {
         Some(t) => CompletedSince::Since(t),
         None => CompletedSince::All,
+    }
+}
+
+/// Fetches the repository mirror once (for a view of many clusters).
+pub async fn fetch(config: &Config, state: &StateDir) -> anyhow::Result<()> {
+    let repo_path = state.repo();
+    std::fs::create_dir_all(&repo_path)
+        .with_context(|| format!("cannot create {}", repo_path.display()))?;
+    let url = config.repo.url.clone();
+    let auth = FetchAuth {
+        ssh_key: config.repo.ssh_key.clone(),
+    };
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        Mirror::open(&repo_path)?.fetch(&url, &auth)?;
+        Ok(())
     })
+    .await
+    .context("the git task stopped")?
 }
 
 /// Checks the tasks' fix values against the repository and `tip` (off the

@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::asana::{
     fields, AsanaError, Client, Comment, CompletedSince, NewTask, TaskUpdate,
 };
-use crate::adapters::state::{self, StateDir, StateError};
-use crate::domain::model::{ClusterName, ProjectGid, TaskGid, WorkspaceGid};
+use crate::adapters::state::{self, ClusterState, StateError};
+use crate::domain::model::{ProjectGid, TaskGid, WorkspaceGid};
 
 /// The task a write is about: known, or created by an earlier write of
 /// the queue (`key`, e.g. the run id of the push whose task it is).
@@ -188,13 +188,9 @@ pub struct Outbox {
 
 impl Outbox {
     /// Reads the cluster's outbox (empty if there is none).
-    pub fn open(
-        state: &StateDir,
-        cluster: &ClusterName,
-        client: &Client,
-    ) -> Result<Outbox, StateError> {
-        state.prepare(cluster)?;
-        let path = state.outbox_path(cluster);
+    pub fn open(state: &ClusterState, client: &Client) -> Result<Outbox, StateError> {
+        state.prepare()?;
+        let path = state.outbox_path();
         let lines: Vec<Line> = state::read_lines(&path)?;
         let mut queued = BTreeMap::new();
         let mut created = BTreeMap::new();

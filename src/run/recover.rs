@@ -16,26 +16,29 @@
 //!
 //! It decides nothing itself; `decide::recover` does.
 
-use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::adapters::hosts::{Fleet, SshOptions};
-use crate::adapters::process::ChildEnv;
-use crate::adapters::state::{Deployed, HistoryRecord, JournalEntry, StateDir};
-use crate::config::{ClusterSettings, Config};
+use crate::adapters::hosts::{Fleet, HostErrorKind};
+use crate::adapters::state::{ClusterState, JournalEntry};
+use crate::config::ClusterSettings;
 use crate::domain::decide::recover::{converge, host_action, Converge, Interrupted};
-use crate::domain::model::{Host, ReleaseId, TaskGid};
+use crate::domain::model::{Host, ReleaseId, RunKind, RunOutcome, TaskGid};
+use crate::run::clock::RunClock;
+use crate::run::journal::Journal;
 use crate::run::outbox::{Op, Outbox, TaskRef};
+use crate::run::record::{Failed, RunRecord};
+use crate::run::Ctx;
 
 /// What recovery needs.
 pub struct Cx<'a> {
-    pub config: &'a Config,
-    pub state: &'a StateDir,
-    pub child_env: &'a ChildEnv,
+    pub run: Ctx<'a>,
+    pub state: &'a ClusterState,
     pub cluster: &'a ClusterSettings,
     pub hosts: &'a [Host],
     /// The run doing the recovery (named in the comment).
     pub by_run: &'a str,
+    /// Its clock.
+    pub clock: &'a RunClock,
 }
 
 /// What recovery did.
@@ -97,13 +100,14 @@ fn release(v: Option<&Value>, key: &str) -> Option<ReleaseId> {
 /// the hosts could not be converged (the journal stays for the next run).
 pub async fn interrupted(cx: &Cx<'_>, outbox: &mut Outbox) -> anyhow::Result<Option<Recovered>> {
     let c = &cx.cluster.name;
-    let entries = cx.state.unfinished(c)?;
+    let entries = cx.state.unfinished()?;
     let Some(first) = entries.first() else {
         return Ok(None);
     };
     let old_run = first.run_id.clone();
     let start = find(&entries, "start");
-    let rollback = text(start, "kind").as_deref() == Some("rollback");
+    let rollback =
+        text(start, "kind").as_deref().and_then(RunKind::parse) == Some(RunKind::Rollback);
     let stopped_in = entries
         .iter()
         .rev()
@@ -111,7 +115,7 @@ pub async fn interrupted(cx: &Cx<'_>, outbox: &mut Outbox) -> anyhow::Result<Opt
         .find(|s| *s != "recovered")
         .unwrap_or("start")
         .to_owned();
-    let deployed = cx.state.deployed(c)?;
+    let deployed = cx.state.deployed()?;
     let finished = deployed.as_ref().is_some_and(|d| d.run_id == old_run);
     let run = Interrupted {
         rollback,
@@ -122,7 +126,7 @@ pub async fn interrupted(cx: &Cx<'_>, outbox: &mut Outbox) -> anyhow::Result<Opt
     tracing::warn!(cluster = %c, run = %old_run, step = %stopped_in, "an earlier run did not finish; recovering");
     if find(&entries, "recovered").is_none() {
         bookkeeping(cx, outbox, &entries, &run, &stopped_in).await;
-        journal(cx, &old_run, "recovered", json!({ "by": cx.by_run }));
+        Journal::new(cx.state, &old_run, cx.clock).write("recovered", json!({ "by": cx.by_run }));
     }
     let target = converge(&run);
     let host_errors = converge_hosts(cx, &run, &target).await;
@@ -133,16 +137,11 @@ pub async fn interrupted(cx: &Cx<'_>, outbox: &mut Outbox) -> anyhow::Result<Opt
     };
     // A rollback finished here: the hosts run its target now.
     if rollback && !finished && host_errors.len() < cx.hosts.len() {
-        if let (Some(r), Some(commit)) = (&converged_to, text(start, "to")) {
-            let d = Deployed {
-                commit,
-                release: r.to_string(),
-                since: Utc::now(),
-                run_id: old_run.clone(),
-                push_task: text(find(&entries, "record"), "task"),
-                push_task_link: text(find(&entries, "record"), "link"),
-            };
-            cx.state.set_deployed(c, &d)?;
+        if let (Some(r), Some(_)) = (&converged_to, text(start, "to")) {
+            let record = find(&entries, "record");
+            let task = text(record, "task").zip(text(record, "link"));
+            let d = record_of(&entries, &run).deployed(r, cx.clock.now(), task);
+            cx.state.set_deployed(&d)?;
         }
     }
     let out = Recovered {
@@ -153,28 +152,32 @@ pub async fn interrupted(cx: &Cx<'_>, outbox: &mut Outbox) -> anyhow::Result<Opt
         converged_to,
         host_errors,
     };
-    let max = cx.config.sync.max_failed_hosts;
-    if out.host_errors.len() > max
-        || (!out.host_errors.is_empty() && out.host_errors.len() == cx.hosts.len())
-    {
+    let policy = cx.run.config.sync.policy();
+    if crate::domain::decide::hosts::too_many(&policy, out.host_errors.len(), cx.hosts.len()) {
         anyhow::bail!(
-            "{}; more hosts than max_failed_hosts = {max} could not be converged, so nothing else runs until they are (the next run tries again)",
-            out.summary(c.as_str())
+            "{}; more hosts than max_failed_hosts = {} could not be converged, so nothing else runs until they are (the next run tries again)",
+            out.summary(c.as_str()),
+            policy.max_failed
         );
     }
-    cx.state.close_journal(c)?;
+    cx.state.close_journal()?;
     Ok(Some(out))
 }
 
-fn journal(cx: &Cx<'_>, run: &str, step: &str, detail: Value) {
-    let e = JournalEntry {
-        at: Utc::now(),
-        run_id: run.to_owned(),
-        step: step.to_owned(),
-        detail,
-    };
-    if let Err(err) = cx.state.journal(&cx.cluster.name, &e) {
-        tracing::warn!(error = %err, "cannot write the run journal");
+/// The killed run as its records name it, from its journal.
+fn record_of(entries: &[JournalEntry], run: &Interrupted) -> RunRecord {
+    let start = find(entries, "start");
+    RunRecord {
+        run_id: entries[0].run_id.clone(),
+        kind: if run.rollback {
+            RunKind::Rollback
+        } else {
+            RunKind::Push
+        },
+        commit: text(start, "to").unwrap_or_default(),
+        previous: text(start, "from"),
+        release: run.release.clone(),
+        started: entries[0].at,
     }
 }
 
@@ -186,10 +189,8 @@ async fn bookkeeping(
     run: &Interrupted,
     stopped_in: &str,
 ) {
-    let c = &cx.cluster.name;
     let old_run = &entries[0].run_id;
     let start = find(entries, "start");
-    let started: DateTime<Utc> = entries[0].at;
     let record = find(entries, "record");
     // The push task: known from the journal, created by the outbox, or
     // (the run died around its create) found or created from its text.
@@ -222,27 +223,27 @@ async fn bookkeeping(
         }
     };
     let link = text(record, "link").or_else(|| outbox.created(old_run).map(|t| t.link.clone()));
-    let history = cx.state.history(c).unwrap_or_default();
+    let history = cx.state.history().unwrap_or_default();
     if !history.iter().any(|r| &r.run_id == old_run) {
-        let r = HistoryRecord {
-            run_id: old_run.clone(),
-            kind: if run.rollback { "rollback" } else { "push" }.into(),
-            outcome: if run.finished { "success" } else { "failed" }.into(),
-            commit: text(start, "to").unwrap_or_default(),
-            previous: text(start, "from"),
-            release: run.release.as_ref().map(ToString::to_string),
-            started,
-            finished: Utc::now(),
-            push_task_link: link,
-            failed_step: (!run.finished).then(|| format!("interrupted during {stopped_in}")),
-            error: (!run.finished).then(|| {
-                format!(
-                    "the process stopped before the run finished; {} recovered it",
-                    cx.by_run
-                )
+        let step = format!("interrupted during {stopped_in}");
+        let error = format!(
+            "the process stopped before the run finished; {} recovered it",
+            cx.by_run
+        );
+        let r = record_of(entries, run).history(
+            if run.finished {
+                RunOutcome::Success
+            } else {
+                RunOutcome::Failed
+            },
+            cx.clock.now(),
+            link,
+            (!run.finished).then_some(Failed {
+                step: &step,
+                error: &error,
             }),
-        };
-        if let Err(e) = cx.state.append_history(c, &r) {
+        );
+        if let Err(e) = cx.state.append_history(&r) {
             tracing::error!(error = %e, "cannot record the interrupted run");
         }
     }
@@ -286,13 +287,7 @@ async fn converge_hosts(cx: &Cx<'_>, run: &Interrupted, target: &Converge) -> Ve
     if *target == Converge::Nothing || cx.hosts.is_empty() {
         return Vec::new();
     }
-    let fleet = Fleet {
-        hosts: cx.hosts,
-        target: cx.cluster.target.as_deref(),
-        settings: &cx.config.sync,
-        ssh: SshOptions::from_settings(&cx.config.sync),
-        env: cx.child_env,
-    };
+    let fleet = Fleet::new(cx.hosts, cx.cluster, &cx.run.config.sync, cx.run.child_env);
     let mut errors = Vec::new();
     let mut actions = Vec::new();
     for p in fleet.releases().await {
@@ -316,7 +311,7 @@ async fn converge_hosts(cx: &Cx<'_>, run: &Interrupted, target: &Converge) -> Ve
             .outcome
             .as_ref()
             .err()
-            .filter(|e| *e != crate::adapters::hosts::SKIPPED);
+            .filter(|e| !e.is(HostErrorKind::Skipped));
         if let Some(e) = failed {
             errors.push(format!("{}: cannot switch: {e}", r.host));
             // `current` may still point at the release to remove.

@@ -38,35 +38,9 @@ pub struct HoldRecord {
     pub until: Option<DateTime<Utc>>,
 }
 
-/// Every reason a run can be held for, as recorded, counted and labelled.
-pub const REASONS: &[&str] = &[
-    "locked",
-    "frozen",
-    "soaking",
-    "build-failed",
-    "rolled-back",
-    "running",
-    "unknown",
-];
-
-/// The hold reason of a verdict (`Unknown`: the lock state could not be
-/// read, so the run failed closed), or `None` when the run was not held.
-pub fn reason(verdict: &Verdict) -> Option<&'static str> {
-    Some(match verdict {
-        Verdict::Push { .. } | Verdict::NothingNew { .. } => return None,
-        Verdict::Unknown { .. } => "unknown",
-        Verdict::Hold(HoldReason::Locked { .. }) => "locked",
-        Verdict::Hold(HoldReason::Frozen { .. } | HoldReason::OtherRunning { .. }) => "frozen",
-        Verdict::Hold(HoldReason::Soaking { .. }) => "soaking",
-        Verdict::Hold(HoldReason::BuildFailed { .. }) => "build-failed",
-        Verdict::Hold(HoldReason::RolledBack { .. }) => "rolled-back",
-        Verdict::Hold(HoldReason::Running { .. }) => "running",
-    })
-}
-
 /// The record of a held run, `None` if the verdict is not a hold.
 pub fn record_of(verdict: &Verdict, at: DateTime<Utc>) -> Option<HoldRecord> {
-    let reason = reason(verdict)?.to_owned();
+    let reason = verdict.hold_reason()?.to_owned();
     let (locks, until) = match verdict {
         Verdict::Hold(HoldReason::Locked { tasks }) => (
             tasks.iter().map(|t| t.gid.as_str().to_owned()).collect(),
@@ -87,11 +61,7 @@ pub fn record_of(verdict: &Verdict, at: DateTime<Utc>) -> Option<HoldRecord> {
 }
 
 pub fn path(state: &StateDir, cluster: &ClusterName) -> PathBuf {
-    state
-        .root()
-        .join("clusters")
-        .join(cluster.as_str())
-        .join("holds.jsonl")
+    state.cluster(cluster).holds_path()
 }
 
 /// Appends one line (fsynced), trimming the log first if it is too big.

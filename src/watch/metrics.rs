@@ -29,7 +29,7 @@ use prometheus_client::registry::Registry;
 use crate::adapters::asana::Client;
 use crate::adapters::state::{HistoryRecord, StateDir};
 use crate::config::Config;
-use crate::domain::model::ClusterName;
+use crate::domain::model::{ClusterName, RunKind, RunOutcome};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClusterLabels {
@@ -221,7 +221,7 @@ impl Metrics {
         registry.register_collector(Box::new(AsanaCollector(client.clone())));
         for c in &m.clusters {
             let cluster = c.to_string();
-            for outcome in ["success", "failed"] {
+            for outcome in RunOutcome::ALL.map(RunOutcome::as_str) {
                 let l = OutcomeLabels {
                     cluster: cluster.clone(),
                     outcome: outcome.into(),
@@ -230,7 +230,7 @@ impl Metrics {
                 let _ = m.push_duration.get_or_create(&l);
                 let _ = m.rollbacks.get_or_create(&l);
             }
-            for reason in crate::watch::holds::REASONS {
+            for reason in crate::domain::plan::HOLD_REASONS {
                 let _ = m.holds.get_or_create(&ReasonLabels {
                     cluster: cluster.clone(),
                     reason: (*reason).into(),
@@ -285,23 +285,23 @@ impl Metrics {
     fn sync_cluster(&self, c: &ClusterName, scraped: &mut Scraped) {
         let read_up_to = &mut scraped.read_up_to;
         let cluster = c.to_string();
-        let dir = self.state.root().join("clusters").join(c.as_str());
-        for r in new_lines::<HistoryRecord>(&dir.join("history.jsonl"), read_up_to) {
+        let files = self.state.cluster(c);
+        for r in new_lines::<HistoryRecord>(&files.history_path(), read_up_to) {
             let l = OutcomeLabels {
                 cluster: cluster.clone(),
-                outcome: r.outcome.clone(),
+                outcome: r.outcome.as_str().to_owned(),
             };
-            match r.kind.as_str() {
-                "rollback" => {
+            match r.kind {
+                RunKind::Rollback => {
                     self.rollbacks.get_or_create(&l).inc();
                 }
-                _ => {
+                RunKind::Push => {
                     self.pushes.get_or_create(&l).inc();
                     let took = (r.finished - r.started).to_std().unwrap_or_default();
                     self.push_duration
                         .get_or_create(&l)
                         .observe(took.as_secs_f64());
-                    if r.outcome == "success" {
+                    if r.outcome == RunOutcome::Success {
                         let g = self.last_success.get_or_create(&ClusterLabels {
                             cluster: cluster.clone(),
                         });
@@ -313,8 +313,7 @@ impl Metrics {
                 }
             }
         }
-        for h in new_lines::<crate::watch::holds::HoldRecord>(&dir.join("holds.jsonl"), read_up_to)
-        {
+        for h in new_lines::<crate::watch::holds::HoldRecord>(&files.holds_path(), read_up_to) {
             self.holds
                 .get_or_create(&ReasonLabels {
                     cluster: cluster.clone(),
@@ -322,7 +321,7 @@ impl Metrics {
                 })
                 .inc();
         }
-        let running = self.state.running(c).is_some();
+        let running = self.state.cluster(c).running().is_some();
         self.in_progress
             .get_or_create(&ClusterLabels {
                 cluster: cluster.clone(),
@@ -331,7 +330,8 @@ impl Metrics {
         // One series per cluster: the old one goes when the release changes.
         let current = self
             .state
-            .deployed(c)
+            .cluster(c)
+            .deployed()
             .ok()
             .flatten()
             .map(|d| DeployedLabels {

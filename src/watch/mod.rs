@@ -183,9 +183,9 @@ impl Observer {
     /// Around a push's execution: lets the stage and the build report to
     /// this observer, announces the start of a push still running after
     /// `notify.started_after` (beside it, joined), then how it ended.
-    pub async fn push<F>(&self, plan: &Plan, run: F) -> PushReport
+    pub async fn push<F>(&self, plan: &Plan, run: F) -> Option<PushReport>
     where
-        F: std::future::Future<Output = PushReport>,
+        F: std::future::Future<Output = Option<PushReport>>,
     {
         let started = notify::started(plan).filter(|_| self.wants("started"));
         let report = match (started, self.inner.notify.as_ref()) {
@@ -214,13 +214,13 @@ impl Observer {
             }
             _ => run.await,
         };
-        let event = if report.failure.is_some() {
+        let r = report.as_ref()?;
+        let event = if r.failure.is_some() {
             "failed"
         } else {
             "succeeded"
         };
-        self.send(event, &notify::finished(&plan.cluster, &report))
-            .await;
+        self.send(event, &notify::finished(&plan.cluster, r)).await;
         report
     }
 

@@ -282,7 +282,9 @@ pub fn held(plan: &Plan) -> Option<String> {
             )
         }
         Verdict::Hold(
-            reason @ (HoldReason::BuildFailed { .. } | HoldReason::RolledBack { .. }),
+            reason @ (HoldReason::BuildFailed { .. }
+            | HoldReason::RolledBack { .. }
+            | HoldReason::ArtifactMissing { .. }),
         ) => {
             format!(":x: *{c}* is held: {}", escape(&reason.to_string(), 300))
         }
@@ -350,7 +352,7 @@ pub struct Streak {
 /// and for locks which tasks. `None`: not held, or held only because
 /// another push of the cluster runs (that push was announced itself).
 pub fn hold_key(verdict: &Verdict) -> Option<String> {
-    let reason = crate::watch::holds::reason(verdict)?;
+    let reason = verdict.hold_reason()?;
     match verdict {
         Verdict::Hold(HoldReason::Running { .. }) => None,
         Verdict::Hold(HoldReason::Locked { tasks }) => {
@@ -402,11 +404,7 @@ pub fn streak_step(prev: Option<&Streak>, verdict: &Verdict, now: DateTime<Utc>)
 }
 
 fn state_path(state: &StateDir, cluster: &ClusterName) -> std::path::PathBuf {
-    state
-        .root()
-        .join("clusters")
-        .join(cluster.as_str())
-        .join("notify.json")
+    state.cluster(cluster).notify_path()
 }
 
 /// The cluster's streak state; a missing or unreadable file is no streak.
@@ -510,6 +508,10 @@ mod tests {
                 "<!channel> pay <https://evil.example|here> & \u{7}",
             )]),
             steps: Vec::new(),
+            release: None,
+            before: None,
+            hosts: Vec::new(),
+            policy: Default::default(),
             changelog: Default::default(),
             via: None,
             source: None,

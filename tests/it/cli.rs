@@ -23,11 +23,32 @@ async fn dry_run_exits_0_when_open_3_when_locked_and_changes_nothing() {
     let run = bin.run(&["push", "beta", "--dry-run"]).await;
     assert_eq!(run.code, 0, "{run:?}");
     let short = &bin.first[..7];
+    let lines: Vec<&str> = run.stdout.trim().lines().collect();
     assert_eq!(
-        run.stdout.trim(),
+        lines[..4].join("\n"),
         format!(
             "beta: may push {short} (branch main) over nothing deployed: no open lock\n  1 new commit:\n    {short} Initial app (Test Author)\n  steps: create the push task, build, stage on 3 hosts, switch `current` and prune, complete the push task and record the release"
         )
+    );
+    // The plan names the release it would make, the hosts and what happens
+    // when they fail.
+    assert!(
+        lines[4].starts_with("  release: ")
+            && lines[4].ends_with(&format!("-{}", &bin.first[..12])),
+        "{}",
+        run.stdout
+    );
+    let d = bin.dir.path().display();
+    assert_eq!(
+        lines[5],
+        format!(
+            "  3 hosts: local:{d}/hosts/beta-1, local:{d}/hosts/beta-2, local:{d}/hosts/beta-3"
+        )
+    );
+    assert!(
+        lines[6].starts_with("  if hosts fail: up to 0 of 3 may"),
+        "{}",
+        run.stdout
     );
     assert!(
         bin.current(1).is_none()

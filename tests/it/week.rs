@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use pushgate::cmd::push::{push_at, Output};
+use pushgate::cmd::push::{push_at, PushRequest};
 use pushgate::cmd::Env;
 use pushgate::config::{ClusterSettings, Config};
 use pushgate::domain::plan::{HoldReason, Verdict};
@@ -131,21 +131,13 @@ async fn a_week_of_schedules_freezes_locks_and_prod_shipping_what_beta_soaked() 
         }
         let beta_before = env
             .state
-            .deployed(&"beta".parse_cluster())
+            .cluster(&"beta".parse_cluster())
+            .deployed()
             .unwrap()
             .map(|d| d.commit);
-        let pushed = push_at(
-            &env,
-            cluster.as_str(),
-            None,
-            false,
-            Output::Log,
-            *tick,
-            None,
-            Default::default(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{tick} {cluster}: {e:#}"));
+        let pushed = push_at(&env, PushRequest::scheduled(cluster.as_str(), *tick))
+            .await
+            .unwrap_or_else(|e| panic!("{tick} {cluster}: {e:#}"));
         let verdict = &pushed.plan.verdict;
         if let Some(r) = &pushed.report {
             assert!(r.failure.is_none(), "{tick} {cluster}: {:?}", r.failure);

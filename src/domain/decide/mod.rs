@@ -5,47 +5,67 @@
 pub mod crash;
 mod freeze;
 mod gate;
+pub mod hosts;
 pub mod recover;
+pub mod rollback;
 mod schedule;
 
 pub use freeze::{frozen, soaking};
-pub use gate::{gate, holds};
+pub use gate::{gate, holds, waiting, FixPlace, Waiting};
 pub use schedule::{next_fire, parse_cron};
 
+use crate::domain::model::ReleaseId;
+use crate::domain::model::{RunKind, RunOutcome};
 use crate::domain::plan::{Facts, HoldReason, Ignored, Plan, Step, Verdict};
 
 /// Decides one push of one cluster from what was gathered, in SPEC §2's
-/// order: exclusion, freeze, candidate (nothing new is a no-op; a source
-/// cluster's commit must have soaked), gate.
+/// order: exclusion, freeze, candidate (nothing new is a no-op; a rolled
+/// back commit or a failed build is not retried on schedule; a source
+/// cluster's commit must have soaked), gate, and last whether the bytes to
+/// ship are there. A push's plan names its release, its hosts and what
+/// happens when hosts fail.
 pub fn plan(facts: &Facts) -> Plan {
     let mut ignored = Ignored {
         reason: facts.overrides.reason.clone().unwrap_or_default(),
         ..Ignored::default()
     };
     let verdict = verdict(facts, &mut ignored);
-    let steps = match verdict {
-        Verdict::Push { .. } => vec![
-            Step::Record,
-            match facts
-                .candidate
-                .as_ref()
-                .and_then(|c| c.from_cluster.clone())
-            {
-                Some(from) => Step::Ship { from },
-                None => Step::Build {
-                    cached: facts.artifact_cached,
+    let (steps, release) = match &verdict {
+        Verdict::Push { to, .. } => (
+            vec![
+                Step::Record,
+                match facts
+                    .candidate
+                    .as_ref()
+                    .and_then(|c| c.from_cluster.clone())
+                {
+                    Some(from) => Step::Ship { from },
+                    None => Step::Build {
+                        cached: facts.artifact_cached,
+                    },
                 },
-            },
-            Step::Stage { hosts: facts.hosts },
-            Step::Switch,
-            Step::Close,
-        ],
-        _ => Vec::new(),
+                Step::Stage {
+                    hosts: facts.hosts.len(),
+                },
+                Step::Switch,
+                Step::Close,
+            ],
+            Some(ReleaseId::after(
+                facts.now,
+                to,
+                facts.latest_release.as_ref(),
+            )),
+        ),
+        _ => (Vec::new(), None),
     };
     Plan {
         cluster: facts.cluster.clone(),
         verdict,
         steps,
+        release,
+        before: facts.deployed_release.clone(),
+        hosts: facts.hosts.clone(),
+        policy: facts.policy,
         changelog: facts.changelog.clone(),
         via: facts.candidate.as_ref().map(|c| c.via.clone()),
         source: facts.source.clone(),
@@ -81,32 +101,45 @@ fn verdict(facts: &Facts, ignored: &mut Ignored) -> Verdict {
             commit: Some(candidate.commit.clone()),
         };
     }
-    if let Some((release, at)) = &facts.rolled_back {
-        return Verdict::Hold(HoldReason::RolledBack {
-            commit: candidate.commit.clone(),
-            release: release.clone(),
-            at: *at,
-        });
-    }
-    if let Some((commit, last_run)) = &facts.failed_build {
-        if *commit == candidate.commit {
-            return Verdict::Hold(HoldReason::BuildFailed {
-                commit: commit.clone(),
-                last_run: last_run.clone(),
+    // What a person named is pushed even if it was rolled back, its build
+    // failed, or it has not soaked: these hold only the schedule.
+    if !facts.manual {
+        if let Some(r) = facts
+            .rolled_back
+            .iter()
+            .find(|r| r.commit == candidate.commit)
+        {
+            return Verdict::Hold(HoldReason::RolledBack {
+                commit: candidate.commit.clone(),
+                release: r.release.clone(),
+                at: r.at,
             });
         }
-    }
-    if let Some(hold) = facts.soak.as_ref().and_then(|s| soaking(s, facts.now)) {
-        if !o.ignore_freeze {
-            return Verdict::Hold(hold);
+        if let Some(last) = facts.last_run.as_ref().filter(|l| {
+            l.kind == RunKind::Push
+                && l.outcome == RunOutcome::Failed
+                && l.failed_step.as_deref() == Some("build")
+                && l.commit.as_ref() == Some(&candidate.commit)
+        }) {
+            return Verdict::Hold(HoldReason::BuildFailed {
+                commit: candidate.commit.clone(),
+                last_run: format!("{} {}", last.run_id, last.link.as_deref().unwrap_or(""))
+                    .trim()
+                    .to_owned(),
+            });
         }
-        ignored.holds.push(hold);
+        if let Some(hold) = facts.soak.as_ref().and_then(|s| soaking(s, facts.now)) {
+            if !o.ignore_freeze {
+                return Verdict::Hold(hold);
+            }
+            ignored.holds.push(hold);
+        }
     }
     let push = Verdict::Push {
         from: facts.deployed.clone(),
         to: candidate.commit.clone(),
     };
-    match gate(&facts.locks) {
+    let gated = match gate(&facts.locks) {
         None => push,
         Some(Verdict::Hold(HoldReason::Locked { tasks })) if o.ignore_locks => {
             ignored.locks = tasks;
@@ -117,6 +150,16 @@ fn verdict(facts: &Facts, ignored: &mut Ignored) -> Verdict {
             push
         }
         Some(v) => v,
+    };
+    // Last: only a push that would run needs its bytes.
+    match (&gated, &candidate.from_cluster) {
+        (Verdict::Push { to, .. }, Some(from)) if !facts.artifact_cached => {
+            Verdict::Hold(HoldReason::ArtifactMissing {
+                commit: to.clone(),
+                from: from.clone(),
+            })
+        }
+        _ => gated,
     }
 }
 

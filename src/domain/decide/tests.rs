@@ -1,7 +1,11 @@
 use expect_test::{expect, Expect};
 
-use crate::domain::model::{ChangeEntry, Changelog, ClusterName, CommitId, Fix, LockTask, TaskGid};
-use crate::domain::plan::{Candidate, Facts, LockFacts, Overrides};
+use crate::domain::model::{
+    ChangeEntry, Changelog, ClusterName, CommitId, Fix, Host, LockTask, RunKind, RunOutcome,
+    TaskGid,
+};
+use crate::domain::plan::HostPolicy;
+use crate::domain::plan::{Candidate, Facts, LastRun, LockFacts, Overrides, RolledBack};
 
 fn commit(c: char) -> CommitId {
     CommitId::parse(&c.to_string().repeat(40)).unwrap()
@@ -28,17 +32,39 @@ fn facts(locks: LockFacts) -> Facts {
             more: 0,
         },
         artifact_cached: false,
-        hosts: 3,
+        hosts: hosts(3),
         source: None,
         now: chrono::DateTime::parse_from_rfc3339("2026-11-24T12:00:00Z")
             .unwrap()
             .to_utc(),
+        manual: false,
         freeze: None,
         soak: None,
         downstream_running: None,
-        failed_build: None,
-        rolled_back: None,
+        deployed_release: None,
+        last_run: None,
+        rolled_back: Vec::new(),
+        latest_release: None,
+        policy: HostPolicy::default(),
         overrides: Overrides::default(),
+    }
+}
+
+fn hosts(n: usize) -> Vec<Host> {
+    (1..=n)
+        .map(|i| Host::parse(&format!("local:/srv/beta-{i}")).unwrap())
+        .collect()
+}
+
+/// The last run failed at its build, on `c`.
+fn build_failed(c: CommitId, run: &str) -> LastRun {
+    LastRun {
+        kind: RunKind::Push,
+        outcome: RunOutcome::Failed,
+        failed_step: Some("build".into()),
+        commit: Some(c),
+        run_id: run.into(),
+        link: Some("https://app.asana.com/0/3/9".into()),
     }
 }
 
@@ -72,7 +98,10 @@ fn a_new_commit_with_no_lock_is_pushed_in_five_steps() {
               61 new commits:
                 ccccccc Fix the login page (Ada)
                 and 60 more
-              steps: create the push task, build, stage on 3 hosts, switch `current` and prune, complete the push task and record the release"#]],
+              steps: create the push task, build, stage on 3 hosts, switch `current` and prune, complete the push task and record the release
+              release: 20261124T120000Z-cccccccccccc
+              3 hosts: local:/srv/beta-1, local:/srv/beta-2, local:/srv/beta-3
+              if hosts fail: up to 0 of 3 may and the push goes on; past that no host is switched, or every switched host goes back; 5 releases kept per host"#]],
     );
 }
 
@@ -87,7 +116,10 @@ fn the_first_push_reuses_a_cached_artifact() {
             beta: may push ccccccc (branch main) over nothing deployed: no open lock
               1 new commit:
                 ccccccc Fix the login page (Ada)
-              steps: create the push task, reuse the cached artifact, stage on 3 hosts, switch `current` and prune, complete the push task and record the release"#]],
+              steps: create the push task, reuse the cached artifact, stage on 3 hosts, switch `current` and prune, complete the push task and record the release
+              release: 20261124T120000Z-cccccccccccc
+              3 hosts: local:/srv/beta-1, local:/srv/beta-2, local:/srv/beta-3
+              if hosts fail: up to 0 of 3 may and the push goes on; past that no host is switched, or every switched host goes back; 5 releases kept per host"#]],
     );
 }
 
@@ -112,15 +144,19 @@ fn prod_ships_what_beta_runs_and_nothing_before_beta_has_pushed() {
         via: "what beta runs".into(),
         from_cluster: ClusterName::parse("beta"),
     });
-    f.hosts = 1;
+    f.hosts = hosts(1);
     f.source = ClusterName::parse("beta");
+    f.artifact_cached = true;
     check_facts(
         f.clone(),
         expect![[r#"
             prod: may push ccccccc (what beta runs) over bbbbbbb: no open lock
               1 new commit:
                 ccccccc Fix the login page (Ada)
-              steps: create the push task, ship beta's artifact, stage on 1 host, switch `current` and prune, complete the push task and record the release"#]],
+              steps: create the push task, ship beta's artifact, stage on 1 host, switch `current` and prune, complete the push task and record the release
+              release: 20261124T120000Z-cccccccccccc
+              1 host: local:/srv/beta-1
+              if hosts fail: up to 0 of 1 may and the push goes on; past that no host is switched, or every switched host goes back; 5 releases kept per host"#]],
     );
     f.candidate = None;
     check_facts(
@@ -139,15 +175,12 @@ fn beta_never_pushes_while_a_cluster_shipping_its_builds_runs() {
 #[test]
 fn a_commit_whose_build_failed_is_not_retried_on_schedule() {
     let mut f = facts(LockFacts::Read(vec![]));
-    f.failed_build = Some((
-        commit('c'),
-        "beta-20261124T1200Z-0001 https://app.asana.com/0/3/9".into(),
-    ));
+    f.last_run = Some(build_failed(commit('c'), "beta-20261124T1200Z-0001"));
     check_facts(
         f.clone(),
         expect!["beta: not retrying ccccccc: its build failed in the last run (beta-20261124T1200Z-0001 https://app.asana.com/0/3/9); a new commit, or `--commit ccccccc`, retries"],
     );
-    f.failed_build = Some((commit('b'), "older".into()));
+    f.last_run = Some(build_failed(commit('b'), "older"));
     assert!(matches!(
         super::plan(&f).verdict,
         crate::domain::plan::Verdict::Push { .. }
@@ -176,7 +209,10 @@ fn pushes_when_the_lock_project_is_empty() {
             beta: may push ccccccc (branch main) over bbbbbbb: no open lock
               1 new commit:
                 ccccccc Fix the login page (Ada)
-              steps: create the push task, build, stage on 3 hosts, switch `current` and prune, complete the push task and record the release"#]],
+              steps: create the push task, build, stage on 3 hosts, switch `current` and prune, complete the push task and record the release
+              release: 20261124T120000Z-cccccccccccc
+              3 hosts: local:/srv/beta-1, local:/srv/beta-2, local:/srv/beta-3
+              if hosts fail: up to 0 of 3 may and the push goes on; past that no host is switched, or every switched host goes back; 5 releases kept per host"#]],
     );
 }
 
@@ -191,7 +227,10 @@ fn completed_tasks_never_hold() {
             beta: may push ccccccc (branch main) over bbbbbbb: no open lock
               1 new commit:
                 ccccccc Fix the login page (Ada)
-              steps: create the push task, build, stage on 3 hosts, switch `current` and prune, complete the push task and record the release"#]],
+              steps: create the push task, build, stage on 3 hosts, switch `current` and prune, complete the push task and record the release
+              release: 20261124T120000Z-cccccccccccc
+              3 hosts: local:/srv/beta-1, local:/srv/beta-2, local:/srv/beta-3
+              if hosts fail: up to 0 of 3 may and the push goes on; past that no host is switched, or every switched host goes back; 5 releases kept per host"#]],
     );
 }
 
@@ -340,7 +379,10 @@ fn ignore_locks_pushes_past_open_locks_and_unknown_state_and_says_so() {
                 ccccccc Fix the login page (Ada)
               pushed despite what held it, by hand: hotfix for the outage
               - ignored lock "DB migration" (assignee: Grace) https://app.asana.com/0/2/5
-              steps: create the push task, build, stage on 3 hosts, switch `current` and prune, complete the push task and record the release"#]],
+              steps: create the push task, build, stage on 3 hosts, switch `current` and prune, complete the push task and record the release
+              release: 20261124T120000Z-cccccccccccc
+              3 hosts: local:/srv/beta-1, local:/srv/beta-2, local:/srv/beta-3
+              if hosts fail: up to 0 of 3 may and the push goes on; past that no host is switched, or every switched host goes back; 5 releases kept per host"#]],
     );
     f.locks = LockFacts::Unreadable("HTTP 503".into());
     let plan = super::plan(&f);
@@ -383,10 +425,11 @@ fn ignore_locks_never_passes_a_running_push_or_a_freeze() {
 #[test]
 fn a_rolled_back_commit_is_held_whatever_the_overrides() {
     let mut f = facts(LockFacts::Read(vec![]));
-    f.rolled_back = Some((
-        "20261124T110000Z-cccccccccccc".into(),
-        f.now - chrono::Duration::minutes(30),
-    ));
+    f.rolled_back = vec![RolledBack {
+        commit: commit('c'),
+        release: "20261124T110000Z-cccccccccccc".into(),
+        at: f.now - chrono::Duration::minutes(30),
+    }];
     f.overrides = overrides(true, true);
     check_facts(
         f.clone(),
@@ -395,4 +438,78 @@ fn a_rolled_back_commit_is_held_whatever_the_overrides() {
     // Nothing new still wins: the cluster runs it again already.
     f.deployed = Some(commit('c'));
     check_facts(f, expect!["beta: nothing new: ccccccc is already deployed"]);
+}
+
+#[test]
+fn what_a_person_names_is_pushed_though_rolled_back_failed_or_not_soaked() {
+    let mut f = facts(LockFacts::Read(vec![]));
+    f.rolled_back = vec![RolledBack {
+        commit: commit('c'),
+        release: "20261124T110000Z-cccccccccccc".into(),
+        at: f.now - chrono::Duration::minutes(30),
+    }];
+    f.last_run = Some(build_failed(commit('c'), "beta-1"));
+    f.soak = Some(crate::domain::plan::SoakFacts {
+        from: ClusterName::parse("alpha").unwrap(),
+        since: f.now,
+        min: chrono::Duration::minutes(90),
+    });
+    assert!(matches!(
+        super::plan(&f).verdict,
+        crate::domain::plan::Verdict::Hold(crate::domain::plan::HoldReason::RolledBack { .. })
+    ));
+    f.manual = true;
+    f.candidate.as_mut().unwrap().via = "--commit ccccccc".into();
+    let p = super::plan(&f);
+    assert!(
+        matches!(p.verdict, crate::domain::plan::Verdict::Push { .. }),
+        "{p}"
+    );
+    // Locks still hold a manual push.
+    f.locks = LockFacts::Read(vec![task("7", "stop", None, false, Fix::None)]);
+    assert!(matches!(
+        super::plan(&f).verdict,
+        crate::domain::plan::Verdict::Hold(crate::domain::plan::HoldReason::Locked { .. })
+    ));
+}
+
+#[test]
+fn a_source_clusters_artifact_missing_holds_with_a_reason_instead_of_failing_the_run() {
+    let mut f = facts(LockFacts::Read(vec![]));
+    f.cluster = ClusterName::parse("prod").unwrap();
+    f.candidate = Some(Candidate {
+        commit: commit('c'),
+        via: "what beta runs".into(),
+        from_cluster: ClusterName::parse("beta"),
+    });
+    f.source = ClusterName::parse("beta");
+    check_facts(
+        f.clone(),
+        expect!["prod: not shipping ccccccc: beta's artifact of it is not in the artifact cache, and a cluster that ships beta's bytes never rebuilds them; push beta again to rebuild it, or push with `--commit ccccccc`"],
+    );
+    // A lock is what a person said: it is the reason shown first.
+    f.locks = LockFacts::Read(vec![task("7", "stop", None, false, Fix::None)]);
+    assert!(super::plan(&f).to_string().contains("held by 1 lock"));
+}
+
+#[test]
+fn a_push_plan_names_its_release_after_the_newest_and_its_hosts_and_tolerance() {
+    let mut f = facts(LockFacts::Read(vec![]));
+    // A release already made in this second: the new one sorts after it.
+    f.latest_release = crate::domain::model::ReleaseId::parse("20261124T120000Z-bbbbbbbbbbbb");
+    f.policy = HostPolicy {
+        max_failed: 1,
+        keep_releases: 3,
+    };
+    let p = super::plan(&f);
+    assert_eq!(
+        p.release.as_ref().map(|r| r.as_str()),
+        Some("20261124T120001Z-cccccccccccc")
+    );
+    assert_eq!(p.hosts.len(), 3);
+    let text = p.to_string();
+    assert!(
+        text.ends_with("release: 20261124T120001Z-cccccccccccc\n  3 hosts: local:/srv/beta-1, local:/srv/beta-2, local:/srv/beta-3\n  if hosts fail: up to 1 of 3 may and the push goes on; past that no host is switched, or every switched host goes back; 3 releases kept per host"),
+        "{text}"
+    );
 }

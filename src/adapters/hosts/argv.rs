@@ -1,0 +1,529 @@
+//! The hosts' command lines and remote scripts, and what their output
+//! says: pure functions of the config, a validated host and `ReleaseId`s —
+//! never of Asana text or commit messages — each unit-tested. Scripts sent
+//! to a remote shell quote every word. Nothing here runs anything.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use super::SshOptions;
+use crate::domain::model::{Host, HostReleases, ReleaseId};
+
+/// A word for a POSIX shell: single-quoted, with `'` written as `'\''`.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// `ssh` and its options, without the host: shared by `ssh_argv` and
+/// rsync's `-e`.
+pub fn ssh_command(opts: &SshOptions, port: Option<u16>) -> Vec<String> {
+    let mut v: Vec<String> = vec!["ssh".into()];
+    let mut o = |k: &str, val: String| {
+        v.push("-o".into());
+        v.push(format!("{k}={val}"));
+    };
+    o("BatchMode", "yes".into());
+    o("ConnectTimeout", "15".into());
+    o("ServerAliveInterval", "15".into());
+    o("ServerAliveCountMax", "4".into());
+    o(
+        "StrictHostKeyChecking",
+        if opts.accept_new_host_keys {
+            "accept-new"
+        } else {
+            "yes"
+        }
+        .into(),
+    );
+    if let Some(k) = &opts.known_hosts {
+        o("UserKnownHostsFile", k.display().to_string());
+    }
+    if let Some(id) = &opts.identity {
+        o("IdentitiesOnly", "yes".into());
+        v.push("-i".into());
+        v.push(id.display().to_string());
+    }
+    if let Some(cfg) = &opts.config {
+        v.push("-F".into());
+        v.push(cfg.display().to_string());
+    }
+    if let Some(p) = port {
+        v.push("-p".into());
+        v.push(p.to_string());
+    }
+    if let Some(dir) = &opts.control_dir {
+        v.push("-o".into());
+        v.push("ControlMaster=auto".into());
+        v.push("-o".into());
+        v.push(format!("ControlPath={}/%C", dir.display()));
+        // A bound, should pushgate die before it closes the master.
+        v.push("-o".into());
+        v.push("ControlPersist=60".into());
+    }
+    v
+}
+
+/// `ssh [options] [-l user]` for an ssh host, and its hostname (which
+/// `Host::parse` validated: it cannot start with `-`); `None` for `local:`.
+fn ssh_to<'h>(opts: &SshOptions, host: &'h Host) -> Option<(Vec<OsString>, &'h str)> {
+    let Host::Ssh {
+        user,
+        hostname,
+        port,
+    } = host
+    else {
+        return None;
+    };
+    let mut v: Vec<OsString> = ssh_command(opts, *port)
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    if let Some(u) = user {
+        v.push("-l".into());
+        v.push(u.into());
+    }
+    Some((v, hostname))
+}
+
+/// `ssh [options] [-l user] -O exit -- host`: stops the host's shared
+/// connection (`None` for a `local:` host or without a control directory).
+pub fn close_argv(opts: &SshOptions, host: &Host) -> Option<Vec<OsString>> {
+    opts.control_dir.as_ref()?;
+    let (mut v, hostname) = ssh_to(opts, host)?;
+    v.extend(["-O".into(), "exit".into(), "--".into(), hostname.into()]);
+    Some(v)
+}
+
+/// `ssh [options] [-l user] -- host SCRIPT`; `--` ends ssh's options
+/// whatever the host is called.
+pub fn ssh_argv(opts: &SshOptions, host: &Host, script: &str) -> Vec<OsString> {
+    let Some((mut v, hostname)) = ssh_to(opts, host) else {
+        return Vec::new();
+    };
+    v.extend(["--".into(), hostname.into(), script.into()]);
+    v
+}
+
+/// Where a release is staged on a host.
+pub fn release_dir(place: &Place<'_>, release: &ReleaseId) -> PathBuf {
+    place.target().join("releases").join(release.as_str())
+}
+
+/// rsync of the artifact's contents into the release directory, hard-linking
+/// files unchanged since `link_dest` (the host's current release) so that
+/// only changed files travel.
+pub fn rsync_argv(
+    opts: &SshOptions,
+    artifact: &Path,
+    place: &Place<'_>,
+    release: &ReleaseId,
+    link_dest: Option<&ReleaseId>,
+) -> Vec<OsString> {
+    let mut v: Vec<OsString> = vec![
+        "rsync".into(),
+        "--archive".into(),
+        "--delete".into(),
+        "--stats".into(),
+        // Compare modification times to the nanosecond: with whole seconds,
+        // a same-size file rebuilt within the second would look unchanged
+        // and be hard-linked from the old release.
+        "--modify-window=-1".into(),
+    ];
+    if let Some(l) = link_dest {
+        // Relative to the destination directory: TARGET/releases/<old>.
+        v.push(format!("--link-dest=../{l}").into());
+    }
+    let mut src = artifact.as_os_str().to_owned();
+    src.push("/");
+    let dest = release_dir(place, release);
+    match place {
+        Place::Local { .. } => {
+            v.push(src);
+            let mut d = dest.into_os_string();
+            d.push("/");
+            v.push(d);
+        }
+        Place::Remote { host, .. } => {
+            let Host::Ssh {
+                user,
+                hostname,
+                port,
+            } = host
+            else {
+                return Vec::new();
+            };
+            // rsync splits -e on spaces and honours single quotes.
+            let rsh: Vec<String> = ssh_command(opts, *port)
+                .iter()
+                .map(|w| {
+                    if w.contains([' ', '"', '\\']) {
+                        format!("'{w}'")
+                    } else {
+                        w.clone()
+                    }
+                })
+                .collect();
+            v.push("-e".into());
+            v.push(rsh.join(" ").into());
+            // The remote path travels as one argument, not through the
+            // remote shell.
+            v.push("--protect-args".into());
+            v.push(src);
+            let user = user.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
+            v.push(format!("{user}{hostname}:{}/", dest.display()).into());
+        }
+    }
+    v
+}
+
+/// Reads the host's current release and its releases, creating
+/// `TARGET/releases` on the way. Output: `current=<link>` then one name per line.
+pub fn probe_script(target: &Path) -> String {
+    let t = shell_quote(&target.display().to_string());
+    format!(
+        "mkdir -p -- {t}/releases && cd -- {t} && printf 'current=%s\\n' \"$(readlink current 2>/dev/null)\" && ls -1 releases"
+    )
+}
+
+/// Points `TARGET/current` at the release: a new symlink renamed over the
+/// old one, so the link is always whole.
+pub fn switch_script(target: &Path, release: &ReleaseId) -> String {
+    let t = shell_quote(&target.display().to_string());
+    format!(
+        "cd -- {t} && test -d releases/{release} && ln -sfn releases/{release} .current.{release} && mv -Tf .current.{release} current"
+    )
+}
+
+/// Removes `current` if it points at `release` (undoing a first push).
+pub fn unset_script(target: &Path, release: &ReleaseId) -> String {
+    let t = shell_quote(&target.display().to_string());
+    format!(
+        "cd -- {t} && if [ \"$(readlink current 2>/dev/null)\" = releases/{release} ]; then rm -f current; fi"
+    )
+}
+
+/// Deletes these releases (only names that parse as release ids reach here).
+pub fn remove_script(target: &Path, releases: &[ReleaseId]) -> String {
+    let t = shell_quote(&target.display().to_string());
+    let names: Vec<&str> = releases.iter().map(ReleaseId::as_str).collect();
+    format!("cd -- {t}/releases && rm -rf -- {}", names.join(" "))
+}
+
+/// `sync.after_switch`, run in the target directory, each word quoted.
+pub fn after_switch_script(target: &Path, argv: &[String]) -> String {
+    let t = shell_quote(&target.display().to_string());
+    let words: Vec<String> = argv.iter().map(|w| shell_quote(w)).collect();
+    format!("cd -- {t} && {}", words.join(" "))
+}
+
+/// What `check` asks of a host: create `TARGET/releases`, write and remove
+/// a file there, and say which rsync it has.
+pub fn check_script(target: &Path) -> String {
+    let t = shell_quote(&target.display().to_string());
+    format!(
+        "mkdir -p -- {t}/releases && f={t}/releases/.pushgate-check.$$ && : > \"$f\" && rm -f -- \"$f\" && rsync --version | head -n 1"
+    )
+}
+
+/// The oldest rsync pushgate works with: `--modify-window=-1` (nanosecond
+/// times) needs 3.1.3.
+pub const MIN_RSYNC: (u32, u32, u32) = (3, 1, 3);
+
+/// "rsync  version 3.2.7  protocol version 31" → (3, 2, 7).
+pub fn rsync_version(first_line: &str) -> Option<(u32, u32, u32)> {
+    let mut words = first_line.split_whitespace();
+    words.find(|w| *w == "version")?;
+    let v = words.next()?;
+    let mut parts = v
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<u32>().ok());
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
+}
+
+/// Whether an rsync version line is new enough; the error says why not.
+pub fn check_rsync(first_line: &str) -> Result<String, String> {
+    match rsync_version(first_line) {
+        Some(v) if v >= MIN_RSYNC => Ok(format!("rsync {}.{}.{}", v.0, v.1, v.2)),
+        Some(v) => Err(format!(
+            "rsync {}.{}.{} is older than 3.1.3 (pushgate compares file times to the nanosecond)",
+            v.0, v.1, v.2
+        )),
+        None => Err(format!(
+            "cannot tell the rsync version from `{}`",
+            crate::domain::text::printable(first_line.trim(), 80)
+        )),
+    }
+}
+
+/// Which releases to delete so that `keep` remain: the oldest first, never
+/// `current` or `previous`.
+pub fn prune_list(
+    releases: &[ReleaseId],
+    keep: usize,
+    current: Option<&ReleaseId>,
+    previous: Option<&ReleaseId>,
+) -> Vec<ReleaseId> {
+    let mut sorted: Vec<&ReleaseId> = releases.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    let excess = sorted.len().saturating_sub(keep);
+    sorted
+        .into_iter()
+        .filter(|r| Some(*r) != current && Some(*r) != previous)
+        .take(excess)
+        .cloned()
+        .collect()
+}
+
+/// A host and its target directory.
+#[derive(Clone, Copy, Debug)]
+pub enum Place<'a> {
+    Local { path: &'a Path },
+    Remote { host: &'a Host, target: &'a Path },
+}
+
+impl<'a> Place<'a> {
+    /// `None` for an ssh host when the cluster has no `target`.
+    pub fn of(host: &'a Host, target: Option<&'a Path>) -> Option<Place<'a>> {
+        match host {
+            Host::Local { path } => Some(Place::Local { path }),
+            Host::Ssh { .. } => target.map(|target| Place::Remote { host, target }),
+        }
+    }
+    pub fn target(&self) -> &'a Path {
+        match self {
+            Place::Local { path } => path,
+            Place::Remote { target, .. } => target,
+        }
+    }
+}
+
+/// Parses `probe_script`'s output. Names that are not release ids are ignored.
+pub fn parse_probe(out: &str) -> HostReleases {
+    let mut lines = out.lines();
+    let current = lines
+        .next()
+        .and_then(|l| l.strip_prefix("current="))
+        .and_then(|l| l.trim().strip_prefix("releases/"))
+        .and_then(|l| ReleaseId::parse(l.trim_end_matches('/')));
+    let mut releases: Vec<ReleaseId> = lines.filter_map(|l| ReleaseId::parse(l.trim())).collect();
+    releases.sort();
+    HostReleases { current, releases }
+}
+
+/// "Total bytes sent: 1,234" from rsync's `--stats`.
+pub fn parse_bytes_sent(stats: &str) -> Option<u64> {
+    stats.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix("Total bytes sent:")?;
+        rest.trim().replace(',', "").parse().ok()
+    })
+}
+
+/// Free space and write access where releases go: asked after rsync failed
+/// without naming a cause (a remote receiver that dies on a full disk often
+/// takes its message with it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Room {
+    pub free_bytes: Option<u64>,
+    /// Why a file cannot be created in `TARGET/releases`, if it cannot.
+    pub unwritable: Option<String>,
+}
+
+/// Reads [`Room`] on a remote host: `df -Pk` of `TARGET/releases`, then
+/// whether an empty file can be created there (and the shell's error if not).
+pub fn room_script(target: &Path) -> String {
+    let t = shell_quote(&target.display().to_string());
+    format!(
+        "cd -- {t}/releases && df -Pk . | tail -n 1 && {{ e=$( {{ : > .pushgate-write-test; }} 2>&1 ) && rm -f .pushgate-write-test && echo writable || printf 'unwritable: %s\\n' \"$e\"; }}"
+    )
+}
+
+/// Parses `room_script`'s output.
+pub fn parse_room(out: &str) -> Room {
+    let mut lines = out.lines().map(str::trim).filter(|l| !l.is_empty());
+    let free_bytes = lines
+        .next()
+        .and_then(|df| df.split_whitespace().nth(3))
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .and_then(|kib| kib.checked_mul(1024));
+    let unwritable = lines
+        .next()
+        .and_then(|l| l.strip_prefix("unwritable:"))
+        .map(|e| e.trim().to_owned());
+    Room {
+        free_bytes,
+        unwritable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::expect;
+
+    fn rel(s: &str) -> ReleaseId {
+        ReleaseId::parse(s).unwrap()
+    }
+
+    fn words(v: &[OsString]) -> String {
+        v.iter()
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+    #[test]
+    fn ssh_runs_in_batch_mode_with_the_configured_identity_and_host_keys() {
+        let opts = SshOptions {
+            config: Some("/etc/pushgate/ssh config".into()),
+            identity: Some("/etc/pushgate/id_ed25519".into()),
+            known_hosts: Some("/etc/pushgate/known_hosts".into()),
+            accept_new_host_keys: false,
+            control_dir: None,
+        };
+        let host = Host::parse("deploy@web-1.internal:2222").unwrap();
+        let argv = ssh_argv(&opts, &host, "true");
+        expect![[r#"ssh | -o | BatchMode=yes | -o | ConnectTimeout=15 | -o | ServerAliveInterval=15 | -o | ServerAliveCountMax=4 | -o | StrictHostKeyChecking=yes | -o | UserKnownHostsFile=/etc/pushgate/known_hosts | -o | IdentitiesOnly=yes | -i | /etc/pushgate/id_ed25519 | -F | /etc/pushgate/ssh config | -p | 2222 | -l | deploy | -- | web-1.internal | true"#]]
+            .assert_eq(&words(&argv));
+    }
+
+    #[test]
+    fn one_connection_per_host_is_shared_and_closed() {
+        let opts = SshOptions {
+            control_dir: Some("/tmp/pushgate-ssh-Ab12".into()),
+            ..SshOptions::default()
+        };
+        let host = Host::parse("deploy@web-1:2222").unwrap();
+        expect![[r#"ssh | -o | BatchMode=yes | -o | ConnectTimeout=15 | -o | ServerAliveInterval=15 | -o | ServerAliveCountMax=4 | -o | StrictHostKeyChecking=yes | -p | 2222 | -o | ControlMaster=auto | -o | ControlPath=/tmp/pushgate-ssh-Ab12/%C | -o | ControlPersist=60 | -l | deploy | -- | web-1 | true"#]]
+            .assert_eq(&words(&ssh_argv(&opts, &host, "true")));
+        expect![[r#"ssh | -o | BatchMode=yes | -o | ConnectTimeout=15 | -o | ServerAliveInterval=15 | -o | ServerAliveCountMax=4 | -o | StrictHostKeyChecking=yes | -p | 2222 | -o | ControlMaster=auto | -o | ControlPath=/tmp/pushgate-ssh-Ab12/%C | -o | ControlPersist=60 | -l | deploy | -O | exit | -- | web-1"#]]
+            .assert_eq(&words(&close_argv(&opts, &host).unwrap()));
+        let local = Host::parse("local:/srv/h1").unwrap();
+        assert!(close_argv(&opts, &local).is_none());
+        assert!(close_argv(&SshOptions::default(), &host).is_none());
+    }
+
+    #[test]
+    fn rsync_links_against_the_current_release_and_quotes_the_ssh_command() {
+        let opts = SshOptions {
+            identity: Some("/keys/my key".into()),
+            accept_new_host_keys: true,
+            ..SshOptions::default()
+        };
+        let host = Host::parse("web-1:2222").unwrap();
+        let place = Place::of(&host, Some(Path::new("/srv/app"))).unwrap();
+        let argv = rsync_argv(
+            &opts,
+            Path::new("/var/lib/pushgate/artifacts/abc"),
+            &place,
+            &rel("20261122T101500Z-3f2a9c13f2a9"),
+            Some(&rel("20261121T101500Z-0123456789ab")),
+        );
+        expect![[r#"rsync | --archive | --delete | --stats | --modify-window=-1 | --link-dest=../20261121T101500Z-0123456789ab | -e | ssh -o BatchMode=yes -o ConnectTimeout=15 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -o StrictHostKeyChecking=accept-new -o IdentitiesOnly=yes -i '/keys/my key' -p 2222 | --protect-args | /var/lib/pushgate/artifacts/abc/ | web-1:/srv/app/releases/20261122T101500Z-3f2a9c13f2a9/"#]]
+            .assert_eq(&words(&argv));
+
+        let local = Host::parse("local:/tmp/h1").unwrap();
+        let place = Place::of(&local, None).unwrap();
+        let argv = rsync_argv(
+            &opts,
+            Path::new("/a"),
+            &place,
+            &rel("20261122T101500Z-3f2a9c13f2a9"),
+            None,
+        );
+        expect![[r#"rsync | --archive | --delete | --stats | --modify-window=-1 | /a/ | /tmp/h1/releases/20261122T101500Z-3f2a9c13f2a9/"#]]
+            .assert_eq(&words(&argv));
+    }
+
+    #[test]
+    fn remote_scripts_quote_the_target_and_after_switch_words() {
+        let t = Path::new("/srv/it's app");
+        let r = rel("20261122T101500Z-3f2a9c13f2a9");
+        expect![[r#"cd -- '/srv/it'\''s app' && test -d releases/20261122T101500Z-3f2a9c13f2a9 && ln -sfn releases/20261122T101500Z-3f2a9c13f2a9 .current.20261122T101500Z-3f2a9c13f2a9 && mv -Tf .current.20261122T101500Z-3f2a9c13f2a9 current"#]]
+            .assert_eq(&switch_script(t, &r));
+        expect![[r#"cd -- '/srv/it'\''s app' && 'sudo' 'systemctl' 'reload' '$(reboot); app'"#]]
+            .assert_eq(&after_switch_script(
+                t,
+                &[
+                    "sudo".into(),
+                    "systemctl".into(),
+                    "reload".into(),
+                    "$(reboot); app".into(),
+                ],
+            ));
+        expect![[r#"mkdir -p -- '/srv/it'\''s app'/releases && cd -- '/srv/it'\''s app' && printf 'current=%s\n' "$(readlink current 2>/dev/null)" && ls -1 releases"#]]
+            .assert_eq(&probe_script(t));
+    }
+
+    #[test]
+    fn probe_output_ignores_names_that_are_not_releases() {
+        let out = "current=releases/20261122T101500Z-3f2a9c13f2a9\n20261122T101500Z-3f2a9c13f2a9\n$(reboot)\n20261121T101500Z-0123456789ab\n.current.x\n";
+        let h = parse_probe(out);
+        assert_eq!(h.current, Some(rel("20261122T101500Z-3f2a9c13f2a9")));
+        assert_eq!(
+            h.releases,
+            vec![
+                rel("20261121T101500Z-0123456789ab"),
+                rel("20261122T101500Z-3f2a9c13f2a9")
+            ]
+        );
+        assert_eq!(parse_probe("current=\n"), HostReleases::default());
+        assert_eq!(parse_probe("current=/elsewhere\n").current, None);
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_and_never_current_or_previous() {
+        let all: Vec<ReleaseId> = (1..=7)
+            .map(|d| rel(&format!("2026112{d}T101500Z-3f2a9c13f2a9")))
+            .collect();
+        // Keep 3: delete the 4 oldest, but the oldest is `previous` (a rollback target).
+        let gone = prune_list(&all, 3, Some(&all[6]), Some(&all[0]));
+        assert_eq!(gone, all[1..5].to_vec());
+        assert_eq!(
+            prune_list(&all[..2], 3, None, None),
+            Vec::<ReleaseId>::new()
+        );
+        // After a rollback, current is old: it is kept too.
+        let gone = prune_list(&all, 2, Some(&all[1]), Some(&all[6]));
+        assert_eq!(
+            gone,
+            vec![
+                all[0].clone(),
+                all[2].clone(),
+                all[3].clone(),
+                all[4].clone(),
+                all[5].clone()
+            ]
+        );
+    }
+
+    #[test]
+    fn the_host_check_writes_in_the_quoted_target_and_wants_rsync_3_1_3() {
+        expect![[r#"mkdir -p -- '/srv/it'\''s app'/releases && f='/srv/it'\''s app'/releases/.pushgate-check.$$ && : > "$f" && rm -f -- "$f" && rsync --version | head -n 1"#]]
+            .assert_eq(&check_script(Path::new("/srv/it's app")));
+        assert_eq!(
+            check_rsync("rsync  version 3.2.7  protocol version 31"),
+            Ok("rsync 3.2.7".into())
+        );
+        assert_eq!(
+            check_rsync("rsync version v3.1.3 protocol version 31").unwrap(),
+            "rsync 3.1.3"
+        );
+        assert!(check_rsync("rsync  version 3.1.2  protocol version 31")
+            .unwrap_err()
+            .contains("older than 3.1.3"));
+        assert!(check_rsync("sh: rsync: not found").is_err());
+    }
+
+    #[test]
+    fn rsync_statistics_give_the_bytes_sent() {
+        let stats =
+            "Number of files: 2,001\nTotal bytes sent: 1,234,567\nTotal bytes received: 12\n";
+        assert_eq!(parse_bytes_sent(stats), Some(1_234_567));
+        assert_eq!(parse_bytes_sent("nothing"), None);
+    }
+}

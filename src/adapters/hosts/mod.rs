@@ -1,0 +1,577 @@
+//! Hosts: stage a release, switch `current` to it, prune old releases,
+//! roll back — over rsync and ssh for `[user@]host[:port]`, on this
+//! machine's filesystem for `local:/abs/path`.
+//!
+//! Every command line is built by a pure function in [`argv`] from the
+//! config, the validated host and a `ReleaseId`; every failure is a typed
+//! [`HostError`] ([`error`]).
+//!
+//! It does not decide how many failures are too many: it reports each
+//! host's result and the caller asks `decide`.
+
+pub mod argv;
+pub mod error;
+
+pub use argv::Place;
+pub use error::{HostError, HostErrorKind};
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+
+use self::argv::{
+    after_switch_script, check_rsync, check_script, close_argv, parse_bytes_sent, parse_probe,
+    parse_room, probe_script, remove_script, room_script, rsync_argv, ssh_argv, switch_script,
+    unset_script, Room,
+};
+use self::error::{cause_of, describe_failure, io_failure, room_cause};
+use crate::adapters::process::{self, ChildEnv};
+use crate::config::{ClusterSettings, HostKeyPolicy, SyncSettings};
+use crate::domain::model::{Host, HostReleases, ReleaseId};
+
+/// How ssh is started: from `[sync]`.
+#[derive(Clone, Debug, Default)]
+pub struct SshOptions {
+    pub config: Option<PathBuf>,
+    pub identity: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub accept_new_host_keys: bool,
+    /// Where the control sockets of one ssh connection per host live
+    /// (`ControlMaster`): a push's probe, rsync and switch share one
+    /// connection instead of making three. `None`: no sharing.
+    pub control_dir: Option<PathBuf>,
+}
+
+impl SshOptions {
+    pub fn from_settings(s: &SyncSettings) -> SshOptions {
+        SshOptions {
+            config: s.ssh_config.clone(),
+            identity: s.ssh_identity.clone(),
+            known_hosts: s.known_hosts.clone(),
+            accept_new_host_keys: s.host_key_policy == HostKeyPolicy::AcceptNew,
+            control_dir: mux_dir().map(Path::to_owned),
+        }
+    }
+}
+
+/// A control socket's path is `DIR/<40 hex>`; a Unix socket's path must fit
+/// in 108 bytes.
+const MAX_CONTROL_DIR: usize = 100 - 41;
+
+/// This process's directory for ssh control sockets: private (0700), in
+/// the temp directory, made on first use. `None` if it cannot be made or
+/// its path is too long for a socket: ssh then connects once per command.
+static MUX_DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+pub fn mux_dir() -> Option<&'static Path> {
+    MUX_DIR
+        .get_or_init(|| {
+            let dir = tempfile::Builder::new()
+                .prefix("pushgate-ssh-")
+                .tempdir()
+                .ok()?
+                .keep();
+            if dir.as_os_str().len() > MAX_CONTROL_DIR {
+                let _ = std::fs::remove_dir(&dir);
+                return None;
+            }
+            Some(dir)
+        })
+        .as_deref()
+}
+
+/// Removes this process's control-socket directory (at exit, after the
+/// masters were told to stop).
+pub fn remove_mux_dir() {
+    if let Some(Some(d)) = MUX_DIR.get() {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// The bytes of the regular files under `dir` (symlinks not followed).
+pub fn tree_bytes(dir: &Path) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.path().symlink_metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) if m.is_file() => total = total.saturating_add(m.len()),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+/// Deletes these releases under a `local:` host's `releases/`; one that is
+/// already gone is not an error.
+fn remove_local(releases: &Path, names: &[ReleaseId]) -> Result<(), HostError> {
+    for r in names {
+        let d = releases.join(r.as_str());
+        match std::fs::remove_dir_all(&d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_failure(format_args!("remove {}", d.display()), &e)),
+        }
+    }
+    Ok(())
+}
+
+/// One host's result of one stage.
+#[derive(Clone, Debug)]
+pub struct HostResult<T> {
+    pub host: Host,
+    pub outcome: Result<T, HostError>,
+    pub attempts: usize,
+    pub duration: Duration,
+}
+
+/// A staged release on one host.
+#[derive(Clone, Debug)]
+pub struct Staged {
+    /// The release `current` pointed at before (the previous release).
+    pub before: HostReleases,
+    pub bytes_sent: Option<u64>,
+}
+
+/// The cluster's hosts and how to reach them.
+pub struct Fleet<'a> {
+    hosts: &'a [Host],
+    target: Option<&'a Path>,
+    settings: &'a SyncSettings,
+    ssh: SshOptions,
+    env: &'a ChildEnv,
+}
+
+impl<'a> Fleet<'a> {
+    /// The one way a cluster's fleet is made: its hosts (read once per
+    /// run), its `target`, `[sync]`, and the children's environment.
+    pub fn new(
+        hosts: &'a [Host],
+        cluster: &'a ClusterSettings,
+        sync: &'a SyncSettings,
+        env: &'a ChildEnv,
+    ) -> Fleet<'a> {
+        Fleet {
+            hosts,
+            target: cluster.target.as_deref(),
+            settings: sync,
+            ssh: SshOptions::from_settings(sync),
+            env,
+        }
+    }
+
+    pub fn hosts(&self) -> &[Host] {
+        self.hosts
+    }
+}
+
+impl Fleet<'_> {
+    fn place<'h>(&'h self, host: &'h Host) -> Result<Place<'h>, HostError> {
+        Place::of(host, self.target).ok_or_else(|| {
+            HostError::other(format!(
+                "{host}: an ssh host needs the cluster's `target` directory in the config"
+            ))
+        })
+    }
+
+    /// Runs `op` on every host, at most `parallelism` at once, each within
+    /// `host_timeout` per attempt and retried `retries` times. Results come
+    /// back in the hosts' order.
+    async fn each<'s, T, F, Fut>(&'s self, retry: bool, op: F) -> Vec<HostResult<T>>
+    where
+        F: Fn(usize, Place<'s>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, HostError>>,
+    {
+        self.each_observed(retry, op, |_| {}).await
+    }
+
+    /// `each`, calling `done` with each host's result as soon as it has one.
+    async fn each_observed<'s, T, F, Fut, D>(
+        &'s self,
+        retry: bool,
+        op: F,
+        done: D,
+    ) -> Vec<HostResult<T>>
+    where
+        F: Fn(usize, Place<'s>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, HostError>>,
+        D: Fn(&HostResult<T>),
+    {
+        let done = &done;
+        let attempts = if retry { 1 + self.settings.retries } else { 1 };
+        let op = &op;
+        let mut results: Vec<(usize, HostResult<T>)> = stream::iter(self.hosts.iter().enumerate())
+            .map(|(i, host)| async move {
+                let started = Instant::now();
+                let mut outcome = Err(HostError::other(""));
+                let mut tried = 0;
+                for attempt in 0..attempts {
+                    tried = attempt + 1;
+                    if attempt > 0 {
+                        tokio::time::sleep(Duration::from_millis(500 * attempt as u64)).await;
+                    }
+                    let place = match self.place(host) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            outcome = Err(e);
+                            break;
+                        }
+                    };
+                    outcome = match tokio::time::timeout(self.settings.host_timeout, op(i, place)).await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(HostError::timed_out(self.settings.host_timeout)),
+                    };
+                    match &outcome {
+                        Ok(_) => break,
+                        Err(e) => tracing::warn!(%host, attempt = tried, error = %e, "host operation failed"),
+                    }
+                }
+                let result = HostResult {
+                    host: host.clone(),
+                    outcome,
+                    attempts: tried,
+                    duration: started.elapsed(),
+                };
+                done(&result);
+                (i, result)
+            })
+            .buffer_unordered(self.settings.parallelism.max(1))
+            .collect()
+            .await;
+        results.sort_by_key(|(i, _)| *i);
+        results.into_iter().map(|(_, r)| r).collect()
+    }
+
+    async fn ssh(&self, host: &Host, script: &str) -> Result<String, HostError> {
+        let argv = ssh_argv(&self.ssh, host, script);
+        let out = process::run(&argv, None, self.settings.host_timeout, self.env)
+            .await
+            .map_err(|e| HostError::other(e.to_string()))?;
+        if out.success() {
+            Ok(out.stdout)
+        } else {
+            Err(describe_failure(&out, self.settings.host_timeout))
+        }
+    }
+
+    /// What the host runs and keeps; creates `TARGET/releases`.
+    async fn probe(&self, place: Place<'_>) -> Result<HostReleases, HostError> {
+        match place {
+            Place::Local { path } => {
+                let releases = path.join("releases");
+                std::fs::create_dir_all(&releases)
+                    .map_err(|e| io_failure(format_args!("create {}", releases.display()), &e))?;
+                let current = std::fs::read_link(path.join("current")).ok().and_then(|l| {
+                    l.strip_prefix("releases")
+                        .ok()
+                        .and_then(|n| n.to_str())
+                        .and_then(ReleaseId::parse)
+                });
+                let mut names: Vec<ReleaseId> = std::fs::read_dir(&releases)
+                    .map_err(|e| io_failure(format_args!("list {}", releases.display()), &e))?
+                    .filter_map(|e| e.ok()?.file_name().to_str().and_then(ReleaseId::parse))
+                    .collect();
+                names.sort();
+                Ok(HostReleases {
+                    current,
+                    releases: names,
+                })
+            }
+            Place::Remote { host, target } => {
+                Ok(parse_probe(&self.ssh(host, &probe_script(target)).await?))
+            }
+        }
+    }
+
+    /// For `check`: every host reached, its target writable (created if
+    /// missing, as a push would), and, over ssh, its rsync new enough.
+    /// One attempt per host within `host_timeout`.
+    pub async fn check(&self) -> Vec<HostResult<String>> {
+        self.each(false, |_, place| async move {
+            match place {
+                Place::Local { path } => {
+                    let releases = path.join("releases");
+                    std::fs::create_dir_all(&releases).map_err(|e| {
+                        HostError::other(format!("cannot create {}: {e}", releases.display()))
+                    })?;
+                    let probe = releases.join(format!(".pushgate-check.{}", std::process::id()));
+                    std::fs::write(&probe, b"").map_err(|e| {
+                        HostError::other(format!("cannot write in {}: {e}", releases.display()))
+                    })?;
+                    let _ = std::fs::remove_file(&probe);
+                    Ok(format!("{} is writable", path.display()))
+                }
+                Place::Remote { host, target } => {
+                    let out = self.ssh(host, &check_script(target)).await?;
+                    let rsync =
+                        check_rsync(out.lines().next().unwrap_or("")).map_err(HostError::other)?;
+                    Ok(format!("{} is writable; {rsync}", target.display()))
+                }
+            }
+        })
+        .await
+    }
+
+    /// Reads every host's releases (for rollback and status).
+    pub async fn releases(&self) -> Vec<HostResult<HostReleases>> {
+        self.each(true, |_, place| self.probe(place)).await
+    }
+
+    /// [`Room`] in the host's `TARGET/releases`; `None` if it cannot be read.
+    async fn room(&self, place: Place<'_>) -> Option<Room> {
+        match place {
+            Place::Local { path } => {
+                let releases = path.join("releases");
+                let st = rustix::fs::statvfs(&releases).ok()?;
+                let unwritable = rustix::fs::access(&releases, rustix::fs::Access::WRITE_OK)
+                    .err()
+                    .map(|e| std::io::Error::from(e).to_string());
+                Some(Room {
+                    free_bytes: st.f_bavail.checked_mul(st.f_frsize),
+                    unwritable,
+                })
+            }
+            Place::Remote { host, target } => {
+                let out = self.ssh(host, &room_script(target)).await.ok()?;
+                Some(parse_room(&out))
+            }
+        }
+    }
+
+    /// Copies the artifact into `TARGET/releases/RELEASE/` on every host.
+    /// `done` hears of each host as soon as it is done.
+    pub async fn stage(
+        &self,
+        artifact: &Path,
+        release: &ReleaseId,
+        done: &(dyn Fn(&HostResult<Staged>) + Sync),
+    ) -> Vec<HostResult<Staged>> {
+        self.each_observed(
+            true,
+            |_, place| async move {
+                let before = self.probe(place).await?;
+                if before.current.as_ref() == Some(release) {
+                    return Err(HostError::other(format!(
+                        "release {release} is this host's current release; refusing to stage over it"
+                    )));
+                }
+                let link = before.current.as_ref().filter(|c| *c != release);
+                let argv = rsync_argv(&self.ssh, artifact, &place, release, link);
+                let out = process::run(&argv, None, self.settings.host_timeout, self.env)
+                    .await
+                    .map_err(|e| HostError::other(e.to_string()))?;
+                if !out.success() {
+                    let err = describe_failure(&out, self.settings.host_timeout);
+                    let named = cause_of(&format!("{}\n{}", out.stderr, out.stdout)).is_some();
+                    if named || out.status.is_none() {
+                        return Err(err);
+                    }
+                    // Only now, on a failure: a walk of the whole
+                    // artifact is not worth its time on every push.
+                    let artifact_bytes = {
+                        let a = artifact.to_owned();
+                        tokio::task::spawn_blocking(move || tree_bytes(&a))
+                            .await
+                            .unwrap_or(0)
+                    };
+                    let releases = place.target().join("releases");
+                    return Err(
+                        match self
+                            .room(place)
+                            .await
+                            .and_then(|r| room_cause(&r, artifact_bytes, &releases))
+                        {
+                            Some(cause) => {
+                                HostError::new(cause.kind, format!("{} ({err})", cause.message))
+                            }
+                            None => err,
+                        },
+                    );
+                }
+                crate::adapters::failpoint::hit("stage:host");
+                Ok(Staged {
+                    bytes_sent: parse_bytes_sent(&out.stdout),
+                    before,
+                })
+            },
+            done,
+        )
+        .await
+    }
+
+    /// Points `current` at `release` on the hosts whose index is in `which`,
+    /// then runs `after_switch` there. `Ok(Some(error))`: switched, but
+    /// `after_switch` failed.
+    pub async fn switch(
+        &self,
+        release: &ReleaseId,
+        which: &[bool],
+    ) -> Vec<HostResult<Option<HostError>>> {
+        self.each(false, |i, place| async move {
+            if !which.get(i).copied().unwrap_or(false) {
+                return Err(HostError::skipped());
+            }
+            self.switch_one(place, release).await?;
+            crate::adapters::failpoint::hit("switch:host");
+            match &self.settings.after_switch {
+                Some(argv) => Ok(self.after_switch(place, argv).await.err()),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn switch_one(&self, place: Place<'_>, release: &ReleaseId) -> Result<(), HostError> {
+        match place {
+            Place::Local { path } => {
+                let rel = Path::new("releases").join(release.as_str());
+                if !path.join(&rel).is_dir() {
+                    return Err(HostError::other(format!(
+                        "{} does not exist",
+                        path.join(&rel).display()
+                    )));
+                }
+                let tmp = path.join(format!(".current.{release}"));
+                let _ = std::fs::remove_file(&tmp);
+                std::os::unix::fs::symlink(&rel, &tmp)
+                    .map_err(|e| io_failure(format_args!("create {}", tmp.display()), &e))?;
+                std::fs::rename(&tmp, path.join("current")).map_err(|e| {
+                    io_failure(format_args!("rename {} over current", tmp.display()), &e)
+                })?;
+                if let Ok(d) = std::fs::File::open(path) {
+                    let _ = d.sync_all();
+                }
+                Ok(())
+            }
+            Place::Remote { host, target } => self
+                .ssh(host, &switch_script(target, release))
+                .await
+                .map(drop),
+        }
+    }
+
+    async fn after_switch(&self, place: Place<'_>, argv: &[String]) -> Result<(), HostError> {
+        match place {
+            Place::Local { path } => {
+                let argv: Vec<OsString> = argv.iter().map(Into::into).collect();
+                let out = process::run(&argv, Some(path), self.settings.host_timeout, self.env)
+                    .await
+                    .map_err(|e| HostError::other(e.to_string()))?;
+                if out.success() {
+                    Ok(())
+                } else {
+                    Err(describe_failure(&out, self.settings.host_timeout))
+                }
+            }
+            Place::Remote { host, target } => self
+                .ssh(host, &after_switch_script(target, argv))
+                .await
+                .map(drop),
+        }
+    }
+
+    /// Switches the hosts in `to` (index → release) back; for undoing a
+    /// partial switch.
+    pub async fn switch_each(&self, to: &[Option<ReleaseId>]) -> Vec<HostResult<()>> {
+        self.each(false, |i, place| async move {
+            match to.get(i).cloned().flatten() {
+                Some(r) => {
+                    self.switch_one(place, &r).await?;
+                    crate::adapters::failpoint::hit("revert:host");
+                    // The app must reload what it runs again, too.
+                    if let Some(argv) = &self.settings.after_switch {
+                        if let Err(e) = self.after_switch(place, argv).await {
+                            tracing::error!(host = %place.target().display(), error = %e, "after_switch failed after switching back");
+                        }
+                    }
+                    Ok(())
+                }
+                None => Err(HostError::skipped()),
+            }
+        })
+        .await
+    }
+
+    /// Stops the shared ssh connection to every host, so that nothing of
+    /// this run stays connected (a host whose sshd stopped is unreachable
+    /// to the next run, as it should be).
+    pub async fn close(&self) {
+        // No control socket: no master to stop (a dry run, a held run, a
+        // cluster of `local:` hosts), so no ssh to start per host.
+        let Some(dir) = &self.ssh.control_dir else {
+            return;
+        };
+        if std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none()) {
+            return;
+        }
+        let runs = self.hosts.iter().filter_map(|h| {
+            let argv = close_argv(&self.ssh, h)?;
+            Some(async move {
+                let _ = process::run(&argv, None, Duration::from_secs(10), self.env).await;
+            })
+        });
+        futures_util::future::join_all(runs).await;
+    }
+
+    /// Removes `current` on the hosts given per index, where it points at
+    /// that release.
+    pub async fn unset(&self, which: &[Option<ReleaseId>]) -> Vec<HostResult<()>> {
+        self.each(false, |i, place| async move {
+            let Some(r) = which.get(i).cloned().flatten() else {
+                return Ok(());
+            };
+            match place {
+                Place::Local { path } => {
+                    let link = path.join("current");
+                    let points = std::fs::read_link(&link)
+                        .is_ok_and(|l| l == Path::new("releases").join(r.as_str()));
+                    if points {
+                        std::fs::remove_file(&link).map_err(|e| {
+                            HostError::other(format!("cannot remove {}: {e}", link.display()))
+                        })?;
+                    }
+                    Ok(())
+                }
+                Place::Remote { host, target } => {
+                    self.ssh(host, &unset_script(target, &r)).await.map(drop)
+                }
+            }
+        })
+        .await
+    }
+
+    /// Deletes these releases on the hosts given per index.
+    pub async fn remove(&self, which: &[Vec<ReleaseId>]) -> Vec<HostResult<()>> {
+        self.each(false, |i, place| async move {
+            let names = which.get(i).cloned().unwrap_or_default();
+            if names.is_empty() {
+                return Ok(());
+            }
+            match place {
+                Place::Local { path } => {
+                    // Off the async threads: removing a release is a walk
+                    // of all its files, and every host's runs at once.
+                    let releases = path.join("releases");
+                    tokio::task::spawn_blocking(move || remove_local(&releases, &names))
+                        .await
+                        .unwrap_or_else(|e| {
+                            Err(HostError::other(format!("cannot remove releases: {e}")))
+                        })
+                }
+                Place::Remote { host, target } => self
+                    .ssh(host, &remove_script(target, &names))
+                    .await
+                    .map(drop),
+            }
+        })
+        .await
+    }
+}
