@@ -171,7 +171,11 @@ hosts = ["local:/nonexistent"]
     // 2. The whole pass: the decision again, then the writes.
     sb.clear_requests();
     let t = Instant::now();
-    let mut outbox = pushgate::run::outbox::Outbox::open(&state.cluster(&beta.name), &client)?;
+    let mut outbox = pushgate::run::outbox::Outbox::open(
+        &state.cluster(&beta.name),
+        &client,
+        pushgate::run::clock::RunClock::starting_at(chrono::Utc::now()),
+    )?;
     let care = crash::after_run(
         &config,
         &client,

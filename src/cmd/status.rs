@@ -121,7 +121,7 @@ async fn look<'a>(
         deployed: state.deployed().ok().flatten(),
         last: state.history().ok().and_then(|mut h| h.pop()),
         next: decide::next_fire(&c.schedule.cron, c.timezone, now),
-        backlog: Backlog::read(env, c, running_now(&decided)),
+        backlog: Backlog::read(env, c, running_now(&decided), now),
         decided,
     }
 }
@@ -507,9 +507,10 @@ struct Backlog {
 }
 
 impl Backlog {
-    fn read(env: &Env, c: &ClusterSettings, running: bool) -> Backlog {
+    fn read(env: &Env, c: &ClusterSettings, running: bool, now: DateTime<Utc>) -> Backlog {
         let state = env.state.cluster(&c.name);
-        let outbox = crate::run::outbox::Outbox::open(&state, &env.client).ok();
+        let clock = crate::run::clock::RunClock::starting_at(now);
+        let outbox = crate::run::outbox::Outbox::open(&state, &env.client, clock).ok();
         Backlog {
             queued: outbox.as_ref().map_or(0, |o| o.pending()),
             oldest: outbox.as_ref().and_then(|o| o.oldest()),

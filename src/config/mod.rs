@@ -490,6 +490,21 @@ impl Validator {
     }
 
     fn duration(&mut self, path: &str, table: &Table, key: &str) -> Option<Duration> {
+        self.duration_from(path, table, key, false)
+    }
+
+    /// A duration that may be zero (`min_soak = "0s"`: no soak).
+    fn duration_or_zero(&mut self, path: &str, table: &Table, key: &str) -> Option<Duration> {
+        self.duration_from(path, table, key, true)
+    }
+
+    fn duration_from(
+        &mut self,
+        path: &str,
+        table: &Table,
+        key: &str,
+        zero_ok: bool,
+    ) -> Option<Duration> {
         let s = self.string(path, table, key)?;
         match humantime::parse_duration(s) {
             Ok(d) if d > MAX_DURATION => {
@@ -502,7 +517,7 @@ impl Validator {
                 );
                 None
             }
-            Ok(d) if d > Duration::ZERO => Some(d),
+            Ok(d) if d > Duration::ZERO || zero_ok => Some(d),
             Ok(_) => {
                 self.problem(join(path, key), "must be longer than zero");
                 None
@@ -1164,7 +1179,7 @@ impl Validator {
             },
         };
         let min_soak = if t.contains_key("min_soak") {
-            let d = self.duration(p, t, "min_soak");
+            let d = self.duration_or_zero(p, t, "min_soak");
             if !matches!(source, Some(Source::Cluster(_))) && source.is_some() {
                 self.problem(
                     join(p, "min_soak"),

@@ -472,3 +472,15 @@ fn every_key_given_a_wrong_type_is_named_and_nothing_panics() {
         }
     }
 }
+
+#[test]
+fn a_min_soak_of_zero_means_no_soak_and_other_durations_stay_above_zero() {
+    let text = SPEC_EXAMPLE.replace("min_soak = \"90m\"", "min_soak = \"0s\"");
+    let c = Config::parse(&text, Path::new("/etc/pushgate")).unwrap();
+    assert_eq!(
+        c.cluster("prod").unwrap().min_soak,
+        Some(std::time::Duration::ZERO)
+    );
+    let text = SPEC_EXAMPLE.replace("timeout = \"20m\"", "timeout = \"0s\"");
+    check(&text, expect!["build.timeout: must be longer than zero"]);
+}

@@ -289,7 +289,8 @@ fn soak_facts(
         .and_then(|f| f.freeze_before.as_ref())
         .filter(|fb| fb.cluster == cluster.name)
         .map(|fb| fb.duration);
-    let Some(min) = cluster.min_soak.or(default) else {
+    // `min_soak = "0s"`: no soak, whatever the source's freeze says.
+    let Some(min) = cluster.min_soak.or(default).filter(|m| !m.is_zero()) else {
         return Ok(None);
     };
     Ok(state.cluster(from).deployed()?.map(|d| SoakFacts {

@@ -31,6 +31,7 @@ use crate::adapters::asana::{
     fields, AsanaError, Client, Comment, CompletedSince, NewTask, TaskUpdate,
 };
 use crate::adapters::state::{self, ClusterState, StateError};
+use crate::run::clock::RunClock;
 use crate::domain::model::{ProjectGid, TaskGid, WorkspaceGid};
 
 /// The task a write is about: known, or created by an earlier write of
@@ -183,12 +184,18 @@ pub struct Outbox {
     lines: usize,
     /// Why writes are only queued for the rest of this run.
     deferred: Option<String>,
+    /// The run's clock: when a write was queued.
+    clock: RunClock,
     pub tally: Tally,
 }
 
 impl Outbox {
     /// Reads the cluster's outbox (empty if there is none).
-    pub fn open(state: &ClusterState, client: &Client) -> Result<Outbox, StateError> {
+    pub fn open(
+        state: &ClusterState,
+        client: &Client,
+        clock: RunClock,
+    ) -> Result<Outbox, StateError> {
         state.prepare()?;
         let path = state.outbox_path();
         let lines: Vec<Line> = state::read_lines(&path)?;
@@ -231,6 +238,7 @@ impl Outbox {
             next_seq,
             lines: lines.len(),
             deferred: None,
+            clock,
             tally: Tally::default(),
         })
     }
@@ -267,7 +275,7 @@ impl Outbox {
     pub async fn submit(&mut self, run: &str, op: Op) -> Delivery {
         let entry = Entry {
             seq: self.next_seq,
-            at: Utc::now(),
+            at: self.clock.now(),
             run: run.to_owned(),
             op,
             fresh: true,

@@ -51,7 +51,7 @@ pub async fn begin(
     let mut out = Preamble {
         child_env: cx.child_env.registered(state.children()),
         outbox: match &lock {
-            Some(_) => Some(Outbox::open(state, cx.client)?),
+            Some(_) => Some(Outbox::open(state, cx.client, *clock)?),
             None => None,
         },
         lock,
