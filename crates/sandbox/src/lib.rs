@@ -18,6 +18,7 @@
 mod events;
 mod fields;
 mod http;
+mod pages;
 mod richtext;
 // Generated tables; tests read some parts the server does not.
 #[allow(clippy::all, dead_code)]

@@ -173,6 +173,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .nest("/api/1.0", api)
         .nest("/_sandbox", control)
+        .merge(super::pages::router())
         .fallback(no_route)
         .with_state(shared)
 }
