@@ -222,13 +222,15 @@ def main():
             if p["name"] == "opt_fields":
                 fields = deref(p["schema"]).get("items", {}).get("enum", [])
         body = []
+        optional_body = False
         rb = op.get("requestBody")
         if rb:
             rb = deref(rb)
+            optional_body = not rb.get("required", False)
             schema = deref(rb["content"]["application/json"]["schema"])
             data = deref(schema["properties"]["data"])
             body = sorted(n for n, p in props(data).items() if not read_only(p))
-        ops_out.append((method, path, const, query, fields, body, response_schema(op)))
+        ops_out.append((method, path, const, query, fields, body, optional_body, response_schema(op)))
 
     spec_paths = sorted(
         (m.upper(), p)
@@ -253,6 +255,9 @@ def main():
     w("    pub query: &'static [&'static str],")
     w("    pub opt_fields: &'static [&'static str],")
     w("    pub body: &'static [&'static str],")
+    w("    /// The request body is optional, so the official clients take it")
+    w("    /// among the options and also send it as a `body` query parameter.")
+    w("    pub optional_body: bool,")
     w("    /// Index into `SCHEMAS` of the record (or list item) answered.")
     w("    pub response: Option<usize>,")
     w("}")
@@ -275,7 +280,7 @@ def main():
     w("    /// Sorted by name; `gid` and `resource_type` are implied.")
     w("    pub fields: &'static [(&'static str, Kind)],")
     w("}")
-    for method, path, const, query, fields, body, resp in ops_out:
+    for method, path, const, query, fields, body, optional_body, resp in ops_out:
         w("")
         w("/// {} {}".format(method, path))
         w("pub const {}: OpSpec = OpSpec {{".format(const))
@@ -283,6 +288,7 @@ def main():
         w('    path: "{}",'.format(path))
         for name, items in (("query", query), ("opt_fields", fields), ("body", body)):
             w("    {}: &[{}],".format(name, ", ".join('"{}"'.format(x) for x in items)))
+        w("    optional_body: {},".format("true" if optional_body else "false"))
         w("    response: {},".format("Some({})".format(resp) if resp is not None else "None"))
         w("};")
     w("")

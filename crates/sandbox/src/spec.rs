@@ -12,6 +12,9 @@ pub struct OpSpec {
     pub query: &'static [&'static str],
     pub opt_fields: &'static [&'static str],
     pub body: &'static [&'static str],
+    /// The request body is optional, so the official clients take it
+    /// among the options and also send it as a `body` query parameter.
+    pub optional_body: bool,
     /// Index into `SCHEMAS` of the record (or list item) answered.
     pub response: Option<usize>,
 }
@@ -90,6 +93,7 @@ pub const GET_USERS: OpSpec = OpSpec {
         "workspaces.name",
     ],
     body: &[],
+    optional_body: false,
     response: Some(0),
 };
 
@@ -138,6 +142,7 @@ pub const GET_USER: OpSpec = OpSpec {
         "workspaces.name",
     ],
     body: &[],
+    optional_body: false,
     response: Some(0),
 };
 
@@ -155,6 +160,7 @@ pub const GET_WORKSPACES: OpSpec = OpSpec {
         "uri",
     ],
     body: &[],
+    optional_body: false,
     response: Some(6),
 };
 
@@ -165,6 +171,7 @@ pub const GET_WORKSPACE: OpSpec = OpSpec {
     query: &["opt_pretty", "opt_fields"],
     opt_fields: &["email_domains", "is_organization", "name"],
     body: &[],
+    optional_body: false,
     response: Some(6),
 };
 
@@ -305,6 +312,7 @@ pub const GET_WORKSPACE_PROJECTS: OpSpec = OpSpec {
         "workspace.name",
     ],
     body: &[],
+    optional_body: false,
     response: Some(7),
 };
 
@@ -364,6 +372,7 @@ pub const GET_WORKSPACE_CUSTOM_FIELDS: OpSpec = OpSpec {
         "uri",
     ],
     body: &[],
+    optional_body: false,
     response: Some(1),
 };
 
@@ -512,6 +521,7 @@ pub const GET_PROJECTS: OpSpec = OpSpec {
         "workspace.name",
     ],
     body: &[],
+    optional_body: false,
     response: Some(7),
 };
 
@@ -672,6 +682,7 @@ pub const CREATE_PROJECT: OpSpec = OpSpec {
         "team",
         "workspace",
     ],
+    optional_body: false,
     response: Some(7),
 };
 
@@ -832,6 +843,7 @@ pub const CREATE_PROJECT_FOR_WORKSPACE: OpSpec = OpSpec {
         "team",
         "workspace",
     ],
+    optional_body: false,
     response: Some(7),
 };
 
@@ -969,6 +981,7 @@ pub const GET_PROJECT: OpSpec = OpSpec {
         "workspace.name",
     ],
     body: &[],
+    optional_body: false,
     response: Some(7),
 };
 
@@ -1097,6 +1110,7 @@ pub const GET_PROJECT_TASKS: OpSpec = OpSpec {
         "workspace.name",
     ],
     body: &[],
+    optional_body: false,
     response: Some(18),
 };
 
@@ -1117,6 +1131,7 @@ pub const GET_SECTIONS: OpSpec = OpSpec {
         "uri",
     ],
     body: &[],
+    optional_body: false,
     response: Some(19),
 };
 
@@ -1134,6 +1149,7 @@ pub const CREATE_SECTION: OpSpec = OpSpec {
         "projects.name",
     ],
     body: &["insert_after", "insert_before", "name"],
+    optional_body: true,
     response: Some(19),
 };
 
@@ -1151,6 +1167,7 @@ pub const GET_SECTION: OpSpec = OpSpec {
         "projects.name",
     ],
     body: &[],
+    optional_body: false,
     response: Some(19),
 };
 
@@ -1161,6 +1178,7 @@ pub const ADD_TASK_FOR_SECTION: OpSpec = OpSpec {
     query: &["opt_pretty"],
     opt_fields: &[],
     body: &["insert_after", "insert_before", "task"],
+    optional_body: true,
     response: None,
 };
 
@@ -1226,6 +1244,7 @@ pub const GET_CUSTOM_FIELD_SETTINGS: OpSpec = OpSpec {
         "uri",
     ],
     body: &[],
+    optional_body: false,
     response: Some(12),
 };
 
@@ -1293,6 +1312,7 @@ pub const ADD_CUSTOM_FIELD_SETTING: OpSpec = OpSpec {
         "insert_before",
         "is_important",
     ],
+    optional_body: false,
     response: Some(12),
 };
 
@@ -1372,6 +1392,7 @@ pub const CREATE_CUSTOM_FIELD: OpSpec = OpSpec {
         "text_value",
         "workspace",
     ],
+    optional_body: false,
     response: Some(1),
 };
 
@@ -1505,6 +1526,7 @@ pub const GET_TASKS: OpSpec = OpSpec {
         "workspace.name",
     ],
     body: &[],
+    optional_body: false,
     response: Some(18),
 };
 
@@ -1624,6 +1646,7 @@ pub const GET_TASK: OpSpec = OpSpec {
         "workspace.name",
     ],
     body: &[],
+    optional_body: false,
     response: Some(18),
 };
 
@@ -1765,6 +1788,7 @@ pub const CREATE_TASK: OpSpec = OpSpec {
         "tags",
         "workspace",
     ],
+    optional_body: false,
     response: Some(18),
 };
 
@@ -1904,6 +1928,7 @@ pub const UPDATE_TASK: OpSpec = OpSpec {
         "start_at",
         "start_on",
     ],
+    optional_body: false,
     response: Some(18),
 };
 
@@ -1914,6 +1939,7 @@ pub const DELETE_TASK: OpSpec = OpSpec {
     query: &["opt_pretty"],
     opt_fields: &[],
     body: &[],
+    optional_body: false,
     response: None,
 };
 
@@ -2036,6 +2062,7 @@ pub const GET_SUBTASKS: OpSpec = OpSpec {
         "workspace.name",
     ],
     body: &[],
+    optional_body: false,
     response: Some(18),
 };
 
@@ -2177,6 +2204,7 @@ pub const CREATE_SUBTASK: OpSpec = OpSpec {
         "tags",
         "workspace",
     ],
+    optional_body: false,
     response: Some(18),
 };
 
@@ -2331,6 +2359,7 @@ pub const GET_STORIES: OpSpec = OpSpec {
         "uri",
     ],
     body: &[],
+    optional_body: false,
     response: Some(27),
 };
 
@@ -2482,6 +2511,7 @@ pub const CREATE_STORY: OpSpec = OpSpec {
         "type",
     ],
     body: &["html_text", "is_pinned", "sticker_name", "text"],
+    optional_body: false,
     response: Some(27),
 };
 
@@ -2633,6 +2663,7 @@ pub const GET_STORY: OpSpec = OpSpec {
         "type",
     ],
     body: &[],
+    optional_body: false,
     response: Some(27),
 };
 
@@ -2784,6 +2815,7 @@ pub const UPDATE_STORY: OpSpec = OpSpec {
         "type",
     ],
     body: &["html_text", "is_pinned", "sticker_name", "text"],
+    optional_body: false,
     response: Some(27),
 };
 
@@ -2794,6 +2826,7 @@ pub const DELETE_STORY: OpSpec = OpSpec {
     query: &["opt_pretty"],
     opt_fields: &[],
     body: &[],
+    optional_body: false,
     response: None,
 };
 
@@ -2804,6 +2837,7 @@ pub const ADD_PROJECT: OpSpec = OpSpec {
     query: &["opt_pretty"],
     opt_fields: &[],
     body: &["insert_after", "insert_before", "project", "section"],
+    optional_body: false,
     response: None,
 };
 
@@ -2814,6 +2848,7 @@ pub const REMOVE_PROJECT: OpSpec = OpSpec {
     query: &["opt_pretty"],
     opt_fields: &[],
     body: &["project"],
+    optional_body: false,
     response: None,
 };
 
@@ -2840,6 +2875,7 @@ pub const GET_EVENTS: OpSpec = OpSpec {
         "user.name",
     ],
     body: &[],
+    optional_body: false,
     response: Some(30),
 };
 
