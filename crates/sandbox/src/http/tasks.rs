@@ -924,11 +924,12 @@ pub async fn remove_project(
             "removed_from_project",
             said(d, &me, &format!("removed this task from {}", pr.name)),
         );
+        // The story first, while the project still sees the task's events.
+        add_story(d, now, &me, &task, st)?;
         let prm = project_mut(d, &project)?;
         prm.tasks.retain(|x| *x != task);
         prm.task_sections.remove(&task);
         task_mut(d, &task)?.projects.retain(|x| *x != project);
-        add_story(d, now, &me, &task, st)?;
         let named = named_task(task_of(d, &task)?);
         event(
             d,
