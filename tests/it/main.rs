@@ -10,6 +10,7 @@ mod daemon;
 mod faults;
 mod hostile;
 mod metrics;
+mod node;
 mod notify;
 mod outbox;
 mod push;
