@@ -369,7 +369,7 @@ async fn an_optional_body_the_clients_also_send_as_a_query_parameter_is_ignored(
     assert_eq!(s, 201, "{body}");
     let (s, body) = raw
         .post(
-            &format!("/tasks?body=x"),
+            "/tasks?body=x",
             json!({"data": {"name": "x", "projects": [seed::LOCK_BETA]}}),
         )
         .await;
