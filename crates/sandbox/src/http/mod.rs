@@ -819,4 +819,13 @@ mod tests {
         }
         assert!(spec::SPEC_PATHS.len() > served.len());
     }
+
+    #[test]
+    fn the_docs_list_every_served_operation() {
+        let docs = include_str!("../../../../docs/asana.md");
+        for op in spec::OPS {
+            let named = format!("`{} {}`", op.method, op.path);
+            assert!(docs.contains(&named), "docs/asana.md does not list {named}");
+        }
+    }
 }
