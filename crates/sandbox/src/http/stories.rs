@@ -107,13 +107,9 @@ pub async fn create_story(
         st.html_text = html.or_else(|| Some(format!("<body>{}</body>", escape_xml(&st.text))));
         st.is_pinned = bool_field(&data, "is_pinned")?.unwrap_or(false);
         st.sticker_name = sticker_of(&data)?.flatten();
-        let gid = st.gid.clone();
-        add_story(d, now, &me, &task, st)?;
+        add_story(d, now, &me, &task, st.clone())?;
         task_mut(d, &task)?.modified_at = now;
-        let (t, st) = d
-            .story(&gid)
-            .ok_or_else(|| ApiError::not_found("story", &gid))?;
-        Ok(d.story_full(t, st))
+        Ok(d.story_full(task_of(d, &task)?, &st))
     })?;
     Ok(one(&s.data(), &s.origin, v, &p, StatusCode::CREATED))
 }
@@ -206,8 +202,11 @@ pub async fn update_story(
                 who,
             );
         }
-        let (t, st) = d
-            .story(&story)
+        let t = task_of(d, &task)?;
+        let st = t
+            .stories
+            .iter()
+            .find(|x| x.gid == story)
             .ok_or_else(|| ApiError::not_found("story", &story))?;
         Ok(d.story_full(t, st))
     })?;
