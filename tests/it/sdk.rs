@@ -1,6 +1,8 @@
 //! The official Asana Python client (v5) against `pushgate sandbox`, as
-//! Asana documents its use: create, list page by page, comment, complete,
-//! add to a project and remove from another (`tests/sdk/asana_sdk_compat.py`).
+//! Asana documents its use: create asking nested opt_fields, list page by
+//! page (a project's tasks and GET /tasks), comment, complete, add to a
+//! project and remove from another, an approval decided by another person,
+//! events with a sync token (`tests/sdk/asana_sdk_compat.py`).
 //! Skipped where the client is not installed, but never under `CI=true`:
 //! `.ci/run` installs it.
 

@@ -9,7 +9,11 @@ Usage (from the repository root):
 It starts `pushgate sandbox --listen 127.0.0.1:0 --data <tmp>/sandbox.json`,
 reads the handshake JSON from the sandbox's first stdout line, and then drives
 the sandbox only through the SDK, configured as Asana documents it
-(asana.Configuration / asana.ApiClient / asana.TasksApi / asana.StoriesApi).
+(asana.Configuration / asana.ApiClient / asana.TasksApi / asana.StoriesApi /
+asana.UsersApi / asana.EventsApi): create a task asking nested opt_fields,
+page through a project and through GET /tasks, comment, complete, move
+between projects, an approval decided by the approver with a client and
+token of their own, and events with a sync token.
 
 Each step prints one line; the last line is `N passed, 0 failed` on success.
 On the first failure it prints the error (with the HTTP request the SDK sent
@@ -200,7 +204,7 @@ def run(binary, tmpdir, report):
         # 1 ---------------------------------------------------------------
         def step_start():
             info = sandbox.start()
-            for key in ("base_url", "token", "workspace", "projects", "custom_fields"):
+            for key in ("base_url", "token", "workspace", "projects", "custom_fields", "users"):
                 check(key in info, "handshake lacks {!r}: {}".format(key, info))
             check(info["base_url"].startswith("http://127.0.0.1:") and info["base_url"].endswith("/api/1.0"),
                   "unexpected base_url {!r}".format(info["base_url"]))
@@ -217,6 +221,8 @@ def run(binary, tmpdir, report):
             recorder.install(api_client)
             ctx["tasks_api"] = asana.TasksApi(api_client)
             ctx["stories_api"] = asana.StoriesApi(api_client)
+            ctx["users_api"] = asana.UsersApi(api_client)
+            ctx["events_api"] = asana.EventsApi(api_client)
             return "sandbox up at {} (workspace {})".format(info["base_url"], info["workspace"])
 
         report.step("start sandbox and read handshake", step_start)
@@ -230,19 +236,27 @@ def run(binary, tmpdir, report):
                 "name": "SDK compat: main task",
                 "notes": "created by tests/sdk/asana_sdk_compat.py",
                 "projects": [ctx["p1"]],
+                "assignee": "me",
             }}
-            opts = {"opt_fields": "name,notes,completed,projects,projects.name,workspace"}
+            # Nested paths Asana resolves through the schema, not all of
+            # them in the operation's enum (issue #15).
+            opts = {"opt_fields": "name,completed,projects.gid,memberships.project.name,assignee.email"}
             task = tasks_api().create_task(body, opts)
             check(isinstance(task, dict), "create_task returned {!r}, expected the task dict".format(task))
             check(task.get("gid"), "created task has no gid: {}".format(task))
             check(task.get("name") == "SDK compat: main task", "name round-trip: {}".format(task))
             check(task.get("completed") is False, "new task not incomplete: {}".format(task))
-            check([p.get("gid") for p in task.get("projects") or []] == [ctx["p1"]],
-                  "new task projects: {}".format(task.get("projects")))
+            check(task.get("projects") == [{"gid": ctx["p1"]}],
+                  "projects.gid gives exactly the gids: {}".format(task.get("projects")))
+            check(task.get("memberships") == [{"project": {"gid": ctx["p1"], "name": "Lock Beta Release"}}],
+                  "memberships.project.name: {}".format(task.get("memberships")))
+            check((task.get("assignee") or {}).get("email") == "sandbox@pushgate.invalid",
+                  "assignee.email: {}".format(task.get("assignee")))
+            check("notes" not in task, "only the asked fields come back: {}".format(task))
             ctx["task"] = task["gid"]
             return "task {} in 'Lock Beta Release'".format(task["gid"])
 
-        report.step("create_task in 'Lock Beta Release'", step_create)
+        report.step("create_task asking opt_fields=name,completed,projects.gid,...", step_create)
 
         # 3 ---------------------------------------------------------------
         def step_create_more():
@@ -322,6 +336,28 @@ def run(binary, tmpdir, report):
 
         report.step("get_tasks_for_project via the SDK's auto-paginating generator", step_sdk_iterator)
 
+        # 5b --------------------------------------------------------------
+        def step_get_tasks():
+            # GET /tasks with a project, page by page and through the generator.
+            page = tasks_api().get_tasks({"project": ctx["p1"], "limit": PAGE_LIMIT}, full_payload=True)
+            check(len(page["data"]) == PAGE_LIMIT, "first page: {!r}".format(page))
+            check(page["next_page"]["path"].startswith("/tasks?"), "next_page: {!r}".format(page["next_page"]))
+            mark = recorder.mark()
+            gids = gid_set(tasks_api().get_tasks({"project": ctx["p1"], "limit": PAGE_LIMIT}))
+            requests = [e for e in recorder.since(mark) if e["method"] == "GET"]
+            check(len(requests) >= 3, "the generator made {} GET(s)".format(len(requests)))
+            check(gids == ctx["created"], "GET /tasks order and uniqueness: {} vs {}".format(gids, ctx["created"]))
+            mine = gid_set(tasks_api().get_tasks({"assignee": "me", "workspace": ctx["info"]["workspace"], "limit": 100}))
+            check(mine == [ctx["task"]], "assignee=me in the workspace: {}".format(mine))
+            try:
+                tasks_api().get_tasks({"limit": 10}, full_payload=True)
+                raise StepFailure("GET /tasks without project or assignee+workspace did not fail")
+            except ApiException as e:
+                check(e.status == 400 and b"project" in e.body, "the 400 says what is missing: {} {}".format(e.status, e.body))
+            return "{} requests over GET /tasks, each created task once".format(len(requests))
+
+        report.step("get_tasks (GET /tasks) page by page and through the generator", step_get_tasks)
+
         # 6 ---------------------------------------------------------------
         comment = "SDK compat comment: beta push looks good"
 
@@ -395,6 +431,58 @@ def run(binary, tmpdir, report):
             return "{} stories, comment present".format(len(stories))
 
         report.step("get_stories_for_task shows the comment", step_stories)
+
+        # 13 --------------------------------------------------------------
+        def step_approval():
+            approver_email = "approver@pushgate.invalid"
+            approver = ctx["info"]["users"].get(approver_email)
+            check(approver and approver.get("token"), "no approver in the handshake: {}".format(ctx["info"]["users"]))
+            created = tasks_api().create_task({"data": {
+                "name": "SDK compat: approve prod push", "resource_subtype": "approval",
+                "projects": [ctx["info"]["projects"]["Lock Production Release"]], "assignee": approver_email,
+            }}, {"opt_fields": "resource_subtype,approval_status,completed"})
+            check(created.get("approval_status") == "pending" and created.get("completed") is False,
+                  "a new approval task is pending: {}".format(created))
+            # The approver, with a client of their own.
+            configuration = asana.Configuration()
+            configuration.access_token = approver["token"]
+            configuration.host = ctx["info"]["base_url"]
+            theirs = asana.TasksApi(asana.ApiClient(configuration))
+            theirs.update_task({"data": {"approval_status": "approved"}}, created["gid"], {})
+            task = tasks_api().get_task(created["gid"], {"opt_fields": "approval_status,completed,completed_by"})
+            check(task.get("approval_status") == "approved" and task.get("completed") is True,
+                  "approved and so complete: {}".format(task))
+            who = ctx["users_api"].get_user(task["completed_by"]["gid"], {"opt_fields": "email"})
+            check(who.get("email") == approver_email, "decided by {}".format(who))
+            stories = list(stories_api().get_stories_for_task(created["gid"], {
+                "opt_fields": "resource_subtype,old_approval_status,new_approval_status"}))
+            decided = [x for x in stories if x.get("resource_subtype") == "approval_status_changed"]
+            check(len(decided) == 1 and decided[0].get("old_approval_status") == "pending"
+                  and decided[0].get("new_approval_status") == "approved", "stories: {}".format(stories))
+            return "approved by {}".format(approver_email)
+
+        report.step("an approval task approved by another person", step_approval)
+
+        # 14 --------------------------------------------------------------
+        def step_events():
+            events_api = ctx["events_api"]
+            # The SDK's event iterator: 412, then again with the fresh token.
+            check(list(events_api.get_events(ctx["p2"], {})) == [], "nothing has happened since subscribing")
+            try:
+                events_api.get_events(ctx["p2"], {}, full_payload=True)
+                raise StepFailure("GET /events without a sync token did not answer 412")
+            except ApiException as e:
+                check(e.status == 412, "status {}: {}".format(e.status, e.body))
+                sync = json.loads(e.body.decode("utf-8"))["sync"]
+            stories_api().create_story_for_task({"data": {"text": "an event"}}, ctx["task"], {})
+            page = events_api.get_events(ctx["p2"], {"sync": sync}, full_payload=True)
+            kinds = [(e["resource"]["resource_type"], e["action"], (e.get("parent") or {}).get("gid"))
+                     for e in page["data"]]
+            check(kinds == [("story", "added", ctx["task"])], "events: {}".format(page))
+            check(page["has_more"] is False and page["sync"] != sync, "has_more/sync: {}".format(page))
+            return "412, then {} event(s) since the token".format(len(kinds))
+
+        report.step("get_events with a sync token", step_events)
     finally:
         sandbox.stop()
         report.sandbox_stderr = sandbox.stderr_tail()

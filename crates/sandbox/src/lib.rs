@@ -1,22 +1,33 @@
 //! The embedded Asana-compatible server (SPEC §6): what the demo, the tests
 //! and anyone without an Asana account run pushgate against.
 //!
-//! It follows Asana's documented behaviour for what pushgate and the usual
-//! clients use, keeps its data in a JSON file written atomically, and can be
-//! told to misbehave (429 storms, 5xx, latency, dropped connections, 403 on a
-//! project) from Rust tests or through `/_sandbox/faults`. It binds loopback
-//! only and always requires its bearer token. It is not a general Asana
-//! emulator: no sections, tags, events or webhooks; text custom fields only.
+//! It follows Asana's documented behaviour for what pushgate and Asana's
+//! official clients use (docs/asana.md lists it, each behaviour with its
+//! pointer into the spec), keeps its data in a JSON file written
+//! atomically, and can be told to misbehave (429 storms, 5xx, latency,
+//! dropped connections, 403 on a project) from Rust tests or through
+//! `/_sandbox/faults`. Several people use it, each with a token
+//! (`Sandbox::token_of`), so a test can act as an approver. By default it is
+//! as lenient as Asana about `opt_fields`; `Sandbox::set_strict` makes it
+//! accept only each operation's declared enum, which is how pushgate's own
+//! tests prove its client sends only what the spec declares. Its permalinks
+//! open read-only HTML pages. It binds loopback only and its API always
+//! requires a bearer token. It is not a general Asana emulator: no tags,
+//! webhooks, batch, attachments or teams; text custom fields only.
 
+mod events;
+mod fields;
 mod http;
+mod pages;
 mod richtext;
-#[allow(clippy::all)]
+// Generated tables; tests read some parts the server does not.
+#[allow(clippy::all, dead_code)]
 mod spec;
 pub mod store;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Context;
@@ -25,6 +36,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub use store::{seed, Data};
+
+use events::EventLog;
 
 /// Misbehaviour on demand. Counts (`fail_next`, `drop_next`) are used up one
 /// request at a time.
@@ -105,6 +118,9 @@ pub(crate) struct Shared {
     counter: AtomicU64,
     log: Mutex<Vec<RequestRecord>>,
     clock: Mutex<Option<DateTime<Utc>>>,
+    /// Strict mode: `opt_fields` must be in each operation's declared enum.
+    strict: AtomicBool,
+    events: Mutex<EventLog>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -139,8 +155,33 @@ impl Shared {
                 http::ApiError::from_io(e)
             })?;
         }
+        let events = std::mem::take(&mut draft.pending_events);
+        lock(&self.events).append(events);
         *guard = draft;
         Ok(out)
+    }
+
+    /// A resource's events after `sync`: `Ok(Err(fresh))` when the token is
+    /// missing or dead (the reader gets 412 and `fresh`).
+    fn read_events(
+        &self,
+        resource: &str,
+        sync: Option<&str>,
+        limit: usize,
+    ) -> Result<Result<events::Page, String>, http::ApiError> {
+        // Tokens are made before the log is locked: reading the kernel's
+        // generator can fail, and a failure is a 500, not a panic.
+        let tokens = [new_secret()?, new_secret()?];
+        let mut tokens = tokens.into_iter();
+        let mut next = || tokens.next().unwrap_or_default();
+        let now = self.now();
+        Ok(lock(&self.events)
+            .read(resource, sync, limit, now, &mut next)
+            .map_err(|stale| stale.fresh))
+    }
+
+    fn expire_sync_tokens(&self) {
+        lock(&self.events).expire_all();
     }
 
     fn log(&self, r: RequestRecord) {
@@ -183,17 +224,34 @@ pub struct Sandbox {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
+fn random_hex(n: usize) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = vec![0u8; n];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// A fresh random token, from the kernel's generator.
 fn new_token() -> anyhow::Result<String> {
-    use std::io::Read;
-    let mut bytes = [0u8; 20];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("cannot read /dev/urandom for the sandbox token")?;
     Ok(format!(
         "sandbox-{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        random_hex(20).context("cannot read /dev/urandom for a sandbox token")?
     ))
+}
+
+/// A sync token for the Events API.
+fn new_secret() -> Result<String, http::ApiError> {
+    random_hex(16).map_err(http::ApiError::from_io)
+}
+
+/// A person in the sandbox, as `Sandbox::users` lists them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Person {
+    pub gid: String,
+    pub name: String,
+    pub email: String,
+    /// Their bearer token: a request with it acts as them.
+    pub token: String,
 }
 
 impl Sandbox {
@@ -208,11 +266,12 @@ impl Sandbox {
             None => None,
         };
         let fresh = loaded.is_none();
-        let store = match loaded {
+        let mut store = match loaded {
             Some(d) => d,
             None => Data::seeded(new_token()?, Utc::now()),
         };
-        if let (true, Some(p)) = (fresh, data) {
+        let upgraded = store.add_seed_people(new_token)?;
+        if let (true, Some(p)) = (fresh || upgraded, data) {
             store
                 .save(p)
                 .with_context(|| format!("cannot write the sandbox data file {}", p.display()))?;
@@ -229,6 +288,8 @@ impl Sandbox {
             counter: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
             clock: Mutex::new(None),
+            strict: AtomicBool::new(false),
+            events: Mutex::new(EventLog::default()),
         });
         let app = http::router(shared.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -254,12 +315,108 @@ impl Sandbox {
         format!("{}/api/1.0", self.shared.origin)
     }
 
+    /// As `start`, in strict mode (see `set_strict`): what pushgate's own
+    /// end-to-end tests use.
+    pub async fn start_strict(listen: SocketAddr, data: Option<&Path>) -> anyhow::Result<Sandbox> {
+        let sb = Sandbox::start(listen, data).await?;
+        sb.set_strict(true);
+        Ok(sb)
+    }
+
+    /// The bot's token: pushgate's own user, `me`.
     pub fn token(&self) -> String {
         self.shared.data().token.clone()
     }
 
+    /// The token of the person with this e-mail (case-insensitive); a
+    /// request carrying it acts as them (`me`, story authors,
+    /// `completed_by`). E.g. `sb.token_of(seed::APPROVER_EMAIL)`.
+    pub fn token_of(&self, email: &str) -> Option<String> {
+        self.users()
+            .into_iter()
+            .find(|p| p.email.eq_ignore_ascii_case(email))
+            .map(|p| p.token)
+    }
+
+    /// Everyone who can log in, the bot first.
+    pub fn users(&self) -> Vec<Person> {
+        let d = self.shared.data();
+        let mut out: Vec<Person> = d
+            .users
+            .values()
+            .filter_map(|u| {
+                let token = if u.gid == d.me {
+                    d.token.clone()
+                } else {
+                    u.token.clone()?
+                };
+                Some(Person {
+                    gid: u.gid.clone(),
+                    name: u.name.clone(),
+                    email: u.email.clone(),
+                    token,
+                })
+            })
+            .collect();
+        out.sort_by_key(|p| p.gid != d.me);
+        out
+    }
+
+    /// Adds a person with a token of their own (saved with the data).
+    pub fn add_user(&self, name: &str, email: &str) -> anyhow::Result<Person> {
+        let token = new_token()?;
+        let gid = self.with_data(|d| {
+            if d.users
+                .values()
+                .any(|u| u.email.eq_ignore_ascii_case(email))
+            {
+                anyhow::bail!("the sandbox already has a user with the e-mail {email}");
+            }
+            let gid = d.new_gid();
+            d.users.insert(
+                gid.clone(),
+                store::UserRec {
+                    gid: gid.clone(),
+                    name: name.into(),
+                    email: email.into(),
+                    token: Some(token.clone()),
+                },
+            );
+            Ok(gid)
+        })??;
+        Ok(Person {
+            gid,
+            name: name.into(),
+            email: email.into(),
+            token,
+        })
+    }
+
+    /// Strict mode: `opt_fields` must be in each operation's declared enum
+    /// (a path Asana would resolve but the enum does not list is a 400).
+    /// Off by default (Asana-lenient); also `PUT /_sandbox/strict`.
+    pub fn set_strict(&self, strict: bool) {
+        self.shared.strict.store(strict, Ordering::SeqCst);
+    }
+
+    /// Every Events API sync token dies: the next `GET /events` with one
+    /// gets 412 and a fresh token. Also `POST /_sandbox/events/expire`.
+    pub fn expire_sync_tokens(&self) {
+        self.shared.expire_sync_tokens();
+    }
+
     /// The one-line JSON the `sandbox` command prints first.
     pub fn info(&self) -> serde_json::Value {
+        let users: serde_json::Map<String, serde_json::Value> = self
+            .users()
+            .into_iter()
+            .map(|p| {
+                (
+                    p.email.clone(),
+                    json!({ "gid": p.gid, "name": p.name, "token": p.token }),
+                )
+            })
+            .collect();
         let d = self.shared.data();
         let workspace = d.workspaces.keys().next().cloned().unwrap_or_default();
         let projects: serde_json::Map<String, serde_json::Value> = d
@@ -278,6 +435,7 @@ impl Sandbox {
             "workspace": workspace,
             "projects": projects,
             "custom_fields": fields,
+            "users": users,
         })
     }
 

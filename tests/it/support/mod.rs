@@ -116,7 +116,7 @@ impl Drop for Webhook {
 }
 
 pub async fn sandbox() -> Sandbox {
-    Sandbox::start("127.0.0.1:0".parse().unwrap(), None)
+    Sandbox::start_strict("127.0.0.1:0".parse().unwrap(), None)
         .await
         .expect("sandbox starts")
 }
