@@ -35,6 +35,7 @@ pub struct Cli {
 pub enum Command {
     /// Push CLUSTER now: exclusion, freeze, candidate, gate, then build, stage, switch (exit 0/1/2/3/4/5/6).
     Push {
+        /// The cluster to push (a name under `[clusters]`).
         cluster: String,
         /// Push this revision (full or unambiguous short sha, branch, tag) instead of the branch tip.
         #[arg(long, value_name = "REV")]
@@ -42,7 +43,7 @@ pub enum Command {
         /// Run exclusion, freeze, candidate and gate; print the plan; change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Print the plan as JSON.
+        /// Print the plan (and the push's result) as JSON, for scripts.
         #[arg(long)]
         json: bool,
         /// Push despite open lock tasks (or an unreadable lock project); needs --reason. Never despite a running push or a freeze.
@@ -71,9 +72,12 @@ pub enum Command {
     },
     /// Exit 0 if CLUSTER runs a commit containing COMMIT, 1 if not, 2 if it cannot tell (no network).
     Shipped {
+        /// The commit asked about (full or unambiguous short sha, branch, tag).
         commit: String,
+        /// The cluster whose deployed commit is checked.
         #[arg(long)]
         cluster: String,
+        /// Print the result as JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -87,12 +91,13 @@ pub enum Command {
         /// Print the plan (which release each host goes to, the lock task it creates); change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Print the plan and the result as JSON.
+        /// Print the plan and the result as JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
     /// Past pushes of CLUSTER: outcome, commit, duration, push task; success rate, median and p90 duration, pushes a day, holds by reason.
     History {
+        /// The cluster whose runs are shown.
         cluster: String,
         /// Show at most this many runs, newest last.
         #[arg(long, default_value_t = 20)]
@@ -100,6 +105,7 @@ pub enum Command {
         /// Only runs and holds since then: a duration back from now (7d, 24h) or a date (2026-11-20).
         #[arg(long, value_name = "WHEN")]
         since: Option<String>,
+        /// Print the result as JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -107,26 +113,32 @@ pub enum Command {
     Status {
         /// Only this cluster.
         cluster: Option<String>,
+        /// Print the result as JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
     /// Create a lock task in CLUSTER's lock project, assigned to the token's user.
     Lock {
+        /// The cluster whose lock project gets the task.
         cluster: String,
         /// Why pushes must stop; becomes the task's name and notes.
         #[arg(long)]
         reason: String,
+        /// Print the result as JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
     /// Complete a lock task (it must be in a configured lock project).
     Unlock {
+        /// The lock task to complete (its gid, as `status` shows).
         task_gid: String,
+        /// Print the result as JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
     /// Validate the config, the token (GET /users/me) and every configured project.
     Check {
+        /// Print the result as JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
@@ -156,6 +168,7 @@ pub enum Command {
     },
     /// Print a shell completion script: `pushgate completions bash > /etc/bash_completion.d/pushgate`.
     Completions {
+        /// The shell the script is for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -171,9 +184,38 @@ pub enum Command {
 pub enum CrashCommand {
     /// Record COMMIT (full or unambiguous short sha, 7+ hex digits) as the fix of a crash task.
     Fixed {
+        /// The crash task (its gid).
         task_gid: String,
+        /// The commit that fixes it.
         commit: String,
+        /// Print the result as JSON, for scripts.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_argument_of_every_command_says_what_it_is() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.get_help().is_none() && !matches!(id, "help" | "version") {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for s in c.get_subcommands() {
+                if s.get_about().is_none() {
+                    missing.push(format!("{path} {} (the command)", s.get_name()));
+                }
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "pushgate", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
 }

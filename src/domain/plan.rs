@@ -407,6 +407,9 @@ pub struct Plan {
     pub source: Option<ClusterName>,
     /// What this push goes past because a person said so.
     pub ignored: Option<Ignored>,
+    /// With nothing new to push: the lock tasks that would hold the next
+    /// candidate (so that a lock added now is seen to take effect).
+    pub standing_locks: Vec<LockTask>,
 }
 
 impl Plan {
@@ -521,7 +524,18 @@ impl fmt::Display for Plan {
             Verdict::NothingNew {
                 commit: Some(commit),
             } => {
-                write!(f, "{c}: nothing new: {} is already deployed", short(commit))
+                write!(f, "{c}: nothing new: {} is already deployed", short(commit))?;
+                if !self.standing_locks.is_empty() {
+                    write!(
+                        f,
+                        "; {} would hold a new commit:",
+                        count(self.standing_locks.len(), "open lock")
+                    )?;
+                    for t in &self.standing_locks {
+                        write!(f, "\n  - {t}")?;
+                    }
+                }
+                Ok(())
             }
             Verdict::NothingNew { commit: None } => {
                 let from = self.source.as_ref().map_or("its source", |s| s.as_str());

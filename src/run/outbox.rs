@@ -31,8 +31,8 @@ use crate::adapters::asana::{
     fields, AsanaError, Client, Comment, CompletedSince, NewTask, TaskUpdate,
 };
 use crate::adapters::state::{self, ClusterState, StateError};
-use crate::run::clock::RunClock;
 use crate::domain::model::{ProjectGid, TaskGid, WorkspaceGid};
+use crate::run::clock::RunClock;
 
 /// The task a write is about: known, or created by an earlier write of
 /// the queue (`key`, e.g. the run id of the push whose task it is).

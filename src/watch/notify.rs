@@ -516,6 +516,7 @@ mod tests {
             via: None,
             source: None,
             ignored: None,
+            standing_locks: Vec::new(),
         };
         expect_test::expect![[r#"
             :lock: *beta* is held by 1 lock; pushes wait until it is completed:

@@ -27,4 +27,5 @@ mod support;
 mod tidy;
 mod token;
 mod ux;
+mod views;
 mod week;

@@ -30,6 +30,7 @@ pub fn plan(facts: &Facts) -> Plan {
         ..Ignored::default()
     };
     let verdict = verdict(facts, &mut ignored);
+    let nothing_new = matches!(verdict, Verdict::NothingNew { commit: Some(_) });
     let (steps, release) = match &verdict {
         Verdict::Push { to, .. } => (
             vec![
@@ -70,6 +71,10 @@ pub fn plan(facts: &Facts) -> Plan {
         via: facts.candidate.as_ref().map(|c| c.via.clone()),
         source: facts.source.clone(),
         ignored: (!ignored.is_empty()).then_some(ignored),
+        standing_locks: match (&nothing_new, gate(&facts.locks)) {
+            (true, Some(Verdict::Hold(HoldReason::Locked { tasks }))) => tasks,
+            _ => Vec::new(),
+        },
     }
 }
 

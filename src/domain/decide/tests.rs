@@ -131,7 +131,13 @@ fn nothing_new_wins_over_locks_and_unknown_lock_state() {
     ] {
         let mut f = facts(locks);
         f.deployed = Some(commit('c'));
-        check_facts(f, expect!["beta: nothing new: ccccccc is already deployed"]);
+        let p = super::plan(&f);
+        assert!(
+            matches!(p.verdict, crate::domain::plan::Verdict::NothingNew { .. })
+                && p.to_string()
+                    .starts_with("beta: nothing new: ccccccc is already deployed"),
+            "{p}"
+        );
     }
 }
 
@@ -511,5 +517,23 @@ fn a_push_plan_names_its_release_after_the_newest_and_its_hosts_and_tolerance() 
     assert!(
         text.ends_with("release: 20261124T120001Z-cccccccccccc\n  3 hosts: local:/srv/beta-1, local:/srv/beta-2, local:/srv/beta-3\n  if hosts fail: up to 1 of 3 may and the push goes on; past that no host is switched, or every switched host goes back; 3 releases kept per host"),
         "{text}"
+    );
+}
+
+#[test]
+fn nothing_new_still_names_the_locks_that_would_hold_the_next_commit() {
+    let mut f = facts(LockFacts::Read(vec![task(
+        "9",
+        "release freeze",
+        Some("Ada"),
+        false,
+        Fix::None,
+    )]));
+    f.deployed = Some(commit('c'));
+    check_facts(
+        f,
+        expect![[r#"
+            beta: nothing new: ccccccc is already deployed; 1 open lock would hold a new commit:
+              - "release freeze" (assignee: Ada) https://app.asana.com/0/2/9"#]],
     );
 }
