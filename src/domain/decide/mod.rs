@@ -10,7 +10,7 @@ mod schedule;
 
 pub use freeze::{frozen, soaking};
 pub use gate::{gate, holds};
-pub use schedule::{next_fire, parse_cron};
+pub use schedule::{after_fire, days_both_restricted, fires, next_fire, parse_cron, AfterFire};
 
 use crate::domain::plan::{Facts, HoldReason, Ignored, Plan, Step, Verdict};
 
