@@ -100,9 +100,9 @@ fn instant(
             if !in_the_gap_before(cron, tz, c) {
                 return None;
             }
-            vec![c.clone()]
+            vec![*c]
         }
-        _ => vec![c.clone()],
+        _ => vec![*c],
     };
     candidates
         .into_iter()
