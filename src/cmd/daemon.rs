@@ -1,20 +1,28 @@
 //! `pushgate run`: every cluster's schedule in one process, and a graceful
-//! stop. With `decide::next_fire` this is the only code that waits on the
+//! stop. With `decide::schedule` this is the only code that waits on the
 //! clock.
 //!
-//! Each cluster has one loop: wait for the next time its cron fires in its
-//! own time zone, push, repeat. A tick that falls while that cluster's push
-//! still runs is skipped and logged, never queued. The next fire time is
-//! computed afresh after every push from croner and chrono-tz, so a daemon
-//! that runs through a DST change keeps firing at the configured wall-clock
-//! times. (tokio-cron-scheduler 0.15, which SPEC §3 names, turns the time
-//! zone into the UTC offset of the moment the job is created, so it fires an
-//! hour off after a DST change; pushgate keeps the same cron dialect, parsed
-//! the same way, without that scheduler. See docs/operations.md.)
+//! Fire times come from `decide::next_fire` (croner and chrono-tz, the time
+//! zone applied afresh at every fire); tokio-cron-scheduler, which SPEC §3
+//! names, only *runs* them: each cluster has one one-shot job at a time, at
+//! its next fire time, added again after each push. The crate's own cron
+//! jobs are not used because 0.15 turns a job's time zone into the UTC
+//! offset in force when the job is created (upstream issues #87 and #107):
+//! a daemon running through a DST change would fire an hour off.
+//!
+//! After each push the next target comes from the previous target
+//! (`decide::after_fire`), never from `now` alone, so a job that fires a
+//! little early cannot fire twice for one occurrence. A tick that falls
+//! while that cluster's push still runs is skipped and logged, never
+//! queued.
+//!
+//! Time is a seam, [`Clock`]: `pushgate run` uses the system clock and
+//! tokio-cron-scheduler ([`Jobs`]); tests drive a clock of their own through
+//! DST changes (`tests/it/daemon_dst.rs`) with [`run_with`].
 //!
 //! With `--metrics ADDR` it also serves Prometheus metrics (`metrics.rs`),
 //! joined with the schedules: the endpoint answers until the last push has
-//! stopped, then closes.
+//! stopped, then closes; the job scheduler is shut down after both.
 //!
 //! On SIGINT/SIGTERM: no new push starts; a running push stops at its next
 //! safe point (before stage or switch; a stage in flight finishes its host
@@ -22,23 +30,129 @@
 //! its children — `current` is only ever replaced by an atomic rename, so no
 //! host points at a partial release, and the next run records the
 //! interrupted one from its journal.
+//!
+//! Not here: what a push does (`cmd::push`), when a schedule fires
+//! (`decide::schedule`).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
+use tokio::sync::Notify;
+use tokio_cron_scheduler::job::JobId;
+use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::cmd::push::{push_at, PushRequest};
 use crate::cmd::{Env, Outcome};
 use crate::config::ClusterSettings;
-use crate::domain::decide::next_fire;
+use crate::domain::decide::{after_fire, fires, next_fire};
+use crate::domain::model::ClusterName;
 use crate::domain::plan::Verdict;
 use crate::watch::metrics::Metrics;
+
+/// Where the daemon's time comes from, and how it waits for a fire time.
+pub trait Clock: Sync {
+    /// The time now: read once per push, handed to the push.
+    fn now(&self) -> DateTime<Utc>;
+    /// Resolves once `at` has come (at once if it has already), for
+    /// `cluster`'s next push. Dropping the future abandons the wait.
+    fn wait_until(
+        &self,
+        cluster: &ClusterName,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// The system clock, with tokio-cron-scheduler running one one-shot job
+/// per wait.
+pub struct Jobs {
+    scheduler: JobScheduler,
+    /// Jobs added and not yet fired (a wait abandoned at shutdown).
+    pending: Mutex<Vec<JobId>>,
+}
+
+impl Jobs {
+    /// Starts the job scheduler.
+    pub async fn start() -> anyhow::Result<Jobs> {
+        let scheduler = JobScheduler::new()
+            .await
+            .context("cannot create the job scheduler")?;
+        scheduler
+            .start()
+            .await
+            .context("cannot start the job scheduler")?;
+        Ok(Jobs {
+            scheduler,
+            pending: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Removes the jobs that have not fired and shuts the scheduler down:
+    /// its ticker stops within half a second.
+    pub async fn shutdown(mut self) {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        for id in pending {
+            if let Err(e) = self.scheduler.remove(&id).await {
+                tracing::debug!(error = ?e, "a pending job was already gone");
+            }
+        }
+        if let Err(e) = self.scheduler.shutdown().await {
+            tracing::warn!(error = ?e, "the job scheduler did not shut down cleanly");
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<JobId>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Clock for Jobs {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn wait_until(
+        &self,
+        cluster: &ClusterName,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        let cluster = cluster.clone();
+        async move {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let tx = Mutex::new(Some(tx));
+            // 0.15's one-shot job is due once the wall clock reaches the
+            // whole second `floor(now) + whole seconds of the duration`.
+            // Counted from the floor of now, that is `at` (a whole second)
+            // or a second later, never before.
+            let secs = u64::try_from(at.timestamp() - Utc::now().timestamp()).unwrap_or(0);
+            let job = Job::new_one_shot_async(Duration::from_secs(secs), move |_, _| {
+                // Once: a second run finds the sender taken.
+                if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
+                    let _ = tx.send(());
+                }
+                Box::pin(async {})
+            })
+            .with_context(|| format!("cannot make {cluster}'s job"))?;
+            let id = self
+                .scheduler
+                .add(job)
+                .await
+                .with_context(|| format!("cannot add {cluster}'s job to the job scheduler"))?;
+            self.pending().push(id);
+            let fired = rx.await;
+            self.pending().retain(|p| *p != id);
+            fired.map_err(|_| {
+                anyhow::anyhow!("the job scheduler dropped {cluster}'s job before it fired")
+            })
+        }
+    }
+}
 
 /// Every fire time of every cluster in `[from, to)`, in order (pure: for
 /// tests and for `status`).
@@ -46,29 +160,42 @@ pub fn ticks(
     clusters: &[&ClusterSettings],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Vec<(DateTime<Utc>, crate::domain::model::ClusterName)> {
+) -> Vec<(DateTime<Utc>, ClusterName)> {
     let mut out = Vec::new();
     for c in clusters {
-        let mut t = from - chrono::Duration::seconds(1);
-        while let Some(next) = next_fire(&c.schedule.cron, c.timezone, t) {
-            if next >= to {
-                break;
-            }
-            out.push((next, c.name.clone()));
-            t = next;
-        }
+        let after = from - chrono::Duration::seconds(1);
+        out.extend(
+            fires(&c.schedule.cron, c.timezone, after)
+                .take_while(|t| *t < to)
+                .map(|t| (t, c.name.clone())),
+        );
     }
     out.sort();
     out
 }
 
-/// Runs every cluster's schedule until a signal, then stops gracefully.
-/// With `metrics`, serves Prometheus metrics there until the last push
-/// has stopped.
+/// Runs every cluster's schedule until SIGINT/SIGTERM, then stops
+/// gracefully. With `metrics`, serves Prometheus metrics there until the
+/// last push has stopped.
 pub async fn run(
     env: &Env,
     grace: Duration,
     metrics: Option<SocketAddr>,
+) -> anyhow::Result<Outcome> {
+    let jobs = Jobs::start().await?;
+    let outcome = run_with(env, &jobs, grace, metrics, crate::cmd::shutdown_signal()).await;
+    jobs.shutdown().await;
+    outcome
+}
+
+/// [`run`] with its clock and its stop signal given: the daemon's whole
+/// loop, for tests that drive time.
+pub async fn run_with<C: Clock>(
+    env: &Env,
+    clock: &C,
+    grace: Duration,
+    metrics: Option<SocketAddr>,
+    shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<Outcome> {
     let server = match metrics {
         Some(addr) => {
@@ -100,7 +227,7 @@ pub async fn run(
         }
     };
     let schedules = async move {
-        let r = schedules(env, grace).await;
+        let r = schedules(env, clock, grace, shutdown).await;
         let _ = done_tx.send(true);
         r
     };
@@ -108,73 +235,117 @@ pub async fn run(
     outcome
 }
 
-async fn schedules(env: &Env, grace: Duration) -> anyhow::Result<Outcome> {
-    let stop = AtomicBool::new(false);
-    let stopped = tokio::sync::Notify::new();
+/// What the cluster loops share: the stop flag the pushes see, and who is
+/// told when to stop or that a loop failed.
+struct Stop {
+    flag: AtomicBool,
+    stopped: Notify,
+    failed: Notify,
+}
+
+async fn schedules<C: Clock>(
+    env: &Env,
+    clock: &C,
+    grace: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<Outcome> {
+    let stop = Stop {
+        flag: AtomicBool::new(false),
+        stopped: Notify::new(),
+        failed: Notify::new(),
+    };
     let clusters: Vec<&ClusterSettings> = env.config.clusters.values().collect();
-    for c in &clusters {
-        if let Some(next) = next_fire(&c.schedule.cron, c.timezone, Utc::now()) {
-            tracing::info!(
-                cluster = %c.name,
-                schedule = %c.schedule.expr,
-                timezone = %c.timezone.name(),
-                next = %next.with_timezone(&c.timezone).format("%Y-%m-%d %H:%M:%S %Z"),
-                "scheduled"
-            );
-        }
-    }
+    let start = clock.now();
     let loops = join_all(
         clusters
             .iter()
-            .map(|c| cluster_loop(env, c, &stop, &stopped)),
+            .map(|c| cluster_loop(env, clock, c, start, &stop)),
     );
     tokio::pin!(loops);
+    tokio::pin!(shutdown);
     tokio::select! {
-        _ = &mut loops => return Ok(Outcome::Success),
-        _ = crate::cmd::shutdown_signal() => {}
+        results = &mut loops => return first_error(results),
+        _ = &mut shutdown => {
+            tracing::info!(grace = %humantime::format_duration(grace), "stopping: no new push starts; a running push stops at its next safe point");
+        }
+        _ = stop.failed.notified() => {
+            tracing::error!(grace = %humantime::format_duration(grace), "stopping: a schedule cannot go on; a running push stops at its next safe point");
+        }
     }
-    tracing::info!(grace = %humantime::format_duration(grace), "stopping: no new push starts; a running push stops at its next safe point");
-    stop.store(true, Ordering::SeqCst);
-    stopped.notify_waiters();
+    stop.flag.store(true, Ordering::SeqCst);
+    stop.stopped.notify_waiters();
     match tokio::time::timeout(grace, &mut loops).await {
-        Ok(_) => tracing::info!("stopped"),
-        Err(_) => tracing::warn!(
-            "a push did not reach a safe point within the grace period; stopping it (no host's current changes; the next run records it)"
-        ),
+        Ok(results) => {
+            tracing::info!("stopped");
+            first_error(results)
+        }
+        Err(_) => {
+            tracing::warn!(
+                "a push did not reach a safe point within the grace period; stopping it (no host's current changes; the next run records it)"
+            );
+            Ok(Outcome::Success)
+        }
     }
+}
+
+fn first_error(results: Vec<anyhow::Result<()>>) -> anyhow::Result<Outcome> {
+    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
     Ok(Outcome::Success)
 }
 
-async fn cluster_loop(
+async fn cluster_loop<C: Clock>(
     env: &Env,
+    clock: &C,
     c: &ClusterSettings,
-    stop: &AtomicBool,
-    stopped: &tokio::sync::Notify,
-) {
+    start: DateTime<Utc>,
+    stop: &Stop,
+) -> anyhow::Result<()> {
+    let (cron, tz) = (&c.schedule.cron, c.timezone);
+    let local = |t: DateTime<Utc>| {
+        t.with_timezone(&tz)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string()
+    };
+    let mut target = next_fire(cron, tz, start);
+    if let Some(next) = target {
+        tracing::info!(
+            cluster = %c.name,
+            schedule = %c.schedule.expr,
+            timezone = %tz.name(),
+            next = %local(next),
+            "scheduled"
+        );
+    }
     loop {
-        let now = Utc::now();
-        let Some(next) = next_fire(&c.schedule.cron, c.timezone, now) else {
+        let Some(at) = target else {
             tracing::warn!(cluster = %c.name, "the schedule never fires again");
-            return;
+            return Ok(());
         };
-        let wait = (next - now).to_std().unwrap_or_default();
-        let notified = stopped.notified();
-        tokio::pin!(notified);
-        if stop.load(Ordering::SeqCst) {
-            return;
+        // Created before the flag is read, so a stop between the two still
+        // wakes it.
+        let stopped = stop.stopped.notified();
+        tokio::pin!(stopped);
+        if stop.flag.load(Ordering::SeqCst) {
+            return Ok(());
         }
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = &mut notified => return,
+            waited = clock.wait_until(&c.name, at) => {
+                if let Err(e) = waited {
+                    tracing::error!(cluster = %c.name, error = %format!("{e:#}"), "cannot wait for the next push");
+                    stop.failed.notify_one();
+                    return Err(e);
+                }
+            }
+            _ = &mut stopped => return Ok(()),
         }
-        if stop.load(Ordering::SeqCst) {
-            return;
+        if stop.flag.load(Ordering::SeqCst) {
+            return Ok(());
         }
-        let started = Utc::now();
+        let started = clock.now();
         let result = push_at(
             env,
             PushRequest {
-                stop: Some(stop),
+                stop: Some(&stop.flag),
                 ..PushRequest::scheduled(c.name.as_str(), started)
             },
         )
@@ -182,21 +353,25 @@ async fn cluster_loop(
         match &result {
             Ok(p) => match (&p.plan.verdict, p.outcome()) {
                 (_, Outcome::Failure) => {
-                    tracing::error!(cluster = %c.name, "push failed; the schedule goes on")
+                    tracing::error!(cluster = %c.name, scheduled = %local(at), "push failed; the schedule goes on")
                 }
                 (Verdict::Push { to, .. }, _) => {
-                    tracing::info!(cluster = %c.name, commit = %to.short(), "pushed")
+                    tracing::info!(cluster = %c.name, scheduled = %local(at), commit = %to.short(), "pushed")
                 }
                 _ => {}
             },
             Err(e) => {
-                tracing::error!(cluster = %c.name, error = %format!("{e:#}"), "push failed; the schedule goes on")
+                tracing::error!(cluster = %c.name, scheduled = %local(at), error = %format!("{e:#}"), "push failed; the schedule goes on")
             }
         }
-        let skipped = ticks(&[c], next + chrono::Duration::seconds(1), Utc::now()).len();
-        if skipped > 0 {
-            tracing::warn!(cluster = %c.name, skipped, "ticks fell while the push ran; skipped, not queued");
+        let after = after_fire(cron, tz, at, clock.now());
+        if after.skipped > 0 {
+            tracing::warn!(cluster = %c.name, skipped = after.skipped, "ticks fell while the push ran; skipped, not queued");
         }
+        if let Some(next) = after.next {
+            tracing::debug!(cluster = %c.name, next = %local(next), "next push");
+        }
+        target = after.next;
     }
 }
 
@@ -221,5 +396,21 @@ mod tests {
         assert!(t.windows(2).all(|w| w[0].0 <= w[1].0));
         let first_prod = t.iter().find(|(_, c)| c.as_str() == "prod").unwrap().0;
         assert_eq!(first_prod.to_rfc3339(), "2026-11-23T18:00:00+00:00");
+    }
+
+    #[test]
+    fn a_tick_at_the_start_of_the_range_counts() {
+        let text = include_str!("../../config/pushgate.toml");
+        let config = Config::parse(text, std::path::Path::new("/etc/pushgate")).unwrap();
+        let clusters: Vec<&ClusterSettings> = config.clusters.values().collect();
+        let from = DateTime::parse_from_rfc3339("2026-11-23T18:00:00Z")
+            .unwrap()
+            .to_utc();
+        let t = ticks(&clusters, from, from + chrono::Duration::minutes(15));
+        let names: Vec<String> = t
+            .iter()
+            .map(|(t, c)| format!("{} {c}", t.format("%H:%M")))
+            .collect();
+        assert_eq!(names, ["18:00 beta", "18:00 prod"]);
     }
 }

@@ -5,7 +5,9 @@
 //! config in one pass. Unknown keys are refused with the nearest valid key
 //! suggested. Relative paths are resolved against the config file's
 //! directory. Cron expressions are parsed exactly as tokio-cron-scheduler
-//! reads them (seconds first). This module reads no file but the config and a
+//! reads them (seconds first); one that restricts both the day of the month
+//! and the day of the week is refused (a crontab would read it differently).
+//! This module reads no file but the config and a
 //! `hosts_file`; the token itself is read by `asana::Token`.
 
 use std::collections::BTreeMap;
@@ -1054,17 +1056,30 @@ impl Validator {
         names: &[&str],
     ) -> Option<ClusterSettings> {
         self.known_keys(p, t, CLUSTER_KEYS);
-        let schedule = self.required_string(p, t, "schedule").and_then(|expr| match crate::domain::decide::parse_cron(expr) {
-            Ok(cron) => Some(Schedule {
-                expr: expr.to_owned(),
-                cron,
-            }),
-            Err(e) => {
-                self.problem(
-                    join(p, "schedule"),
-                    format!("`{expr}` is not a cron expression with seconds first, e.g. \"0 */15 * * * *\" ({e})"),
-                );
-                None
+        let schedule = self.required_string(p, t, "schedule").and_then(|expr| {
+            let cron = crate::domain::decide::parse_cron(expr);
+            // The daemon reads AND, a system crontab OR: refuse, so that
+            // `crontab.example` users and daemon users get the same pushes.
+            let both = crate::domain::decide::days_both_restricted(expr);
+            match (cron, both) {
+                (Ok(cron), None) => Some(Schedule {
+                    expr: expr.to_owned(),
+                    cron,
+                }),
+                (Ok(_), Some((dom, dow))) => {
+                    self.problem(
+                        join(p, "schedule"),
+                        format!("`{expr}` restricts both the day of the month (`{dom}`) and the day of the week (`{dow}`): pushgate would push only on days that match both, a system crontab on days that match either; set one of the two fields to `*`"),
+                    );
+                    None
+                }
+                (Err(e), _) => {
+                    self.problem(
+                        join(p, "schedule"),
+                        format!("`{expr}` is not a cron expression with seconds first, e.g. \"0 */15 * * * *\" ({e})"),
+                    );
+                    None
+                }
             }
         });
         let timezone = match self.string(p, t, "timezone") {

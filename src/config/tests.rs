@@ -80,6 +80,38 @@ fn toml_syntax_errors_say_where() {
 }
 
 #[test]
+fn a_schedule_that_restricts_both_day_fields_is_refused_naming_both_readings() {
+    // A crontab reads `1 * Mon` as "the 1st or any Monday", the daemon as
+    // "a Monday that is the 1st": the same line would push on other days.
+    let text = GOOD
+        .replace("0 */15 * * * *", "0 0 9 1-7 * Mon")
+        .replace("0 0 10,17 * * Mon-Fri", "0 0 10,17 L * 5 2027");
+    check(
+        &text,
+        expect![[r#"
+            clusters.beta.schedule: `0 0 9 1-7 * Mon` restricts both the day of the month (`1-7`) and the day of the week (`Mon`): pushgate would push only on days that match both, a system crontab on days that match either; set one of the two fields to `*`
+            clusters.prod.schedule: `0 0 10,17 L * 5 2027` restricts both the day of the month (`L`) and the day of the week (`5`): pushgate would push only on days that match both, a system crontab on days that match either; set one of the two fields to `*`"#]],
+    );
+}
+
+#[test]
+fn a_schedule_that_restricts_one_day_field_loads() {
+    for (beta, prod) in [
+        ("0 0 9 1-7 * *", "0 0 10,17 * * Mon-Fri"),
+        ("0 0 9 ? * Mon", "0 0 10,17 15 * ?"),
+        ("0 0 9 * * *", "@weekly"),
+    ] {
+        let text = GOOD
+            .replace("0 */15 * * * *", beta)
+            .replace("0 0 10,17 * * Mon-Fri", prod);
+        check(
+            &text,
+            expect!["ok: 2 clusters, state_dir /etc/pushgate/../target/pushgate-state"],
+        );
+    }
+}
+
+#[test]
 fn clusters_refer_to_each_other_correctly() {
     let text = GOOD
         .replace("cluster = \"prod\"", "cluster = \"staging\"")

@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod crash;
 mod daemon;
+mod daemon_dst;
 mod faults;
 mod hostile;
 mod metrics;
