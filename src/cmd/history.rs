@@ -15,7 +15,7 @@ use crate::adapters::state::HistoryRecord;
 use crate::adapters::state::StateDir;
 use crate::config::Config;
 use crate::domain::model::{RunKind, RunOutcome};
-use crate::domain::text::printable;
+use crate::domain::text::{count, printable};
 use crate::watch::holds::HoldRecord;
 
 /// What the runs and holds of a window say.
@@ -252,13 +252,11 @@ pub fn summary_text(st: &Stats) -> String {
         .success_rate
         .map_or("-".into(), |r| format!("{:.0}%", r * 100.0));
     out.push_str(&format!(
-        "{window}: {} push{}, {} succeeded ({rate}), {} failed; {} rollback{}\n",
-        st.pushes,
-        if st.pushes == 1 { "" } else { "es" },
+        "{window}: {}, {} succeeded ({rate}), {} failed; {}\n",
+        count(st.pushes, "push"),
         st.succeeded,
         st.failed,
-        st.rollbacks,
-        if st.rollbacks == 1 { "" } else { "s" },
+        count(st.rollbacks, "rollback"),
     ));
     out.push_str(&format!(
         "successful push duration: median {}, p90 {}\n",
@@ -268,9 +266,9 @@ pub fn summary_text(st: &Stats) -> String {
     let held: usize = st.holds.values().sum();
     let reasons: Vec<String> = st.holds.iter().map(|(r, n)| format!("{r} {n}")).collect();
     out.push_str(&format!(
-        "{:.1} pushes a day; {held} held run{}{}\n",
+        "{:.1} pushes a day; {}{}\n",
         st.pushes_per_day,
-        if held == 1 { "" } else { "s" },
+        count(held, "held run"),
         if reasons.is_empty() {
             String::new()
         } else {

@@ -233,9 +233,9 @@ impl fmt::Display for ConfigError {
         let n = self.problems.len();
         write!(
             f,
-            "invalid config {} ({n} problem{}):",
+            "invalid config {} ({}):",
             self.path.display(),
-            if n == 1 { "" } else { "s" }
+            crate::domain::text::count(n, "problem")
         )?;
         for p in &self.problems {
             write!(f, "\n  {p}")?;
@@ -1298,15 +1298,21 @@ pub fn read_hosts_file(path: &Path) -> Result<Vec<Host>, String> {
 }
 
 /// `https` is required unless the host is loopback.
-pub fn check_base_url(s: &str) -> Result<reqwest::Url, String> {
-    let url =
-        reqwest::Url::parse(s).map_err(|e| format!("`{s}` is not a URL ({e}), nor \"sandbox\""))?;
-    let loopback = match url.host() {
+/// Whether a URL's host is this machine (`localhost`, 127.0.0.0/8, `::1`):
+/// the one loopback test, for Asana's base URL, the webhook and the page.
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
-    };
+    }
+}
+
+pub fn check_base_url(s: &str) -> Result<reqwest::Url, String> {
+    let url =
+        reqwest::Url::parse(s).map_err(|e| format!("`{s}` is not a URL ({e}), nor \"sandbox\""))?;
+    let loopback = is_loopback(&url);
     match url.scheme() {
         "https" => {}
         "http" if loopback => {}

@@ -61,10 +61,13 @@ pub fn count(n: usize, noun: &str) -> String {
     format!("{n} {}", plural(n, noun))
 }
 
-/// `noun`, with an `s` unless `n` is one. The one plural helper.
+/// `noun`, in the plural unless `n` is one (`push` → `pushes`). The one
+/// plural helper.
 pub fn plural(n: usize, noun: &str) -> String {
     if n == 1 {
         noun.to_owned()
+    } else if ["s", "sh", "ch", "x"].iter().any(|e| noun.ends_with(e)) {
+        format!("{noun}es")
     } else {
         format!("{noun}s")
     }
@@ -82,5 +85,7 @@ mod tests {
         assert_eq!(count(1, "host"), "1 host");
         assert_eq!(count(0, "host"), "0 hosts");
         assert_eq!(plural(2, "commit"), "commits");
+        assert_eq!(count(2, "push"), "2 pushes");
+        assert_eq!(count(1, "push"), "1 push");
     }
 }

@@ -31,7 +31,7 @@ use crate::config::NotifySettings;
 use crate::domain::model::{ClusterName, CommitId, Fix, ReleaseId};
 use crate::domain::plan::{HoldReason, Plan, Verdict};
 use crate::domain::report::PushReport;
-use crate::domain::text::printable;
+use crate::domain::text::{count, plural, printable};
 
 /// A validated webhook.
 pub struct Webhook {
@@ -64,12 +64,7 @@ pub enum NotifyError {
 /// describes the problem without repeating the URL.
 pub fn check_url(s: &str) -> Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(s.trim()).map_err(|e| format!("it is not a URL ({e})"))?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
+    let loopback = crate::config::is_loopback(&url);
     match url.scheme() {
         "https" => Ok(url),
         "http" if loopback => Ok(url),
@@ -194,10 +189,10 @@ pub fn started(plan: &Plan) -> Option<String> {
     let over = from.as_ref().map_or("(nothing deployed)".to_owned(), short);
     let n = plan.changelog.len();
     let mut text = format!(
-        ":rocket: *{}*: pushing {} over {over} ({n} new commit{})",
+        ":rocket: *{}*: pushing {} over {over} ({n} new {})",
         plan.cluster,
         short(to),
-        if n == 1 { "" } else { "s" }
+        plural(n, "commit")
     );
     for e in plan.changelog.entries.iter().take(5) {
         text.push_str(&format!(
@@ -223,9 +218,9 @@ pub fn finished(cluster: &ClusterName, r: &PushReport) -> String {
     let hosts = r.hosts.len();
     match &r.failure {
         None => format!(
-            ":white_check_mark: *{cluster}*: pushed {} to {hosts} host{} in {:.1} s (release {}){task}",
+            ":white_check_mark: *{cluster}*: pushed {} to {} in {:.1} s (release {}){task}",
             short(&r.commit),
-            if hosts == 1 { "" } else { "s" },
+            count(hosts, "host"),
             r.duration.as_secs_f64(),
             r.release,
         ),
@@ -246,8 +241,8 @@ pub fn held(plan: &Plan) -> Option<String> {
         Verdict::Hold(HoldReason::Locked { tasks }) => {
             let n = tasks.len();
             let mut text = format!(
-                ":lock: *{c}* is held by {n} lock{}; pushes wait until {}:",
-                if n == 1 { "" } else { "s" },
+                ":lock: *{c}* is held by {}; pushes wait until {}:",
+                count(n, "lock"),
                 if n == 1 {
                     "it is completed"
                 } else {
