@@ -18,16 +18,39 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use toml::{Table, Value};
 
-use crate::domain::model::{ClusterName, Host, ProjectGid, WorkspaceGid};
+use crate::domain::model::{AppName, ClusterName, Host, ProjectGid, WorkspaceGid};
 
 /// The default config path, relative to the working directory.
 pub const DEFAULT_PATH: &str = "config/pushgate.toml";
 
+/// The whole config file: what the apps share, and every app.
+#[derive(Clone, Debug)]
+pub struct ConfigFile {
+    /// The state directory's root (the sandbox's data lives here).
+    pub state_dir: PathBuf,
+    pub asana: AsanaSettings,
+    /// `max_concurrent_pushes`: how many pushes the daemon runs at once,
+    /// over every app (`None`: the bastion's cores).
+    pub max_concurrent_pushes: Option<usize>,
+    /// Every app, with the shared `[sync]` and `[notify]` merged in.
+    pub apps: BTreeMap<AppName, Config>,
+    /// The file has `[apps.NAME]` tables; without them it is one app,
+    /// exactly as SPEC §4 (its state directory is the root itself).
+    pub has_apps: bool,
+}
+
+/// One app's config: everything a run of it needs. A config without
+/// `[apps]` is one of these, named after its repository.
 #[derive(Clone, Debug)]
 pub struct Config {
+    pub app: AppName,
+    /// This app's state directory: the root for a config without apps,
+    /// `STATE_DIR/apps/NAME/` for each app of one with them.
     pub state_dir: PathBuf,
     pub asana: AsanaSettings,
     pub repo: RepoSettings,
+    /// `repo.web`: links to the code, for people.
+    pub web: Option<WebLinks>,
     pub build: BuildSettings,
     pub sync: SyncSettings,
     pub notify: Option<NotifySettings>,
@@ -67,6 +90,8 @@ pub struct AsanaSettings {
     pub workspace: WorkspaceGid,
     /// Attempts, backoff and timeouts of every Asana call.
     pub retry: RetryPolicy,
+    /// What the one client of the process keeps to: Asana's limits.
+    pub limits: AsanaLimits,
 }
 
 #[derive(Clone, Debug)]
@@ -77,6 +102,26 @@ pub struct RepoSettings {
     pub branch: String,
     /// An ssh private key for fetching; without it, the ssh agent.
     pub ssh_key: Option<PathBuf>,
+}
+
+/// `repo.web`: URL templates into the repository's web view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebLinks {
+    /// With `{sha}`, e.g. `https://git.example.com/org/app/commit/{sha}`.
+    pub commit: String,
+    /// With `{from}` and `{to}`, e.g. `…/compare/{from}...{to}`.
+    pub compare: Option<String>,
+}
+
+impl WebLinks {
+    pub fn commit_url(&self, sha: &str) -> String {
+        self.commit.replace("{sha}", sha)
+    }
+    pub fn compare_url(&self, from: &str, to: &str) -> Option<String> {
+        self.compare
+            .as_ref()
+            .map(|c| c.replace("{from}", from).replace("{to}", to))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -244,9 +289,9 @@ impl fmt::Display for ConfigError {
     }
 }
 
-impl Config {
+impl ConfigFile {
     /// Reads and validates the config file at `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
         let fail = |key: &str, message: String| ConfigError {
             path: path.to_owned(),
             problems: vec![ConfigProblem {
@@ -263,14 +308,14 @@ impl Config {
             .map(Path::to_owned)
             .unwrap_or_else(|| PathBuf::from("."));
         let base = std::path::absolute(&base).unwrap_or(base);
-        Config::parse(&text, &base).map_err(|problems| ConfigError {
+        ConfigFile::parse(&text, &base).map_err(|problems| ConfigError {
             path: path.to_owned(),
             problems,
         })
     }
 
     /// Validates config text; relative paths are taken from `base`.
-    pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
+    pub fn parse(text: &str, base: &Path) -> Result<ConfigFile, Vec<ConfigProblem>> {
         let raw: Table = toml::from_str(text).map_err(|e| {
             vec![ConfigProblem {
                 key: "(toml)".into(),
@@ -284,16 +329,93 @@ impl Config {
             problems: Vec::new(),
             base: base.to_owned(),
         };
-        let config = v.config(&raw);
+        let config = v.file(&raw);
         match config {
             Some(c) if v.problems.is_empty() => Ok(c),
             _ => Err(v.problems),
         }
     }
 
+    /// The app a command is about: the named one, or the only one. With
+    /// several apps and no name, the error says which there are.
+    pub fn app(&self, name: Option<&str>) -> Result<&Config, String> {
+        let known = || {
+            self.apps
+                .keys()
+                .map(AppName::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match name {
+            Some(n) => AppName::parse(n)
+                .and_then(|a| self.apps.get(&a))
+                .ok_or_else(|| {
+                    format!(
+                        "unknown app `{}` (configured: {})",
+                        crate::domain::text::printable(n, 40),
+                        known()
+                    )
+                }),
+            None if self.apps.len() == 1 => {
+                Ok(self.apps.values().next().unwrap_or_else(|| unreachable!()))
+            }
+            None => Err(format!(
+                "this config has {} apps ({}): say which with --app NAME",
+                self.apps.len(),
+                known()
+            )),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a config file that holds one app (every config without
+    /// `[apps]` does) and returns that app.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = ConfigFile::load(path)?;
+        file.app(None).cloned().map_err(|message| ConfigError {
+            path: path.to_owned(),
+            problems: vec![ConfigProblem {
+                key: "apps".into(),
+                message,
+            }],
+        })
+    }
+
+    /// [`ConfigFile::parse`] for text with one app.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
+        let file = ConfigFile::parse(text, base)?;
+        file.app(None).cloned().map_err(|message| {
+            vec![ConfigProblem {
+                key: "apps".into(),
+                message,
+            }]
+        })
+    }
+
     pub fn cluster(&self, name: &str) -> Option<&ClusterSettings> {
         ClusterName::parse(name).and_then(|n| self.clusters.get(&n))
     }
+}
+
+/// An app's view of the shared `[sync]` and `[notify]`: merged with its
+/// own keys, and its own keys alone (for where problems are reported).
+struct AppParts {
+    sync: Table,
+    app_sync: Option<Table>,
+    notify: Option<Table>,
+    app_notify: Option<Table>,
+}
+
+/// `shared` with `own`'s keys over it.
+fn merged(shared: &Table, own: Option<&Table>) -> Table {
+    let mut out = shared.clone();
+    if let Some(own) = own {
+        for (k, v) in own {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 fn line_col(text: &str, offset: usize) -> String {
@@ -313,6 +435,7 @@ const MAX_ATTEMPTS: i64 = 100;
 const TOP_KEYS: &[&str] = &[
     "state_dir",
     "asana",
+    "max_concurrent_pushes",
     "repo",
     "build",
     "sync",
@@ -320,6 +443,18 @@ const TOP_KEYS: &[&str] = &[
     "crash",
     "clusters",
 ];
+/// The top of a config with `[apps.NAME]` tables: what the apps share.
+const TOP_KEYS_APPS: &[&str] = &[
+    "state_dir",
+    "asana",
+    "max_concurrent_pushes",
+    "allow_shared",
+    "sync",
+    "notify",
+    "apps",
+];
+/// What an `[apps.NAME]` table holds.
+const APP_KEYS: &[&str] = &["repo", "build", "sync", "notify", "crash", "clusters"];
 const ASANA_KEYS: &[&str] = &[
     "base_url",
     "token_env",
@@ -328,8 +463,11 @@ const ASANA_KEYS: &[&str] = &[
     "max_attempts",
     "retry_delay",
     "timeout",
+    "requests_per_minute",
+    "concurrent_reads",
+    "concurrent_writes",
 ];
-const REPO_KEYS: &[&str] = &["url", "branch", "ssh_key"];
+const REPO_KEYS: &[&str] = &["url", "branch", "ssh_key", "web"];
 const BUILD_KEYS: &[&str] = &["command", "output", "timeout"];
 const SYNC_KEYS: &[&str] = &[
     "parallelism",
@@ -606,8 +744,18 @@ impl Validator {
         parsed
     }
 
-    fn config(&mut self, raw: &Table) -> Option<Config> {
-        self.known_keys("", raw, TOP_KEYS);
+    fn file(&mut self, raw: &Table) -> Option<ConfigFile> {
+        let has_apps = raw.contains_key("apps");
+        // With apps, an app's own section at the top gets its own message.
+        let top: Vec<&str> = match has_apps {
+            true => TOP_KEYS_APPS
+                .iter()
+                .chain(&["repo", "build", "crash", "clusters"])
+                .copied()
+                .collect(),
+            false => TOP_KEYS.to_vec(),
+        };
+        self.known_keys("", raw, &top);
         let state_dir = if raw.contains_key("state_dir") {
             self.path("", raw, "state_dir")
         } else {
@@ -617,46 +765,349 @@ impl Validator {
         let asana = self
             .required_table("", raw, "asana")
             .and_then(|t| self.asana(t));
-        let repo = self
-            .required_table("", raw, "repo")
-            .and_then(|t| self.repo(t));
-        let build = self
-            .required_table("", raw, "build")
-            .and_then(|t| self.build(t));
+        let max_concurrent_pushes = if raw.contains_key("max_concurrent_pushes") {
+            Some(self.integer("", raw, "max_concurrent_pushes", 1, 1024))
+        } else {
+            None
+        };
+        let allow_shared = self.allow_shared(raw);
         let empty = Table::new();
-        let sync_table = self.table("", raw, "sync").unwrap_or(&empty);
-        let sync = self.sync(sync_table);
-        let notify = self.table("", raw, "notify").map(|t| self.notify(t));
-        let crash = self.table("", raw, "crash").and_then(|t| self.crash(t));
-        let clusters = self
-            .required_table("", raw, "clusters")
-            .and_then(|t| self.clusters(t));
-        let notify = match notify {
-            Some(n) => Some(n?),
+        let shared_sync = self.table("", raw, "sync").unwrap_or(&empty).clone();
+        let shared_notify = self.table("", raw, "notify").cloned();
+        // With apps, the shared sections are checked once, under their own
+        // keys (each app then reports only its own keys); without, they are
+        // the app's own.
+        let sync = if has_apps {
+            self.sync("", &shared_sync).map(drop)
+        } else {
+            Some(())
+        };
+        let notify = match (&shared_notify, has_apps) {
+            (Some(t), true) => Some(self.notify("", t).map(drop)),
+            _ => None,
+        };
+        // Checked on even when the top is wrong: every problem at once.
+        let root = state_dir.clone().unwrap_or_default();
+        let mut apps = BTreeMap::new();
+        if has_apps {
+            let Some(table) = self.table("", raw, "apps") else {
+                return None;
+            };
+            if table.is_empty() {
+                self.problem("apps", "define at least one app, e.g. [apps.web]");
+            }
+            for (name, value) in table {
+                let pre = format!("apps.{name}");
+                let Some(app) = AppName::parse(name) else {
+                    self.problem(pre, "an app name holds lowercase letters, digits, `-` and `_`, starting with a letter");
+                    continue;
+                };
+                let Value::Table(t) = value else {
+                    self.problem(pre, format!("expected a table, found {}", type_name(value)));
+                    continue;
+                };
+                self.known_keys(&pre, t, APP_KEYS);
+                let dir = root.join("apps").join(app.as_str());
+                let parts = AppParts {
+                    sync: merged(&shared_sync, self.table(&pre, t, "sync")),
+                    app_sync: self.table(&pre, t, "sync").cloned(),
+                    notify: match (self.table(&pre, t, "notify"), &shared_notify) {
+                        (Some(own), shared) => {
+                            Some(merged(shared.as_ref().unwrap_or(&empty), Some(own)))
+                        }
+                        (None, shared) => shared.clone(),
+                    },
+                    app_notify: self.table(&pre, t, "notify").cloned(),
+                };
+                if let Some(c) = self.app(&pre, app.clone(), t, dir, asana.as_ref(), parts) {
+                    apps.insert(app, c);
+                }
+            }
+        } else {
+            let name = raw
+                .get("repo")
+                .and_then(Value::as_table)
+                .and_then(|r| r.get("url"))
+                .and_then(Value::as_str)
+                .map_or_else(|| AppName::from_repo_url(""), AppName::from_repo_url);
+            let parts = AppParts {
+                sync: shared_sync.clone(),
+                app_sync: None,
+                notify: shared_notify.clone(),
+                app_notify: None,
+            };
+            if let Some(c) = self.app("", name.clone(), raw, root.clone(), asana.as_ref(), parts) {
+                apps.insert(name, c);
+            }
+        }
+        if has_apps {
+            for key in ["repo", "build", "crash", "clusters"] {
+                if raw.contains_key(key) {
+                    self.problem(
+                        key,
+                        format!("with [apps], each app has its own: move it to [apps.NAME.{key}]"),
+                    );
+                }
+            }
+        }
+        self.shared_resources(&apps, &allow_shared);
+        // Only a config with every part valid is one.
+        sync?;
+        if let Some(n) = notify {
+            n?;
+        }
+        Some(ConfigFile {
+            state_dir: state_dir?,
+            asana: asana?,
+            max_concurrent_pushes: max_concurrent_pushes.flatten(),
+            apps,
+            has_apps,
+        })
+    }
+
+    /// One app: its own `repo`, `build`, `clusters` and `crash`, the
+    /// shared `[sync]`/`[notify]` with its own keys over them. `pre` is
+    /// where its keys live (`apps.web`, or the top of a config without apps).
+    fn app(
+        &mut self,
+        pre: &str,
+        app: AppName,
+        t: &Table,
+        state_dir: PathBuf,
+        asana: Option<&AsanaSettings>,
+        parts: AppParts,
+    ) -> Option<Config> {
+        let repo = self.required_table(pre, t, "repo").and_then(|r| {
+            let repo = self.repo(pre, r);
+            let web = self.web(&join(pre, "repo"), r);
+            Some((repo?, web?))
+        });
+        let build = self
+            .required_table(pre, t, "build")
+            .and_then(|b| self.build(pre, b));
+        // The shared keys were checked under `sync`/`notify`: here only the
+        // app's own keys may add problems.
+        let sync = self.own_keys_only(pre, "sync", parts.app_sync.as_ref(), |v| {
+            v.sync(pre, &parts.sync)
+        });
+        let notify = match &parts.notify {
+            Some(n) => Some(
+                self.own_keys_only(pre, "notify", parts.app_notify.as_ref(), |v| {
+                    v.notify(pre, n)
+                })?,
+            ),
             None => None,
         };
+        let crash = self.table(pre, t, "crash").and_then(|c| self.crash(pre, c));
+        let clusters = self
+            .required_table(pre, t, "clusters")
+            .and_then(|c| self.clusters(pre, c));
         if let (Some(c), Some(cl)) = (&crash, &clusters) {
-            let explicit = raw
+            let explicit = t
                 .get("crash")
                 .and_then(|t| t.as_table())
                 .is_some_and(|t| t.contains_key("close_on"));
             if explicit && !cl.contains_key(&c.close_on) {
                 self.problem(
-                    "crash.close_on",
+                    join(&join(pre, "crash"), "close_on"),
                     format!("`{}` is not a configured cluster", c.close_on),
                 );
             }
         }
+        let (repo, web) = repo?;
         Some(Config {
-            state_dir: state_dir?,
-            asana: asana?,
-            repo: repo?,
+            app,
+            state_dir,
+            asana: asana?.clone(),
+            repo,
+            web,
             build: build?,
             sync: sync?,
             notify,
             crash,
             clusters: clusters?,
         })
+    }
+
+    /// Runs `check` and keeps only the problems in `section` keys the app
+    /// itself sets (those of the shared section were reported under it).
+    fn own_keys_only<T>(
+        &mut self,
+        pre: &str,
+        section: &str,
+        own: Option<&Table>,
+        check: impl FnOnce(&mut Validator) -> Option<T>,
+    ) -> Option<T> {
+        if pre.is_empty() {
+            return check(self);
+        }
+        let before = self.problems.len();
+        let out = check(self);
+        let sec = join(pre, section);
+        let mine: Vec<String> = own
+            .map(|t| t.keys().map(|k| join(&sec, k)).collect())
+            .unwrap_or_default();
+        let mut i = before;
+        while i < self.problems.len() {
+            let k = &self.problems[i].key;
+            let own_key = mine.iter().any(|m| {
+                k == m || k.starts_with(&format!("{m}.")) || k.starts_with(&format!("{m}["))
+            });
+            if own_key {
+                i += 1;
+            } else {
+                self.problems.remove(i);
+            }
+        }
+        out
+    }
+
+    /// `repo.web`: URL templates for a commit (`{sha}`) and a compare
+    /// (`{from}`, `{to}`), for links in push tasks and notifications.
+    fn web(&mut self, sp: &str, t: &Table) -> Option<Option<WebLinks>> {
+        let Some(w) = self.table(sp, t, "web") else {
+            return if t.contains_key("web") {
+                None
+            } else {
+                Some(None)
+            };
+        };
+        let wp = join(sp, "web");
+        self.known_keys(&wp, w, &["commit", "compare"]);
+        let template = |v: &mut Validator, key: &str, needs: &[&str]| -> Option<Option<String>> {
+            let Some(s) = v.string(&wp, w, key) else {
+                return if w.contains_key(key) {
+                    None
+                } else {
+                    Some(None)
+                };
+            };
+            let url_ok =
+                reqwest::Url::parse(&needs.iter().fold(s.to_owned(), |s, n| s.replace(n, "x")))
+                    .is_ok_and(|u| matches!(u.scheme(), "https" | "http"));
+            let missing: Vec<&&str> = needs.iter().filter(|n| !s.contains(**n)).collect();
+            if !url_ok {
+                v.problem(join(&wp, key), format!("`{s}` is not an http(s) URL"));
+                None
+            } else if !missing.is_empty() {
+                v.problem(
+                    join(&wp, key),
+                    format!(
+                        "`{s}` must hold {}",
+                        missing
+                            .iter()
+                            .map(|m| format!("`{m}`"))
+                            .collect::<Vec<_>>()
+                            .join(" and ")
+                    ),
+                );
+                None
+            } else {
+                Some(Some(s.to_owned()))
+            }
+        };
+        let commit = template(self, "commit", &["{sha}"]);
+        let compare = template(self, "compare", &["{from}", "{to}"]);
+        let (commit, compare) = (commit?, compare?);
+        if commit.is_none() {
+            self.problem(join(&wp, "commit"), "missing required key");
+            return None;
+        }
+        Some(Some(WebLinks {
+            commit: commit?,
+            compare,
+        }))
+    }
+
+    /// `allow_shared`: what apps may share on purpose.
+    fn allow_shared(&mut self, raw: &Table) -> Vec<String> {
+        const KINDS: &[&str] = &["lock_project", "push_project", "target"];
+        let Some(v) = raw.get("allow_shared") else {
+            return Vec::new();
+        };
+        let Value::Array(items) = v else {
+            self.problem(
+                "allow_shared",
+                format!(
+                    "expected an array such as [\"push_project\"], found {}",
+                    type_name(v)
+                ),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match item.as_str() {
+                Some(k) if KINDS.contains(&k) => out.push(k.to_owned()),
+                _ => self.problem(
+                    format!("allow_shared[{i}]"),
+                    format!("expected one of: {}", KINDS.join(", ")),
+                ),
+            }
+        }
+        out
+    }
+
+    /// Two apps that share a lock project, a push project or a host's
+    /// target directory would hold, record over or overwrite each other:
+    /// refused unless `allow_shared` names it.
+    fn shared_resources(&mut self, apps: &BTreeMap<AppName, Config>, allowed: &[String]) {
+        let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
+        let mut found = Vec::new();
+        for (name, app) in apps {
+            for c in app.clusters.values() {
+                let key = |k: &str| format!("apps.{name}.clusters.{}.{k}", c.name);
+                let mut claim = |kind: &str, what: String, key: String| {
+                    let owner = format!("apps.{name}");
+                    match seen.get(&(kind.to_owned(), what.clone())) {
+                        Some(first) if !first.starts_with(&format!("{owner}.")) => {
+                            found.push((kind.to_owned(), key, first.clone()));
+                        }
+                        Some(_) => {}
+                        None => {
+                            seen.insert((kind.to_owned(), what), key);
+                        }
+                    }
+                };
+                claim(
+                    "lock_project",
+                    c.lock_project.to_string(),
+                    key("lock_project"),
+                );
+                claim(
+                    "push_project",
+                    c.push_project.to_string(),
+                    key("push_project"),
+                );
+                for h in c.read_hosts().unwrap_or_default() {
+                    let place = match &h {
+                        Host::Local { path } => format!("local:{}", path.display()),
+                        Host::Ssh { hostname, port, .. } => format!(
+                            "{hostname}:{}:{}",
+                            port.unwrap_or(22),
+                            c.target
+                                .as_deref()
+                                .map(Path::display)
+                                .map(|d| d.to_string())
+                                .unwrap_or_default()
+                        ),
+                    };
+                    claim("target", place, key("hosts"));
+                }
+            }
+        }
+        for (kind, key, first) in found {
+            if !allowed.contains(&kind) {
+                self.problem(
+                    key,
+                    format!("shares its {} with {first}: two apps would {}; if that is meant, add \"{kind}\" to allow_shared", kind.replace('_', " "), match kind.as_str() {
+                        "lock_project" => "hold each other's pushes",
+                        "push_project" => "record their pushes in one project",
+                        _ => "overwrite each other's releases on that host",
+                    }),
+                );
+            }
+        }
     }
 
     fn asana(&mut self, t: &Table) -> Option<AsanaSettings> {
@@ -717,22 +1168,35 @@ impl Validator {
         if t.contains_key("timeout") {
             retry.request_timeout = self.duration(P, t, "timeout")?;
         }
+        let mut limits = AsanaLimits::default();
+        if t.contains_key("requests_per_minute") {
+            limits.per_minute = self.integer(P, t, "requests_per_minute", 1, 100_000)? as u32;
+        }
+        if t.contains_key("concurrent_reads") {
+            limits.reads = self.integer(P, t, "concurrent_reads", 1, 50)?;
+        }
+        if t.contains_key("concurrent_writes") {
+            limits.writes = self.integer(P, t, "concurrent_writes", 1, 15)?;
+        }
         Some(AsanaSettings {
             endpoint: endpoint?,
             token,
             workspace: workspace?,
             retry,
+            limits,
         })
     }
 
-    fn repo(&mut self, t: &Table) -> Option<RepoSettings> {
-        self.known_keys("repo", t, REPO_KEYS);
-        let url = self.required_string("repo", t, "url");
+    fn repo(&mut self, pre: &str, t: &Table) -> Option<RepoSettings> {
+        let sec = join(pre, "repo");
+        let sp: &str = &sec;
+        self.known_keys(sp, t, REPO_KEYS);
+        let url = self.required_string(sp, t, "url");
         if url == Some("") {
-            self.problem("repo.url", "must not be empty");
+            self.problem(join(sp, "url"), "must not be empty");
         }
         let branch = if t.contains_key("branch") {
-            self.string("repo", t, "branch")
+            self.string(sp, t, "branch")
         } else {
             Some("main")
         };
@@ -742,13 +1206,16 @@ impl Validator {
                 || b.contains("..")
                 || b.contains(char::is_whitespace)
             {
-                self.problem("repo.branch", format!("`{b}` is not a valid branch name"));
+                self.problem(
+                    join(sp, "branch"),
+                    format!("`{b}` is not a valid branch name"),
+                );
             }
         }
         if url.is_some_and(|u| u.starts_with('-')) {
-            self.problem("repo.url", "must not start with `-`");
+            self.problem(join(sp, "url"), "must not start with `-`");
         }
-        let ssh_key = self.path("repo", t, "ssh_key");
+        let ssh_key = self.path(sp, t, "ssh_key");
         if t.contains_key("ssh_key") && ssh_key.is_none() {
             return None;
         }
@@ -772,16 +1239,17 @@ impl Validator {
         }
     }
 
-    fn build(&mut self, t: &Table) -> Option<BuildSettings> {
-        const P: &str = "build";
-        self.known_keys(P, t, BUILD_KEYS);
+    fn build(&mut self, pre: &str, t: &Table) -> Option<BuildSettings> {
+        let sec = join(pre, "build");
+        let sp: &str = &sec;
+        self.known_keys(sp, t, BUILD_KEYS);
         let command = if t.contains_key("command") {
-            self.argv(P, t, "command")
+            self.argv(sp, t, "command")
         } else {
-            self.problem("build.command", "missing required key");
+            self.problem(join(sp, "command"), "missing required key");
             None
         };
-        let output = self.required_string(P, t, "output").and_then(|s| {
+        let output = self.required_string(sp, t, "output").and_then(|s| {
             let p = PathBuf::from(s);
             let inside = !s.is_empty()
                 && !s.contains(char::is_control)
@@ -796,7 +1264,7 @@ impl Validator {
                 Some(p)
             } else {
                 self.problem(
-                    "build.output",
+                    join(sp, "output"),
                     format!(
                         "`{}` must be a relative path inside the work tree (no `..`, no control characters)",
                         s.escape_debug()
@@ -806,7 +1274,7 @@ impl Validator {
             }
         });
         let timeout = if t.contains_key("timeout") {
-            self.duration(P, t, "timeout")
+            self.duration(sp, t, "timeout")
         } else {
             Some(Duration::from_secs(20 * 60))
         };
@@ -817,29 +1285,30 @@ impl Validator {
         })
     }
 
-    fn sync(&mut self, t: &Table) -> Option<SyncSettings> {
-        const P: &str = "sync";
-        self.known_keys(P, t, SYNC_KEYS);
+    fn sync(&mut self, pre: &str, t: &Table) -> Option<SyncSettings> {
+        let sec = join(pre, "sync");
+        let sp: &str = &sec;
+        self.known_keys(sp, t, SYNC_KEYS);
         let or = |v: Option<usize>, present: bool, d: usize| if present { v } else { Some(d) };
         let parallelism = or(
-            self.non_negative(P, t, "parallelism", 1),
+            self.non_negative(sp, t, "parallelism", 1),
             t.contains_key("parallelism"),
             16,
         );
         let max_failed_hosts = or(
-            self.non_negative(P, t, "max_failed_hosts", 0),
+            self.non_negative(sp, t, "max_failed_hosts", 0),
             t.contains_key("max_failed_hosts"),
             0,
         );
         let keep_releases = or(
-            self.non_negative(P, t, "keep_releases", 2),
+            self.non_negative(sp, t, "keep_releases", 2),
             t.contains_key("keep_releases"),
             5,
         );
-        let after_switch = self.argv(P, t, "after_switch");
-        let ssh_config = self.path(P, t, "ssh_config");
-        let ssh_identity = self.path(P, t, "ssh_identity");
-        let known_hosts = self.path(P, t, "known_hosts");
+        let after_switch = self.argv(sp, t, "after_switch");
+        let ssh_config = self.path(sp, t, "ssh_config");
+        let ssh_identity = self.path(sp, t, "ssh_identity");
+        let known_hosts = self.path(sp, t, "known_hosts");
         for (key, p) in [
             ("ssh_config", &ssh_config),
             ("ssh_identity", &ssh_identity),
@@ -849,7 +1318,7 @@ impl Validator {
                 .is_some_and(|p| p.to_string_lossy().contains('\''))
             {
                 self.problem(
-                    join(P, key),
+                    join(sp, key),
                     "must not contain `'` (it is passed to rsync's ssh command line)",
                 );
             }
@@ -859,29 +1328,29 @@ impl Validator {
             .is_some_and(|p| p.to_string_lossy().contains(char::is_whitespace))
         {
             self.problem(
-                "sync.known_hosts",
+                join(sp, "known_hosts"),
                 "must not contain spaces (ssh reads UserKnownHostsFile as a list of files)",
             );
         }
-        let host_key_policy = match self.string(P, t, "host_key_policy") {
+        let host_key_policy = match self.string(sp, t, "host_key_policy") {
             None => Some(HostKeyPolicy::Strict),
             Some("strict") => Some(HostKeyPolicy::Strict),
             Some("accept-new") => Some(HostKeyPolicy::AcceptNew),
             Some(other) => {
                 self.problem(
-                    "sync.host_key_policy",
+                    join(sp, "host_key_policy"),
                     format!("`{other}`: expected `strict` or `accept-new`"),
                 );
                 None
             }
         };
         let retries = or(
-            self.integer(P, t, "retries", 0, MAX_ATTEMPTS),
+            self.integer(sp, t, "retries", 0, MAX_ATTEMPTS),
             t.contains_key("retries"),
             2,
         );
         let host_timeout = if t.contains_key("host_timeout") {
-            self.duration(P, t, "host_timeout")
+            self.duration(sp, t, "host_timeout")
         } else {
             Some(Duration::from_secs(10 * 60))
         };
@@ -907,25 +1376,27 @@ impl Validator {
         })
     }
 
-    fn notify(&mut self, t: &Table) -> Option<NotifySettings> {
-        self.known_keys("notify", t, NOTIFY_KEYS);
-        let env = self.required_string("notify", t, "slack_webhook_env");
+    fn notify(&mut self, pre: &str, t: &Table) -> Option<NotifySettings> {
+        let sec = join(pre, "notify");
+        let sp: &str = &sec;
+        self.known_keys(sp, t, NOTIFY_KEYS);
+        let env = self.required_string(sp, t, "slack_webhook_env");
         if env.is_some_and(|e| e.is_empty() || e.contains('=') || e.contains('\0')) {
             self.problem(
-                "notify.slack_webhook_env",
+                join(sp, "slack_webhook_env"),
                 "must name an environment variable (not the URL itself)",
             );
             return None;
         }
         if env.is_some_and(|e| e.starts_with("http")) {
             self.problem(
-                "notify.slack_webhook_env",
+                join(sp, "slack_webhook_env"),
                 "must name an environment variable that holds the URL, not the URL: it is a secret",
             );
             return None;
         }
         let timeout = if t.contains_key("timeout") {
-            self.duration("notify", t, "timeout")
+            self.duration(sp, t, "timeout")
         } else {
             Some(Duration::from_secs(5))
         };
@@ -937,14 +1408,14 @@ impl Validator {
                     match item.as_str() {
                         Some(e) if NOTIFY_EVENTS.contains(&e) => out.push(e.to_owned()),
                         Some(e) => self.problem(
-                            format!("notify.on[{i}]"),
+                            format!("{sp}.on[{i}]"),
                             format!(
                                 "`{e}` is not an event; expected some of: {}",
                                 NOTIFY_EVENTS.join(", ")
                             ),
                         ),
                         None => self.problem(
-                            format!("notify.on[{i}]"),
+                            format!("{sp}.on[{i}]"),
                             format!("expected a string, found {}", type_name(item)),
                         ),
                     }
@@ -953,7 +1424,7 @@ impl Validator {
             }
             Some(other) => {
                 self.problem(
-                    "notify.on",
+                    join(sp, "on"),
                     format!(
                         "expected an array of events, e.g. [\"failed\", \"held\"], found {}",
                         type_name(other)
@@ -962,14 +1433,14 @@ impl Validator {
                 None
             }
         };
-        let started_after = match self.string("notify", t, "started_after") {
+        let started_after = match self.string(sp, t, "started_after") {
             None if t.contains_key("started_after") => None,
             None => Some(Duration::from_secs(30)),
             Some(s) => match humantime::parse_duration(s) {
                 Ok(d) => Some(d),
                 Err(e) => {
                     self.problem(
-                        "notify.started_after",
+                        join(sp, "started_after"),
                         format!("`{s}` is not a duration ({e}); write e.g. \"30s\", or \"0s\" for every push"),
                     );
                     None
@@ -984,23 +1455,25 @@ impl Validator {
         })
     }
 
-    fn crash(&mut self, t: &Table) -> Option<CrashSettings> {
-        self.known_keys("crash", t, CRASH_KEYS);
-        let project = self.gid("crash", t, "project", ProjectGid::parse);
+    fn crash(&mut self, pre: &str, t: &Table) -> Option<CrashSettings> {
+        let sec = join(pre, "crash");
+        let sp: &str = &sec;
+        self.known_keys(sp, t, CRASH_KEYS);
+        let project = self.gid(sp, t, "project", ProjectGid::parse);
         let field = if t.contains_key("fix_commit_field") {
-            self.string("crash", t, "fix_commit_field")
+            self.string(sp, t, "fix_commit_field")
         } else {
             Some("Fix commit")
         };
         if field == Some("") {
-            self.problem("crash.fix_commit_field", "must not be empty");
+            self.problem(join(sp, "fix_commit_field"), "must not be empty");
         }
-        let close_on = match self.string("crash", t, "close_on") {
+        let close_on = match self.string(sp, t, "close_on") {
             None => ClusterName::parse("beta"),
             Some(s) => {
                 let c = ClusterName::parse(s);
                 if c.is_none() {
-                    self.problem("crash.close_on", format!("`{s}` is not a cluster name"));
+                    self.problem(join(sp, "close_on"), format!("`{s}` is not a cluster name"));
                 }
                 c
             }
@@ -1012,19 +1485,18 @@ impl Validator {
         })
     }
 
-    fn clusters(&mut self, t: &Table) -> Option<BTreeMap<ClusterName, ClusterSettings>> {
+    fn clusters(&mut self, pre: &str, t: &Table) -> Option<BTreeMap<ClusterName, ClusterSettings>> {
+        let sec = join(pre, "clusters");
+        let sp: &str = &sec;
         if t.is_empty() {
-            self.problem(
-                "clusters",
-                "define at least one cluster, e.g. [clusters.beta]",
-            );
+            self.problem(sp, "define at least one cluster, e.g. [clusters.beta]");
             return None;
         }
         let names: Vec<&str> = t.keys().map(String::as_str).collect();
         let mut out = BTreeMap::new();
         let mut ok = true;
         for (name, value) in t {
-            let path = format!("clusters.{name}");
+            let path = format!("{sp}.{name}");
             let Some(cname) = ClusterName::parse(name) else {
                 self.problem(path, "a cluster name holds lowercase letters, digits, `-` and `_`, starting with a letter");
                 ok = false;
@@ -1337,6 +1809,27 @@ pub fn check_base_url(s: &str) -> Result<reqwest::Url, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// `[asana]`'s `requests_per_minute`, `concurrent_reads`,
+/// `concurrent_writes`: Asana's documented limits, which the one client of
+/// a process keeps for every app (`API-FACTS.md` §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AsanaLimits {
+    pub per_minute: u32,
+    pub reads: usize,
+    pub writes: usize,
+}
+
+impl Default for AsanaLimits {
+    /// A paid workspace's limits.
+    fn default() -> Self {
+        AsanaLimits {
+            per_minute: 1500,
+            reads: 50,
+            writes: 15,
+        }
+    }
+}
 
 /// How patiently calls are retried.
 #[derive(Clone, Debug)]

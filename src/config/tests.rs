@@ -364,8 +364,15 @@ fn the_complete_example_in_the_docs_is_valid_and_sets_every_key() {
     let text = &block[start..end];
     check(text, expect!["ok: 2 clusters, state_dir /var/lib/pushgate"]);
     // Every key the validator knows appears in it.
-    for key in ASANA_KEYS
+    for key in TOP_KEYS
         .iter()
+        .filter(|k| {
+            !matches!(
+                **k,
+                "state_dir" | "asana" | "repo" | "build" | "sync" | "notify" | "crash" | "clusters"
+            )
+        })
+        .chain(ASANA_KEYS)
         .filter(|k| **k != "token_env")
         .chain(REPO_KEYS)
         .chain(BUILD_KEYS)
@@ -515,4 +522,174 @@ fn a_min_soak_of_zero_means_no_soak_and_other_durations_stay_above_zero() {
     );
     let text = SPEC_EXAMPLE.replace("timeout = \"20m\"", "timeout = \"0s\"");
     check(&text, expect!["build.timeout: must be longer than zero"]);
+}
+
+/// Two apps that share `[asana]`, `[sync]` and `[notify]`.
+const TWO_APPS: &str = r#"
+state_dir = "/var/lib/pushgate"
+max_concurrent_pushes = 3
+
+[asana]
+base_url = "sandbox"
+workspace = "1200000000000001"
+
+[sync]
+parallelism = 8
+retries = 1
+
+[notify]
+slack_webhook_env = "PUSHGATE_SLACK_WEBHOOK"
+
+[apps.web.repo]
+url = "git@example.com:org/web.git"
+web = { commit = "https://git.example.com/org/web/commit/{sha}" }
+[apps.web.build]
+command = ["make"]
+output = "dist"
+[apps.web.clusters.beta]
+schedule = "0 */15 * * * *"
+lock_project = "1200000000000002"
+push_project = "1200000000000003"
+hosts = ["local:/srv/web-beta"]
+
+[apps.api.repo]
+url = "git@example.com:org/api.git"
+[apps.api.build]
+command = ["make"]
+output = "out"
+[apps.api.sync]
+parallelism = 2
+[apps.api.notify]
+slack_webhook_env = "API_WEBHOOK"
+[apps.api.clusters.beta]
+schedule = "0 5 * * * *"
+lock_project = "1200000000000012"
+push_project = "1200000000000013"
+hosts = ["local:/srv/api-beta"]
+"#;
+
+fn check_file(text: &str, expect: Expect) {
+    let actual = match ConfigFile::parse(text, Path::new("/etc/pushgate")) {
+        Ok(f) => f
+            .apps
+            .values()
+            .map(|a| {
+                format!(
+                    "{}: {} clusters, state {}, parallelism {}, retries {}, webhook {}",
+                    a.app,
+                    a.clusters.len(),
+                    a.state_dir.display(),
+                    a.sync.parallelism,
+                    a.sync.retries,
+                    a.notify
+                        .as_ref()
+                        .map_or("-", |n| n.slack_webhook_env.as_str())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(problems) => problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    };
+    expect.assert_eq(&actual);
+}
+
+#[test]
+fn apps_share_the_top_sections_and_override_them_key_by_key() {
+    check_file(
+        TWO_APPS,
+        expect![[r#"
+            api: 1 clusters, state /var/lib/pushgate/apps/api, parallelism 2, retries 1, webhook API_WEBHOOK
+            web: 1 clusters, state /var/lib/pushgate/apps/web, parallelism 8, retries 1, webhook PUSHGATE_SLACK_WEBHOOK"#]],
+    );
+    let f = ConfigFile::parse(TWO_APPS, Path::new("/etc")).unwrap();
+    assert_eq!(f.max_concurrent_pushes, Some(3));
+    let web = f.app(Some("web")).unwrap();
+    assert_eq!(
+        web.web.as_ref().unwrap().commit_url("abc"),
+        "https://git.example.com/org/web/commit/abc"
+    );
+    assert!(f
+        .app(None)
+        .unwrap_err()
+        .contains("2 apps (api, web): say which with --app NAME"));
+    assert!(f.app(Some("db")).unwrap_err().contains("unknown app `db`"));
+    // A one-app command on a file of several apps says so.
+    assert!(Config::parse(TWO_APPS, Path::new("/etc")).is_err());
+}
+
+#[test]
+fn a_config_without_apps_is_one_app_named_after_its_repository_in_the_root_state_dir() {
+    let f = ConfigFile::parse(GOOD, Path::new("/etc/pushgate")).unwrap();
+    assert!(!f.has_apps);
+    let app = f.app(None).unwrap();
+    assert_eq!(app.app.as_str(), "app");
+    assert_eq!(app.state_dir, f.state_dir, "used in place: no migration");
+}
+
+#[test]
+fn every_problem_of_every_app_names_its_full_key() {
+    let text = TWO_APPS
+        .replace("schedule = \"0 5 * * * *\"", "schedule = \"5 * * * *\"")
+        .replace(
+            "[apps.api.sync]\nparallelism = 2",
+            "[apps.api.sync]\nparallelism = 0\nparalelism = 3",
+        )
+        .replace("retries = 1", "retries = \"one\"")
+        .replace(
+            "[apps.web.build]\ncommand = [\"make\"]\n",
+            "[apps.web.build]\n",
+        )
+        .replace("{sha}", "{commit}");
+    check_file(
+        &text,
+        expect![[r#"
+            sync.retries: expected an integer, found a string
+            apps.api.sync.paralelism: unknown key; did you mean `parallelism`?
+            apps.api.sync.parallelism: must be at least 1, found 0
+            apps.api.clusters.beta.schedule: `5 * * * *` is not a cron expression with seconds first, e.g. "0 */15 * * * *" (Invalid pattern: Pattern must have 6 or 7 fields when seconds are required and years are optional.)
+            apps.web.repo.web.commit: `https://git.example.com/org/web/commit/{commit}` must hold `{sha}`
+            apps.web.build.command: missing required key"#]],
+    );
+}
+
+#[test]
+fn apps_that_share_a_project_or_a_host_target_are_refused_unless_said_on_purpose() {
+    let text = TWO_APPS
+        .replace(
+            "lock_project = \"1200000000000012\"",
+            "lock_project = \"1200000000000002\"",
+        )
+        .replace("local:/srv/api-beta", "local:/srv/web-beta");
+    check_file(
+        &text,
+        expect![[r#"
+            apps.web.clusters.beta.lock_project: shares its lock project with apps.api.clusters.beta.lock_project: two apps would hold each other's pushes; if that is meant, add "lock_project" to allow_shared
+            apps.web.clusters.beta.hosts: shares its target with apps.api.clusters.beta.hosts: two apps would overwrite each other's releases on that host; if that is meant, add "target" to allow_shared"#]],
+    );
+    let allowed = text.replace(
+        "max_concurrent_pushes = 3",
+        "max_concurrent_pushes = 3\nallow_shared = [\"lock_project\", \"target\"]",
+    );
+    assert!(ConfigFile::parse(&allowed, Path::new("/etc")).is_ok());
+}
+
+#[test]
+fn a_config_with_apps_keeps_nothing_of_an_app_at_its_top() {
+    let text = TWO_APPS.replace(
+        "[sync]\nparallelism = 8",
+        "[repo]\nurl = \"x\"\n[sync]\nparallelism = 8",
+    );
+    check_file(
+        &text,
+        expect!["repo: with [apps], each app has its own: move it to [apps.NAME.repo]"],
+    );
+    let text = TWO_APPS.replace("[apps.web.repo]", "[apps.Web.repo]");
+    assert!(ConfigFile::parse(&text, Path::new("/etc"))
+        .unwrap_err()
+        .iter()
+        .any(|p| p.key == "apps.Web"));
 }

@@ -73,6 +73,56 @@ impl fmt::Display for ClusterName {
     }
 }
 
+/// An app's name as written under `[apps.NAME]` (spelled as cluster names
+/// are), or, for a config without apps, the one derived from its
+/// repository.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AppName(String);
+
+impl AppName {
+    pub fn parse(s: &str) -> Option<Self> {
+        ClusterName::parse(s).map(|c| AppName(c.0))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name of the one app of a config without `[apps]`: the last path
+    /// segment of its repository URL (`git@host:org/web.git` → `web`),
+    /// made into a valid name; `app` when nothing is left of it.
+    pub fn from_repo_url(url: &str) -> AppName {
+        let last = url
+            .trim_end_matches('/')
+            .rsplit(['/', ':'])
+            .next()
+            .unwrap_or("");
+        let stem = last.strip_suffix(".git").unwrap_or(last);
+        let mut name: String = stem
+            .chars()
+            .map(|c| c.to_ascii_lowercase())
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .skip_while(|c| !c.is_ascii_lowercase())
+            .take(32)
+            .collect();
+        while name.ends_with('-') {
+            name.pop();
+        }
+        AppName::parse(&name).unwrap_or_else(|| AppName("app".into()))
+    }
+}
+
+impl fmt::Display for AppName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
 /// Untrusted text for an error message: control characters escaped, at
 /// most 100 characters.
 fn shown(s: &str) -> String {
@@ -297,6 +347,24 @@ mod tests {
         assert!(ClusterName::parse("beta").is_some());
         assert!(ClusterName::parse("Beta").is_none());
         assert!(ClusterName::parse("1beta").is_none());
+    }
+
+    #[test]
+    fn a_config_without_apps_names_its_app_after_its_repository() {
+        for (url, name) in [
+            ("git@example.com:org/web.git", "web"),
+            (
+                "https://git.example.com/org/Billing-API.git/",
+                "billing-api",
+            ),
+            ("/srv/git/app", "app"),
+            ("repo", "repo"),
+            ("../2024 Site", "site"),
+            ("", "app"),
+            ("///", "app"),
+        ] {
+            assert_eq!(AppName::from_repo_url(url).as_str(), name, "{url}");
+        }
     }
 }
 

@@ -7,10 +7,14 @@
 //! again only when the failure proves it was not applied (429, connection
 //! refused) or after a re-read shows it is not there; see [`Probe`].
 //!
+//! Every call goes through the client's [`limit::Limiter`]: one client per
+//! process, shared by every app, keeps Asana's documented limits.
+//!
 //! It does not decide anything: callers turn its answers into facts.
 
 mod dto;
 mod error;
+pub mod limit;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -239,6 +243,7 @@ struct Inner {
     policy: RetryPolicy,
     sleeper: Sleeper,
     stats: Stats,
+    limiter: limit::Limiter,
 }
 
 impl std::fmt::Debug for Client {
@@ -251,11 +256,23 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
+    /// A client with a paid workspace's limits.
     pub fn new(
         base: &Url,
         token: Token,
         policy: RetryPolicy,
         sleeper: Sleeper,
+    ) -> Result<Client, AsanaError> {
+        Client::with_limits(base, token, policy, sleeper, limit::Limits::default())
+    }
+
+    /// A client that keeps these limits (`[asana]`'s).
+    pub fn with_limits(
+        base: &Url,
+        token: Token,
+        policy: RetryPolicy,
+        sleeper: Sleeper,
+        limits: limit::Limits,
     ) -> Result<Client, AsanaError> {
         let http = reqwest::Client::builder()
             .timeout(policy.request_timeout)
@@ -272,6 +289,7 @@ impl Client {
                 policy,
                 sleeper,
                 stats: Stats::default(),
+                limiter: limit::Limiter::new(limits),
             }),
         })
     }
@@ -610,12 +628,21 @@ impl Client {
     /// Exactly one HTTP exchange.
     async fn once(&self, req: &Request<'_>) -> Result<Page, AsanaError> {
         let inner = &self.inner;
+        let slot = inner.limiter.slot(req.method != Method::GET).await;
         inner.stats.requests.fetch_add(1, Ordering::Relaxed);
         let result = self.exchange(req).await;
+        drop(slot);
         if let Err(e) = &result {
             inner.stats.errors.fetch_add(1, Ordering::Relaxed);
             if e.status() == Some(429) {
                 inner.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                // Every caller of this token waits it out, not only this one.
+                // (A test's recording sleeper waits for nobody.)
+                if let (Some(d), Sleeper::Tokio) = (e.retry_after(), &inner.sleeper) {
+                    if d <= inner.policy.max_retry_after {
+                        inner.limiter.quiet_for(d);
+                    }
+                }
             }
         }
         result
