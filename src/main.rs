@@ -7,8 +7,8 @@ use clap::Parser;
 
 use pushgate::cmd::cli::{Cli, Command, CrashCommand};
 use pushgate::cmd::telemetry;
-use pushgate::cmd::{self, Env, Outcome, UsageError};
-use pushgate::config::ConfigError;
+use pushgate::cmd::{self, Envs, Outcome, UsageError};
+use pushgate::config::{ConfigError, ConfigFile};
 use pushgate::sandbox::Sandbox;
 
 fn main() -> ExitCode {
@@ -72,8 +72,9 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             json,
         } => {
             // No network and no token: only the state directory and the mirror.
-            let config = pushgate::config::Config::load(&cli.config)?;
-            cmd::crash::shipped(&config, &commit, &cluster, json)
+            let file = ConfigFile::load(&cli.config)?;
+            let config = file.app(cli.app.as_deref()).map_err(UsageError)?;
+            cmd::crash::shipped(config, &commit, &cluster, json)
         }
         Command::Completions { shell } => {
             cmd::docs::completions(shell);
@@ -89,86 +90,114 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             since,
             json,
         } => {
-            let config = pushgate::config::Config::load(&cli.config)?;
-            cmd::history::run(&config, &cluster, limit, since.as_deref(), json)
+            let file = ConfigFile::load(&cli.config)?;
+            cmd::history::run(
+                &file,
+                cli.app.as_deref(),
+                &cluster,
+                limit,
+                since.as_deref(),
+                json,
+            )
         }
         command => {
-            let env = Env::open(&cli.config).await?;
-            // Progress bars only for a person watching a push or rollback.
-            if matches!(
-                &command,
-                Command::Push {
-                    json: false,
-                    dry_run: false,
-                    ..
-                } | Command::Rollback {
-                    json: false,
-                    dry_run: false,
-                    ..
-                }
-            ) {
-                env.observer
-                    .show_progress(pushgate::watch::progress::wanted());
+            let envs = Envs::open(&cli.config).await?;
+            let app = cli.app.as_deref();
+            let outcome = one_of(&envs, app, command, &cli.config).await;
+            envs.close().await;
+            outcome
+        }
+    }
+}
+
+/// The commands that need the config's apps and its Asana client.
+async fn one_of(
+    envs: &Envs,
+    app: Option<&str>,
+    command: Command,
+    config_path: &std::path::Path,
+) -> anyhow::Result<Outcome> {
+    // The command's app, for the commands about one app.
+    let env = || envs.app(app);
+    {
+        // Progress bars only for a person watching a push or rollback.
+        if matches!(
+            &command,
+            Command::Push {
+                json: false,
+                dry_run: false,
+                ..
+            } | Command::Rollback {
+                json: false,
+                dry_run: false,
+                ..
             }
-            let outcome = match command {
-                Command::Push {
-                    cluster,
-                    commit,
-                    dry_run,
-                    json,
+        ) {
+            env()?
+                .observer
+                .show_progress(pushgate::watch::progress::wanted());
+        }
+        match command {
+            Command::Push {
+                cluster,
+                commit,
+                dry_run,
+                json,
+                ignore_locks,
+                ignore_freeze,
+                reason,
+            } => {
+                let overrides = pushgate::domain::plan::Overrides {
                     ignore_locks,
                     ignore_freeze,
                     reason,
-                } => {
-                    let overrides = pushgate::domain::plan::Overrides {
-                        ignore_locks,
-                        ignore_freeze,
-                        reason,
-                    };
-                    cmd::push::run(&env, &cluster, commit.as_deref(), dry_run, json, overrides)
-                        .await
-                }
-                Command::Crash {
-                    action:
-                        CrashCommand::Fixed {
-                            task_gid,
-                            commit,
-                            json,
-                        },
-                } => cmd::crash::fixed(&env, &task_gid, &commit, json).await,
-                Command::Run { grace, metrics } => {
-                    pushgate::cmd::daemon::run(&env, grace, metrics).await
-                }
-                Command::Rollback {
-                    cluster,
-                    to,
+                };
+                cmd::push::run(
+                    env()?,
+                    &cluster,
+                    commit.as_deref(),
                     dry_run,
                     json,
-                } => cmd::rollback::run(&env, &cluster, to.as_deref(), dry_run, json).await,
+                    overrides,
+                )
+                .await
+            }
+            Command::Crash {
+                action:
+                    CrashCommand::Fixed {
+                        task_gid,
+                        commit,
+                        json,
+                    },
+            } => cmd::crash::fixed(env()?, &task_gid, &commit, json).await,
+            Command::Run { grace, metrics } => {
+                pushgate::cmd::daemon::run(envs, app, grace, metrics).await
+            }
+            Command::Rollback {
+                cluster,
+                to,
+                dry_run,
+                json,
+            } => cmd::rollback::run(env()?, &cluster, to.as_deref(), dry_run, json).await,
 
-                Command::Status { cluster, json } => {
-                    cmd::status::run(&env, cluster.as_deref(), json).await
-                }
-                Command::Lock {
-                    cluster,
-                    reason,
-                    json,
-                } => cmd::locks::lock(&env, &cluster, &reason, chrono::Utc::now(), json).await,
-                Command::Unlock { task_gid, json } => {
-                    cmd::locks::unlock(&env, &task_gid, json).await
-                }
-                Command::Check { json } => cmd::check::run(&env, &cli.config, json).await,
-                Command::Sandbox { .. }
-                | Command::Demo { .. }
-                | Command::Shipped { .. }
-                | Command::Completions { .. }
-                | Command::Man { .. }
-                | Command::History { .. } => {
-                    Err(anyhow::anyhow!("this command runs without a config"))
-                }
-            };
-            env.close().await;
-            outcome
+            Command::Status { cluster, json } => {
+                cmd::status::run(envs, app, cluster.as_deref(), json).await
+            }
+            Command::Lock {
+                cluster,
+                reason,
+                json,
+            } => cmd::locks::lock(env()?, &cluster, &reason, chrono::Utc::now(), json).await,
+            Command::Unlock { task_gid, json } => {
+                cmd::locks::unlock(&envs.apps(app)?, &task_gid, json).await
+            }
+            Command::Check { json } => cmd::check::run(&envs.apps(app)?, config_path, json).await,
+            Command::Sandbox { .. }
+            | Command::Demo { .. }
+            | Command::Shipped { .. }
+            | Command::Completions { .. }
+            | Command::Man { .. }
+            | Command::History { .. } => Err(anyhow::anyhow!("this command runs without a config")),
         }
     }
 }

@@ -46,16 +46,45 @@ impl Line {
     }
 }
 
-pub async fn run(env: &Env, config_path: &std::path::Path, json: bool) -> anyhow::Result<Outcome> {
-    let config = &env.config;
+pub async fn run(
+    envs: &[&Env],
+    config_path: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<Outcome> {
+    let clusters: usize = envs.iter().map(|e| e.config.clusters.len()).sum();
     let mut lines = vec![Line::ok(
         "config",
-        format!(
-            "{} ({} clusters)",
-            config_path.display(),
-            config.clusters.len()
-        ),
+        if envs.len() == 1 {
+            format!("{} ({clusters} clusters)", config_path.display())
+        } else {
+            format!(
+                "{} ({} apps, {clusters} clusters)",
+                config_path.display(),
+                envs.len()
+            )
+        },
     )];
+    for env in envs {
+        let mut own = app_lines(env).await;
+        if envs.len() > 1 {
+            for l in &mut own {
+                l.what = format!("{}: {}", env.config.app, l.what);
+            }
+        }
+        lines.extend(own);
+    }
+    print_lines(&lines, json);
+    Ok(if lines.iter().all(|l| l.ok) {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    })
+}
+
+/// Everything `check` asks of one app.
+async fn app_lines(env: &Env) -> Vec<Line> {
+    let config = &env.config;
+    let mut lines = Vec::new();
     lines.push(state_dir(env));
     lines.extend(asana(env).await);
     if let Some(n) = &config.notify {
@@ -87,7 +116,10 @@ pub async fn run(env: &Env, config_path: &std::path::Path, json: bool) -> anyhow
     }
     lines.push(repository(env).await);
     lines.extend(hosts(env).await);
+    lines
+}
 
+fn print_lines(lines: &[Line], json: bool) {
     let ok = lines.iter().all(|l| l.ok);
     if json {
         let checks: Vec<_> = lines
@@ -97,7 +129,7 @@ pub async fn run(env: &Env, config_path: &std::path::Path, json: bool) -> anyhow
         super::print_json(&json!({ "ok": ok, "checks": checks }));
     } else {
         let paint = crate::cmd::term::Paint::stdout();
-        for l in &lines {
+        for l in lines {
             let mark = if l.ok {
                 paint.good("ok   ")
             } else {
@@ -118,11 +150,6 @@ pub async fn run(env: &Env, config_path: &std::path::Path, json: bool) -> anyhow
             );
         }
     }
-    Ok(if ok {
-        Outcome::Success
-    } else {
-        Outcome::Failure
-    })
 }
 
 fn state_dir(env: &Env) -> Line {

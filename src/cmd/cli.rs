@@ -18,6 +18,9 @@ pub struct Cli {
     /// The config file.
     #[arg(long, global = true, env = "PUSHGATE_CONFIG", default_value = crate::config::DEFAULT_PATH)]
     pub config: PathBuf,
+    /// The app a command is about (`[apps.NAME]`): needed when the config has several and the command is about one; `status`, `history`, `check` and `run` cover every app without it.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub app: Option<String>,
     /// Log lines on stderr: human-readable or one JSON object each.
     #[arg(long, global = true, value_enum, default_value = "pretty")]
     pub log_format: LogFormat,

@@ -34,6 +34,7 @@
 //! Not here: what a push does (`cmd::push`), when a schedule fires
 //! (`decide::schedule`).
 
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,10 +50,10 @@ use tokio_cron_scheduler::job::JobId;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::cmd::push::{push_at, PushRequest};
-use crate::cmd::{Env, Outcome};
+use crate::cmd::{Env, Envs, Outcome};
 use crate::config::ClusterSettings;
-use crate::domain::decide::{after_fire, fires, next_fire};
-use crate::domain::model::ClusterName;
+use crate::domain::decide::{after_fire, fires, next_fire, next_turn};
+use crate::domain::model::{AppName, ClusterName};
 use crate::domain::plan::Verdict;
 use crate::watch::metrics::Metrics;
 
@@ -67,6 +68,89 @@ pub trait Clock: Sync {
         cluster: &ClusterName,
         at: DateTime<Utc>,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// At most `max_concurrent_pushes` pushes at once, over every app, handed
+/// out in turn (`decide::next_turn`): when a push ends, the next app after
+/// the one served last that has a push waiting starts its push, so a slow
+/// app cannot starve the others and the bastion is never oversubscribed.
+pub struct Turns {
+    state: Mutex<TurnState>,
+}
+
+struct TurnState {
+    free: usize,
+    waiting: BTreeMap<AppName, VecDeque<tokio::sync::oneshot::Sender<()>>>,
+    last: Option<AppName>,
+}
+
+/// A push's place among the running ones; the next waiting push gets it
+/// when this is dropped.
+pub struct Turn<'a> {
+    turns: &'a Turns,
+}
+
+impl Turns {
+    pub fn new(max: usize) -> Turns {
+        Turns {
+            state: Mutex::new(TurnState {
+                free: max.max(1),
+                waiting: BTreeMap::new(),
+                last: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TurnState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for a place for one push of `app`.
+    pub async fn take(&self, app: &AppName) -> Turn<'_> {
+        let rx = {
+            let mut st = self.lock();
+            if st.free > 0 && st.waiting.values().all(VecDeque::is_empty) {
+                st.free -= 1;
+                st.last = Some(app.clone());
+                return Turn { turns: self };
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            st.waiting.entry(app.clone()).or_default().push_back(tx);
+            rx
+        };
+        // A sender dropped unsent is a place given back at shutdown.
+        let _ = rx.await;
+        Turn { turns: self }
+    }
+
+    /// Places free now (for the tests).
+    pub fn free(&self) -> usize {
+        self.lock().free
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut st = self.turns.lock();
+        loop {
+            let apps: Vec<AppName> = st
+                .waiting
+                .iter()
+                .filter(|(_, q)| !q.is_empty())
+                .map(|(a, _)| a.clone())
+                .collect();
+            let Some(next) = next_turn(&apps, st.last.as_ref()).cloned() else {
+                st.free += 1;
+                return;
+            };
+            let tx = st.waiting.get_mut(&next).and_then(VecDeque::pop_front);
+            st.last = Some(next);
+            // A waiter that gave up (its daemon is stopping) passes it on.
+            if tx.is_some_and(|tx| tx.send(()).is_ok()) {
+                return;
+            }
+        }
+    }
 }
 
 /// The system clock, with tokio-cron-scheduler running one one-shot job
@@ -178,12 +262,30 @@ pub fn ticks(
 /// gracefully. With `metrics`, serves Prometheus metrics there until the
 /// last push has stopped.
 pub async fn run(
-    env: &Env,
+    envs: &Envs,
+    app: Option<&str>,
     grace: Duration,
     metrics: Option<SocketAddr>,
 ) -> anyhow::Result<Outcome> {
+    let apps = envs.apps(app)?;
+    let max = envs.file.max_concurrent_pushes.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+    });
+    tracing::info!(
+        apps = apps.len(),
+        max_concurrent_pushes = max,
+        "one daemon for every app"
+    );
     let jobs = Jobs::start().await?;
-    let outcome = run_with(env, &jobs, grace, metrics, crate::cmd::shutdown_signal()).await;
+    let outcome = run_with(
+        &apps,
+        &jobs,
+        max,
+        grace,
+        metrics,
+        crate::cmd::shutdown_signal(),
+    )
+    .await;
     jobs.shutdown().await;
     outcome
 }
@@ -191,8 +293,9 @@ pub async fn run(
 /// [`run`] with its clock and its stop signal given: the daemon's whole
 /// loop, for tests that drive time.
 pub async fn run_with<C: Clock>(
-    env: &Env,
+    apps: &[&Env],
     clock: &C,
+    max_concurrent_pushes: usize,
     grace: Duration,
     metrics: Option<SocketAddr>,
     shutdown: impl Future<Output = ()>,
@@ -203,8 +306,14 @@ pub async fn run_with<C: Clock>(
                 .await
                 .with_context(|| format!("--metrics {addr}: cannot listen there"))?;
             let bound = listener.local_addr()?;
-            let m = Arc::new(Metrics::new(&env.config, &env.client));
-            env.observer.set_metrics(m.clone());
+            let Some(client) = apps.first().map(|e| &e.client) else {
+                anyhow::bail!("no app to run");
+            };
+            let configs: Vec<&crate::config::Config> = apps.iter().map(|e| &e.config).collect();
+            let m = Arc::new(Metrics::new(&configs, client));
+            for env in apps {
+                env.observer.set_metrics(m.clone());
+            }
             if !bound.ip().is_loopback() {
                 tracing::info!(%bound, "the metrics endpoint is reachable from the network (no authentication; it holds no secrets)");
             }
@@ -227,7 +336,7 @@ pub async fn run_with<C: Clock>(
         }
     };
     let schedules = async move {
-        let r = schedules(env, clock, grace, shutdown).await;
+        let r = schedules(apps, clock, max_concurrent_pushes, grace, shutdown).await;
         let _ = done_tx.send(true);
         r
     };
@@ -244,8 +353,9 @@ struct Stop {
 }
 
 async fn schedules<C: Clock>(
-    env: &Env,
+    apps: &[&Env],
     clock: &C,
+    max_concurrent_pushes: usize,
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<Outcome> {
@@ -254,12 +364,16 @@ async fn schedules<C: Clock>(
         stopped: Notify::new(),
         failed: Notify::new(),
     };
-    let clusters: Vec<&ClusterSettings> = env.config.clusters.values().collect();
+    let turns = Turns::new(max_concurrent_pushes);
+    let clusters: Vec<(&Env, &ClusterSettings)> = apps
+        .iter()
+        .flat_map(|e| e.config.clusters.values().map(move |c| (*e, c)))
+        .collect();
     let start = clock.now();
     let loops = join_all(
         clusters
             .iter()
-            .map(|c| cluster_loop(env, clock, c, start, &stop)),
+            .map(|(env, c)| cluster_loop(env, clock, c, start, &stop, &turns)),
     );
     tokio::pin!(loops);
     tokio::pin!(shutdown);
@@ -299,7 +413,9 @@ async fn cluster_loop<C: Clock>(
     c: &ClusterSettings,
     start: DateTime<Utc>,
     stop: &Stop,
+    turns: &Turns,
 ) -> anyhow::Result<()> {
+    let app = &env.config.app;
     let (cron, tz) = (&c.schedule.cron, c.timezone);
     let local = |t: DateTime<Utc>| {
         t.with_timezone(&tz)
@@ -309,7 +425,7 @@ async fn cluster_loop<C: Clock>(
     let mut target = next_fire(cron, tz, start);
     if let Some(next) = target {
         tracing::info!(
-            cluster = %c.name,
+            app = %app, cluster = %c.name,
             schedule = %c.schedule.expr,
             timezone = %tz.name(),
             next = %local(next),
@@ -318,7 +434,7 @@ async fn cluster_loop<C: Clock>(
     }
     loop {
         let Some(at) = target else {
-            tracing::warn!(cluster = %c.name, "the schedule never fires again");
+            tracing::warn!(app = %app, cluster = %c.name, "the schedule never fires again");
             return Ok(());
         };
         // Created before the flag is read, so a stop between the two still
@@ -331,13 +447,21 @@ async fn cluster_loop<C: Clock>(
         tokio::select! {
             waited = clock.wait_until(&c.name, at) => {
                 if let Err(e) = waited {
-                    tracing::error!(cluster = %c.name, error = %format!("{e:#}"), "cannot wait for the next push");
+                    tracing::error!(app = %app, cluster = %c.name, error = %format!("{e:#}"), "cannot wait for the next push");
                     stop.failed.notify_one();
                     return Err(e);
                 }
             }
             _ = &mut stopped => return Ok(()),
         }
+        if stop.flag.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        // Its turn among every app's pushes (`max_concurrent_pushes`).
+        let turn = tokio::select! {
+            t = turns.take(app) => t,
+            _ = &mut stopped => return Ok(()),
+        };
         if stop.flag.load(Ordering::SeqCst) {
             return Ok(());
         }
@@ -353,23 +477,24 @@ async fn cluster_loop<C: Clock>(
         match &result {
             Ok(p) => match (&p.plan.verdict, p.outcome()) {
                 (_, Outcome::Failure) => {
-                    tracing::error!(cluster = %c.name, scheduled = %local(at), "push failed; the schedule goes on")
+                    tracing::error!(app = %app, cluster = %c.name, scheduled = %local(at), "push failed; the schedule goes on")
                 }
                 (Verdict::Push { to, .. }, _) => {
-                    tracing::info!(cluster = %c.name, scheduled = %local(at), commit = %to.short(), "pushed")
+                    tracing::info!(app = %app, cluster = %c.name, scheduled = %local(at), commit = %to.short(), "pushed")
                 }
                 _ => {}
             },
             Err(e) => {
-                tracing::error!(cluster = %c.name, scheduled = %local(at), error = %format!("{e:#}"), "push failed; the schedule goes on")
+                tracing::error!(app = %app, cluster = %c.name, scheduled = %local(at), error = %format!("{e:#}"), "push failed; the schedule goes on")
             }
         }
+        drop(turn);
         let after = after_fire(cron, tz, at, clock.now());
         if after.skipped > 0 {
-            tracing::warn!(cluster = %c.name, skipped = after.skipped, "ticks fell while the push ran; skipped, not queued");
+            tracing::warn!(app = %app, cluster = %c.name, skipped = after.skipped, "ticks fell while the push ran; skipped, not queued");
         }
         if let Some(next) = after.next {
-            tracing::debug!(cluster = %c.name, next = %local(next), "next push");
+            tracing::debug!(app = %app, cluster = %c.name, next = %local(next), "next push");
         }
         target = after.next;
     }

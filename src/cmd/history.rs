@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{Outcome, UsageError};
 use crate::adapters::state::HistoryRecord;
 use crate::adapters::state::StateDir;
-use crate::config::Config;
+use crate::config::{Config, ConfigFile};
 use crate::domain::model::{RunKind, RunOutcome};
 use crate::domain::text::{count, printable};
 use crate::watch::holds::HoldRecord;
@@ -134,19 +134,78 @@ fn secs(d: Option<Duration>) -> String {
     d.map_or("-".into(), |d| format!("{:.1}s", d.as_secs_f64()))
 }
 
-/// Reads only the state directory: no token, no network.
+/// `pushgate history CLUSTER`: `--app`'s, or that of every app that has
+/// the cluster, one after the other (`--json`: one object, or with several
+/// apps an array of them, each naming its app). Reads only the state
+/// directory: no token, no network.
 pub fn run(
-    config: &Config,
+    file: &ConfigFile,
+    app: Option<&str>,
     cluster: &str,
     limit: usize,
     since: Option<&str>,
     json: bool,
 ) -> anyhow::Result<Outcome> {
+    let apps: Vec<&Config> = match app {
+        Some(_) => vec![file.app(app).map_err(UsageError)?],
+        None if !file.has_apps => file.apps.values().collect(),
+        None => file
+            .apps
+            .values()
+            .filter(|a| a.cluster(cluster).is_some())
+            .collect(),
+    };
+    if apps.is_empty() {
+        return Err(
+            UsageError(format!("no app has a cluster `{}`", printable(cluster, 40))).into(),
+        );
+    }
+    let now = Utc::now();
+    let since = since.map(|s| parse_since(s, now)).transpose()?;
+    if apps.len() == 1 && !file.has_apps {
+        return one(apps[0], cluster, limit, since, now, json, false);
+    }
+    let mut docs = Vec::new();
+    for (i, a) in apps.iter().enumerate() {
+        if json {
+            docs.push(report(a, cluster, limit, since, now)?);
+        } else {
+            if i > 0 {
+                println!();
+            }
+            println!("{} {cluster}:", a.app);
+            one(a, cluster, limit, since, now, false, true)?;
+        }
+    }
+    if json {
+        super::print_json(&Value::Array(docs));
+    }
+    Ok(Outcome::Success)
+}
+
+/// One app's history of `cluster` as `--json` shows it.
+fn report(
+    config: &Config,
+    cluster: &str,
+    limit: usize,
+    since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Value> {
+    let (all, holds) = read(config, cluster, since)?;
+    let mut v = report_json(cluster, &all, &holds, limit, since, now);
+    v["app"] = json!(config.app.as_str());
+    Ok(v)
+}
+
+/// The cluster's runs and holds, since `since`.
+fn read(
+    config: &Config,
+    cluster: &str,
+    since: Option<DateTime<Utc>>,
+) -> anyhow::Result<(Vec<HistoryRecord>, Vec<HoldRecord>)> {
     let settings = config
         .cluster(cluster)
         .ok_or_else(|| UsageError(format!("unknown cluster `{}`", printable(cluster, 40))))?;
-    let now = Utc::now();
-    let since = since.map(|s| parse_since(s, now)).transpose()?;
     let state = StateDir::new(&config.state_dir);
     let all: Vec<HistoryRecord> = state
         .cluster(&settings.name)
@@ -155,10 +214,20 @@ pub fn run(
         .filter(|r| since.is_none_or(|s| r.started >= s))
         .collect();
     let holds = crate::watch::holds::read(&state, &settings.name).unwrap_or_default();
+    Ok((all, holds))
+}
+
+fn report_json(
+    cluster: &str,
+    all: &[HistoryRecord],
+    holds: &[HoldRecord],
+    limit: usize,
+    since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Value {
     let shown = &all[all.len().saturating_sub(limit)..];
-    let st = stats(&all, &holds, since, now);
-    if json {
-        super::print_json(&json!({
+    let st = stats(all, holds, since, now);
+    json!({
             "cluster": cluster,
             "since": since,
             "runs": shown.iter().map(|r| json!({
@@ -191,7 +260,25 @@ pub fn run(
                 "pushes_per_day": st.pushes_per_day,
                 "holds": st.holds,
             },
-        }));
+    })
+}
+
+/// One app's history of `cluster`, printed.
+#[allow(clippy::too_many_arguments)]
+fn one(
+    config: &Config,
+    cluster: &str,
+    limit: usize,
+    since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    json: bool,
+    _named: bool,
+) -> anyhow::Result<Outcome> {
+    let (all, holds) = read(config, cluster, since)?;
+    let shown = &all[all.len().saturating_sub(limit)..];
+    let st = stats(&all, &holds, since, now);
+    if json {
+        super::print_json(&report_json(cluster, &all, &holds, limit, since, now));
         return Ok(Outcome::Success);
     }
     if all.is_empty() && st.holds.is_empty() {

@@ -52,8 +52,12 @@ pub async fn lock(
     Ok(Outcome::Success)
 }
 
-/// Completes a lock task, with a comment saying who unlocked it.
-pub async fn unlock(env: &Env, task_gid: &str, json: bool) -> anyhow::Result<Outcome> {
+/// Completes a lock task of one of `envs`' lock projects, with a comment
+/// saying who unlocked it.
+pub async fn unlock(envs: &[&Env], task_gid: &str, json: bool) -> anyhow::Result<Outcome> {
+    let Some(env) = envs.first() else {
+        return Err(UsageError("no app is configured".into()).into());
+    };
     let gid = TaskGid::parse(task_gid).ok_or_else(|| {
         UsageError(format!(
             "`{}` is not a task gid (digits only)",
@@ -67,11 +71,17 @@ pub async fn unlock(env: &Env, task_gid: &str, json: bool) -> anyhow::Result<Out
         .flatten()
         .map(|p| p.gid.as_str())
         .collect();
-    let cluster = env
-        .config
-        .clusters
-        .values()
-        .find(|c| in_projects.contains(&c.lock_project.as_str()));
+    let found = envs.iter().find_map(|e| {
+        e.config
+            .clusters
+            .values()
+            .find(|c| in_projects.contains(&c.lock_project.as_str()))
+            .map(|c| (*e, c))
+    });
+    let (env, cluster) = match found {
+        Some((e, c)) => (e, Some(c)),
+        None => (*env, None),
+    };
     let Some(cluster) = cluster else {
         eprintln!(
             "pushgate: task {gid} \"{}\" is in none of the configured lock projects; not completing it",

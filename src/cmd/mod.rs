@@ -24,7 +24,7 @@ use anyhow::Context;
 use crate::adapters::asana::{Client, Sleeper, Token};
 use crate::adapters::process::ChildEnv;
 use crate::adapters::state::StateDir;
-use crate::config::{AsanaEndpoint, ClusterSettings, Config, TokenSource};
+use crate::config::{AsanaEndpoint, ClusterSettings, Config, ConfigFile, TokenSource};
 use crate::domain::model::Host;
 use crate::domain::plan::{HoldReason, Verdict};
 use crate::sandbox::Sandbox;
@@ -76,8 +76,97 @@ pub fn exit_code(outcome: &Outcome) -> u8 {
     }
 }
 
-/// The config and a client for its Asana, plus the in-process sandbox when
-/// the config says `base_url = "sandbox"`.
+/// Every app of the config file and what they share: the one Asana client
+/// of the process (its limiter keeps Asana's limits for all apps), and the
+/// in-process sandbox when the config says `base_url = "sandbox"`.
+pub struct Envs {
+    pub file: ConfigFile,
+    pub client: Client,
+    /// One per app, in the order of their names.
+    pub apps: Vec<Env>,
+    sandbox: Option<Sandbox>,
+}
+
+impl Envs {
+    pub async fn open(config_path: &Path) -> anyhow::Result<Envs> {
+        let file = ConfigFile::load(config_path)?;
+        let asana = &file.asana;
+        let policy = asana.retry.clone();
+        let mut scrub = scrubbed(&file);
+        let (client, sandbox) = match &asana.endpoint {
+            AsanaEndpoint::Sandbox => {
+                let data = file.state_dir.join("sandbox.json");
+                let sb = Sandbox::start(SocketAddr::from(([127, 0, 0, 1], 0)), Some(&data)).await?;
+                let url = reqwest::Url::parse(&sb.base_url())?;
+                let client = Client::with_limits(
+                    &url,
+                    Token::new(sb.token(), "the embedded sandbox"),
+                    policy,
+                    Sleeper::Tokio,
+                    asana.limits,
+                )?;
+                (client, Some(sb))
+            }
+            AsanaEndpoint::Url(url) => {
+                let source = asana
+                    .token
+                    .as_ref()
+                    .context("asana: no token source configured")?;
+                let token = Token::read(source).map_err(|e| UsageError(e.to_string()))?;
+                scrub.extend(token.env_vars_holding());
+                (
+                    Client::with_limits(url, token, policy, Sleeper::Tokio, asana.limits)?,
+                    None,
+                )
+            }
+        };
+        let child_env = ChildEnv::without(scrub);
+        let apps = file
+            .apps
+            .values()
+            .map(|c| Env::with_child_env(c.clone(), client.clone(), child_env.clone()))
+            .collect();
+        Ok(Envs {
+            file,
+            client,
+            apps,
+            sandbox,
+        })
+    }
+
+    /// The app a command is about: `--app NAME`, or the only one.
+    pub fn app(&self, name: Option<&str>) -> Result<&Env, UsageError> {
+        let chosen = self.file.app(name).map_err(UsageError)?;
+        self.apps
+            .iter()
+            .find(|e| e.config.app == chosen.app)
+            .ok_or_else(|| UsageError(format!("app `{}` has no environment", chosen.app)))
+    }
+
+    /// The apps a view covers: `--app NAME`'s, or all of them.
+    pub fn apps(&self, name: Option<&str>) -> Result<Vec<&Env>, UsageError> {
+        match name {
+            Some(_) => Ok(vec![self.app(name)?]),
+            None => Ok(self.apps.iter().collect()),
+        }
+    }
+
+    /// Whether views name the app of each line (a file with `[apps]`).
+    pub fn many(&self) -> bool {
+        self.file.has_apps
+    }
+
+    /// Stops the in-process sandbox, if any.
+    pub async fn close(self) {
+        if let Some(sb) = self.sandbox {
+            sb.stop().await;
+        }
+    }
+}
+
+/// One app's config and what a run of it works with: the shared client,
+/// its state directory, the children's environment (without the token and
+/// the webhook URLs), its watchers.
 pub struct Env {
     pub config: Config,
     pub client: Client,
@@ -86,57 +175,23 @@ pub struct Env {
     pub child_env: ChildEnv,
     /// The holds log, notifications, metrics and progress bars.
     pub observer: Observer,
-    sandbox: Option<Sandbox>,
 }
 
 impl Env {
-    pub async fn open(config_path: &Path) -> anyhow::Result<Env> {
-        let config = Config::load(config_path)?;
-        let policy = config.asana.retry.clone();
-        let mut scrub = token_env_name(&config);
-        let (client, sandbox) = match &config.asana.endpoint {
-            AsanaEndpoint::Sandbox => {
-                let data = config.state_dir.join("sandbox.json");
-                let sb = Sandbox::start(SocketAddr::from(([127, 0, 0, 1], 0)), Some(&data)).await?;
-                let url = reqwest::Url::parse(&sb.base_url())?;
-                let client = Client::new(
-                    &url,
-                    Token::new(sb.token(), "the embedded sandbox"),
-                    policy,
-                    Sleeper::Tokio,
-                )?;
-                (client, Some(sb))
-            }
-            AsanaEndpoint::Url(url) => {
-                let source = config
-                    .asana
-                    .token
-                    .as_ref()
-                    .context("asana: no token source configured")?;
-                let token = Token::read(source).map_err(|e| UsageError(e.to_string()))?;
-                scrub.extend(token.env_vars_holding());
-                (Client::new(url, token, policy, Sleeper::Tokio)?, None)
-            }
-        };
-        Ok(Env {
-            state: StateDir::new(&config.state_dir),
-            child_env: ChildEnv::without(scrub),
-            observer: Observer::new(&config),
-            config,
-            client,
-            sandbox,
-        })
-    }
-
+    /// One app's environment, for tests and the demo: its config and a
+    /// client for its Asana.
     pub fn from_parts(config: Config, client: Client) -> Env {
         let scrub = token_env_name(&config);
+        Env::with_child_env(config, client, ChildEnv::without(scrub))
+    }
+
+    fn with_child_env(config: Config, client: Client, child_env: ChildEnv) -> Env {
         Env {
             state: StateDir::new(&config.state_dir),
-            child_env: ChildEnv::without(scrub),
+            child_env,
             observer: Observer::new(&config),
             config,
             client,
-            sandbox: None,
         }
     }
 
@@ -166,23 +221,32 @@ impl Env {
             .as_ref()
             .map(|c| c.fix_commit_field.as_str())
     }
-
-    /// Stops the in-process sandbox, if any.
-    pub async fn close(self) {
-        if let Some(sb) = self.sandbox {
-            sb.stop().await;
-        }
-    }
 }
 
 /// The `token_env` variable and the webhook's, removed from every child's
 /// environment even when they are unset here.
 fn token_env_name(config: &Config) -> Vec<std::ffi::OsString> {
-    let mut v: Vec<std::ffi::OsString> = match &config.asana.token {
+    secret_vars(&config.asana, config.notify.iter())
+}
+
+/// What every app's children must not see: the token's variable and every
+/// app's webhook variable (one app's build never sees another's webhook).
+fn scrubbed(file: &ConfigFile) -> Vec<std::ffi::OsString> {
+    secret_vars(
+        &file.asana,
+        file.apps.values().filter_map(|a| a.notify.as_ref()),
+    )
+}
+
+fn secret_vars<'a>(
+    asana: &crate::config::AsanaSettings,
+    notify: impl Iterator<Item = &'a crate::config::NotifySettings>,
+) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<std::ffi::OsString> = match &asana.token {
         Some(TokenSource::Env(name)) => vec![name.into()],
         _ => Vec::new(),
     };
-    if let Some(n) = &config.notify {
+    for n in notify {
         v.push(n.slack_webhook_env.clone().into());
     }
     v

@@ -14,18 +14,20 @@ use chrono_tz::Tz;
 use serde_json::{json, Value};
 
 use super::views::{lock_json, plan_json};
-use super::{Env, Outcome, UsageError};
+use super::{Env, Envs, Outcome, UsageError};
 use crate::adapters::state::{Deployed, HistoryRecord};
 use crate::cmd::term::Paint;
 use crate::config::ClusterSettings;
 use crate::domain::decide::{self, FixPlace, Waiting};
-use crate::domain::model::{LockTask, RunOutcome, TaskGid};
+use crate::domain::model::{AppName, LockTask, RunOutcome, TaskGid};
 use crate::domain::plan::{Facts, HoldReason, LockFacts, Overrides, Plan, Verdict};
 use crate::domain::text::{plural, printable};
 use crate::run::gather;
 
 /// What `status` knows of one cluster.
 struct Seen<'a> {
+    /// Its app, when the config has several (named in every line).
+    app: Option<&'a AppName>,
     c: &'a ClusterSettings,
     /// Its facts and decision, or why they could not be gathered.
     decided: Result<(Facts, Plan), String>,
@@ -39,31 +41,58 @@ struct Seen<'a> {
     backlog: Backlog,
 }
 
-pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Outcome> {
-    let clusters: Vec<&ClusterSettings> = match only {
-        Some(name) => vec![env.cluster(name)?],
-        None => env.config.clusters.values().collect(),
-    };
+/// `pushgate status [CLUSTER]`: every app's clusters (or `--app`'s), in
+/// one table.
+pub async fn run(
+    envs: &Envs,
+    app: Option<&str>,
+    only: Option<&str>,
+    json: bool,
+) -> anyhow::Result<Outcome> {
+    let apps = envs.apps(app)?;
+    let mut wanted: Vec<(&Env, &ClusterSettings)> = Vec::new();
+    for env in &apps {
+        match only {
+            Some(name) => match env.config.cluster(name) {
+                Some(c) => wanted.push((env, c)),
+                None if apps.len() == 1 => {
+                    env.cluster(name)?;
+                }
+                None => {}
+            },
+            None => wanted.extend(env.config.clusters.values().map(|c| (*env, c))),
+        }
+    }
+    if wanted.is_empty() {
+        return Err(UsageError(format!(
+            "no app has a cluster `{}`",
+            printable(only.unwrap_or(""), 40)
+        ))
+        .into());
+    }
     // One clock reading for the whole view.
     let now = Utc::now();
-    // One fetch for every cluster; without it, the mirror as it is.
-    if let Err(e) = gather::fetch(&env.config, &env.state).await {
-        eprintln!(
-            "pushgate: warning: cannot fetch the repository ({}); showing what the mirror has",
-            printable(&format!("{e:#}"), 300)
-        );
+    // One fetch per app (each has its mirror); without it, the mirror as it is.
+    for env in &apps {
+        if let Err(e) = gather::fetch(&env.config, &env.state).await {
+            eprintln!(
+                "pushgate: warning: cannot fetch {}'s repository ({}); showing what the mirror has",
+                env.config.app,
+                printable(&format!("{e:#}"), 300)
+            );
+        }
     }
     let mut hosts = Vec::new();
-    for c in &clusters {
+    for (_, c) in &wanted {
         hosts.push(c.read_hosts().map_err(UsageError)?);
     }
-    let cx = env.ctx();
+    let many = envs.many();
     // Every cluster at once: status is what on-call runs first.
     let seen = futures_util::future::join_all(
-        clusters
+        wanted
             .iter()
             .zip(hosts)
-            .map(|(c, hosts)| look(env, &cx, c, hosts, now)),
+            .map(|((env, c), hosts)| look(env, c, hosts, now, many)),
     )
     .await;
     let all_read = seen
@@ -85,12 +114,13 @@ pub async fn run(env: &Env, only: Option<&str>, json: bool) -> anyhow::Result<Ou
 /// Gathers and decides for one cluster as `push --dry-run` would (no
 /// fetch: `run` fetched once), plus what the views show beside it.
 async fn look<'a>(
-    env: &Env,
-    cx: &crate::run::Ctx<'_>,
+    env: &'a Env,
     c: &'a ClusterSettings,
     hosts: Vec<crate::domain::model::Host>,
     now: DateTime<Utc>,
+    many: bool,
 ) -> Seen<'a> {
+    let cx = &env.ctx();
     let state = env.state.cluster(&c.name);
     let running = state.running();
     let facts = match running {
@@ -114,6 +144,7 @@ async fn look<'a>(
     let holding: Vec<LockTask> = tasks.iter().filter(|t| decide::holds(t)).cloned().collect();
     let notes = on_source_notes(&holding, &places, c.timezone);
     Seen {
+        app: many.then_some(&env.config.app),
         c,
         waiting: decide::waiting(&tasks, &places),
         holding,
@@ -189,18 +220,22 @@ fn print_text(seen: &[Seen<'_>], now: DateTime<Utc>) {
     } else {
         tz.name().to_owned()
     };
-    let header: Vec<String> = [
-        "CLUSTER".to_owned(),
-        "STATE".into(),
-        "DEPLOYED".into(),
-        format!("SINCE ({zone})"),
-        "LAST RUN".into(),
-        "LOCKS".into(),
-        "NEXT PUSH".into(),
-    ]
-    .iter()
-    .map(|h| paint.dim(h))
-    .collect();
+    let header: Vec<String> = seen
+        .first()
+        .and_then(|s| s.app)
+        .map(|_| "APP".to_owned())
+        .into_iter()
+        .chain([
+            "CLUSTER".to_owned(),
+            "STATE".into(),
+            "DEPLOYED".into(),
+            format!("SINCE ({zone})"),
+            "LAST RUN".into(),
+            "LOCKS".into(),
+            "NEXT PUSH".into(),
+        ])
+        .map(|h| paint.dim(&h))
+        .collect();
     let rows: Vec<Vec<String>> = seen.iter().map(|s| row(s, &paint, tz)).collect();
     print!("{}", crate::cmd::term::table(&header, &rows));
     for s in seen {
@@ -255,21 +290,28 @@ fn row(s: &Seen<'_>, paint: &Paint, tz: Tz) -> Vec<String> {
     let next = s.next.map_or("-".to_owned(), |t| {
         t.with_timezone(&tz).format("%a %H:%M").to_string()
     });
-    vec![
-        paint.bold(s.c.name.as_str()),
-        state,
-        deployed,
-        since,
-        last,
-        locks,
-        next,
-    ]
+    s.app
+        .map(|a| paint.bold(a.as_str()))
+        .into_iter()
+        .chain([
+            paint.bold(s.c.name.as_str()),
+            state,
+            deployed,
+            since,
+            last,
+            locks,
+            next,
+        ])
+        .collect()
 }
 
 fn details(s: &Seen<'_>, paint: &Paint, tz: Tz, now: DateTime<Utc>) -> String {
     let c = s.c;
     let mut out = format!(
-        "{}  (schedule \"{}\", {})\n",
+        "{}{}  (schedule \"{}\", {})\n",
+        s.app
+            .map(|a| format!("{} ", paint.bold(a.as_str())))
+            .unwrap_or_default(),
         paint.bold(c.name.as_str()),
         c.schedule.expr,
         c.timezone.name()
@@ -411,6 +453,7 @@ fn details(s: &Seen<'_>, paint: &Paint, tz: Tz, now: DateTime<Utc>) -> String {
 fn to_json(s: &Seen<'_>) -> Value {
     let c = s.c;
     let mut v = json!({
+        "app": s.app.map(AppName::as_str),
         "cluster": c.name.as_str(),
         "schedule": c.schedule.expr,
         "timezone": c.timezone.name(),

@@ -790,9 +790,7 @@ impl Validator {
         let root = state_dir.clone().unwrap_or_default();
         let mut apps = BTreeMap::new();
         if has_apps {
-            let Some(table) = self.table("", raw, "apps") else {
-                return None;
-            };
+            let table = self.table("", raw, "apps")?;
             if table.is_empty() {
                 self.problem("apps", "define at least one app, e.g. [apps.web]");
             }

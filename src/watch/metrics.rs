@@ -29,27 +29,31 @@ use prometheus_client::registry::Registry;
 use crate::adapters::asana::Client;
 use crate::adapters::state::{HistoryRecord, StateDir};
 use crate::config::Config;
-use crate::domain::model::{ClusterName, RunKind, RunOutcome};
+use crate::domain::model::{AppName, ClusterName, RunKind, RunOutcome};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClusterLabels {
+    app: String,
     cluster: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
+    app: String,
     cluster: String,
     outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
+    app: String,
     cluster: String,
     reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeployedLabels {
+    app: String,
     cluster: String,
     commit: String,
     release: String,
@@ -81,8 +85,8 @@ pub struct Metrics {
     last_decision: Family<ClusterLabels, FloatGauge>,
     in_progress: Family<ClusterLabels, Gauge>,
     deployed: Family<DeployedLabels, Gauge>,
-    state: StateDir,
-    clusters: Vec<ClusterName>,
+    /// Every app's clusters and the app's state directory.
+    clusters: Vec<(AppName, ClusterName, StateDir)>,
     /// What earlier scrapes read; its lock also serializes scrapes.
     scraped: Mutex<Scraped>,
 }
@@ -144,7 +148,7 @@ impl Metrics {
     /// Every family registered, with a zero series per cluster (and per
     /// outcome or reason), so dashboards and `increase()` see them before
     /// the first event.
-    pub fn new(config: &Config, client: &Client) -> Metrics {
+    pub fn new(apps: &[&Config], client: &Client) -> Metrics {
         let mut registry = Registry::default();
         let m = Metrics {
             pushes: Family::default(),
@@ -158,14 +162,20 @@ impl Metrics {
             last_decision: Family::default(),
             in_progress: Family::default(),
             deployed: Family::default(),
-            state: StateDir::new(&config.state_dir),
-            clusters: config.clusters.keys().cloned().collect(),
+            clusters: apps
+                .iter()
+                .flat_map(|a| {
+                    a.clusters
+                        .keys()
+                        .map(|c| (a.app.clone(), c.clone(), StateDir::new(&a.state_dir)))
+                })
+                .collect(),
             scraped: Mutex::new(Scraped::default()),
             registry: Registry::default(),
         };
         registry.register(
             "pushgate_pushes",
-            "Finished pushes, by cluster and outcome (success, failed)",
+            "Finished pushes, by app, cluster and outcome (success, failed)",
             m.pushes.clone(),
         );
         registry.register(
@@ -219,10 +229,11 @@ impl Metrics {
             m.deployed.clone(),
         );
         registry.register_collector(Box::new(AsanaCollector(client.clone())));
-        for c in &m.clusters {
-            let cluster = c.to_string();
+        for (a, c, _) in &m.clusters {
+            let (app, cluster) = (a.to_string(), c.to_string());
             for outcome in RunOutcome::ALL.map(RunOutcome::as_str) {
                 let l = OutcomeLabels {
+                    app: app.clone(),
                     cluster: cluster.clone(),
                     outcome: outcome.into(),
                 };
@@ -232,11 +243,12 @@ impl Metrics {
             }
             for reason in crate::domain::plan::HOLD_REASONS {
                 let _ = m.holds.get_or_create(&ReasonLabels {
+                    app: app.clone(),
                     cluster: cluster.clone(),
                     reason: (*reason).into(),
                 });
             }
-            let l = ClusterLabels { cluster };
+            let l = ClusterLabels { app, cluster };
             let _ = m.stage_bytes.get_or_create(&l);
             let _ = m.stage_duration.get_or_create(&l);
             let _ = m.stage_host_failures.get_or_create(&l);
@@ -246,8 +258,16 @@ impl Metrics {
     }
 
     /// A stage of `cluster` ended: its duration, bytes sent, failed hosts.
-    pub fn staged(&self, cluster: &ClusterName, took: Duration, bytes: u64, failed: u64) {
+    pub fn staged(
+        &self,
+        app: &AppName,
+        cluster: &ClusterName,
+        took: Duration,
+        bytes: u64,
+        failed: u64,
+    ) {
         let l = ClusterLabels {
+            app: app.to_string(),
             cluster: cluster.to_string(),
         };
         self.stage_duration
@@ -258,9 +278,15 @@ impl Metrics {
     }
 
     /// The daemon decided a run of `cluster` at `now`.
-    pub fn decided(&self, cluster: &ClusterName, now: chrono::DateTime<chrono::Utc>) {
+    pub fn decided(
+        &self,
+        app: &AppName,
+        cluster: &ClusterName,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
         self.last_decision
             .get_or_create(&ClusterLabels {
+                app: app.to_string(),
                 cluster: cluster.to_string(),
             })
             .set(now.timestamp_millis() as f64 / 1000.0);
@@ -270,8 +296,8 @@ impl Metrics {
     /// the state directory gained since the last scrape.
     pub fn render(&self) -> String {
         let mut scraped = self.scraped.lock().unwrap_or_else(|e| e.into_inner());
-        for c in &self.clusters {
-            self.sync_cluster(c, &mut scraped);
+        for (a, c, state) in &self.clusters {
+            self.sync_cluster(a, c, state, &mut scraped);
         }
         let mut out = String::new();
         if let Err(e) =
@@ -282,12 +308,13 @@ impl Metrics {
         out
     }
 
-    fn sync_cluster(&self, c: &ClusterName, scraped: &mut Scraped) {
+    fn sync_cluster(&self, a: &AppName, c: &ClusterName, state: &StateDir, scraped: &mut Scraped) {
         let read_up_to = &mut scraped.read_up_to;
-        let cluster = c.to_string();
-        let files = self.state.cluster(c);
+        let (app, cluster) = (a.to_string(), c.to_string());
+        let files = state.cluster(c);
         for r in new_lines::<HistoryRecord>(&files.history_path(), read_up_to) {
             let l = OutcomeLabels {
+                app: app.clone(),
                 cluster: cluster.clone(),
                 outcome: r.outcome.as_str().to_owned(),
             };
@@ -303,6 +330,7 @@ impl Metrics {
                         .observe(took.as_secs_f64());
                     if r.outcome == RunOutcome::Success {
                         let g = self.last_success.get_or_create(&ClusterLabels {
+                            app: app.clone(),
                             cluster: cluster.clone(),
                         });
                         let t = r.finished.timestamp_millis() as f64 / 1000.0;
@@ -316,32 +344,30 @@ impl Metrics {
         for h in new_lines::<crate::watch::holds::HoldRecord>(&files.holds_path(), read_up_to) {
             self.holds
                 .get_or_create(&ReasonLabels {
+                    app: app.clone(),
                     cluster: cluster.clone(),
                     reason: h.reason,
                 })
                 .inc();
         }
-        let running = self.state.cluster(c).running().is_some();
+        let running = files.running().is_some();
         self.in_progress
             .get_or_create(&ClusterLabels {
+                app: app.clone(),
                 cluster: cluster.clone(),
             })
             .set(running as i64);
         // One series per cluster: the old one goes when the release changes.
-        let current = self
-            .state
-            .cluster(c)
-            .deployed()
-            .ok()
-            .flatten()
-            .map(|d| DeployedLabels {
-                cluster: cluster.clone(),
-                commit: d.commit,
-                release: d.release,
-            });
+        let current = files.deployed().ok().flatten().map(|d| DeployedLabels {
+            app: app.clone(),
+            cluster: cluster.clone(),
+            commit: d.commit,
+            release: d.release,
+        });
+        let key = format!("{app}/{cluster}");
         let previous = match &current {
-            Some(l) => scraped.deployed.insert(cluster.clone(), l.clone()),
-            None => scraped.deployed.remove(&cluster),
+            Some(l) => scraped.deployed.insert(key, l.clone()),
+            None => scraped.deployed.remove(&key),
         };
         if let Some(p) = previous.filter(|p| Some(p) != current.as_ref()) {
             self.deployed.remove(&p);

@@ -26,7 +26,7 @@ use indicatif::ProgressBar;
 use self::notify::Webhook;
 use crate::adapters::state::StateDir;
 use crate::config::{Config, NotifySettings};
-use crate::domain::model::{ClusterName, CommitId, Host, ReleaseId};
+use crate::domain::model::{AppName, ClusterName, CommitId, Host, ReleaseId};
 use crate::domain::plan::{HoldReason, Plan, Verdict};
 use crate::domain::report::PushReport;
 use crate::run::Progress;
@@ -39,6 +39,7 @@ pub struct Observer {
 }
 
 struct Inner {
+    app: AppName,
     state: StateDir,
     notify: Option<NotifySettings>,
     /// Read from the environment at the first message.
@@ -60,6 +61,7 @@ impl Observer {
     pub fn new(config: &Config) -> Observer {
         Observer {
             inner: Arc::new(Inner {
+                app: config.app.clone(),
                 state: StateDir::new(&config.state_dir),
                 notify: config.notify.clone(),
                 webhook: OnceLock::new(),
@@ -72,6 +74,7 @@ impl Observer {
     /// What watches one run of `cluster` while it runs, for the run to tell.
     pub fn watch_run(&self, cluster: &ClusterName) -> RunWatch {
         RunWatch {
+            app: self.inner.app.clone(),
             cluster: cluster.clone(),
             metrics: self.inner.metrics.get().cloned(),
             progress: self.inner.progress.load(Ordering::Relaxed),
@@ -144,7 +147,7 @@ impl Observer {
         }
         let cluster = &plan.cluster;
         if let Some(m) = self.inner.metrics.get() {
-            m.decided(cluster, now);
+            m.decided(&self.inner.app, cluster, now);
         }
         if let Some(r) = holds::record_of(&plan.verdict, now) {
             if let Err(e) = holds::append(&self.inner.state, cluster, &r) {
@@ -243,6 +246,7 @@ impl Observer {
 /// terminal sees, and the stage numbers of the daemon's metrics. Handed to
 /// the run as its [`Progress`].
 pub struct RunWatch {
+    app: AppName,
     cluster: ClusterName,
     metrics: Option<Arc<Metrics>>,
     progress: bool,
@@ -312,7 +316,13 @@ impl Progress for RunWatch {
             bar.finish_and_clear();
         }
         if let Some(m) = &self.metrics {
-            m.staged(&self.cluster, st.started.elapsed(), st.bytes, st.failed);
+            m.staged(
+                &self.app,
+                &self.cluster,
+                st.started.elapsed(),
+                st.bytes,
+                st.failed,
+            );
         }
     }
 }

@@ -155,7 +155,8 @@ fn bin(sb: &Sandbox, beta: &str, prod: &str, setup: Setup) -> (Bin, Env) {
 /// SIGTERM would.
 async fn run_until(env: &Env, bin: &Bin, clock: &TestClock, end: DateTime<Utc>) {
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let daemon = run_with(env, clock, Duration::from_secs(60), None, async {
+    let apps = [env];
+    let daemon = run_with(&apps, clock, 4, Duration::from_secs(60), None, async {
         let _ = stop_rx.await;
     });
     let driver = async {
@@ -350,7 +351,8 @@ async fn ticks_that_fall_while_a_push_runs_are_skipped_not_queued() {
     );
     let clock = TestClock::new(at("2026-11-20T12:00:00Z"));
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let daemon = run_with(&env, &clock, Duration::from_secs(60), None, async {
+    let apps = [&env];
+    let daemon = run_with(&apps, &clock, 4, Duration::from_secs(60), None, async {
         let _ = stop_rx.await;
     });
     let driver = async {

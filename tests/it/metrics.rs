@@ -107,7 +107,7 @@ async fn the_metrics_endpoint_counts_pushes_stages_holds_and_asana_requests() {
     assert_eq!(
         sample(
             &m,
-            r#"pushgate_pushes_total{cluster="beta",outcome="success"}"#
+            r#"pushgate_pushes_total{app="repo",cluster="beta",outcome="success"}"#
         ),
         Some(0.0),
         "{m}"
@@ -120,7 +120,7 @@ async fn the_metrics_endpoint_counts_pushes_stages_holds_and_asana_requests() {
         .unwrap();
     let m = scrape(&url).await;
     assert_eq!(
-        sample(&m, r#"pushgate_push_in_progress{cluster="beta"}"#),
+        sample(&m, r#"pushgate_push_in_progress{app="repo",cluster="beta"}"#),
         Some(1.0),
         "{m}"
     );
@@ -137,34 +137,34 @@ async fn the_metrics_endpoint_counts_pushes_stages_holds_and_asana_requests() {
     let m = scrape(&url).await;
     let s = |series: &str| sample(&m, series);
     assert_eq!(
-        s(r#"pushgate_pushes_total{cluster="beta",outcome="success"}"#),
+        s(r#"pushgate_pushes_total{app="repo",cluster="beta",outcome="success"}"#),
         Some(1.0),
         "{m}"
     );
     assert_eq!(
-        s(r#"pushgate_pushes_total{cluster="beta",outcome="failed"}"#),
+        s(r#"pushgate_pushes_total{app="repo",cluster="beta",outcome="failed"}"#),
         Some(0.0)
     );
     assert_eq!(
-        s(r#"pushgate_push_duration_seconds_count{cluster="beta",outcome="success"}"#),
+        s(r#"pushgate_push_duration_seconds_count{app="repo",cluster="beta",outcome="success"}"#),
         Some(1.0),
         "{m}"
     );
     assert_eq!(
-        s(r#"pushgate_stage_duration_seconds_count{cluster="beta"}"#),
+        s(r#"pushgate_stage_duration_seconds_count{app="repo",cluster="beta"}"#),
         Some(1.0),
         "{m}"
     );
     assert!(
-        s(r#"pushgate_stage_bytes_sent_total{cluster="beta"}"#).unwrap() > 0.0,
+        s(r#"pushgate_stage_bytes_sent_total{app="repo",cluster="beta"}"#).unwrap() > 0.0,
         "{m}"
     );
-    assert_eq!(s(r#"pushgate_push_in_progress{cluster="beta"}"#), Some(0.0));
+    assert_eq!(s(r#"pushgate_push_in_progress{app="repo",cluster="beta"}"#), Some(0.0));
     let deployed = std::fs::read_to_string(bin.path("state/clusters/beta/deployed.json")).unwrap();
     let deployed: serde_json::Value = serde_json::from_str(&deployed).unwrap();
     assert_eq!(
         s(&format!(
-            r#"pushgate_deployed_info{{cluster="beta",commit="{}",release="{}"}}"#,
+            r#"pushgate_deployed_info{{app="repo",cluster="beta",commit="{}",release="{}"}}"#,
             bin.first,
             deployed["release"].as_str().unwrap()
         )),
@@ -174,7 +174,7 @@ async fn the_metrics_endpoint_counts_pushes_stages_holds_and_asana_requests() {
     let since = chrono::DateTime::parse_from_rfc3339(deployed["since"].as_str().unwrap())
         .unwrap()
         .timestamp() as f64;
-    let last = s(r#"pushgate_last_success_timestamp_seconds{cluster="beta"}"#).unwrap();
+    let last = s(r#"pushgate_last_success_timestamp_seconds{app="repo",cluster="beta"}"#).unwrap();
     assert!((last - since).abs() < 60.0, "{last} vs {since}");
 
     // Every series the Grafana dashboard queries is exposed.
@@ -194,6 +194,24 @@ async fn the_metrics_endpoint_counts_pushes_stages_holds_and_asana_requests() {
         }
     }
     assert!(queried.len() >= 10, "{queried:?}");
+    // An app selector, and every query filtered by it (but Asana's: one
+    // client serves every app).
+    let vars: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(vars, ["app", "cluster"]);
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            assert!(
+                expr.contains(r#"app=~"$app""#) || expr.contains("pushgate_asana_"),
+                "not filtered by app: {expr}"
+            );
+        }
+    }
     for name in &queried {
         assert!(
             m.contains(&format!("\n{name}")),
@@ -208,7 +226,7 @@ async fn the_metrics_endpoint_counts_pushes_stages_holds_and_asana_requests() {
     let m = scrape(&url).await;
     let held = sample(
         &m,
-        r#"pushgate_holds_total{cluster="beta",reason="locked"}"#,
+        r#"pushgate_holds_total{app="repo",cluster="beta",reason="locked"}"#,
     )
     .unwrap();
     let logged = std::fs::read_to_string(bin.path("state/clusters/beta/holds.jsonl"))
@@ -222,7 +240,7 @@ async fn the_metrics_endpoint_counts_pushes_stages_holds_and_asana_requests() {
     assert_eq!(
         sample(
             &m,
-            r#"pushgate_pushes_total{cluster="beta",outcome="success"}"#
+            r#"pushgate_pushes_total{app="repo",cluster="beta",outcome="success"}"#
         ),
         Some(1.0),
         "a held run is not a push"
@@ -263,7 +281,7 @@ async fn a_push_by_another_process_is_counted_too() {
     assert_eq!(
         sample(
             &m,
-            r#"pushgate_pushes_total{cluster="beta",outcome="success"}"#
+            r#"pushgate_pushes_total{app="repo",cluster="beta",outcome="success"}"#
         ),
         Some(1.0),
         "{m}"
@@ -276,7 +294,7 @@ async fn a_push_by_another_process_is_counted_too() {
     assert_eq!(
         sample(
             &m,
-            r#"pushgate_holds_total{cluster="beta",reason="locked"}"#
+            r#"pushgate_holds_total{app="repo",cluster="beta",reason="locked"}"#
         ),
         Some(2.0),
         "{m}"

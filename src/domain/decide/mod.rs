@@ -12,7 +12,9 @@ mod schedule;
 
 pub use freeze::{frozen, soaking};
 pub use gate::{gate, holds, waiting, FixPlace, Waiting};
-pub use schedule::{after_fire, days_both_restricted, fires, next_fire, parse_cron, AfterFire};
+pub use schedule::{
+    after_fire, days_both_restricted, fires, next_fire, next_turn, parse_cron, AfterFire,
+};
 
 use crate::domain::model::ReleaseId;
 use crate::domain::model::{RunKind, RunOutcome};

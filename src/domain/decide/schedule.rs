@@ -547,3 +547,30 @@ mod tests {
         }
     }
 }
+
+/// Whose turn it is when a place frees among `max_concurrent_pushes`: the
+/// first app after `last` (the one served last), in name order and
+/// wrapping, among those with a push waiting. So an app with many or slow
+/// pushes waits its turn like the others and never starves them.
+pub fn next_turn<'a, T: Ord>(waiting: &'a [T], last: Option<&T>) -> Option<&'a T> {
+    let after = last.and_then(|l| waiting.iter().filter(|w| *w > l).min());
+    after.or_else(|| waiting.iter().min())
+}
+
+#[cfg(test)]
+mod turn_tests {
+    use super::next_turn;
+
+    #[test]
+    fn turns_go_round_the_waiting_apps_after_the_last_served() {
+        let w = ["api", "db", "web"];
+        assert_eq!(next_turn(&w, None), Some(&"api"));
+        assert_eq!(next_turn(&w, Some(&"api")), Some(&"db"));
+        assert_eq!(next_turn(&w, Some(&"db")), Some(&"web"));
+        assert_eq!(next_turn(&w, Some(&"web")), Some(&"api"), "wraps");
+        // The app served last waits behind every other app waiting.
+        assert_eq!(next_turn(&["web"], Some(&"web")), Some(&"web"));
+        assert_eq!(next_turn(&["api", "web"], Some(&"cache")), Some(&"web"));
+        assert_eq!(next_turn::<&str>(&[], Some(&"web")), None);
+    }
+}
