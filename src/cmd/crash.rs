@@ -90,7 +90,13 @@ pub async fn fixed(env: &Env, task: &str, commit: &str, json: bool) -> anyhow::R
             &json!({ "task": gid.as_str(), "fix_commit": sha.as_str(), "recorded_in": if field.is_some() { "custom_field" } else { "notes" } }),
         );
     } else {
-        println!("task {gid}: fix {sha} recorded in {place}");
+        println!(
+            "{}task {gid}: fix {sha} recorded in {place}",
+            env.config
+                .named_app()
+                .map(|a| format!("{a}: "))
+                .unwrap_or_default()
+        );
     }
     Ok(Outcome::Success)
 }
@@ -107,6 +113,7 @@ pub fn shipped(
         .cluster(cluster)
         .ok_or_else(|| UsageError(format!("unknown cluster `{}`", printable(cluster, 40))))?;
     let state = StateDir::new(&config.state_dir);
+    let label = config.label(&settings.name);
     // Anything that stops the answer is "cannot tell" (exit 2), never "no".
     let cannot = |e: &dyn std::fmt::Display| UsageError(format!("cannot tell: {e}"));
     let deployed = state
@@ -127,6 +134,7 @@ pub fn shipped(
     let yes = mirror.contains(&tip, &c).map_err(|e| cannot(&e))?;
     if json {
         super::print_json(&json!({
+            "app": config.app.as_str(),
             "cluster": cluster,
             "commit": c.as_str(),
             "shipped": yes,
@@ -134,14 +142,14 @@ pub fn shipped(
         }));
     } else if yes {
         println!(
-            "{cluster} runs {} (deployed {} since {})",
+            "{label} runs {} (deployed {} since {})",
             c.short(),
             &deployed.commit[..7],
             deployed.since.format("%Y-%m-%d %H:%M UTC")
         );
     } else {
         println!(
-            "{cluster} does not run {} yet (deployed: {})",
+            "{label} does not run {} yet (deployed: {})",
             c.short(),
             &deployed.commit[..7]
         );

@@ -40,11 +40,12 @@ pub async fn lock(
     let link = task.permalink_url.clone().unwrap_or_default();
     if json {
         super::print_json(
-            &json!({ "cluster": cluster, "gid": task.gid, "name": task.name, "link": link }),
+            &json!({ "app": env.config.app.as_str(), "cluster": cluster, "gid": task.gid, "name": task.name, "link": link }),
         );
     } else {
         println!(
-            "locked {cluster}: task {} \"{}\" {link}",
+            "locked {}: task {} \"{}\" {link}",
+            env.config.label(&settings.name),
             task.gid,
             printable(&task.name, 120)
         );

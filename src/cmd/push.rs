@@ -178,7 +178,10 @@ async fn push_inner(env: &Env, req: &PushRequest<'_>, hosts: &[Host]) -> anyhow:
         say(r.summary(settings.name.as_str()));
     }
     let facts = match running {
-        Some(holder) => Facts::running(settings.name.clone(), holder, req.now),
+        Some(holder) => Facts {
+            app: env.config.named_app(),
+            ..Facts::running(settings.name.clone(), holder, req.now)
+        },
         None => {
             gather::facts(
                 &cx,

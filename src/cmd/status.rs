@@ -28,6 +28,8 @@ use crate::run::gather;
 struct Seen<'a> {
     /// Its app, when the config has several (named in every line).
     app: Option<&'a AppName>,
+    /// Its app, always (for `--json`).
+    app_name: &'a AppName,
     c: &'a ClusterSettings,
     /// Its facts and decision, or why they could not be gathered.
     decided: Result<(Facts, Plan), String>,
@@ -124,7 +126,10 @@ async fn look<'a>(
     let state = env.state.cluster(&c.name);
     let running = state.running();
     let facts = match running {
-        Some(holder) => Ok(Facts::running(c.name.clone(), holder, now)),
+        Some(holder) => Ok(Facts {
+            app: env.config.named_app(),
+            ..Facts::running(c.name.clone(), holder, now)
+        }),
         None => gather::facts(cx, c, None, hosts, now, Overrides::default(), false)
             .await
             .map_err(|e| format!("{e:#}")),
@@ -145,6 +150,7 @@ async fn look<'a>(
     let notes = on_source_notes(&holding, &places, c.timezone);
     Seen {
         app: many.then_some(&env.config.app),
+        app_name: &env.config.app,
         c,
         waiting: decide::waiting(&tasks, &places),
         holding,
@@ -337,7 +343,7 @@ fn details(s: &Seen<'_>, paint: &Paint, tz: Tz, now: DateTime<Utc>) -> String {
             let text = plan.to_string();
             let first = text.lines().next().unwrap_or_default();
             let first = first
-                .strip_prefix(&format!("{}: ", c.name))
+                .strip_prefix(&format!("{}: ", plan.label()))
                 .unwrap_or(first);
             let shown = format!("next push: {first}");
             line(match state_word(s).1 {
@@ -453,7 +459,7 @@ fn details(s: &Seen<'_>, paint: &Paint, tz: Tz, now: DateTime<Utc>) -> String {
 fn to_json(s: &Seen<'_>) -> Value {
     let c = s.c;
     let mut v = json!({
-        "app": s.app.map(AppName::as_str),
+        "app": s.app_name.as_str(),
         "cluster": c.name.as_str(),
         "schedule": c.schedule.expr,
         "timezone": c.timezone.name(),

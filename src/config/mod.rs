@@ -44,6 +44,9 @@ pub struct ConfigFile {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub app: AppName,
+    /// The file has `[apps]`: views and Asana name this app beside its
+    /// clusters (`web/beta`).
+    pub many_apps: bool,
     /// This app's state directory: the root for a config without apps,
     /// `STATE_DIR/apps/NAME/` for each app of one with them.
     pub state_dir: PathBuf,
@@ -395,6 +398,21 @@ impl Config {
 
     pub fn cluster(&self, name: &str) -> Option<&ClusterSettings> {
         ClusterName::parse(name).and_then(|n| self.clusters.get(&n))
+    }
+
+    /// How people see one of this app's clusters: `beta`, or `web/beta`
+    /// in a config of several apps.
+    pub fn label(&self, cluster: &ClusterName) -> String {
+        if self.many_apps {
+            format!("{}/{cluster}", self.app)
+        } else {
+            cluster.to_string()
+        }
+    }
+
+    /// The app, when views should name it.
+    pub fn named_app(&self) -> Option<AppName> {
+        self.many_apps.then(|| self.app.clone())
     }
 }
 
@@ -915,6 +933,7 @@ impl Validator {
         let (repo, web) = repo?;
         Some(Config {
             app,
+            many_apps: !pre.is_empty(),
             state_dir,
             asana: asana?.clone(),
             repo,

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::domain::model::{
-    Changelog, ClusterName, CommitId, Fix, Host, LockTask, ReleaseId, RunKind, RunOutcome,
+    AppName, Changelog, ClusterName, CommitId, Fix, Host, LockTask, ReleaseId, RunKind, RunOutcome,
 };
 use crate::domain::text::printable;
 use crate::domain::text::{count, plural};
@@ -157,6 +157,8 @@ pub struct RolledBack {
 /// of the world, with no rule applied (`decide` applies them all).
 #[derive(Clone, Debug)]
 pub struct Facts {
+    /// The cluster's app, when the config has several (views name it).
+    pub app: Option<AppName>,
     pub cluster: ClusterName,
     /// The clock, read once when the run started.
     pub now: DateTime<Utc>,
@@ -202,6 +204,7 @@ impl Facts {
     /// Facts for a cluster whose lock another process holds.
     pub fn running(cluster: ClusterName, holder: String, now: DateTime<Utc>) -> Facts {
         Facts {
+            app: None,
             cluster,
             now,
             manual: false,
@@ -388,6 +391,8 @@ pub enum Step {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
+    /// The cluster's app, when the config has several.
+    pub app: Option<AppName>,
     pub cluster: ClusterName,
     pub verdict: Verdict,
     /// Empty unless the verdict is `Push`.
@@ -413,6 +418,14 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// `beta`, or `web/beta` when the config has several apps.
+    pub fn label(&self) -> String {
+        match &self.app {
+            Some(a) => format!("{a}/{}", self.cluster),
+            None => self.cluster.to_string(),
+        }
+    }
+
     /// The verdict's line without the cluster prefix, for `--json`'s `message`.
     pub fn verdict_text(&self) -> String {
         match &self.verdict {
@@ -474,7 +487,7 @@ impl fmt::Display for Step {
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = &self.cluster;
+        let c = &self.label();
         let short = |x: &CommitId| x.short().to_owned();
         match &self.verdict {
             Verdict::Push { from, to } => {

@@ -73,6 +73,59 @@ pub fn plural(n: usize, noun: &str) -> String {
     }
 }
 
+/// `s` for XML text or a double-quoted attribute: `&`, `<`, `>`, `"`, `'`.
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A text written twice as it is built: as plain text, and as Asana rich
+/// text (`html_notes`: `<body>…</body>`, links as `<a href>`) whose plain
+/// text is exactly the first — so a task made with the rich text is
+/// recognised by its plain notes.
+#[derive(Clone, Debug, Default)]
+pub struct Rich {
+    plain: String,
+    html: String,
+    linked: bool,
+}
+
+impl Rich {
+    pub fn text(&mut self, s: &str) -> &mut Rich {
+        self.plain.push_str(s);
+        self.html.push_str(&xml_escape(s));
+        self
+    }
+
+    /// `text` linking to `url` in the rich text.
+    pub fn link(&mut self, text: &str, url: &str) -> &mut Rich {
+        self.plain.push_str(text);
+        self.html.push_str(&format!(
+            "<a href=\"{}\">{}</a>",
+            xml_escape(url),
+            xml_escape(text)
+        ));
+        self.linked = true;
+        self
+    }
+
+    /// The plain text, and the rich text when it holds a link.
+    pub fn finish(self) -> (String, Option<String>) {
+        let html = self.linked.then(|| format!("<body>{}</body>", self.html));
+        (self.plain, html)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +140,22 @@ mod tests {
         assert_eq!(plural(2, "commit"), "commits");
         assert_eq!(count(2, "push"), "2 pushes");
         assert_eq!(count(1, "push"), "1 push");
+    }
+
+    #[test]
+    fn rich_text_escapes_everything_and_keeps_the_plain_text_equal() {
+        let mut r = Rich::default();
+        r.text("- ")
+            .link("3f2a9c1", "https://git.example.com/c/3f2a9c1?a=1&b=\"2\"")
+            .text(" <script> & co\n");
+        let (plain, html) = r.finish();
+        assert_eq!(plain, "- 3f2a9c1 <script> & co\n");
+        assert_eq!(
+            html.unwrap(),
+            "<body>- <a href=\"https://git.example.com/c/3f2a9c1?a=1&amp;b=&quot;2&quot;\">3f2a9c1</a> &lt;script&gt; &amp; co\n</body>"
+        );
+        let mut r = Rich::default();
+        r.text("no links");
+        assert_eq!(r.finish(), ("no links".to_owned(), None));
     }
 }

@@ -27,7 +27,7 @@ use crate::domain::decide::hosts::{
 use crate::domain::model::{ClusterName, CommitId, ReleaseId, RunKind, RunOutcome, TaskGid};
 use crate::domain::plan::{Plan, Step, Verdict};
 use crate::domain::report::{HostLine, PushReport, TaskRef};
-use crate::domain::text::{bytes, count, printable};
+use crate::domain::text::{bytes, count, printable, Rich};
 use crate::run::clock::RunClock;
 use crate::run::journal::Journal;
 use crate::run::outbox::{self, Delivery, Op, Outbox};
@@ -59,13 +59,9 @@ pub fn run_id(cluster: &ClusterName, clock: &RunClock) -> String {
     )
 }
 
-/// The push task's name: `beta push 3f2a9c1 · 2026-11-22 10:15 UTC`.
-pub fn task_name(
-    cluster: &ClusterName,
-    kind: RunKind,
-    commit: &CommitId,
-    clock: &RunClock,
-) -> String {
+/// The push task's name: `beta push 3f2a9c1 · 2026-11-22 10:15 UTC`
+/// (`web/beta push …` in a config of several apps: `cluster` is the label).
+pub fn task_name(cluster: &str, kind: RunKind, commit: &CommitId, clock: &RunClock) -> String {
     format!(
         "{cluster} {kind} {} · {}",
         commit.short(),
@@ -124,7 +120,7 @@ pub async fn push(cx: &Context<'_>, plan: &Plan, outbox: &mut Outbox) -> Option<
         staged: Vec::new(),
         hosts: Vec::new(),
     };
-    let span = tracing::info_span!("push", cluster = %cx.cluster.name, run = %cx.run_id);
+    let span = tracing::info_span!("push", app = %cx.run.config.app, cluster = %cx.cluster.name, run = %cx.run_id);
     let failure = run.steps().instrument(span).await;
     let queued = run.outbox.pending();
     Some(PushReport {
@@ -146,7 +142,7 @@ impl Run<'_, '_> {
     async fn steps(&mut self) -> Option<(String, String)> {
         let plan = self.plan;
         let cx = self.cx;
-        let (name, notes) = self.task_text();
+        let (name, notes, html) = self.task_text();
         self.journal.write(
             "start",
             json!({
@@ -177,7 +173,8 @@ impl Run<'_, '_> {
             }
             let result = match step {
                 Step::Record => {
-                    self.create_task(name.clone(), notes.clone()).await;
+                    self.create_task(name.clone(), notes.clone(), html.clone())
+                        .await;
                     Ok(())
                 }
                 Step::Build { cached } => self.build(*cached).await,
@@ -198,43 +195,75 @@ impl Run<'_, '_> {
     }
 
     /// The push task's name and its notes: cluster, commits, what was
-    /// ignored by hand, changelog, run id, bastion.
-    fn task_text(&self) -> (String, String) {
+    /// ignored by hand, changelog, run id, bastion; with `repo.web`, also
+    /// as rich text whose commits link to the code.
+    fn task_text(&self) -> (String, String, Option<String>) {
         let cx = self.cx;
+        let web = cx.run.config.web.as_ref();
         let changelog = &self.plan.changelog;
-        let mut n = format!(
-            "cluster: {}\nprevious: {}\nnew: {}\nrelease: {}\nhosts: {}\nrun: {}\nbastion: {}\n",
-            cx.cluster.name,
-            self.from
-                .as_ref()
-                .map_or("(nothing deployed)".to_owned(), ToString::to_string),
-            self.to,
+        let mut n = Rich::default();
+        let commit = |n: &mut Rich, c: &CommitId, text: &str| {
+            match web {
+                Some(w) => n.link(text, &w.commit_url(c.as_str())),
+                None => n.text(text),
+            };
+        };
+        if let Some(a) = cx.run.config.named_app() {
+            n.text(&format!("app: {a}\n"));
+        }
+        n.text(&format!("cluster: {}\nprevious: ", cx.cluster.name));
+        match &self.from {
+            Some(f) => commit(&mut n, f, f.as_str()),
+            None => {
+                n.text("(nothing deployed)");
+            }
+        }
+        n.text("\nnew: ");
+        commit(&mut n, &self.to, self.to.as_str());
+        n.text("\n");
+        if let (Some(w), Some(f)) = (web, &self.from) {
+            if let Some(url) = w.compare_url(f.as_str(), self.to.as_str()) {
+                n.text("compare: ")
+                    .link(&format!("{}...{}", f.short(), self.to.short()), &url)
+                    .text("\n");
+            }
+        }
+        n.text(&format!(
+            "release: {}\nhosts: {}\nrun: {}\nbastion: {}\n",
             self.release,
             self.plan.hosts.len(),
             cx.run_id,
             cx.operator,
-        );
+        ));
         if let Some(ig) = &self.plan.ignored {
-            n.push_str(&format!("\n{ig}\n"));
+            n.text(&format!("\n{ig}\n"));
         }
-        n.push_str(&format!(
+        n.text(&format!(
             "\nchangelog ({}):\n",
             count(changelog.len(), "commit")
         ));
         for e in &changelog.entries {
-            n.push_str(&format!(
-                "- {} {} ({})\n",
-                e.commit.short(),
+            n.text("- ");
+            commit(&mut n, &e.commit, e.commit.short());
+            n.text(&format!(
+                " {} ({})\n",
                 printable(&e.subject, 200),
                 printable(&e.author, 60)
             ));
         }
         if changelog.more > 0 {
-            n.push_str(&format!("and {} more\n", changelog.more));
+            n.text(&format!("and {} more\n", changelog.more));
         }
+        let (plain, html) = n.finish();
         (
-            task_name(&cx.cluster.name, RunKind::Push, &self.to, cx.clock),
-            n,
+            task_name(
+                &cx.run.config.label(&cx.cluster.name),
+                RunKind::Push,
+                &self.to,
+                cx.clock,
+            ),
+            plain,
+            html,
         )
     }
 
@@ -271,12 +300,13 @@ impl Run<'_, '_> {
     }
 
     /// Creates the push task (or queues its creation: the push goes on).
-    async fn create_task(&mut self, name: String, notes: String) {
+    async fn create_task(&mut self, name: String, notes: String, html_notes: Option<String>) {
         let cx = self.cx;
         let op = Op::CreateTask {
             key: cx.run_id.to_owned(),
             name,
             notes,
+            html_notes,
             project: cx.cluster.push_project.to_string(),
             workspace: None,
             assignee: None,
@@ -590,7 +620,7 @@ impl Run<'_, '_> {
         let n = self.plan.hosts.len();
         self.say(format!(
             "{}: pushed {} to {} as {} in {}",
-            cx.cluster.name,
+            cx.run.config.label(&cx.cluster.name),
             self.to.short(),
             count(n, "host"),
             self.release,
@@ -633,7 +663,10 @@ impl Run<'_, '_> {
         }
         tracing::error!(step = f.step, error = %f.message, "push failed");
         if self.cx.verbose {
-            eprintln!("{}: {text}", self.cx.cluster.name);
+            eprintln!(
+                "{}: {text}",
+                self.cx.run.config.label(&self.cx.cluster.name)
+            );
         }
         self.comment(text).await;
         self.history(

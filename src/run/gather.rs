@@ -85,6 +85,7 @@ pub async fn facts(
         link: r.push_task_link.clone(),
     });
     Ok(Facts {
+        app: config.named_app(),
         cluster: cluster.name.clone(),
         now,
         manual: rev.is_some(),

@@ -58,6 +58,10 @@ pub enum Op {
         key: String,
         name: String,
         notes: String,
+        /// The notes as Asana rich text (links to the code), whose plain
+        /// text is `notes`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        html_notes: Option<String>,
         project: String,
         #[serde(default)]
         workspace: Option<String>,
@@ -470,6 +474,7 @@ impl Outbox {
                 Op::CreateTask {
                     name,
                     notes,
+                    html_notes,
                     project,
                     workspace,
                     assignee,
@@ -504,6 +509,7 @@ impl Outbox {
                     .create_task(&NewTask {
                         name: name.clone(),
                         notes: Some(notes.clone()),
+                        html_notes: html_notes.clone(),
                         projects: vec![project],
                         workspace: workspace.as_deref().and_then(WorkspaceGid::parse),
                         assignee: assignee.clone(),

@@ -210,6 +210,7 @@ async fn bookkeeping(
                                 key: old_run.clone(),
                                 name,
                                 notes,
+                                html_notes: None,
                                 project,
                                 workspace: None,
                                 assignee: None,

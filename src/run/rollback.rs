@@ -65,7 +65,7 @@ pub async fn rollback(
         release: Some(to.clone()),
         started: cx.clock.start(),
     };
-    let name = task_name(c, RunKind::Rollback, commit, cx.clock);
+    let name = task_name(&cx.run.config.label(c), RunKind::Rollback, commit, cx.clock);
     let notes = format!(
         "cluster: {c}\nrollback from: {}\nrollback to: {to}\ncommit: {commit}\nrun: {rid}\nbastion: {}\n\nLocks were not consulted: rollback is the emergency exit.",
         from.as_ref().map_or("(unknown)".to_owned(), ToString::to_string),
@@ -108,6 +108,7 @@ pub async fn rollback(
             Op::CreateTask {
                 key: format!("lock:{rid}"),
                 name: plan.lock_task_name().unwrap_or_default(),
+                html_notes: None,
                 notes: format!(
                     "`pushgate rollback {c}` switched {c} from {from_name}{} back to {to} ({}) at {} (run {rid}, by {}).\n\nAutomatic pushes of {c} stop while this task is open: complete it once the cause is understood.{}",
                     from_commit.as_ref().map(|x| format!(" ({})", x.short())).unwrap_or_default(),
@@ -133,6 +134,7 @@ pub async fn rollback(
                 key: rid.to_owned(),
                 name,
                 notes,
+                html_notes: None,
                 project: cx.cluster.push_project.to_string(),
                 workspace: None,
                 assignee: None,

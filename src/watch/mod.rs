@@ -40,6 +40,10 @@ pub struct Observer {
 
 struct Inner {
     app: AppName,
+    /// The config has several apps: messages name this one.
+    named: bool,
+    /// `repo.web`: messages link to the code.
+    web: Option<crate::config::WebLinks>,
     state: StateDir,
     notify: Option<NotifySettings>,
     /// Read from the environment at the first message.
@@ -62,6 +66,8 @@ impl Observer {
         Observer {
             inner: Arc::new(Inner {
                 app: config.app.clone(),
+                named: config.many_apps,
+                web: config.web.clone(),
                 state: StateDir::new(&config.state_dir),
                 notify: config.notify.clone(),
                 webhook: OnceLock::new(),
@@ -190,7 +196,8 @@ impl Observer {
     where
         F: std::future::Future<Output = Option<PushReport>>,
     {
-        let started = notify::started(plan).filter(|_| self.wants("started"));
+        let started =
+            notify::started(plan, self.inner.web.as_ref()).filter(|_| self.wants("started"));
         let report = match (started, self.inner.notify.as_ref()) {
             (Some(text), Some(n)) => {
                 // `started` only for a push still running after
@@ -223,7 +230,7 @@ impl Observer {
         } else {
             "succeeded"
         };
-        self.send(event, &notify::finished(&plan.cluster, r)).await;
+        self.send(event, &notify::finished(&plan.label(), r)).await;
         report
     }
 
@@ -237,7 +244,11 @@ impl Observer {
         failed: &[String],
         task_link: Option<&str>,
     ) {
-        let text = notify::rolled_back(cluster, release, commit, hosts, failed, task_link);
+        let label = match &self.inner.named {
+            true => format!("{}/{cluster}", self.inner.app),
+            false => cluster.to_string(),
+        };
+        let text = notify::rolled_back(&label, release, commit, hosts, failed, task_link);
         self.send("rollback", &text).await;
     }
 }

@@ -27,7 +27,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::state::StateDir;
-use crate::config::NotifySettings;
+use crate::config::{NotifySettings, WebLinks};
 use crate::domain::model::{ClusterName, CommitId, Fix, ReleaseId};
 use crate::domain::plan::{HoldReason, Plan, Verdict};
 use crate::domain::report::PushReport;
@@ -181,23 +181,41 @@ fn short(c: &CommitId) -> String {
     format!("`{}`", c.short())
 }
 
-/// "beta: pushing 3f2a9c1 over 0123abc", with the first changelog lines.
-pub fn started(plan: &Plan) -> Option<String> {
+/// A commit as a message shows it: `` `3f2a9c1` ``, a link to the code
+/// with `repo.web`.
+fn commit(c: &CommitId, web: Option<&WebLinks>) -> String {
+    match web {
+        Some(w) => link(&w.commit_url(c.as_str()), c.short()),
+        None => short(c),
+    }
+}
+
+/// "beta: pushing 3f2a9c1 over 0123abc", with the first changelog lines
+/// (and, with `repo.web`, links to the commits and the compare).
+pub fn started(plan: &Plan, web: Option<&WebLinks>) -> Option<String> {
     let Verdict::Push { from, to } = &plan.verdict else {
         return None;
     };
-    let over = from.as_ref().map_or("(nothing deployed)".to_owned(), short);
+    let over = from
+        .as_ref()
+        .map_or("(nothing deployed)".to_owned(), |f| commit(f, web));
     let n = plan.changelog.len();
     let mut text = format!(
         ":rocket: *{}*: pushing {} over {over} ({n} new {})",
-        plan.cluster,
-        short(to),
+        plan.label(),
+        commit(to, web),
         plural(n, "commit")
     );
+    if let Some(url) = web
+        .zip(from.as_ref())
+        .and_then(|(w, f)| w.compare_url(f.as_str(), to.as_str()))
+    {
+        text.push_str(&format!(" · {}", link(&url, "compare")));
+    }
     for e in plan.changelog.entries.iter().take(5) {
         text.push_str(&format!(
-            "\n• `{}` {} ({})",
-            e.commit.short(),
+            "\n• {} {} ({})",
+            commit(&e.commit, web),
             escape(&e.subject, 100),
             escape(&e.author, 40)
         ));
@@ -209,7 +227,7 @@ pub fn started(plan: &Plan) -> Option<String> {
 }
 
 /// The end of a push: succeeded, or failed at which step and why.
-pub fn finished(cluster: &ClusterName, r: &PushReport) -> String {
+pub fn finished(cluster: &str, r: &PushReport) -> String {
     let task = r
         .task
         .as_ref()
@@ -236,7 +254,7 @@ pub fn finished(cluster: &ClusterName, r: &PushReport) -> String {
 
 /// Why a cluster is held, naming each lock's task, assignee and link.
 pub fn held(plan: &Plan) -> Option<String> {
-    let c = &plan.cluster;
+    let c = &plan.label();
     Some(match &plan.verdict {
         Verdict::Hold(HoldReason::Locked { tasks }) => {
             let n = tasks.len();
@@ -295,7 +313,7 @@ pub fn held(plan: &Plan) -> Option<String> {
 
 /// A rollback: where to, on how many hosts, what failed.
 pub fn rolled_back(
-    cluster: &ClusterName,
+    cluster: &str,
     release: &ReleaseId,
     commit: &CommitId,
     hosts: usize,
@@ -497,6 +515,7 @@ mod tests {
     #[test]
     fn untrusted_text_cannot_mention_channel_or_forge_links() {
         let plan = Plan {
+            app: None,
             cluster: ClusterName::parse("beta").unwrap(),
             verdict: locked(vec![lock(
                 "1001",

@@ -120,7 +120,10 @@ async fn the_metrics_endpoint_counts_pushes_stages_holds_and_asana_requests() {
         .unwrap();
     let m = scrape(&url).await;
     assert_eq!(
-        sample(&m, r#"pushgate_push_in_progress{app="repo",cluster="beta"}"#),
+        sample(
+            &m,
+            r#"pushgate_push_in_progress{app="repo",cluster="beta"}"#
+        ),
         Some(1.0),
         "{m}"
     );
@@ -159,7 +162,10 @@ async fn the_metrics_endpoint_counts_pushes_stages_holds_and_asana_requests() {
         s(r#"pushgate_stage_bytes_sent_total{app="repo",cluster="beta"}"#).unwrap() > 0.0,
         "{m}"
     );
-    assert_eq!(s(r#"pushgate_push_in_progress{app="repo",cluster="beta"}"#), Some(0.0));
+    assert_eq!(
+        s(r#"pushgate_push_in_progress{app="repo",cluster="beta"}"#),
+        Some(0.0)
+    );
     let deployed = std::fs::read_to_string(bin.path("state/clusters/beta/deployed.json")).unwrap();
     let deployed: serde_json::Value = serde_json::from_str(&deployed).unwrap();
     assert_eq!(

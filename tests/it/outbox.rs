@@ -18,6 +18,7 @@ fn create(key: &str) -> Op {
         key: key.into(),
         name: format!("task {key}"),
         notes: format!("notes of {key}"),
+        html_notes: None,
         project: seed::PUSH_BETA.into(),
         workspace: None,
         assignee: None,

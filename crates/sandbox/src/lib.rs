@@ -65,6 +65,11 @@ pub struct Faults {
     /// Spend `latency_ms` after the request was applied instead of before:
     /// a write that times out has happened all the same.
     pub latency_after_apply: bool,
+    /// Asana's concurrency limits, per token: at most this many GETs, and
+    /// this many writes (POST, PUT, DELETE), in flight; one more gets 429
+    /// with `Retry-After` (`API-FACTS.md` §3: 50 and 15).
+    pub concurrent_reads: usize,
+    pub concurrent_writes: usize,
 }
 
 impl Faults {
@@ -96,6 +101,8 @@ impl Default for Faults {
             forbidden_projects: Vec::new(),
             only: None,
             latency_after_apply: false,
+            concurrent_reads: 50,
+            concurrent_writes: 15,
         }
     }
 }
@@ -121,6 +128,10 @@ pub(crate) struct Shared {
     /// Strict mode: `opt_fields` must be in each operation's declared enum.
     strict: AtomicBool,
     events: Mutex<EventLog>,
+    /// Requests in flight per person: (reads, writes).
+    in_flight: Mutex<std::collections::HashMap<String, (usize, usize)>>,
+    /// 429s answered.
+    rate_limited: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -290,6 +301,8 @@ impl Sandbox {
             clock: Mutex::new(None),
             strict: AtomicBool::new(false),
             events: Mutex::new(EventLog::default()),
+            in_flight: Mutex::new(std::collections::HashMap::new()),
+            rate_limited: AtomicU64::new(0),
         });
         let app = http::router(shared.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -437,6 +450,13 @@ impl Sandbox {
             "custom_fields": fields,
             "users": users,
         })
+    }
+
+    /// How many requests the sandbox answered 429 (any reason).
+    pub fn rate_limited(&self) -> u64 {
+        self.shared
+            .rate_limited
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn set_faults(&self, faults: Faults) {

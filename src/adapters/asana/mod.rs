@@ -159,6 +159,8 @@ pub enum CompletedSince {
 #[derive(Clone, Debug, Default)]
 pub struct NewTask {
     pub name: String,
+    /// The notes; with `html_notes`, their plain text (not sent: it is
+    /// how a task created before an ambiguous failure is recognised).
     pub notes: Option<String>,
     pub html_notes: Option<String>,
     pub projects: Vec<ProjectGid>,
@@ -369,11 +371,16 @@ impl Client {
     pub async fn create_task(&self, new: &NewTask) -> Result<Task, AsanaError> {
         let mut data = Map::new();
         data.insert("name".into(), json!(new.name));
-        if let Some(n) = &new.notes {
-            data.insert("notes".into(), json!(n));
-        }
-        if let Some(h) = &new.html_notes {
-            data.insert("html_notes".into(), json!(h));
+        // One or the other (Asana takes one): with `html_notes`, `notes`
+        // is its plain text, what the probe below recognises the task by.
+        match (&new.html_notes, &new.notes) {
+            (Some(h), _) => {
+                data.insert("html_notes".into(), json!(h));
+            }
+            (None, Some(n)) => {
+                data.insert("notes".into(), json!(n));
+            }
+            (None, None) => {}
         }
         if !new.projects.is_empty() {
             let gids: Vec<&str> = new.projects.iter().map(ProjectGid::as_str).collect();

@@ -62,6 +62,7 @@ pub fn plan(facts: &Facts) -> Plan {
         _ => (Vec::new(), None),
     };
     Plan {
+        app: facts.app.clone(),
         cluster: facts.cluster.clone(),
         verdict,
         steps,

@@ -14,6 +14,7 @@ fn commit(c: char) -> CommitId {
 /// Beta, with `b…` deployed and `c…` (one commit later) the candidate.
 fn facts(locks: LockFacts) -> Facts {
     Facts {
+        app: None,
         cluster: ClusterName::parse("beta").unwrap(),
         running: None,
         locks,

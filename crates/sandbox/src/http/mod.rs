@@ -231,7 +231,20 @@ async fn gatekeeper(State(s): St, mut req: Request, next: Next) -> Response {
     let Some(actor) = actor else {
         return ApiError::status(StatusCode::UNAUTHORIZED, "Not Authorized").into_response();
     };
-    req.extensions_mut().insert(Actor(actor));
+    req.extensions_mut().insert(Actor(actor.clone()));
+    // Asana's concurrency limits: one request past them is a 429.
+    let write = req.method() != axum::http::Method::GET;
+    let Some(_in_flight) = InFlight::enter(&s, &actor, write) else {
+        s.rate_limited.fetch_add(1, Ordering::SeqCst);
+        let mut resp = ApiError::status(
+            StatusCode::TOO_MANY_REQUESTS,
+            "You have too many requests in flight. Please, wait for some to finish.",
+        )
+        .into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(1));
+        return resp;
+    };
     let n = s.counter.fetch_add(1, Ordering::SeqCst) + 1;
     let api_path = req.uri().path().trim_start_matches("/api/1.0").to_owned();
     let (latency, late, drop_before, drop_after, rate_limited, fail, forbidden) = {
@@ -273,6 +286,7 @@ async fn gatekeeper(State(s): St, mut req: Request, next: Next) -> Response {
         return dropped();
     }
     if let Some(secs) = rate_limited {
+        s.rate_limited.fetch_add(1, Ordering::SeqCst);
         let mut resp = ApiError::status(
             StatusCode::TOO_MANY_REQUESTS,
             "You have made too many requests recently. Please, be chill.",
@@ -297,6 +311,49 @@ async fn gatekeeper(State(s): St, mut req: Request, next: Next) -> Response {
         return dropped();
     }
     resp
+}
+
+/// One request in flight for a person, counted against Asana's limits while
+/// it lives.
+struct InFlight<'a> {
+    s: &'a Shared,
+    actor: String,
+    write: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(s: &'a Shared, actor: &str, write: bool) -> Option<InFlight<'a>> {
+        let (reads, writes) = {
+            let f = s.faults.lock().unwrap_or_else(|e| e.into_inner());
+            (f.concurrent_reads, f.concurrent_writes)
+        };
+        let mut m = s.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(actor.to_owned()).or_default();
+        let (count, max) = if write {
+            (&mut n.1, writes)
+        } else {
+            (&mut n.0, reads)
+        };
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(InFlight {
+            s,
+            actor: actor.to_owned(),
+            write,
+        })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut m = self.s.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.actor) {
+            let c = if self.write { &mut n.1 } else { &mut n.0 };
+            *c = c.saturating_sub(1);
+        }
+    }
 }
 
 /// Headers go out, then the body breaks: the client sees a dropped connection.
