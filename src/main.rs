@@ -118,11 +118,13 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     json,
                     ignore_locks,
                     ignore_freeze,
+                    ignore_approval,
                     reason,
                 } => {
                     let overrides = pushgate::domain::plan::Overrides {
                         ignore_locks,
                         ignore_freeze,
+                        ignore_approval,
                         reason,
                     };
                     cmd::push::run(&env, &cluster, commit.as_deref(), dry_run, json, overrides)

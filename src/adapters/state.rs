@@ -14,6 +14,7 @@
 //!   clusters/<name>/outbox.jsonl    Asana writes queued and done (`outbox.rs`)
 //!   clusters/<name>/children/       one file per running child's process group
 //!   clusters/<name>/bad.json        commits rolled back: never a candidate again
+//!   clusters/<name>/approvals.json  approval requests made (`run::approval`)
 //!   reported-fixes.json        tasks told once that their fix value is unusable
 //!   sandbox.json               the embedded sandbox's data
 //! ```
@@ -356,6 +357,11 @@ impl ClusterState {
         self.dir.join("holds.jsonl")
     }
 
+    /// The approval requests made for this cluster (`run::approval`).
+    pub fn approvals_path(&self) -> PathBuf {
+        self.dir.join("approvals.json")
+    }
+
     /// The notifications' memory of the current hold streak.
     pub fn notify_path(&self) -> PathBuf {
         self.dir.join("notify.json")
@@ -413,7 +419,7 @@ impl Drop for ClusterLock {
     }
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, StateError> {
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, StateError> {
     match fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)

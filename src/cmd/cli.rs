@@ -52,7 +52,10 @@ pub enum Command {
         /// Push despite a freeze window or min_soak; needs --reason.
         #[arg(long, requires = "reason")]
         ignore_freeze: bool,
-        /// Why the locks or freeze are ignored: recorded in the push task.
+        /// Push without the approval gate's consent; needs --reason (recorded in the push task and on the request).
+        #[arg(long, requires = "reason")]
+        ignore_approval: bool,
+        /// Why the locks, freeze or approval are ignored: recorded in the push task.
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
     },

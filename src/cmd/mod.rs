@@ -61,7 +61,7 @@ pub fn exit_code(outcome: &Outcome) -> u8 {
         Outcome::Busy => EXIT_RUNNING,
         Outcome::Decided(Verdict::Push { .. } | Verdict::NothingNew { .. }) => EXIT_OK,
         Outcome::Decided(Verdict::Hold(
-            HoldReason::Locked { .. } | HoldReason::RolledBack { .. },
+            HoldReason::Locked { .. } | HoldReason::RolledBack { .. } | HoldReason::Approval(_),
         )) => EXIT_LOCKED,
         Outcome::Decided(Verdict::Hold(HoldReason::Running { .. })) => EXIT_RUNNING,
         Outcome::Decided(Verdict::Hold(

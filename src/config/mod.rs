@@ -196,6 +196,37 @@ pub struct ClusterSettings {
     pub freeze_before: Option<FreezeBefore>,
     pub source: Source,
     pub min_soak: Option<Duration>,
+    /// `[clusters.NAME.approval]`: pushes wait for a person's approval.
+    pub approval: Option<ApprovalSettings>,
+}
+
+/// `[clusters.NAME.approval]` (`docs/approvals.md`).
+#[derive(Clone, Debug)]
+pub struct ApprovalSettings {
+    /// The Asana project the approval tasks are created in.
+    pub project: ProjectGid,
+    /// Who may approve (gids or e-mails); empty: anyone but pushgate.
+    pub approvers: Vec<crate::domain::approval::Approver>,
+    /// An approval older than this does not count (default 24h).
+    pub max_age: Duration,
+    /// Without a freeze towards this cluster, ask this long before each
+    /// scheduled push (default 90m).
+    pub request_before: Duration,
+    /// A scheduled push held only by the approval runs when it arrives,
+    /// up to this long after its scheduled time (default 2h).
+    pub window: Duration,
+    pub allow_self_approval: bool,
+}
+
+impl ApprovalSettings {
+    /// The rules' view of it.
+    pub fn policy(&self) -> crate::domain::approval::ApprovalPolicy {
+        crate::domain::approval::ApprovalPolicy {
+            approvers: self.approvers.clone(),
+            max_age: chrono::Duration::from_std(self.max_age).unwrap_or(chrono::Duration::MAX),
+            allow_self_approval: self.allow_self_approval,
+        }
+    }
 }
 
 impl ClusterSettings {
@@ -356,6 +387,15 @@ const CLUSTER_KEYS: &[&str] = &[
     "freeze_before",
     "source",
     "min_soak",
+    "approval",
+];
+const APPROVAL_KEYS: &[&str] = &[
+    "project",
+    "approvers",
+    "max_age",
+    "request_before",
+    "window",
+    "allow_self_approval",
 ];
 const FREEZE_KEYS: &[&str] = &["cluster", "duration"];
 
@@ -1205,7 +1245,19 @@ impl Validator {
         } else {
             None
         };
+        let approval = match t.get("approval") {
+            None => Some(None),
+            Some(Value::Table(at)) => self.approval(&join(p, "approval"), at).map(Some),
+            Some(other) => {
+                self.problem(
+                    join(p, "approval"),
+                    format!("expected a table, found {}", type_name(other)),
+                );
+                None
+            }
+        };
         Some(ClusterSettings {
+            approval: approval?,
             name,
             schedule: schedule?,
             timezone: timezone?,
@@ -1217,6 +1269,73 @@ impl Validator {
             freeze_before: freeze_before?,
             source: source?,
             min_soak,
+        })
+    }
+
+    fn approval(&mut self, p: &str, t: &Table) -> Option<ApprovalSettings> {
+        self.known_keys(p, t, APPROVAL_KEYS);
+        let project = self.gid(p, t, "project", ProjectGid::parse);
+        let approvers = match t.get("approvers") {
+            None => Some(Vec::new()),
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str().map(crate::domain::approval::Approver::parse) {
+                        Some(Some(a)) => out.push(a),
+                        Some(None) => self.problem(
+                            format!("{}[{i}]", join(p, "approvers")),
+                            format!(
+                                "`{}` is neither an Asana user gid (digits) nor an e-mail address",
+                                item.as_str().unwrap_or_default().escape_debug()
+                            ),
+                        ),
+                        None => self.problem(
+                            format!("{}[{i}]", join(p, "approvers")),
+                            format!("expected a string, found {}", type_name(item)),
+                        ),
+                    }
+                }
+                (out.len() == items.len()).then_some(out)
+            }
+            Some(other) => {
+                self.problem(
+                    join(p, "approvers"),
+                    format!(
+                        "expected an array of user gids or e-mails, found {}",
+                        type_name(other)
+                    ),
+                );
+                None
+            }
+        };
+        let mut dur = |key: &str, default: u64| {
+            if t.contains_key(key) {
+                self.duration(p, t, key)
+            } else {
+                Some(Duration::from_secs(default))
+            }
+        };
+        let max_age = dur("max_age", 24 * 3600);
+        let request_before = dur("request_before", 90 * 60);
+        let window = dur("window", 2 * 3600);
+        let allow_self_approval = match t.get("allow_self_approval") {
+            None => Some(false),
+            Some(Value::Boolean(b)) => Some(*b),
+            Some(other) => {
+                self.problem(
+                    join(p, "allow_self_approval"),
+                    format!("expected a boolean, found {}", type_name(other)),
+                );
+                None
+            }
+        };
+        Some(ApprovalSettings {
+            project: project?,
+            approvers: approvers?,
+            max_age: max_age?,
+            request_before: request_before?,
+            window: window?,
+            allow_self_approval: allow_self_approval?,
         })
     }
 

@@ -2,6 +2,7 @@
 //! it returns, and every decision (`decide`). No IO, no async, no clock
 //! read, no error type; it imports nothing outside itself.
 
+pub mod approval;
 pub mod decide;
 pub mod model;
 pub mod plan;

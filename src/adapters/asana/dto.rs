@@ -59,6 +59,17 @@ pub struct Task {
     pub projects: Option<Vec<Named>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_fields: Option<Vec<CustomFieldValue>>,
+    /// `default_task`, `milestone`, `approval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_subtype: Option<String>,
+    /// Approval tasks: `pending`, `approved`, `rejected`, `changes_requested`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_status: Option<String>,
+    /// Who completed it (for an approval task: who decided).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_by: Option<Named>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -72,6 +83,8 @@ pub struct Story {
     pub resource_subtype: Option<String>,
     #[serde(default)]
     pub created_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<Named>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -40,7 +40,10 @@ pub mod fields {
     pub const TASK_FIELDS: &str = "name,notes,completed,permalink_url,custom_fields.name,custom_fields.text_value,custom_fields.resource_subtype";
     /// Enough to recognise a task we may already have created.
     pub const PROBE_TASK: &str = "name,notes";
-    pub const STORY: &str = "text,html_text,resource_subtype,created_at";
+    pub const STORY: &str = "text,html_text,resource_subtype,created_at,created_by";
+    /// An approval task as the approval gate reads it (all declared for
+    /// `GET /tasks/{gid}`; the decider's e-mail comes from `GET /users/{gid}`).
+    pub const APPROVAL_TASK: &str = "name,notes,completed,completed_at,completed_by,approval_status,resource_subtype,permalink_url";
     pub const USER: &str = "name,email";
     pub const PROJECT: &str = "name,workspace.name,archived";
     pub const CUSTOM_FIELD_SETTING: &str = "custom_field.name,custom_field.resource_subtype";
@@ -163,6 +166,8 @@ pub struct NewTask {
     pub assignee: Option<String>,
     /// Custom field gid → text value.
     pub custom_fields: Vec<(String, String)>,
+    /// `approval` for an approval task; `None`: a default task.
+    pub resource_subtype: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -290,6 +295,20 @@ impl Client {
         decode(&Method::GET, "/users/me", page.data)
     }
 
+    /// `GET /users/{gid}` (`opt_fields=name,email`): who decided an approval.
+    pub async fn user(&self, gid: &str) -> Result<User, AsanaError> {
+        if gid.is_empty() || !gid.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(AsanaError::Decode {
+                method: Method::GET,
+                path: "/users/{gid}".into(),
+                detail: format!("malformed user gid {:?}", gid.escape_debug().to_string()),
+            });
+        }
+        let path = format!("/users/{gid}");
+        let page = self.call(&Request::get(path.clone(), fields::USER)).await?;
+        decode(&Method::GET, &path, page.data)
+    }
+
     pub async fn get_project(&self, project: &ProjectGid) -> Result<Named, AsanaError> {
         let path = format!("/projects/{project}");
         let page = self
@@ -366,6 +385,9 @@ impl Client {
         }
         if let Some(a) = &new.assignee {
             data.insert("assignee".into(), json!(a));
+        }
+        if let Some(st) = &new.resource_subtype {
+            data.insert("resource_subtype".into(), json!(st));
         }
         if !new.custom_fields.is_empty() {
             let cf: Map<String, Value> = new
