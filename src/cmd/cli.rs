@@ -120,6 +120,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Approval gates: what each gated cluster's candidate waits for, and its recent approval requests.
+    Approvals {
+        /// Only this cluster.
+        cluster: Option<String>,
+        /// Print the result as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a lock task in CLUSTER's lock project, assigned to the token's user.
     Lock {
         /// The cluster whose lock project gets the task.

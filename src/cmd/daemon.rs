@@ -256,11 +256,18 @@ async fn schedules<C: Clock>(
     };
     let clusters: Vec<&ClusterSettings> = env.config.clusters.values().collect();
     let start = clock.now();
+    let awaiting = Awaiting::default();
     let loops = join_all(
         clusters
             .iter()
-            .map(|c| cluster_loop(env, clock, c, start, &stop)),
+            .map(|c| cluster_loop(env, clock, c, start, &stop, &awaiting)),
     );
+    let loops = async {
+        let (mut results, approvals) =
+            tokio::join!(loops, approval_loop(env, clock, &stop, &awaiting));
+        results.push(approvals);
+        results
+    };
     tokio::pin!(loops);
     tokio::pin!(shutdown);
     tokio::select! {
@@ -299,6 +306,7 @@ async fn cluster_loop<C: Clock>(
     c: &ClusterSettings,
     start: DateTime<Utc>,
     stop: &Stop,
+    awaiting: &Awaiting,
 ) -> anyhow::Result<()> {
     let (cron, tz) = (&c.schedule.cron, c.timezone);
     let local = |t: DateTime<Utc>| {
@@ -350,6 +358,7 @@ async fn cluster_loop<C: Clock>(
             },
         )
         .await;
+        awaiting.note(c, at, result.as_ref().ok().map(|p| &p.plan.verdict));
         match &result {
             Ok(p) => match (&p.plan.verdict, p.outcome()) {
                 (_, Outcome::Failure) => {
@@ -372,6 +381,96 @@ async fn cluster_loop<C: Clock>(
             tracing::debug!(cluster = %c.name, next = %local(next), "next push");
         }
         target = after.next;
+    }
+}
+
+/// How often the daemon looks again at the approval gates: to ask when
+/// it is time, and to run a scheduled push held only by its approval once
+/// the approval comes (`docs/approvals.md`).
+pub const APPROVAL_POLL: Duration = Duration::from_secs(30);
+
+/// Scheduled pushes held by their approval: cluster → the scheduled time.
+#[derive(Default)]
+struct Awaiting(Mutex<std::collections::BTreeMap<ClusterName, DateTime<Utc>>>);
+
+impl Awaiting {
+    /// After the scheduled push of `c` due `at` decided `verdict`.
+    fn note(&self, c: &ClusterSettings, at: DateTime<Utc>, verdict: Option<&Verdict>) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match verdict {
+            Some(v) if c.approval.is_some() && crate::cmd::approvals::is_approval_hold(v) => {
+                m.insert(c.name.clone(), at);
+            }
+            _ => {
+                m.remove(&c.name);
+            }
+        }
+    }
+
+    fn get(&self, c: &ClusterName) -> Option<DateTime<Utc>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(c)
+            .copied()
+    }
+
+    fn done(&self, c: &ClusterName, at: DateTime<Utc>) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if m.get(c) == Some(&at) {
+            m.remove(c);
+        }
+    }
+}
+
+/// The approval gates' loop (only when a cluster has one): every
+/// [`APPROVAL_POLL`], for each gated cluster, ask for the next push's
+/// approval when it is time, and run a scheduled push held only by its
+/// approval once the approval has come, within its window.
+async fn approval_loop<C: Clock>(
+    env: &Env,
+    clock: &C,
+    stop: &Stop,
+    awaiting: &Awaiting,
+) -> anyhow::Result<()> {
+    let gated: Vec<&ClusterSettings> = env
+        .config
+        .clusters
+        .values()
+        .filter(|c| c.approval.is_some())
+        .collect();
+    let Some(name) = ClusterName::parse("approvals").filter(|_| !gated.is_empty()) else {
+        return Ok(());
+    };
+    loop {
+        let stopped = stop.stopped.notified();
+        tokio::pin!(stopped);
+        if stop.flag.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let at = clock.now() + chrono::Duration::from_std(APPROVAL_POLL).unwrap_or_default();
+        tokio::select! {
+            waited = clock.wait_until(&name, at) => waited?,
+            _ = &mut stopped => return Ok(()),
+        }
+        for c in &gated {
+            if stop.flag.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let now = clock.now();
+            if let Some(scheduled) = awaiting.get(&c.name) {
+                if let Some(why) =
+                    crate::cmd::approvals::retry_held(env, c, scheduled, now, Some(&stop.flag))
+                        .await
+                {
+                    tracing::info!(cluster = %c.name, "{why}");
+                    awaiting.done(&c.name, scheduled);
+                }
+            }
+            if let Err(e) = crate::cmd::approvals::ask_if_due(env, c, clock.now()).await {
+                tracing::warn!(cluster = %c.name, error = %format!("{e:#}"), "cannot ask for the approval; trying again on the next poll");
+            }
+        }
     }
 }
 

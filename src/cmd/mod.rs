@@ -1,6 +1,7 @@
 //! The commands: each opens what it needs, does its work and returns an
 //! [`Outcome`]; `main.rs` turns outcomes and errors into exit codes.
 
+pub mod approvals;
 pub mod check;
 pub mod cli;
 pub mod crash;

@@ -431,7 +431,9 @@ async fn ask_approval(
                 );
             }
         }
-        Err(e) => tracing::warn!(cluster = %settings.name, error = %format!("{e:#}"), "cannot ask for the approval"),
+        Err(e) => {
+            tracing::warn!(cluster = %settings.name, error = %format!("{e:#}"), "cannot ask for the approval")
+        }
     }
 }
 

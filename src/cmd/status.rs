@@ -14,11 +14,11 @@ use chrono_tz::Tz;
 use serde_json::{json, Value};
 
 use super::views::{judgement_json, lock_json, plan_json};
-use crate::domain::approval::Judgement;
 use super::{Env, Outcome, UsageError};
 use crate::adapters::state::{Deployed, HistoryRecord};
 use crate::cmd::term::Paint;
 use crate::config::ClusterSettings;
+use crate::domain::approval::Judgement;
 use crate::domain::decide::{self, FixPlace, Waiting};
 use crate::domain::model::{LockTask, RunOutcome, TaskGid};
 use crate::domain::plan::{Facts, HoldReason, LockFacts, Overrides, Plan, Verdict};
@@ -121,9 +121,9 @@ async fn look<'a>(
             (Some(a), Some(cand)) => decide::approval::judge(a, &cand.commit, now),
             _ => Judgement::NothingToApprove,
         },
-        Err(e) => Judgement::Held(crate::domain::approval::ApprovalHold::Unreadable {
-            reason: e.clone(),
-        }),
+        Err(e) => {
+            Judgement::Held(crate::domain::approval::ApprovalHold::Unreadable { reason: e.clone() })
+        }
     });
     Seen {
         c,

@@ -183,14 +183,22 @@ fn person_json(p: &Person) -> Value {
 /// Why the approval gate holds: `state` names the case.
 pub fn approval_hold_json(h: &ApprovalHold) -> Value {
     let (state, by, link, extra) = match h {
-        ApprovalHold::NotRequested { commit } => {
-            ("not-requested", None, None, json!({ "commit": commit.as_str() }))
+        ApprovalHold::NotRequested { commit } => (
+            "not-requested",
+            None,
+            None,
+            json!({ "commit": commit.as_str() }),
+        ),
+        ApprovalHold::Queued { commit } => {
+            ("queued", None, None, json!({ "commit": commit.as_str() }))
         }
-        ApprovalHold::Queued { commit } => ("queued", None, None, json!({ "commit": commit.as_str() })),
         ApprovalHold::Pending { link } => ("pending", None, Some(link), Value::Null),
-        ApprovalHold::Rejected { by, comment, link } => {
-            ("rejected", Some(by), Some(link), json!({ "comment": comment }))
-        }
+        ApprovalHold::Rejected { by, comment, link } => (
+            "rejected",
+            Some(by),
+            Some(link),
+            json!({ "comment": comment }),
+        ),
         ApprovalHold::ChangesRequested { by, comment, link } => (
             "changes-requested",
             Some(by),
@@ -227,9 +235,7 @@ pub fn approval_hold_json(h: &ApprovalHold) -> Value {
         ),
         ApprovalHold::Superseded { link } => ("superseded", None, Some(link), Value::Null),
         ApprovalHold::Deleted { link } => ("deleted", None, Some(link), Value::Null),
-        ApprovalHold::Unreadable { reason } => {
-            ("unknown", None, None, json!({ "error": reason }))
-        }
+        ApprovalHold::Unreadable { reason } => ("unknown", None, None, json!({ "error": reason })),
     };
     let mut v = json!({
         "state": state,

@@ -349,9 +349,8 @@ pub async fn ask(
         recs.push(rec);
         // Recorded before it is queued: never asked twice.
         save(&state, &recs)?;
-        done.created = Some(
-            submit_create(outbox, about.run_id, &state, &k, name, notes, settings).await,
-        );
+        done.created =
+            Some(submit_create(outbox, about.run_id, &state, &k, name, notes, settings).await);
     }
     let new_link = done
         .created

@@ -289,9 +289,7 @@ impl Outbox {
 
     /// Whether a create for `key` waits in the queue.
     pub fn creating(&self, key: &str) -> bool {
-        self.pending
-            .iter()
-            .any(|e| e.op.creates() == Some(key))
+        self.pending.iter().any(|e| e.op.creates() == Some(key))
     }
 
     /// Queues `op` durably, then applies the queue in order unless this run

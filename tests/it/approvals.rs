@@ -162,7 +162,9 @@ async fn prod_waits_for_its_approval_task_and_ships_exactly_the_approved_artifac
     decide(&sb, seed::APPROVER_EMAIL, &gid, "approved", None).await;
     let status = bin.run(&["status", "prod"]).await;
     assert!(
-        status.stdout.contains("approval: approved by Avery Approver"),
+        status
+            .stdout
+            .contains("approval: approved by Avery Approver"),
         "{}",
         status.stdout
     );
@@ -209,7 +211,10 @@ async fn a_rejection_or_changes_requested_holds_with_who_and_why_and_is_not_aske
         "{}",
         run.stdout
     );
-    let json = bin.run(&["push", "prod", "--dry-run", "--json"]).await.json();
+    let json = bin
+        .run(&["push", "prod", "--dry-run", "--json"])
+        .await
+        .json();
     assert_eq!(json["approval"]["state"], "rejected");
     assert_eq!(json["approval"]["comment"], "not during the sale");
     // Changes requested: the same hold, and still no second request.
@@ -217,7 +222,8 @@ async fn a_rejection_or_changes_requested_holds_with_who_and_why_and_is_not_aske
     let run = bin.run(&["push", "prod"]).await;
     assert_eq!(run.code, 3);
     assert!(
-        run.stdout.contains("prod: changes requested by Avery Approver"),
+        run.stdout
+            .contains("prod: changes requested by Avery Approver"),
         "{}",
         run.stdout
     );
@@ -361,7 +367,11 @@ async fn killed_or_with_asana_down_while_asking_exactly_one_request_is_made() {
     assert_eq!(support::tasks(&sb, &project).len(), 1);
     let run = bin.run(&["push", "prod"]).await;
     assert_eq!(run.code, 3, "{run:?}");
-    assert!(run.stdout.contains("prod: awaiting approval http"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("prod: awaiting approval http"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(support::tasks(&sb, &project).len(), 1, "not asked twice");
 
     // Asana down while asking for the next candidate: queued, sent once later.
@@ -386,7 +396,12 @@ async fn killed_or_with_asana_down_while_asking_exactly_one_request_is_made() {
         assert_eq!(run.code, 3, "{run:?}");
     }
     let tasks = support::tasks(&sb, &project);
-    assert_eq!(tasks.len(), 2, "{:#?}", tasks.iter().map(|t| &t.name).collect::<Vec<_>>());
+    assert_eq!(
+        tasks.len(),
+        2,
+        "{:#?}",
+        tasks.iter().map(|t| &t.name).collect::<Vec<_>>()
+    );
     pushgate_decided_nothing(&sb, &project).await;
 }
 
@@ -441,4 +456,99 @@ async fn ignore_approval_is_the_recorded_valve_and_rollback_needs_no_approval() 
     assert_eq!(prod_current(&bin).unwrap(), first);
     assert_eq!(support::tasks(&sb, &project).len(), 2);
     pushgate_decided_nothing(&sb, &project).await;
+}
+
+/// The daemon (`daemon::run_with` on a test clock): prod's approval is
+/// asked when beta's freeze towards prod begins, prod's scheduled push is
+/// held by it, and runs when the approval comes within its window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_asks_when_the_freeze_begins_and_pushes_when_the_approval_comes() {
+    use crate::daemon_dst::{at, TestClock};
+    let sb = support::sandbox().await;
+    let bin = Bin::with(
+        &sb,
+        support::Setup {
+            beta: "freeze_before = { cluster = \"prod\", duration = \"30m\" }".into(),
+            ..Default::default()
+        },
+    );
+    let project = approval_project(&sb, "Prod approvals").await;
+    bin.set_config_line("schedule", "schedule = \"0 0 * * * *\"");
+    bin.append_config(&format!(
+        "source = \"cluster:beta\"\nmin_soak = \"0s\"\n\n[clusters.prod.approval]\nproject = \"{project}\"\n"
+    ));
+    // prod at 10:00 Los Angeles (18:00 UTC), beta hourly.
+    let text = std::fs::read_to_string(&bin.config).unwrap();
+    let text = text.replacen(
+        "schedule = \"0 0 * * * *\"\ntimezone = \"America/Los_Angeles\"",
+        "schedule = \"0 0 10 * * *\"\ntimezone = \"America/Los_Angeles\"",
+        1,
+    );
+    std::fs::write(&bin.config, text).unwrap();
+    let config = pushgate::config::Config::load(&bin.config).unwrap();
+    let (client, _) = support::client(&sb);
+    let env = pushgate::cmd::Env::from_parts(config, client);
+
+    let clock = TestClock::new(at("2026-11-24T16:50:00Z"));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let daemon = pushgate::cmd::daemon::run_with(
+        &env,
+        &clock,
+        std::time::Duration::from_secs(60),
+        None,
+        async {
+            let _ = stop_rx.await;
+        },
+    );
+    let mut asked_at = None;
+    let mut approved = false;
+    let driver = async {
+        loop {
+            // beta's loop, prod's loop and the approvals' poll.
+            let t = clock.next_wake(3).await;
+            if t >= at("2026-11-24T18:40:00Z") {
+                break;
+            }
+            let n = support::tasks(&sb, &project).len();
+            if n > 0 && asked_at.is_none() {
+                asked_at = Some(t);
+            }
+            if t >= at("2026-11-24T18:20:00Z") && !approved {
+                assert!(
+                    support::tasks(&sb, seed::PUSH_PROD).is_empty(),
+                    "prod waited for its approval"
+                );
+                let gid = support::tasks(&sb, &project)[0].gid.clone();
+                sb.set_now(Some(t));
+                decide(&sb, seed::APPROVER_EMAIL, &gid, "approved", None).await;
+                sb.set_now(None);
+                approved = true;
+            }
+            clock.wake(t);
+        }
+        stop_tx.send(()).unwrap();
+    };
+    let (outcome, ()) = tokio::join!(daemon, driver);
+    assert!(outcome.is_ok(), "{outcome:?}");
+    // Asked once, on the first poll after the freeze began at 17:30.
+    let asked_at = asked_at.expect("the daemon asked");
+    assert!(
+        asked_at > at("2026-11-24T17:30:00Z") && asked_at <= at("2026-11-24T17:31:00Z"),
+        "asked at {asked_at}"
+    );
+    assert_eq!(support::tasks(&sb, &project).len(), 1);
+    // prod pushed on the first poll after the approval, within its window.
+    let pushes = support::tasks(&sb, seed::PUSH_PROD);
+    assert_eq!(
+        pushes.len(),
+        1,
+        "{:?}",
+        pushes.iter().map(|t| &t.name).collect::<Vec<_>>()
+    );
+    assert!(
+        pushes[0].name.ends_with("2026-11-24 18:20 UTC") && pushes[0].completed,
+        "{}",
+        pushes[0].name
+    );
+    assert!(prod_current(&bin).is_some());
 }

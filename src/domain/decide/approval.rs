@@ -336,7 +336,9 @@ mod tests {
     fn approved_by_anyone_but_pushgate_passes() {
         check(
             facts(),
-            expect!["approved by Avery Approver at 2026-11-24 17:00 UTC https://app.asana.com/0/7/555"],
+            expect![
+                "approved by Avery Approver at 2026-11-24 17:00 UTC https://app.asana.com/0/7/555"
+            ],
         );
     }
 
@@ -347,7 +349,10 @@ mod tests {
             t.status = ApprovalStatus::Pending;
             t.decided_by = None;
         });
-        check(f, expect!["awaiting approval https://app.asana.com/0/7/555"]);
+        check(
+            f,
+            expect!["awaiting approval https://app.asana.com/0/7/555"],
+        );
         let mut f = facts();
         with_task(&mut f, |t| {
             t.status = ApprovalStatus::Rejected;
@@ -355,7 +360,9 @@ mod tests {
         });
         check(
             f,
-            expect![[r#"rejected by Avery Approver: "not during the sale\n\u{1b}[2J" https://app.asana.com/0/7/555"#]],
+            expect![[
+                r#"rejected by Avery Approver: "not during the sale\n\u{1b}[2J" https://app.asana.com/0/7/555"#
+            ]],
         );
         let mut f = facts();
         with_task(&mut f, |t| t.status = ApprovalStatus::ChangesRequested);
@@ -483,7 +490,9 @@ mod tests {
         f.requests[0].read = Some(TaskRead::Deleted);
         check(
             f,
-            expect!["approval task deleted (https://app.asana.com/0/7/555); a new candidate asks again"],
+            expect![
+                "approval task deleted (https://app.asana.com/0/7/555); a new candidate asks again"
+            ],
         );
         let mut f = facts();
         f.requests[0].read = Some(TaskRead::Queued);
@@ -552,12 +561,7 @@ mod tests {
     fn asks_when_the_freeze_begins_or_request_before_ahead() {
         let push = at("2026-11-24T18:00:00Z");
         let before = Duration::minutes(90);
-        assert!(!time_to_ask(
-            at("2026-11-24T16:29:59Z"),
-            push,
-            None,
-            before
-        ));
+        assert!(!time_to_ask(at("2026-11-24T16:29:59Z"), push, None, before));
         assert!(time_to_ask(at("2026-11-24T16:30:00Z"), push, None, before));
         assert!(time_to_ask(push, push, None, before));
         let freeze = Some(Duration::minutes(30));
