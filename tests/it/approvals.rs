@@ -552,3 +552,28 @@ async fn the_daemon_asks_when_the_freeze_begins_and_pushes_when_the_approval_com
     );
     assert!(prod_current(&bin).is_some());
 }
+
+#[tokio::test]
+async fn the_demo_gates_prod_and_prints_the_command_that_approves_its_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushgate"))
+        .args(["demo", "--ticks", "1", "--every", "1s", "--dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let run = support::Run::from(out);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("prod: awaiting approval http"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("-d '{\"data\":{\"approval_status\":\"approved\"}}'"),
+        "{}",
+        run.stdout
+    );
+    assert!(!dir.path().join("hosts/prod-1/current").exists());
+}
