@@ -15,6 +15,9 @@
 //!   clusters/<name>/children/       one file per running child's process group
 //!   clusters/<name>/bad.json        commits rolled back: never a candidate again
 //!   clusters/<name>/approvals.json  approval requests made (`run::approval`)
+//!   requests/lock, outbox.jsonl     the requests watcher's lock and Asana writes
+//!   requests/journal.json      every request task seen and where it stands
+//!   requests/sync.json         the Events API sync token of the requests project
 //!   reported-fixes.json        tasks told once that their fix value is unusable
 //!   sandbox.json               the embedded sandbox's data
 //! ```
@@ -193,6 +196,15 @@ impl StateDir {
         ClusterState {
             dir: self.root.join("clusters").join(c.as_str()),
             name: c.clone(),
+        }
+    }
+
+    /// The requests watcher's part (`requests/`): its lock, outbox,
+    /// journal and events sync token, handled like a cluster's.
+    pub fn requests(&self) -> ClusterState {
+        ClusterState {
+            dir: self.root.join("requests"),
+            name: ClusterName::parse("requests").unwrap_or_else(|| unreachable!("a valid name")),
         }
     }
 

@@ -33,6 +33,21 @@ pub struct Config {
     pub notify: Option<NotifySettings>,
     pub crash: Option<CrashSettings>,
     pub clusters: BTreeMap<ClusterName, ClusterSettings>,
+    /// `[requests]`: the daemon acts on tasks people write in a project.
+    pub requests: Option<RequestsSettings>,
+}
+
+/// `[requests]` (`docs/requests.md`).
+#[derive(Clone, Debug)]
+pub struct RequestsSettings {
+    /// The Asana project people write requests in.
+    pub project: ProjectGid,
+    /// Whose requests run (user gids or e-mails); everyone else's are refused.
+    pub allowed: Vec<crate::domain::approval::Approver>,
+    /// How often the daemon looks (default 60s).
+    pub poll: Duration,
+    /// A request not done after this long is closed (default 24h).
+    pub max_age: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -350,7 +365,9 @@ const TOP_KEYS: &[&str] = &[
     "notify",
     "crash",
     "clusters",
+    "requests",
 ];
+const REQUESTS_KEYS: &[&str] = &["project", "allowed", "poll", "max_age"];
 const ASANA_KEYS: &[&str] = &[
     "base_url",
     "token_env",
@@ -687,7 +704,13 @@ impl Validator {
                 );
             }
         }
+        let requests = match self.table("", raw, "requests") {
+            None if raw.contains_key("requests") => None,
+            None => Some(None),
+            Some(t) => self.requests(t).map(Some),
+        };
         Some(Config {
+            requests: requests?,
             state_dir: state_dir?,
             asana: asana?,
             repo: repo?,
@@ -1269,6 +1292,78 @@ impl Validator {
             freeze_before: freeze_before?,
             source: source?,
             min_soak,
+        })
+    }
+
+    /// A list of people: user gids or e-mail addresses.
+    fn people(
+        &mut self,
+        p: &str,
+        t: &Table,
+        key: &str,
+    ) -> Option<Vec<crate::domain::approval::Approver>> {
+        let k = join(p, key);
+        match t.get(key) {
+            None => Some(Vec::new()),
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str().map(crate::domain::approval::Approver::parse) {
+                        Some(Some(a)) => out.push(a),
+                        Some(None) => self.problem(
+                            format!("{k}[{i}]"),
+                            format!(
+                                "`{}` is neither an Asana user gid (digits) nor an e-mail address",
+                                item.as_str().unwrap_or_default().escape_debug()
+                            ),
+                        ),
+                        None => self.problem(
+                            format!("{k}[{i}]"),
+                            format!("expected a string, found {}", type_name(item)),
+                        ),
+                    }
+                }
+                (out.len() == items.len()).then_some(out)
+            }
+            Some(other) => {
+                self.problem(
+                    k,
+                    format!(
+                        "expected an array of user gids or e-mails, found {}",
+                        type_name(other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn requests(&mut self, t: &Table) -> Option<RequestsSettings> {
+        const P: &str = "requests";
+        self.known_keys(P, t, REQUESTS_KEYS);
+        let project = self.gid(P, t, "project", ProjectGid::parse);
+        let allowed = self.people(P, t, "allowed");
+        if allowed.as_ref().is_some_and(Vec::is_empty) {
+            self.problem(
+                "requests.allowed",
+                "name at least one person (user gid or e-mail) whose requests run",
+            );
+            return None;
+        }
+        let mut dur = |key: &str, default: u64| {
+            if t.contains_key(key) {
+                self.duration(P, t, key)
+            } else {
+                Some(Duration::from_secs(default))
+            }
+        };
+        let poll = dur("poll", 60);
+        let max_age = dur("max_age", 24 * 3600);
+        Some(RequestsSettings {
+            project: project?,
+            allowed: allowed?,
+            poll: poll?,
+            max_age: max_age?,
         })
     }
 

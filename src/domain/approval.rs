@@ -255,6 +255,7 @@ fn said(comment: &Option<String>) -> String {
 pub fn human(d: Duration) -> String {
     let s = d.num_seconds().max(0);
     match s {
+        s if s % 3_600 == 0 && s > 0 && s <= 2 * 86_400 => format!("{}h", s / 3_600),
         s if s % 86_400 == 0 && s > 0 => format!("{}d", s / 86_400),
         s if s % 3_600 == 0 && s > 0 => format!("{}h", s / 3_600),
         s if s % 60 == 0 && s > 0 => format!("{}m", s / 60),

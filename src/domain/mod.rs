@@ -7,4 +7,5 @@ pub mod decide;
 pub mod model;
 pub mod plan;
 pub mod report;
+pub mod request;
 pub mod text;

@@ -22,8 +22,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Map, Value};
 
 pub use dto::{
-    envelope, error_message, CustomFieldSetting, CustomFieldValue, Envelope, Named, Story, Task,
-    User,
+    envelope, error_message, CustomFieldSetting, CustomFieldValue, Envelope, Event, EventResource,
+    Named, Story, Task, User,
 };
 pub use error::AsanaError;
 
@@ -229,6 +229,17 @@ impl<'a> Request<'a> {
 struct Page {
     data: Value,
     next_offset: Option<String>,
+    sync: Option<String>,
+    has_more: bool,
+}
+
+/// One call of `GET /events`.
+#[derive(Clone, Debug)]
+pub struct Events {
+    pub events: Vec<Event>,
+    /// Ask with this next time.
+    pub sync: String,
+    pub has_more: bool,
 }
 
 /// A cheap-to-clone handle on one Asana API with one token.
@@ -349,6 +360,34 @@ impl Client {
             vec![("opt_fields", fields::STORY.to_owned())],
         )
         .await
+    }
+
+    /// `GET /events?resource=&sync=`: what changed in `resource` since
+    /// `sync` (`None`: start). A stale or missing token is
+    /// [`AsanaError::SyncExpired`] with a fresh one.
+    pub async fn events(&self, resource: &str, sync: Option<&str>) -> Result<Events, AsanaError> {
+        let mut query = vec![("resource", resource.to_owned())];
+        if let Some(s) = sync {
+            query.push(("sync", s.to_owned()));
+        }
+        query.push((
+            "opt_fields",
+            "action,resource,parent,type,created_at,user".to_owned(),
+        ));
+        let req = Request {
+            method: Method::GET,
+            path: "/events".into(),
+            query,
+            body: None,
+            probe: Probe::Idempotent,
+        };
+        let page = self.call(&req).await?;
+        let events: Vec<Event> = decode(&Method::GET, "/events", page.data)?;
+        Ok(Events {
+            events,
+            sync: page.sync.unwrap_or_default(),
+            has_more: page.has_more,
+        })
     }
 
     /// The custom fields a project gives its tasks.
@@ -607,6 +646,8 @@ impl Client {
                         Ok(Some(Page {
                             data: serde_json::to_value(full).unwrap_or(Value::Null),
                             next_offset: None,
+                            sync: None,
+                            has_more: false,
                         }))
                     }
                     None => Ok(None),
@@ -624,6 +665,8 @@ impl Client {
                 Ok(found.map(|s| Page {
                     data: serde_json::to_value(s).unwrap_or(Value::Null),
                     next_offset: None,
+                    sync: None,
+                    has_more: false,
                 }))
             }
         }
@@ -674,13 +717,27 @@ impl Client {
             .map(Duration::from_secs);
         let bytes = resp.bytes().await.map_err(transport)?;
         if status.is_success() {
-            let Envelope { data, next_offset } =
-                envelope(&bytes).map_err(|detail| AsanaError::Decode {
-                    method: req.method.clone(),
-                    path: req.path.clone(),
-                    detail,
-                })?;
-            return Ok(Page { data, next_offset });
+            let Envelope {
+                data,
+                next_offset,
+                sync,
+                has_more,
+            } = envelope(&bytes).map_err(|detail| AsanaError::Decode {
+                method: req.method.clone(),
+                path: req.path.clone(),
+                detail,
+            })?;
+            return Ok(Page {
+                data,
+                next_offset,
+                sync,
+                has_more,
+            });
+        }
+        if status == StatusCode::PRECONDITION_FAILED {
+            if let Some(sync) = dto::fresh_sync(&bytes) {
+                return Err(AsanaError::SyncExpired { sync });
+            }
         }
         let message = error_message(&bytes);
         if status == StatusCode::UNAUTHORIZED {

@@ -8,6 +8,7 @@ mod freeze;
 mod gate;
 pub mod hosts;
 pub mod recover;
+pub mod request;
 pub mod rollback;
 mod schedule;
 
