@@ -151,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 Command::Status { cluster, json } => {
                     cmd::status::run(&env, cluster.as_deref(), json).await
                 }
+                Command::Requests { json } => cmd::requests::list(&env, json),
                 Command::Approvals { cluster, json } => {
                     cmd::approvals::run(&env, cluster.as_deref(), json).await
                 }

@@ -128,6 +128,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Requests from Asana ([requests]): every request task seen, where it stands and how it ended.
+    Requests {
+        /// Print the result as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a lock task in CLUSTER's lock project, assigned to the token's user.
     Lock {
         /// The cluster whose lock project gets the task.

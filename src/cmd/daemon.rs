@@ -263,9 +263,13 @@ async fn schedules<C: Clock>(
             .map(|c| cluster_loop(env, clock, c, start, &stop, &awaiting)),
     );
     let loops = async {
-        let (mut results, approvals) =
-            tokio::join!(loops, approval_loop(env, clock, &stop, &awaiting));
+        let (mut results, approvals, requests) = tokio::join!(
+            loops,
+            approval_loop(env, clock, &stop, &awaiting),
+            requests_loop(env, clock, &stop)
+        );
         results.push(approvals);
+        results.push(requests);
         results
     };
     tokio::pin!(loops);
@@ -470,6 +474,40 @@ async fn approval_loop<C: Clock>(
             if let Err(e) = crate::cmd::approvals::ask_if_due(env, c, clock.now()).await {
                 tracing::warn!(cluster = %c.name, error = %format!("{e:#}"), "cannot ask for the approval; trying again on the next poll");
             }
+        }
+    }
+}
+
+/// The requests' loop (only with `[requests]`): every `poll`, the
+/// requests project's events (every tenth poll, and the first, in full),
+/// each request as `decide::request` says (`cmd::requests`).
+async fn requests_loop<C: Clock>(env: &Env, clock: &C, stop: &Stop) -> anyhow::Result<()> {
+    let Some(settings) = &env.config.requests else {
+        return Ok(());
+    };
+    let Some(name) = ClusterName::parse("requests") else {
+        return Ok(());
+    };
+    let poll = chrono::Duration::from_std(settings.poll).unwrap_or(chrono::Duration::seconds(60));
+    let mut n: u32 = 0;
+    loop {
+        if stop.flag.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let full = n % crate::cmd::requests::FULL_EVERY == 0;
+        n = n.wrapping_add(1);
+        if let Err(e) = crate::cmd::requests::poll(env, clock.now(), full).await {
+            tracing::warn!(error = %format!("{e:#}"), "cannot read the requests project; trying again on the next poll");
+        }
+        let stopped = stop.stopped.notified();
+        tokio::pin!(stopped);
+        if stop.flag.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let at = clock.now() + poll;
+        tokio::select! {
+            waited = clock.wait_until(&name, at) => waited?,
+            _ = &mut stopped => return Ok(()),
         }
     }
 }

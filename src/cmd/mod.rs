@@ -11,6 +11,7 @@ pub mod docs;
 pub mod history;
 pub mod locks;
 pub mod push;
+pub mod requests;
 pub mod rollback;
 pub mod status;
 pub mod telemetry;

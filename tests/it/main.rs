@@ -17,6 +17,7 @@ mod notify;
 mod outbox;
 mod push;
 mod recovery;
+mod requests;
 mod sandbox;
 mod sandbox_approvals;
 mod sandbox_endpoints;

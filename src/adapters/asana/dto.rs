@@ -70,6 +70,8 @@ pub struct Task {
     pub completed_by: Option<Named>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<Named>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
