@@ -17,7 +17,7 @@ use crate::sandbox::{seed, Sandbox};
 
 const TOKEN_ENV: &str = "PUSHGATE_DEMO_TOKEN";
 
-fn demo_config(base_url: &str, approvals: &str) -> String {
+fn demo_config(base_url: &str, approvals: &str, requests: &str) -> String {
     format!(
         r#"# Written by `pushgate demo`. Its sandbox serves {base_url} while the demo runs.
 state_dir = "state"
@@ -63,6 +63,11 @@ min_soak = "0s"
 [clusters.prod.approval]
 project = "{approvals}"
 approvers = ["{approver}"]
+
+# Requests written as tasks in Asana (docs/requests.md).
+[requests]
+project = "{requests}"
+allowed = ["{approver}"]
 "#,
         approver = seed::APPROVER_EMAIL,
         ws = seed::WORKSPACE,
@@ -74,14 +79,12 @@ approvers = ["{approver}"]
     )
 }
 
-/// Creates the project the demo's approval tasks go in; its gid.
-async fn approval_project(base_url: &str, token: &str) -> anyhow::Result<String> {
+/// Creates a project for the demo (approvals, requests); its gid.
+async fn project(base_url: &str, token: &str, name: &str) -> anyhow::Result<String> {
     let v: serde_json::Value = reqwest::Client::new()
         .post(format!("{base_url}/projects"))
         .bearer_auth(token)
-        .json(
-            &serde_json::json!({"data": {"name": "Prod Approvals", "workspace": seed::WORKSPACE}}),
-        )
+        .json(&serde_json::json!({"data": {"name": name, "workspace": seed::WORKSPACE}}))
         .send()
         .await?
         .error_for_status()?
@@ -90,7 +93,7 @@ async fn approval_project(base_url: &str, token: &str) -> anyhow::Result<String>
     v["data"]["gid"]
         .as_str()
         .map(str::to_owned)
-        .context("the sandbox did not create the approvals project")
+        .context("the sandbox did not create the demo's project")
 }
 
 /// The sample repository's files: a static site and the script that builds it.
@@ -171,10 +174,12 @@ pub async fn run(
     let sandbox = Sandbox::start(listen, Some(&dir.join("sandbox.json"))).await?;
     let base_url = sandbox.base_url();
     let token = sandbox.token();
-    let approvals = approval_project(&base_url, &token).await?;
+    let approvals = project(&base_url, &token, "Prod Approvals").await?;
+    let requests = project(&base_url, &token, "Release Requests").await?;
     let approver_token = sandbox.token_of(seed::APPROVER_EMAIL).unwrap_or_default();
     let config_path = dir.join("pushgate.toml");
-    let text = demo_config(&base_url, &approvals).replace("{DIR}", &dir.display().to_string());
+    let text =
+        demo_config(&base_url, &approvals, &requests).replace("{DIR}", &dir.display().to_string());
     std::fs::write(&config_path, text)
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     let config = Config::load(&config_path)?;
@@ -228,6 +233,11 @@ pub async fn run(
     println!("prod ships what beta runs once Avery Approver approves it in Asana:");
     println!("  {exe} --config {cfg} approvals prod");
     println!("  (each push of prod below prints the command that approves its pending request)");
+    println!("Ask for a rollback of beta from Asana, as Avery Approver (the next tick runs it and comments):");
+    println!(
+        "  curl -s -X POST '{base_url}/tasks' -H 'Authorization: Bearer {approver_token}' -H 'Content-Type: application/json' \\\n    -d '{{\"data\":{{\"name\":\"rollback beta\",\"projects\":[\"{requests}\"]}}}}'"
+    );
+    println!("  {exe} --config {cfg} requests");
     println!();
     println!(
         "Pushing beta, then prod, every {} (Ctrl-C stops):",
@@ -246,6 +256,9 @@ pub async fn run(
             _ = interval.tick() => {}
         }
         println!("[{}]", chrono::Utc::now().format("%H:%M:%S"));
+        if let Err(e) = super::requests::poll(&env, chrono::Utc::now(), true).await {
+            println!("requests: {e:#}");
+        }
         match super::push::run(&env, "beta", None, false, false, Default::default()).await {
             Ok(_) => {}
             Err(e) => println!("push failed: {e:#}"),

@@ -576,4 +576,9 @@ async fn the_demo_gates_prod_and_prints_the_command_that_approves_its_request() 
         run.stdout
     );
     assert!(!dir.path().join("hosts/prod-1/current").exists());
+    assert!(
+        run.stdout.contains("\"name\":\"rollback beta\""),
+        "{}",
+        run.stdout
+    );
 }
