@@ -145,11 +145,13 @@ async fn one_of(
                 json,
                 ignore_locks,
                 ignore_freeze,
+                ignore_approval,
                 reason,
             } => {
                 let overrides = pushgate::domain::plan::Overrides {
                     ignore_locks,
                     ignore_freeze,
+                    ignore_approval,
                     reason,
                 };
                 cmd::push::run(
@@ -182,6 +184,10 @@ async fn one_of(
 
             Command::Status { cluster, json } => {
                 cmd::status::run(envs, app, cluster.as_deref(), json).await
+            }
+            Command::Requests { json } => cmd::requests::list(env()?, json),
+            Command::Approvals { cluster, json } => {
+                cmd::approvals::run(env()?, cluster.as_deref(), json).await
             }
             Command::Lock {
                 cluster,

@@ -292,3 +292,86 @@ mod tests {
         assert_ne!(mtime("changed.txt"), past);
     }
 }
+
+/// The sha256 of an artifact directory, hex: what an approval names. Over
+/// every entry in path order — its kind, path, executable bit, size and
+/// bytes (a symlink: its target) — so that two artifacts have one digest
+/// exactly when they would stage the same files.
+pub fn digest(dir: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(root: &Path, d: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for e in std::fs::read_dir(d)? {
+            let p = e?.path();
+            out.push(p.strip_prefix(root).unwrap_or(&p).to_owned());
+            if std::fs::symlink_metadata(&p)?.is_dir() {
+                walk(root, &p, out)?;
+            }
+        }
+        Ok(())
+    }
+    let mut entries = Vec::new();
+    walk(dir, dir, &mut entries)?;
+    entries.sort();
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 64 * 1024];
+    for rel in entries {
+        let p = dir.join(&rel);
+        let meta = std::fs::symlink_metadata(&p)?;
+        let name = rel.as_os_str().as_encoded_bytes();
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&p)?;
+            ctx.update(b"L\0");
+            ctx.update(name);
+            ctx.update(b"\0");
+            ctx.update(target.as_os_str().as_encoded_bytes());
+            ctx.update(b"\0");
+        } else if meta.is_dir() {
+            ctx.update(b"D\0");
+            ctx.update(name);
+            ctx.update(b"\0");
+        } else {
+            let exec = meta.permissions().mode() & 0o111 != 0;
+            ctx.update(if exec { b"X\0" } else { b"F\0" });
+            ctx.update(name);
+            ctx.update(format!("\0{}\0", meta.len()).as_bytes());
+            let mut f = std::fs::File::open(&p)?;
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                ctx.update(&buf[..n]);
+            }
+        }
+    }
+    Ok(ctx
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+#[cfg(test)]
+mod digest_tests {
+    #[test]
+    fn the_digest_changes_with_any_byte_name_or_mode_and_only_then() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("a/b")).unwrap();
+        std::fs::write(d.path().join("a/b/x"), b"one").unwrap();
+        std::fs::write(d.path().join("top"), b"two").unwrap();
+        let first = super::digest(d.path()).unwrap();
+        assert_eq!(first.len(), 64);
+        assert_eq!(super::digest(d.path()).unwrap(), first);
+        std::fs::write(d.path().join("top"), b"twO").unwrap();
+        let second = super::digest(d.path()).unwrap();
+        assert_ne!(second, first);
+        std::fs::set_permissions(d.path().join("top"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        assert_ne!(super::digest(d.path()).unwrap(), second);
+        std::fs::rename(d.path().join("a/b/x"), d.path().join("a/b/y")).unwrap();
+        assert_ne!(super::digest(d.path()).unwrap(), second);
+    }
+}

@@ -199,6 +199,32 @@ impl Mirror {
         Ok(log)
     }
 
+    /// The author e-mail of every commit in `from..to` (all of them, not
+    /// cut like the changelog): whom the approval gate must not let
+    /// approve their own commits. Untrusted text, only compared.
+    pub fn authors(
+        &self,
+        from: Option<&CommitId>,
+        to: &CommitId,
+    ) -> Result<Vec<(CommitId, String)>, GitError> {
+        let mut walk = self.repo.revwalk().map_err(GitError::other("revwalk"))?;
+        walk.push(oid(to)?).map_err(GitError::other("revwalk"))?;
+        if let Some(from) = from {
+            let _ = walk.hide(oid(from)?);
+        }
+        let mut out = Vec::new();
+        for id in walk {
+            let id = id.map_err(GitError::other("revwalk"))?;
+            let commit = self
+                .repo
+                .find_commit(id)
+                .map_err(GitError::other("reading a commit"))?;
+            let email = String::from_utf8_lossy(commit.author().email_bytes()).into_owned();
+            out.push((commit_id(id), email));
+        }
+        Ok(out)
+    }
+
     /// Writes the tree of `commit` into `dir`, which must be empty or absent.
     pub fn checkout(&self, commit: &CommitId, dir: &Path) -> Result<(), GitError> {
         let c = self

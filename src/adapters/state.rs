@@ -14,6 +14,10 @@
 //!   clusters/<name>/outbox.jsonl    Asana writes queued and done (`outbox.rs`)
 //!   clusters/<name>/children/       one file per running child's process group
 //!   clusters/<name>/bad.json        commits rolled back: never a candidate again
+//!   clusters/<name>/approvals.json  approval requests made (`run::approval`)
+//!   requests/lock, outbox.jsonl     the requests watcher's lock and Asana writes
+//!   requests/journal.json      every request task seen and where it stands
+//!   requests/sync.json         the Events API sync token of the requests project
 //!   reported-fixes.json        tasks told once that their fix value is unusable
 //!   sandbox.json               the embedded sandbox's data
 //! ```
@@ -195,6 +199,15 @@ impl StateDir {
         }
     }
 
+    /// The requests watcher's part (`requests/`): its lock, outbox,
+    /// journal and events sync token, handled like a cluster's.
+    pub fn requests(&self) -> ClusterState {
+        ClusterState {
+            dir: self.root.join("requests"),
+            name: ClusterName::parse("requests").unwrap_or_else(|| unreachable!("a valid name")),
+        }
+    }
+
     /// Tasks already told their fix value is unusable: gid → that value.
     pub fn reported_fixes(&self) -> Result<std::collections::BTreeMap<String, String>, StateError> {
         Ok(read_json(&self.root.join("reported-fixes.json"))?.unwrap_or_default())
@@ -356,6 +369,11 @@ impl ClusterState {
         self.dir.join("holds.jsonl")
     }
 
+    /// The approval requests made for this cluster (`run::approval`).
+    pub fn approvals_path(&self) -> PathBuf {
+        self.dir.join("approvals.json")
+    }
+
     /// The notifications' memory of the current hold streak.
     pub fn notify_path(&self) -> PathBuf {
         self.dir.join("notify.json")
@@ -413,7 +431,9 @@ impl Drop for ClusterLock {
     }
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, StateError> {
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+) -> Result<Option<T>, StateError> {
     match fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)

@@ -55,7 +55,10 @@ pub enum Command {
         /// Push despite a freeze window or min_soak; needs --reason.
         #[arg(long, requires = "reason")]
         ignore_freeze: bool,
-        /// Why the locks or freeze are ignored: recorded in the push task.
+        /// Push without the approval gate's consent; needs --reason (recorded in the push task and on the request).
+        #[arg(long, requires = "reason")]
+        ignore_approval: bool,
+        /// Why the locks, freeze or approval are ignored: recorded in the push task.
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
     },
@@ -116,6 +119,20 @@ pub enum Command {
     Status {
         /// Only this cluster.
         cluster: Option<String>,
+        /// Print the result as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approval gates: what each gated cluster's candidate waits for, and its recent approval requests.
+    Approvals {
+        /// Only this cluster.
+        cluster: Option<String>,
+        /// Print the result as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Requests from Asana ([requests]): every request task seen, where it stands and how it ended.
+    Requests {
         /// Print the result as JSON, for scripts.
         #[arg(long)]
         json: bool,

@@ -370,11 +370,32 @@ async fn schedules<C: Clock>(
         .flat_map(|e| e.config.clusters.values().map(move |c| (*e, c)))
         .collect();
     let start = clock.now();
+    // Per app: the scheduled pushes held only by their approval.
+    let awaiting: Vec<Awaiting> = apps.iter().map(|_| Awaiting::default()).collect();
+    let awaiting_of = |env: &Env| {
+        let i = apps
+            .iter()
+            .position(|e| e.config.app == env.config.app)
+            .unwrap_or(0);
+        &awaiting[i]
+    };
     let loops = join_all(
         clusters
             .iter()
-            .map(|(env, c)| cluster_loop(env, clock, c, start, &stop, &turns)),
+            .map(|(env, c)| cluster_loop(env, clock, c, start, &stop, &turns, awaiting_of(env))),
     );
+    let approvals = join_all(
+        apps.iter()
+            .zip(&awaiting)
+            .map(|(env, a)| approval_loop(env, clock, &stop, a)),
+    );
+    let loops = async {
+        let (mut results, approvals, requests) =
+            tokio::join!(loops, approvals, requests_loop(apps, clock, &stop));
+        results.extend(approvals);
+        results.push(requests);
+        results
+    };
     tokio::pin!(loops);
     tokio::pin!(shutdown);
     tokio::select! {
@@ -414,6 +435,7 @@ async fn cluster_loop<C: Clock>(
     start: DateTime<Utc>,
     stop: &Stop,
     turns: &Turns,
+    awaiting: &Awaiting,
 ) -> anyhow::Result<()> {
     let app = &env.config.app;
     let (cron, tz) = (&c.schedule.cron, c.timezone);
@@ -474,6 +496,7 @@ async fn cluster_loop<C: Clock>(
             },
         )
         .await;
+        awaiting.note(c, at, result.as_ref().ok().map(|p| &p.plan.verdict));
         match &result {
             Ok(p) => match (&p.plan.verdict, p.outcome()) {
                 (_, Outcome::Failure) => {
@@ -497,6 +520,130 @@ async fn cluster_loop<C: Clock>(
             tracing::debug!(app = %app, cluster = %c.name, next = %local(next), "next push");
         }
         target = after.next;
+    }
+}
+
+/// How often the daemon looks again at the approval gates: to ask when
+/// it is time, and to run a scheduled push held only by its approval once
+/// the approval comes (`docs/approvals.md`).
+pub const APPROVAL_POLL: Duration = Duration::from_secs(30);
+
+/// Scheduled pushes held by their approval: cluster → the scheduled time.
+#[derive(Default)]
+struct Awaiting(Mutex<std::collections::BTreeMap<ClusterName, DateTime<Utc>>>);
+
+impl Awaiting {
+    /// After the scheduled push of `c` due `at` decided `verdict`.
+    fn note(&self, c: &ClusterSettings, at: DateTime<Utc>, verdict: Option<&Verdict>) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match verdict {
+            Some(v) if c.approval.is_some() && crate::cmd::approvals::is_approval_hold(v) => {
+                m.insert(c.name.clone(), at);
+            }
+            _ => {
+                m.remove(&c.name);
+            }
+        }
+    }
+
+    fn get(&self, c: &ClusterName) -> Option<DateTime<Utc>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(c)
+            .copied()
+    }
+
+    fn done(&self, c: &ClusterName, at: DateTime<Utc>) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if m.get(c) == Some(&at) {
+            m.remove(c);
+        }
+    }
+}
+
+/// The approval gates' loop (only when a cluster has one): every
+/// [`APPROVAL_POLL`], for each gated cluster, ask for the next push's
+/// approval when it is time, and run a scheduled push held only by its
+/// approval once the approval has come, within its window.
+async fn approval_loop<C: Clock>(
+    env: &Env,
+    clock: &C,
+    stop: &Stop,
+    awaiting: &Awaiting,
+) -> anyhow::Result<()> {
+    let gated: Vec<&ClusterSettings> = env
+        .config
+        .clusters
+        .values()
+        .filter(|c| c.approval.is_some())
+        .collect();
+    let Some(name) = ClusterName::parse("approvals").filter(|_| !gated.is_empty()) else {
+        return Ok(());
+    };
+    loop {
+        let stopped = stop.stopped.notified();
+        tokio::pin!(stopped);
+        if stop.flag.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let at = clock.now() + chrono::Duration::from_std(APPROVAL_POLL).unwrap_or_default();
+        tokio::select! {
+            waited = clock.wait_until(&name, at) => waited?,
+            _ = &mut stopped => return Ok(()),
+        }
+        for c in &gated {
+            if stop.flag.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let now = clock.now();
+            if let Some(scheduled) = awaiting.get(&c.name) {
+                if let Some(why) =
+                    crate::cmd::approvals::retry_held(env, c, scheduled, now, Some(&stop.flag))
+                        .await
+                {
+                    tracing::info!(cluster = %c.name, "{why}");
+                    awaiting.done(&c.name, scheduled);
+                }
+            }
+            if let Err(e) = crate::cmd::approvals::ask_if_due(env, c, clock.now()).await {
+                tracing::warn!(cluster = %c.name, error = %format!("{e:#}"), "cannot ask for the approval; trying again on the next poll");
+            }
+        }
+    }
+}
+
+/// The requests' loop (only with `[requests]`): every `poll`, the
+/// requests project's events (every tenth poll, and the first, in full),
+/// each request as `decide::request` says (`cmd::requests`).
+async fn requests_loop<C: Clock>(apps: &[&Env], clock: &C, stop: &Stop) -> anyhow::Result<()> {
+    let Some(settings) = apps.first().and_then(|e| e.config.requests.as_ref()) else {
+        return Ok(());
+    };
+    let Some(name) = ClusterName::parse("requests") else {
+        return Ok(());
+    };
+    let poll = chrono::Duration::from_std(settings.poll).unwrap_or(chrono::Duration::seconds(60));
+    let mut n: u32 = 0;
+    loop {
+        if stop.flag.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let full = n % crate::cmd::requests::FULL_EVERY == 0;
+        n = n.wrapping_add(1);
+        if let Err(e) = crate::cmd::requests::poll(apps, clock.now(), full).await {
+            tracing::warn!(error = %format!("{e:#}"), "cannot read the requests project; trying again on the next poll");
+        }
+        let stopped = stop.stopped.notified();
+        tokio::pin!(stopped);
+        if stop.flag.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let at = clock.now() + poll;
+        tokio::select! {
+            waited = clock.wait_until(&name, at) => waited?,
+            _ = &mut stopped => return Ok(()),
+        }
     }
 }
 

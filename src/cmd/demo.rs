@@ -17,7 +17,7 @@ use crate::sandbox::{seed, Sandbox};
 
 const TOKEN_ENV: &str = "PUSHGATE_DEMO_TOKEN";
 
-fn demo_config(base_url: &str) -> String {
+fn demo_config(base_url: &str, approvals: &str, requests: &str) -> String {
     format!(
         r#"# Written by `pushgate demo`. Its sandbox serves {base_url} while the demo runs.
 state_dir = "state"
@@ -56,7 +56,20 @@ timezone = "America/Los_Angeles"
 lock_project = "{lock_prod}"
 push_project = "{push_prod}"
 hosts = ["local:{{DIR}}/hosts/prod-1", "local:{{DIR}}/hosts/prod-2", "local:{{DIR}}/hosts/prod-3"]
+source = "cluster:beta"
+min_soak = "0s"
+
+# prod ships only what a person approved in Asana (docs/approvals.md).
+[clusters.prod.approval]
+project = "{approvals}"
+approvers = ["{approver}"]
+
+# Requests written as tasks in Asana (docs/requests.md).
+[requests]
+project = "{requests}"
+allowed = ["{approver}"]
 "#,
+        approver = seed::APPROVER_EMAIL,
         ws = seed::WORKSPACE,
         crash = seed::CRASH,
         lock_beta = seed::LOCK_BETA,
@@ -64,6 +77,23 @@ hosts = ["local:{{DIR}}/hosts/prod-1", "local:{{DIR}}/hosts/prod-2", "local:{{DI
         lock_prod = seed::LOCK_PROD,
         push_prod = seed::PUSH_PROD,
     )
+}
+
+/// Creates a project for the demo (approvals, requests); its gid.
+async fn project(base_url: &str, token: &str, name: &str) -> anyhow::Result<String> {
+    let v: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base_url}/projects"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"data": {"name": name, "workspace": seed::WORKSPACE}}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    v["data"]["gid"]
+        .as_str()
+        .map(str::to_owned)
+        .context("the sandbox did not create the demo's project")
 }
 
 /// The sample repository's files: a static site and the script that builds it.
@@ -144,8 +174,12 @@ pub async fn run(
     let sandbox = Sandbox::start(listen, Some(&dir.join("sandbox.json"))).await?;
     let base_url = sandbox.base_url();
     let token = sandbox.token();
+    let approvals = project(&base_url, &token, "Prod Approvals").await?;
+    let requests = project(&base_url, &token, "Release Requests").await?;
+    let approver_token = sandbox.token_of(seed::APPROVER_EMAIL).unwrap_or_default();
     let config_path = dir.join("pushgate.toml");
-    let text = demo_config(&base_url).replace("{DIR}", &dir.display().to_string());
+    let text =
+        demo_config(&base_url, &approvals, &requests).replace("{DIR}", &dir.display().to_string());
     std::fs::write(&config_path, text)
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     let config = Config::load(&config_path)?;
@@ -196,10 +230,21 @@ pub async fn run(
     println!("  {exe} --config {cfg} history beta");
     println!("  {exe} --config {cfg} check");
     println!();
+    println!("prod ships what beta runs once Avery Approver approves it in Asana:");
+    println!("  {exe} --config {cfg} approvals prod");
+    println!("  (each push of prod below prints the command that approves its pending request)");
+    println!("Ask for a rollback of beta from Asana, as Avery Approver (the next tick runs it and comments):");
     println!(
-        "Pushing beta every {} (Ctrl-C stops):",
+        "  curl -s -X POST '{base_url}/tasks' -H 'Authorization: Bearer {approver_token}' -H 'Content-Type: application/json' \\\n    -d '{{\"data\":{{\"name\":\"rollback beta\",\"projects\":[\"{requests}\"]}}}}'"
+    );
+    println!("  {exe} --config {cfg} requests");
+    println!();
+    println!(
+        "Pushing beta, then prod, every {} (Ctrl-C stops):",
         humantime::format_duration(every)
     );
+    let mut shown = String::new();
+    let prod_name = crate::domain::model::ClusterName::parse("prod").context("prod")?;
 
     let stop = shutdown_signal();
     tokio::pin!(stop);
@@ -211,9 +256,30 @@ pub async fn run(
             _ = interval.tick() => {}
         }
         println!("[{}]", chrono::Utc::now().format("%H:%M:%S"));
+        if let Err(e) = super::requests::poll(&[&env], chrono::Utc::now(), true).await {
+            println!("requests: {e:#}");
+        }
         match super::push::run(&env, "beta", None, false, false, Default::default()).await {
             Ok(_) => {}
             Err(e) => println!("push failed: {e:#}"),
+        }
+        match super::push::run(&env, "prod", None, false, false, Default::default()).await {
+            Ok(_) => {}
+            Err(e) => println!("push failed: {e:#}"),
+        }
+        let prod = env.state.cluster(&prod_name);
+        let pending = crate::run::approval::records(&prod)
+            .ok()
+            .and_then(|r| r.into_iter().rev().find(|r| !r.superseded && !r.shipped))
+            .and_then(|r| r.gid);
+        if let Some(gid) = pending.filter(|g| *g != shown) {
+            println!(
+                "Approve prod's pending request as Avery Approver (paste into another terminal):"
+            );
+            println!(
+                "  curl -s -X PUT '{base_url}/tasks/{gid}' -H 'Authorization: Bearer {approver_token}' -H 'Content-Type: application/json' \\\n    -d '{{\"data\":{{\"approval_status\":\"approved\"}}}}'"
+            );
+            shown = gid;
         }
         done += 1;
         if ticks.is_some_and(|t| done >= t) {

@@ -1,6 +1,7 @@
 //! The commands: each opens what it needs, does its work and returns an
 //! [`Outcome`]; `main.rs` turns outcomes and errors into exit codes.
 
+pub mod approvals;
 pub mod check;
 pub mod cli;
 pub mod crash;
@@ -10,6 +11,7 @@ pub mod docs;
 pub mod history;
 pub mod locks;
 pub mod push;
+pub mod requests;
 pub mod rollback;
 pub mod status;
 pub mod telemetry;
@@ -61,7 +63,7 @@ pub fn exit_code(outcome: &Outcome) -> u8 {
         Outcome::Busy => EXIT_RUNNING,
         Outcome::Decided(Verdict::Push { .. } | Verdict::NothingNew { .. }) => EXIT_OK,
         Outcome::Decided(Verdict::Hold(
-            HoldReason::Locked { .. } | HoldReason::RolledBack { .. },
+            HoldReason::Locked { .. } | HoldReason::RolledBack { .. } | HoldReason::Approval(_),
         )) => EXIT_LOCKED,
         Outcome::Decided(Verdict::Hold(HoldReason::Running { .. })) => EXIT_RUNNING,
         Outcome::Decided(Verdict::Hold(

@@ -86,11 +86,12 @@ pub async fn run(
     json: bool,
     overrides: Overrides,
 ) -> anyhow::Result<Outcome> {
-    if overrides.ignore_locks || overrides.ignore_freeze {
+    if overrides.ignore_locks || overrides.ignore_freeze || overrides.ignore_approval {
         let reason = overrides.reason.as_deref().unwrap_or("").trim();
         if reason.is_empty() {
             return Err(UsageError(
-                "--ignore-locks and --ignore-freeze need --reason TEXT saying why".into(),
+                "--ignore-locks, --ignore-freeze and --ignore-approval need --reason TEXT saying why"
+                    .into(),
             )
             .into());
         }
@@ -177,7 +178,7 @@ async fn push_inner(env: &Env, req: &PushRequest<'_>, hosts: &[Host]) -> anyhow:
     if let Some(r) = &recovered {
         say(r.summary(settings.name.as_str()));
     }
-    let facts = match running {
+    let mut facts = match running {
         Some(holder) => Facts {
             app: env.config.named_app(),
             ..Facts::running(settings.name.clone(), holder, req.now)
@@ -195,6 +196,9 @@ async fn push_inner(env: &Env, req: &PushRequest<'_>, hosts: &[Host]) -> anyhow:
             .await?
         }
     };
+    if let Some(ob) = outbox.as_mut() {
+        ask_approval(env, settings, &mut facts, ob, &run_name, &say).await;
+    }
     let plan = decide::plan(&facts);
     env.observer.decided(&plan, facts.now, req.dry_run).await;
     match &plan.verdict {
@@ -292,6 +296,27 @@ async fn push_inner(env: &Env, req: &PushRequest<'_>, hosts: &[Host]) -> anyhow:
             .await;
             report_aftercare(&care, output);
             report.asana_failures += care.asana_failures;
+            if settings.approval.is_some() {
+                let ignored = pushed
+                    .plan
+                    .ignored
+                    .as_ref()
+                    .filter(|i| {
+                        i.holds
+                            .iter()
+                            .any(|h| matches!(h, crate::domain::plan::HoldReason::Approval(_)))
+                    })
+                    .map(|i| i.reason.clone());
+                crate::run::approval::shipped(
+                    &state,
+                    ob,
+                    &report.run_id,
+                    &report.commit,
+                    link.as_deref(),
+                    ignored.as_deref(),
+                )
+                .await;
+            }
         }
         pushed.report = Some(report);
     }
@@ -339,6 +364,80 @@ async fn push_inner(env: &Env, req: &PushRequest<'_>, hosts: &[Host]) -> anyhow:
         }
     }
     Ok(pushed)
+}
+
+/// A gated cluster's push (holding the lock) asks for its candidate's
+/// approval when decide says it would need one, and marks older requests
+/// superseded; the approval is then read again, so that the plan names
+/// the request just made.
+async fn ask_approval(
+    env: &Env,
+    settings: &crate::config::ClusterSettings,
+    facts: &mut Facts,
+    ob: &mut crate::run::outbox::Outbox,
+    run_name: &str,
+    say: &impl Fn(String),
+) {
+    let (Some(a), Some(candidate)) = (&settings.approval, facts.candidate.clone()) else {
+        return;
+    };
+    if !decide::approval::asks_on(&decide::plan(facts).verdict) {
+        return;
+    }
+    let cx = env.ctx();
+    let about = crate::run::approval::About {
+        changelog: &facts.changelog,
+        now: facts.now,
+        run_id: run_name,
+    };
+    let asked = crate::run::approval::ask(
+        &cx,
+        settings,
+        a,
+        &candidate.commit,
+        facts.deployed.as_ref(),
+        ob,
+        about,
+    )
+    .await;
+    match asked {
+        Ok(asked) => {
+            match &asked.created {
+                Some(Some(link)) => say(format!(
+                    "asked for the approval of {}: {}",
+                    candidate.commit.short(),
+                    printable(link, 200)
+                )),
+                Some(None) => say(format!(
+                    "asked for the approval of {} (queued: Asana did not take it yet)",
+                    candidate.commit.short()
+                )),
+                None => {}
+            }
+            if asked.superseded > 0 {
+                say(format!(
+                    "marked {} superseded",
+                    crate::domain::text::count(asked.superseded, "older approval request")
+                ));
+            }
+            if asked.created.is_some() || asked.superseded > 0 {
+                facts.approval = Some(
+                    crate::run::approval::facts(
+                        &cx,
+                        settings,
+                        a,
+                        &candidate.commit,
+                        facts.deployed.as_ref(),
+                        Some(ob),
+                    )
+                    .await,
+                );
+            }
+        }
+        Err(e) => {
+            tracing::warn!(cluster = %settings.name, error = %format!("{e:#}"), "cannot ask for the approval")
+        }
+    }
 }
 
 fn report_aftercare(care: &crash::Aftercare, output: Output) {

@@ -13,11 +13,12 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 
-use super::views::{lock_json, plan_json};
+use super::views::{judgement_json, lock_json, plan_json};
 use super::{Env, Envs, Outcome, UsageError};
 use crate::adapters::state::{Deployed, HistoryRecord};
 use crate::cmd::term::Paint;
 use crate::config::ClusterSettings;
+use crate::domain::approval::Judgement;
 use crate::domain::decide::{self, FixPlace, Waiting};
 use crate::domain::model::{AppName, LockTask, RunOutcome, TaskGid};
 use crate::domain::plan::{Facts, HoldReason, LockFacts, Overrides, Plan, Verdict};
@@ -41,6 +42,8 @@ struct Seen<'a> {
     last: Option<HistoryRecord>,
     next: Option<DateTime<Utc>>,
     backlog: Backlog,
+    /// What the approval gate says of the candidate (gated clusters only).
+    approval: Option<Judgement>,
 }
 
 /// `pushgate status [CLUSTER]`: every app's clusters (or `--app`'s), in
@@ -148,10 +151,20 @@ async fn look<'a>(
     let places = gather::fix_places(cx, c, &tasks).await;
     let holding: Vec<LockTask> = tasks.iter().filter(|t| decide::holds(t)).cloned().collect();
     let notes = on_source_notes(&holding, &places, c.timezone);
+    let approval = c.approval.as_ref().map(|_| match &decided {
+        Ok((f, _)) => match (&f.approval, &f.candidate) {
+            (Some(a), Some(cand)) => decide::approval::judge(a, &cand.commit, now),
+            _ => Judgement::NothingToApprove,
+        },
+        Err(e) => {
+            Judgement::Held(crate::domain::approval::ApprovalHold::Unreadable { reason: e.clone() })
+        }
+    });
     Seen {
         app: many.then_some(&env.config.app),
         app_name: &env.config.app,
         c,
+        approval,
         waiting: decide::waiting(&tasks, &places),
         holding,
         notes,
@@ -196,7 +209,9 @@ fn state_word(s: &Seen<'_>) -> (&'static str, u8) {
         Ok((_, p)) => match &p.verdict {
             Verdict::Hold(HoldReason::Running { .. }) => ("pushing", 3),
             Verdict::Unknown { .. } => ("unknown", 2),
-            Verdict::Hold(HoldReason::Locked { .. } | HoldReason::RolledBack { .. }) => ("held", 2),
+            Verdict::Hold(
+                HoldReason::Locked { .. } | HoldReason::RolledBack { .. } | HoldReason::Approval(_),
+            ) => ("held", 2),
             Verdict::Hold(HoldReason::Frozen { .. } | HoldReason::OtherRunning { .. }) => {
                 ("frozen", 1)
             }
@@ -419,6 +434,13 @@ fn details(s: &Seen<'_>, paint: &Paint, tz: Tz, now: DateTime<Utc>) -> String {
         },
         Err(_) => line(paint.bad("locks: unknown")),
     }
+    if let Some(j) = &s.approval {
+        let text = format!("approval: {j}");
+        line(match j {
+            Judgement::Approved { .. } | Judgement::NothingToApprove => text,
+            Judgement::Held(_) => paint.warn(&text),
+        });
+    }
     let b = &s.backlog;
     if let Some(r) = &b.interrupted {
         line(paint.warn(&format!(
@@ -503,6 +525,7 @@ fn to_json(s: &Seen<'_>) -> Value {
         }
     }
     v["next_push"] = json!(s.next);
+    v["approval"] = s.approval.as_ref().map_or(Value::Null, judgement_json);
     v["waiting_for_fixes"] = json!(s
         .waiting
         .iter()

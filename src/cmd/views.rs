@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use crate::domain::approval::{ApprovalHold, Judgement, Person};
 use crate::domain::model::{CommitId, Fix, LockTask};
 use crate::domain::plan::{HoldReason, Plan, Verdict};
 use crate::domain::report::PushReport;
@@ -158,11 +159,111 @@ pub fn plan_json(plan: &Plan) -> Value {
             "message": plan.verdict_text(),
             "locks": null,
         }),
+        Verdict::Hold(HoldReason::Approval(h)) => json!({
+            "cluster": c,
+            "verdict": "held",
+            "reason": "approval",
+            "approval": approval_hold_json(h),
+            "message": plan.verdict_text(),
+            "locks": null,
+        }),
         Verdict::Unknown { reason } => json!({
             "cluster": c,
             "verdict": "unknown",
             "reason": reason,
             "locks": null,
+        }),
+    }
+}
+
+fn person_json(p: &Person) -> Value {
+    json!({ "gid": p.gid, "name": p.name, "email": p.email })
+}
+
+/// Why the approval gate holds: `state` names the case.
+pub fn approval_hold_json(h: &ApprovalHold) -> Value {
+    let (state, by, link, extra) = match h {
+        ApprovalHold::NotRequested { commit } => (
+            "not-requested",
+            None,
+            None,
+            json!({ "commit": commit.as_str() }),
+        ),
+        ApprovalHold::Queued { commit } => {
+            ("queued", None, None, json!({ "commit": commit.as_str() }))
+        }
+        ApprovalHold::Pending { link } => ("pending", None, Some(link), Value::Null),
+        ApprovalHold::Rejected { by, comment, link } => (
+            "rejected",
+            Some(by),
+            Some(link),
+            json!({ "comment": comment }),
+        ),
+        ApprovalHold::ChangesRequested { by, comment, link } => (
+            "changes-requested",
+            Some(by),
+            Some(link),
+            json!({ "comment": comment }),
+        ),
+        ApprovalHold::Expired {
+            by,
+            at,
+            max_age,
+            link,
+        } => (
+            "expired",
+            Some(by),
+            Some(link),
+            json!({ "approved_at": at, "max_age_secs": max_age.num_seconds() }),
+        ),
+        ApprovalHold::WrongDigest {
+            approved,
+            candidate,
+            link,
+        } => (
+            "wrong-digest",
+            None,
+            Some(link),
+            json!({ "asked_digest": approved, "candidate_digest": candidate }),
+        ),
+        ApprovalHold::NotAllowed { by, link } => ("not-allowed", Some(by), Some(link), Value::Null),
+        ApprovalHold::SelfApproval { by, commit, link } => (
+            "self-approval",
+            Some(by),
+            Some(link),
+            json!({ "authored": commit.as_str() }),
+        ),
+        ApprovalHold::Superseded { link } => ("superseded", None, Some(link), Value::Null),
+        ApprovalHold::Deleted { link } => ("deleted", None, Some(link), Value::Null),
+        ApprovalHold::Unreadable { reason } => ("unknown", None, None, json!({ "error": reason })),
+    };
+    let mut v = json!({
+        "state": state,
+        "by": by.map(person_json),
+        "link": link,
+        "message": h.to_string(),
+    });
+    if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), extra) {
+        obj.extend(more);
+    }
+    v
+}
+
+/// What the approval gate says of a cluster's candidate, for `status` and
+/// `approvals`.
+pub fn judgement_json(j: &Judgement) -> Value {
+    match j {
+        Judgement::Approved { by, at, link } => json!({
+            "state": "approved",
+            "by": person_json(by),
+            "approved_at": at,
+            "link": link,
+            "message": j.to_string(),
+        }),
+        Judgement::Held(h) => approval_hold_json(h),
+        Judgement::NothingToApprove => json!({
+            "state": "nothing-to-approve",
+            "message": j.to_string(),
         }),
     }
 }

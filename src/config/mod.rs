@@ -50,6 +50,9 @@ pub struct Config {
     /// This app's state directory: the root for a config without apps,
     /// `STATE_DIR/apps/NAME/` for each app of one with them.
     pub state_dir: PathBuf,
+    /// `state_dir` as written: what every app shares (the requests' state,
+    /// the sandbox's data).
+    pub root_dir: PathBuf,
     pub asana: AsanaSettings,
     pub repo: RepoSettings,
     /// `repo.web`: links to the code, for people.
@@ -59,6 +62,21 @@ pub struct Config {
     pub notify: Option<NotifySettings>,
     pub crash: Option<CrashSettings>,
     pub clusters: BTreeMap<ClusterName, ClusterSettings>,
+    /// `[requests]`: the daemon acts on tasks people write in a project.
+    pub requests: Option<RequestsSettings>,
+}
+
+/// `[requests]` (`docs/requests.md`).
+#[derive(Clone, Debug)]
+pub struct RequestsSettings {
+    /// The Asana project people write requests in.
+    pub project: ProjectGid,
+    /// Whose requests run (user gids or e-mails); everyone else's are refused.
+    pub allowed: Vec<crate::domain::approval::Approver>,
+    /// How often the daemon looks (default 60s).
+    pub poll: Duration,
+    /// A request not done after this long is closed (default 24h).
+    pub max_age: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -244,6 +262,37 @@ pub struct ClusterSettings {
     pub freeze_before: Option<FreezeBefore>,
     pub source: Source,
     pub min_soak: Option<Duration>,
+    /// `[clusters.NAME.approval]`: pushes wait for a person's approval.
+    pub approval: Option<ApprovalSettings>,
+}
+
+/// `[clusters.NAME.approval]` (`docs/approvals.md`).
+#[derive(Clone, Debug)]
+pub struct ApprovalSettings {
+    /// The Asana project the approval tasks are created in.
+    pub project: ProjectGid,
+    /// Who may approve (gids or e-mails); empty: anyone but pushgate.
+    pub approvers: Vec<crate::domain::approval::Approver>,
+    /// An approval older than this does not count (default 24h).
+    pub max_age: Duration,
+    /// Without a freeze towards this cluster, ask this long before each
+    /// scheduled push (default 90m).
+    pub request_before: Duration,
+    /// A scheduled push held only by the approval runs when it arrives,
+    /// up to this long after its scheduled time (default 2h).
+    pub window: Duration,
+    pub allow_self_approval: bool,
+}
+
+impl ApprovalSettings {
+    /// The rules' view of it.
+    pub fn policy(&self) -> crate::domain::approval::ApprovalPolicy {
+        crate::domain::approval::ApprovalPolicy {
+            approvers: self.approvers.clone(),
+            max_age: chrono::Duration::from_std(self.max_age).unwrap_or(chrono::Duration::MAX),
+            allow_self_approval: self.allow_self_approval,
+        }
+    }
 }
 
 impl ClusterSettings {
@@ -416,6 +465,14 @@ impl Config {
     }
 }
 
+/// What every app of a file shares.
+#[derive(Clone, Copy)]
+struct Top<'a> {
+    asana: Option<&'a AsanaSettings>,
+    requests: Option<&'a RequestsSettings>,
+    root: &'a Path,
+}
+
 /// An app's view of the shared `[sync]` and `[notify]`: merged with its
 /// own keys, and its own keys alone (for where problems are reported).
 struct AppParts {
@@ -460,6 +517,7 @@ const TOP_KEYS: &[&str] = &[
     "notify",
     "crash",
     "clusters",
+    "requests",
 ];
 /// The top of a config with `[apps.NAME]` tables: what the apps share.
 const TOP_KEYS_APPS: &[&str] = &[
@@ -469,10 +527,12 @@ const TOP_KEYS_APPS: &[&str] = &[
     "allow_shared",
     "sync",
     "notify",
+    "requests",
     "apps",
 ];
 /// What an `[apps.NAME]` table holds.
 const APP_KEYS: &[&str] = &["repo", "build", "sync", "notify", "crash", "clusters"];
+const REQUESTS_KEYS: &[&str] = &["project", "allowed", "poll", "max_age"];
 const ASANA_KEYS: &[&str] = &[
     "base_url",
     "token_env",
@@ -512,6 +572,15 @@ const CLUSTER_KEYS: &[&str] = &[
     "freeze_before",
     "source",
     "min_soak",
+    "approval",
+];
+const APPROVAL_KEYS: &[&str] = &[
+    "project",
+    "approvers",
+    "max_age",
+    "request_before",
+    "window",
+    "allow_self_approval",
 ];
 const FREEZE_KEYS: &[&str] = &["cluster", "duration"];
 
@@ -789,6 +858,11 @@ impl Validator {
             None
         };
         let allow_shared = self.allow_shared(raw);
+        // `[requests]` is one for every app: a request names its app.
+        let requests = match self.table("", raw, "requests") {
+            None => None,
+            Some(t) => self.requests(t),
+        };
         let empty = Table::new();
         let shared_sync = self.table("", raw, "sync").unwrap_or(&empty).clone();
         let shared_notify = self.table("", raw, "notify").cloned();
@@ -806,6 +880,11 @@ impl Validator {
         };
         // Checked on even when the top is wrong: every problem at once.
         let root = state_dir.clone().unwrap_or_default();
+        let top = Top {
+            asana: asana.as_ref(),
+            requests: requests.as_ref(),
+            root: &root,
+        };
         let mut apps = BTreeMap::new();
         if has_apps {
             let table = self.table("", raw, "apps")?;
@@ -835,7 +914,7 @@ impl Validator {
                     },
                     app_notify: self.table(&pre, t, "notify").cloned(),
                 };
-                if let Some(c) = self.app(&pre, app.clone(), t, dir, asana.as_ref(), parts) {
+                if let Some(c) = self.app(&pre, app.clone(), t, dir, &top, parts) {
                     apps.insert(app, c);
                 }
             }
@@ -852,7 +931,7 @@ impl Validator {
                 notify: shared_notify.clone(),
                 app_notify: None,
             };
-            if let Some(c) = self.app("", name.clone(), raw, root.clone(), asana.as_ref(), parts) {
+            if let Some(c) = self.app("", name.clone(), raw, root.clone(), &top, parts) {
                 apps.insert(name, c);
             }
         }
@@ -890,9 +969,14 @@ impl Validator {
         app: AppName,
         t: &Table,
         state_dir: PathBuf,
-        asana: Option<&AsanaSettings>,
+        top: &Top<'_>,
         parts: AppParts,
     ) -> Option<Config> {
+        let Top {
+            asana,
+            requests,
+            root: root_dir,
+        } = *top;
         let repo = self.required_table(pre, t, "repo").and_then(|r| {
             let repo = self.repo(pre, r);
             let web = self.web(&join(pre, "repo"), r);
@@ -935,7 +1019,9 @@ impl Validator {
             app,
             many_apps: !pre.is_empty(),
             state_dir,
+            root_dir: root_dir.to_owned(),
             asana: asana?.clone(),
+            requests: requests.cloned(),
             repo,
             web,
             build: build?,
@@ -1694,7 +1780,19 @@ impl Validator {
         } else {
             None
         };
+        let approval = match t.get("approval") {
+            None => Some(None),
+            Some(Value::Table(at)) => self.approval(&join(p, "approval"), at).map(Some),
+            Some(other) => {
+                self.problem(
+                    join(p, "approval"),
+                    format!("expected a table, found {}", type_name(other)),
+                );
+                None
+            }
+        };
         Some(ClusterSettings {
+            approval: approval?,
             name,
             schedule: schedule?,
             timezone: timezone?,
@@ -1706,6 +1804,145 @@ impl Validator {
             freeze_before: freeze_before?,
             source: source?,
             min_soak,
+        })
+    }
+
+    /// A list of people: user gids or e-mail addresses.
+    fn people(
+        &mut self,
+        p: &str,
+        t: &Table,
+        key: &str,
+    ) -> Option<Vec<crate::domain::approval::Approver>> {
+        let k = join(p, key);
+        match t.get(key) {
+            None => Some(Vec::new()),
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str().map(crate::domain::approval::Approver::parse) {
+                        Some(Some(a)) => out.push(a),
+                        Some(None) => self.problem(
+                            format!("{k}[{i}]"),
+                            format!(
+                                "`{}` is neither an Asana user gid (digits) nor an e-mail address",
+                                item.as_str().unwrap_or_default().escape_debug()
+                            ),
+                        ),
+                        None => self.problem(
+                            format!("{k}[{i}]"),
+                            format!("expected a string, found {}", type_name(item)),
+                        ),
+                    }
+                }
+                (out.len() == items.len()).then_some(out)
+            }
+            Some(other) => {
+                self.problem(
+                    k,
+                    format!(
+                        "expected an array of user gids or e-mails, found {}",
+                        type_name(other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn requests(&mut self, t: &Table) -> Option<RequestsSettings> {
+        const P: &str = "requests";
+        self.known_keys(P, t, REQUESTS_KEYS);
+        let project = self.gid(P, t, "project", ProjectGid::parse);
+        let allowed = self.people(P, t, "allowed");
+        if allowed.as_ref().is_some_and(Vec::is_empty) {
+            self.problem(
+                "requests.allowed",
+                "name at least one person (user gid or e-mail) whose requests run",
+            );
+            return None;
+        }
+        let mut dur = |key: &str, default: u64| {
+            if t.contains_key(key) {
+                self.duration(P, t, key)
+            } else {
+                Some(Duration::from_secs(default))
+            }
+        };
+        let poll = dur("poll", 60);
+        let max_age = dur("max_age", 24 * 3600);
+        Some(RequestsSettings {
+            project: project?,
+            allowed: allowed?,
+            poll: poll?,
+            max_age: max_age?,
+        })
+    }
+
+    fn approval(&mut self, p: &str, t: &Table) -> Option<ApprovalSettings> {
+        self.known_keys(p, t, APPROVAL_KEYS);
+        let project = self.gid(p, t, "project", ProjectGid::parse);
+        let approvers = match t.get("approvers") {
+            None => Some(Vec::new()),
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str().map(crate::domain::approval::Approver::parse) {
+                        Some(Some(a)) => out.push(a),
+                        Some(None) => self.problem(
+                            format!("{}[{i}]", join(p, "approvers")),
+                            format!(
+                                "`{}` is neither an Asana user gid (digits) nor an e-mail address",
+                                item.as_str().unwrap_or_default().escape_debug()
+                            ),
+                        ),
+                        None => self.problem(
+                            format!("{}[{i}]", join(p, "approvers")),
+                            format!("expected a string, found {}", type_name(item)),
+                        ),
+                    }
+                }
+                (out.len() == items.len()).then_some(out)
+            }
+            Some(other) => {
+                self.problem(
+                    join(p, "approvers"),
+                    format!(
+                        "expected an array of user gids or e-mails, found {}",
+                        type_name(other)
+                    ),
+                );
+                None
+            }
+        };
+        let mut dur = |key: &str, default: u64| {
+            if t.contains_key(key) {
+                self.duration(p, t, key)
+            } else {
+                Some(Duration::from_secs(default))
+            }
+        };
+        let max_age = dur("max_age", 24 * 3600);
+        let request_before = dur("request_before", 90 * 60);
+        let window = dur("window", 2 * 3600);
+        let allow_self_approval = match t.get("allow_self_approval") {
+            None => Some(false),
+            Some(Value::Boolean(b)) => Some(*b),
+            Some(other) => {
+                self.problem(
+                    join(p, "allow_self_approval"),
+                    format!("expected a boolean, found {}", type_name(other)),
+                );
+                None
+            }
+        };
+        Some(ApprovalSettings {
+            project: project?,
+            approvers: approvers?,
+            max_age: max_age?,
+            request_before: request_before?,
+            window: window?,
+            allow_self_approval: allow_self_approval?,
         })
     }
 

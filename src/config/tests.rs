@@ -369,7 +369,15 @@ fn the_complete_example_in_the_docs_is_valid_and_sets_every_key() {
         .filter(|k| {
             !matches!(
                 **k,
-                "state_dir" | "asana" | "repo" | "build" | "sync" | "notify" | "crash" | "clusters"
+                "state_dir"
+                    | "asana"
+                    | "repo"
+                    | "build"
+                    | "sync"
+                    | "notify"
+                    | "crash"
+                    | "clusters"
+                    | "requests"
             )
         })
         .chain(ASANA_KEYS)

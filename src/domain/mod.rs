@@ -2,8 +2,10 @@
 //! it returns, and every decision (`decide`). No IO, no async, no clock
 //! read, no error type; it imports nothing outside itself.
 
+pub mod approval;
 pub mod decide;
 pub mod model;
 pub mod plan;
 pub mod report;
+pub mod request;
 pub mod text;

@@ -7,6 +7,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use crate::domain::approval::{ApprovalFacts, ApprovalHold};
 use crate::domain::model::{
     AppName, Changelog, ClusterName, CommitId, Fix, Host, LockTask, ReleaseId, RunKind, RunOutcome,
 };
@@ -57,6 +58,8 @@ pub struct SoakFacts {
 pub struct Overrides {
     pub ignore_locks: bool,
     pub ignore_freeze: bool,
+    /// `--ignore-approval`: push without the approval gate's consent.
+    pub ignore_approval: bool,
     pub reason: Option<String>,
 }
 
@@ -198,6 +201,9 @@ pub struct Facts {
     pub latest_release: Option<ReleaseId>,
     /// What happens when hosts fail (`[sync]`).
     pub policy: HostPolicy,
+    /// `[clusters.NAME.approval]`: the candidate's approval, as read.
+    /// `None` when the cluster has no approval gate (or no candidate).
+    pub approval: Option<ApprovalFacts>,
 }
 
 impl Facts {
@@ -225,6 +231,7 @@ impl Facts {
             rolled_back: Vec::new(),
             latest_release: None,
             policy: HostPolicy::default(),
+            approval: None,
         }
     }
 }
@@ -280,6 +287,9 @@ pub enum HoldReason {
     /// The source cluster's artifact of the candidate is not in the cache,
     /// and this cluster never rebuilds what it ships (exit 1, no task).
     ArtifactMissing { commit: CommitId, from: ClusterName },
+    /// The approval gate: no approval of exactly this candidate by an
+    /// allowed person (exit 3).
+    Approval(ApprovalHold),
 }
 
 /// Every reason a run can be held for, as the holds log records it, the
@@ -291,6 +301,7 @@ pub const HOLD_REASONS: &[&str] = &[
     "build-failed",
     "rolled-back",
     "artifact-missing",
+    "approval",
     "running",
     "unknown",
 ];
@@ -317,6 +328,7 @@ impl HoldReason {
             HoldReason::BuildFailed { .. } => "build-failed",
             HoldReason::RolledBack { .. } => "rolled-back",
             HoldReason::ArtifactMissing { .. } => "artifact-missing",
+            HoldReason::Approval(_) => "approval",
             HoldReason::Running { .. } => "running",
         }
     }
@@ -368,6 +380,7 @@ impl fmt::Display for HoldReason {
                 commit.short(),
                 commit.short()
             ),
+            HoldReason::Approval(h) => h.fmt(f),
         }
     }
 }

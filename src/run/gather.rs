@@ -76,6 +76,28 @@ pub async fn facts(
         .iter()
         .filter_map(|r| r.release.as_deref().and_then(ReleaseId::parse))
         .max();
+    let approval = match (&cluster.approval, &candidate) {
+        (Some(a), Some(c)) if deployed_commit.as_ref() != Some(&c.commit) => {
+            let outbox = crate::run::outbox::Outbox::open(
+                &mine,
+                cx.client,
+                crate::run::clock::RunClock::starting_at(now),
+            )
+            .ok();
+            Some(
+                crate::run::approval::facts(
+                    cx,
+                    cluster,
+                    a,
+                    &c.commit,
+                    deployed_commit.as_ref(),
+                    outbox.as_ref(),
+                )
+                .await,
+            )
+        }
+        _ => None,
+    };
     let last_run = history.last().map(|r| LastRun {
         kind: r.kind,
         outcome: r.outcome,
@@ -117,6 +139,7 @@ pub async fn facts(
         rolled_back,
         latest_release,
         policy: config.sync.policy(),
+        approval,
     })
 }
 

@@ -3,6 +3,7 @@
 //! tasks' aftercare. It returns data and never prints; what watches a run
 //! is handed to it.
 
+pub mod approval;
 pub mod clock;
 pub mod crash;
 pub mod execute;

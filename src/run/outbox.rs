@@ -68,6 +68,14 @@ pub enum Op {
         #[serde(default)]
         assignee: Option<String>,
     },
+    /// An approval task (`resource_subtype: approval`) in `project`, like
+    /// `CreateTask`; pushgate never completes one (that approves it).
+    CreateApproval {
+        key: String,
+        name: String,
+        notes: String,
+        project: String,
+    },
     Comment {
         task: TaskRef,
         text: String,
@@ -79,15 +87,30 @@ pub enum Op {
         task: TaskRef,
         project: String,
     },
+    /// A new name (marking an approval request superseded: never by
+    /// completing it, which would approve it).
+    Rename {
+        task: TaskRef,
+        name: String,
+    },
 }
 
 impl Op {
+    /// The key a create names its task by.
+    fn creates(&self) -> Option<&str> {
+        match self {
+            Op::CreateTask { key, .. } | Op::CreateApproval { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
     fn task(&self) -> Option<&TaskRef> {
         match self {
-            Op::CreateTask { .. } => None,
-            Op::Comment { task, .. } | Op::Complete { task } | Op::RemoveProject { task, .. } => {
-                Some(task)
-            }
+            Op::CreateTask { .. } | Op::CreateApproval { .. } => None,
+            Op::Comment { task, .. }
+            | Op::Complete { task }
+            | Op::RemoveProject { task, .. }
+            | Op::Rename { task, .. } => Some(task),
         }
     }
 
@@ -98,7 +121,7 @@ impl Op {
             TaskRef::Created(k) => format!("the task of {k}"),
         };
         match self {
-            Op::CreateTask { key, project, .. } => {
+            Op::CreateTask { key, project, .. } | Op::CreateApproval { key, project, .. } => {
                 format!("create the task of {key} in project {project}")
             }
             Op::Comment { task, .. } => format!("comment on {}", t(task)),
@@ -106,6 +129,7 @@ impl Op {
             Op::RemoveProject { task, project } => {
                 format!("remove {} from project {project}", t(task))
             }
+            Op::Rename { task, .. } => format!("rename {}", t(task)),
         }
     }
 }
@@ -269,9 +293,7 @@ impl Outbox {
 
     /// Whether a create for `key` waits in the queue.
     pub fn creating(&self, key: &str) -> bool {
-        self.pending
-            .iter()
-            .any(|e| matches!(&e.op, Op::CreateTask { key: k, .. } if k == key))
+        self.pending.iter().any(|e| e.op.creates() == Some(key))
     }
 
     /// Queues `op` durably, then applies the queue in order unless this run
@@ -297,9 +319,9 @@ impl Outbox {
             return match self.apply(&entry).await {
                 Ok((task, _)) => {
                     self.tally.applied += 1;
-                    if let Op::CreateTask { key, .. } = &entry.op {
-                        self.created.insert(key.clone(), task.clone());
-                        self.created_order.push(key.clone());
+                    if let Some(key) = entry.op.creates() {
+                        self.created.insert(key.to_owned(), task.clone());
+                        self.created_order.push(key.to_owned());
                     }
                     Delivery::Applied(task)
                 }
@@ -380,15 +402,12 @@ impl Outbox {
             }
             Delivery::Queued => return,
         };
-        let key = match &entry.op {
-            Op::CreateTask { key, .. } => {
-                if self.created.insert(key.clone(), task.clone()).is_none() {
-                    self.created_order.push(key.clone());
-                }
-                Some(key.clone())
+        let key = entry.op.creates().map(str::to_owned);
+        if let Some(key) = &key {
+            if self.created.insert(key.clone(), task.clone()).is_none() {
+                self.created_order.push(key.clone());
             }
-            _ => None,
-        };
+        }
         let line = Line::Done {
             seq: entry.seq,
             outcome,
@@ -461,6 +480,49 @@ impl Outbox {
         TaskGid::parse(&gid).ok_or_else(|| Failed::Never(format!("malformed task gid {gid:?}")))
     }
 
+    /// Creates `new` in `project`; unless the write is fresh, first looks
+    /// for it among what was created there since it was queued.
+    async fn create(
+        &self,
+        e: &Entry,
+        project: &str,
+        mut new: NewTask,
+    ) -> Result<(Option<Created>, bool), Failed> {
+        let c = &self.client;
+        let project = ProjectGid::parse(project)
+            .ok_or_else(|| Failed::Never(format!("malformed project gid {project:?}")))?;
+        if !e.fresh {
+            // Anything created since the write was queued, open or not.
+            let since = e.at - chrono::Duration::minutes(1);
+            let tasks = c
+                .project_tasks(&project, CompletedSince::Since(since), "name,notes")
+                .await
+                .map_err(Failed::from)?;
+            let notes = new.notes.as_deref().unwrap_or("");
+            if let Some(t) = tasks
+                .into_iter()
+                .rev()
+                .find(|t| t.name == new.name && t.notes.as_deref().unwrap_or("") == notes)
+            {
+                let gid = TaskGid::parse(&t.gid)
+                    .ok_or_else(|| Failed::Never(format!("malformed task gid {:?}", t.gid)))?;
+                let full = c.get_task(&gid, fields::TASK).await.map_err(Failed::from)?;
+                let found = Created {
+                    gid: t.gid,
+                    link: full.permalink_url.unwrap_or_default(),
+                };
+                return Ok((Some(found), true));
+            }
+        }
+        new.projects = vec![project];
+        let t = c.create_task(&new).await.map_err(Failed::from)?;
+        let made = Created {
+            link: t.permalink_url.unwrap_or_default(),
+            gid: t.gid,
+        };
+        Ok((Some(made), false))
+    }
+
     /// Sends one write; unless it is fresh, first looks whether it was
     /// applied already.
     async fn apply(&self, e: &Entry) -> Result<(Option<Created>, bool), Failed> {
@@ -482,46 +544,32 @@ impl Outbox {
                 },
                 _,
             ) => {
-                let project = ProjectGid::parse(project)
-                    .ok_or_else(|| Failed::Never(format!("malformed project gid {project:?}")))?;
-                if !e.fresh {
-                    // Anything created since the write was queued, open or not.
-                    let since = e.at - chrono::Duration::minutes(1);
-                    let tasks = c
-                        .project_tasks(&project, CompletedSince::Since(since), "name,notes")
-                        .await
-                        .map_err(Failed::from)?;
-                    if let Some(t) = tasks.into_iter().rev().find(|t| {
-                        t.name == *name && t.notes.as_deref().unwrap_or("") == notes.as_str()
-                    }) {
-                        let gid = TaskGid::parse(&t.gid).ok_or_else(|| {
-                            Failed::Never(format!("malformed task gid {:?}", t.gid))
-                        })?;
-                        let full = c.get_task(&gid, fields::TASK).await.map_err(Failed::from)?;
-                        let found = Created {
-                            gid: t.gid,
-                            link: full.permalink_url.unwrap_or_default(),
-                        };
-                        return Ok((Some(found), true));
-                    }
-                }
-                let t = c
-                    .create_task(&NewTask {
-                        name: name.clone(),
-                        notes: Some(notes.clone()),
-                        html_notes: html_notes.clone(),
-                        projects: vec![project],
-                        workspace: workspace.as_deref().and_then(WorkspaceGid::parse),
-                        assignee: assignee.clone(),
-                        ..NewTask::default()
-                    })
-                    .await
-                    .map_err(Failed::from)?;
-                let made = Created {
-                    link: t.permalink_url.unwrap_or_default(),
-                    gid: t.gid,
+                let new = NewTask {
+                    name: name.clone(),
+                    notes: Some(notes.clone()),
+                    html_notes: html_notes.clone(),
+                    workspace: workspace.as_deref().and_then(WorkspaceGid::parse),
+                    assignee: assignee.clone(),
+                    ..NewTask::default()
                 };
-                Ok((Some(made), false))
+                self.create(e, project, new).await
+            }
+            (
+                Op::CreateApproval {
+                    name,
+                    notes,
+                    project,
+                    ..
+                },
+                _,
+            ) => {
+                let new = NewTask {
+                    name: name.clone(),
+                    notes: Some(notes.clone()),
+                    resource_subtype: Some("approval".into()),
+                    ..NewTask::default()
+                };
+                self.create(e, project, new).await
             }
             (Op::Comment { text, .. }, Some(gid)) => {
                 if !e.fresh {
@@ -559,6 +607,15 @@ impl Outbox {
                 c.remove_project(&gid, &project)
                     .await
                     .map_err(Failed::from)?;
+                Ok((None, false))
+            }
+            (Op::Rename { name, .. }, Some(gid)) => {
+                // Renaming twice changes nothing: no need to look first.
+                let update = TaskUpdate {
+                    name: Some(name.clone()),
+                    ..TaskUpdate::default()
+                };
+                c.update_task(&gid, &update).await.map_err(Failed::from)?;
                 Ok((None, false))
             }
             (_, None) => Err(Failed::Never("the write names no task".into())),

@@ -297,7 +297,8 @@ pub fn held(plan: &Plan) -> Option<String> {
         Verdict::Hold(
             reason @ (HoldReason::BuildFailed { .. }
             | HoldReason::RolledBack { .. }
-            | HoldReason::ArtifactMissing { .. }),
+            | HoldReason::ArtifactMissing { .. }
+            | HoldReason::Approval(_)),
         ) => {
             format!(":x: *{c}* is held: {}", escape(&reason.to_string(), 300))
         }

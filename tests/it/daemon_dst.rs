@@ -23,11 +23,11 @@ use pushgate::sandbox::Sandbox;
 
 use crate::support::{self, seed, Bin, Setup};
 
-fn at(s: &str) -> DateTime<Utc> {
+pub fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().to_utc()
 }
 
-struct TestClock {
+pub struct TestClock {
     state: Mutex<State>,
     changed: Notify,
     /// How much earlier than asked a wait ends (tokio-cron-scheduler's
@@ -43,7 +43,7 @@ struct State {
 }
 
 impl TestClock {
-    fn new(now: DateTime<Utc>) -> TestClock {
+    pub fn new(now: DateTime<Utc>) -> TestClock {
         TestClock {
             state: Mutex::new(State {
                 now,
@@ -56,7 +56,7 @@ impl TestClock {
     }
 
     /// Once `n` waits are pending (no push runs), the earliest time waited for.
-    async fn next_wake(&self, n: usize) -> DateTime<Utc> {
+    pub async fn next_wake(&self, n: usize) -> DateTime<Utc> {
         loop {
             let changed = self.changed.notified();
             {
@@ -70,7 +70,7 @@ impl TestClock {
     }
 
     /// Moves the clock to `t` (less `early`) and ends every wait due by `t`.
-    fn wake(&self, t: DateTime<Utc>) {
+    pub fn wake(&self, t: DateTime<Utc>) {
         let mut s = self.state.lock().unwrap();
         s.now = t - self.early;
         let (due, rest): (Vec<_>, Vec<_>) = s.waiting.drain(..).partition(|(w, _)| *w <= t);
@@ -85,7 +85,7 @@ impl TestClock {
         self.state.lock().unwrap().now = t;
     }
 
-    fn asked(&self, cluster: &str) -> Vec<String> {
+    pub fn asked(&self, cluster: &str) -> Vec<String> {
         let s = self.state.lock().unwrap();
         s.asked
             .iter()

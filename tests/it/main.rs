@@ -1,6 +1,7 @@
 //! One integration-test binary: `support/` starts real parts (the sandbox on
 //! loopback, the real binary), then one module per feature.
 
+mod approvals;
 mod broken_hosts;
 mod check;
 mod cli;
@@ -16,6 +17,7 @@ mod notify;
 mod outbox;
 mod push;
 mod recovery;
+mod requests;
 mod sandbox;
 mod sandbox_approvals;
 mod sandbox_endpoints;

@@ -153,6 +153,40 @@ async fn status_and_push_dry_run_agree_in_every_situation() {
         Some("locked"),
     )
     .await;
+
+    // prod gated by an approval: not asked yet, asked, rejected, approved.
+    let sb5 = support::sandbox().await;
+    let (gated, project) = crate::approvals::gated(&sb5, "").await;
+    assert_eq!(gated.run(&["push", "beta"]).await.code, 0);
+    agree(
+        &gated,
+        "prod",
+        "approval not asked yet",
+        "held",
+        Some("approval"),
+    )
+    .await;
+    assert_eq!(gated.run(&["push", "prod"]).await.code, 3);
+    agree(
+        &gated,
+        "prod",
+        "awaiting approval",
+        "held",
+        Some("approval"),
+    )
+    .await;
+    let gid = support::tasks(&sb5, &project)[0].gid.clone();
+    crate::approvals::decide(&sb5, seed::APPROVER_EMAIL, &gid, "rejected", None).await;
+    agree(
+        &gated,
+        "prod",
+        "approval rejected",
+        "held",
+        Some("approval"),
+    )
+    .await;
+    crate::approvals::decide(&sb5, seed::APPROVER_EMAIL, &gid, "approved", None).await;
+    agree(&gated, "prod", "approved", "push", None).await;
 }
 
 #[tokio::test]

@@ -59,6 +59,19 @@ pub struct Task {
     pub projects: Option<Vec<Named>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom_fields: Option<Vec<CustomFieldValue>>,
+    /// `default_task`, `milestone`, `approval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_subtype: Option<String>,
+    /// Approval tasks: `pending`, `approved`, `rejected`, `changes_requested`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_status: Option<String>,
+    /// Who completed it (for an approval task: who decided).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_by: Option<Named>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<Named>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -72,6 +85,8 @@ pub struct Story {
     pub resource_subtype: Option<String>,
     #[serde(default)]
     pub created_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<Named>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -95,6 +110,31 @@ pub struct CustomFieldDef {
 pub struct Envelope {
     pub data: Value,
     pub next_offset: Option<String>,
+    /// `GET /events`: the sync token to ask with next, and whether more
+    /// events wait.
+    pub sync: Option<String>,
+    pub has_more: bool,
+}
+
+/// One event of `GET /events`, as asked (`action,resource,parent,type,created_at,user`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct Event {
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub resource: Option<EventResource>,
+    #[serde(default)]
+    pub parent: Option<EventResource>,
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// What an event is about: a task, a story, a project.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct EventResource {
+    pub gid: String,
+    #[serde(default)]
+    pub resource_type: Option<String>,
 }
 
 /// Reads a success response's body: `{"data": ..., "next_page": ...}`.
@@ -123,7 +163,23 @@ pub fn envelope(bytes: &[u8]) -> Result<Envelope, String> {
             }
         },
     };
-    Ok(Envelope { data, next_offset })
+    let sync = obj.get("sync").and_then(Value::as_str).map(str::to_owned);
+    let has_more = obj
+        .get("has_more")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok(Envelope {
+        data,
+        next_offset,
+        sync,
+        has_more,
+    })
+}
+
+/// The fresh sync token of a `412` answer to `GET /events`, if it has one.
+pub fn fresh_sync(bytes: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(bytes).ok()?;
+    v.get("sync")?.as_str().map(str::to_owned)
 }
 
 /// `{"errors":[{"message":...}]}` → the messages (control characters

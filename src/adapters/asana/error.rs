@@ -50,6 +50,10 @@ pub enum AsanaError {
     /// The token could not be read at all.
     #[error("{0}")]
     Token(String),
+    /// `GET /events`: no sync token, or a stale one (412); Asana gave a
+    /// fresh one: read the resource in full, then follow events from it.
+    #[error("GET /events: the sync token is unknown or expired (HTTP 412)")]
+    SyncExpired { sync: String },
 }
 
 impl AsanaError {
@@ -60,9 +64,10 @@ impl AsanaError {
             AsanaError::Status { status, .. } => *status == 429 || *status >= 500,
             AsanaError::Transport { .. } => true,
             AsanaError::Exhausted { last, .. } => last.is_transient(),
-            AsanaError::Unauthorized { .. } | AsanaError::Decode { .. } | AsanaError::Token(_) => {
-                false
-            }
+            AsanaError::Unauthorized { .. }
+            | AsanaError::Decode { .. }
+            | AsanaError::Token(_)
+            | AsanaError::SyncExpired { .. } => false,
         }
     }
 
@@ -82,6 +87,7 @@ impl AsanaError {
         match self {
             AsanaError::Status { status, .. } => Some(*status),
             AsanaError::Unauthorized { .. } => Some(401),
+            AsanaError::SyncExpired { .. } => Some(412),
             AsanaError::Exhausted { last, .. } => last.status(),
             _ => None,
         }

@@ -26,8 +26,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Map, Value};
 
 pub use dto::{
-    envelope, error_message, CustomFieldSetting, CustomFieldValue, Envelope, Named, Story, Task,
-    User,
+    envelope, error_message, CustomFieldSetting, CustomFieldValue, Envelope, Event, EventResource,
+    Named, Story, Task, User,
 };
 pub use error::AsanaError;
 
@@ -44,7 +44,10 @@ pub mod fields {
     pub const TASK_FIELDS: &str = "name,notes,completed,permalink_url,custom_fields.name,custom_fields.text_value,custom_fields.resource_subtype";
     /// Enough to recognise a task we may already have created.
     pub const PROBE_TASK: &str = "name,notes";
-    pub const STORY: &str = "text,html_text,resource_subtype,created_at";
+    pub const STORY: &str = "text,html_text,resource_subtype,created_at,created_by";
+    /// An approval task as the approval gate reads it (all declared for
+    /// `GET /tasks/{gid}`; the decider's e-mail comes from `GET /users/{gid}`).
+    pub const APPROVAL_TASK: &str = "name,notes,completed,completed_at,completed_by,approval_status,resource_subtype,permalink_url";
     pub const USER: &str = "name,email";
     pub const PROJECT: &str = "name,workspace.name,archived";
     pub const CUSTOM_FIELD_SETTING: &str = "custom_field.name,custom_field.resource_subtype";
@@ -169,6 +172,8 @@ pub struct NewTask {
     pub assignee: Option<String>,
     /// Custom field gid → text value.
     pub custom_fields: Vec<(String, String)>,
+    /// `approval` for an approval task; `None`: a default task.
+    pub resource_subtype: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -230,6 +235,17 @@ impl<'a> Request<'a> {
 struct Page {
     data: Value,
     next_offset: Option<String>,
+    sync: Option<String>,
+    has_more: bool,
+}
+
+/// One call of `GET /events`.
+#[derive(Clone, Debug)]
+pub struct Events {
+    pub events: Vec<Event>,
+    /// Ask with this next time.
+    pub sync: String,
+    pub has_more: bool,
 }
 
 /// A cheap-to-clone handle on one Asana API with one token.
@@ -310,6 +326,20 @@ impl Client {
         decode(&Method::GET, "/users/me", page.data)
     }
 
+    /// `GET /users/{gid}` (`opt_fields=name,email`): who decided an approval.
+    pub async fn user(&self, gid: &str) -> Result<User, AsanaError> {
+        if gid.is_empty() || !gid.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(AsanaError::Decode {
+                method: Method::GET,
+                path: "/users/{gid}".into(),
+                detail: format!("malformed user gid {:?}", gid.escape_debug().to_string()),
+            });
+        }
+        let path = format!("/users/{gid}");
+        let page = self.call(&Request::get(path.clone(), fields::USER)).await?;
+        decode(&Method::GET, &path, page.data)
+    }
+
     pub async fn get_project(&self, project: &ProjectGid) -> Result<Named, AsanaError> {
         let path = format!("/projects/{project}");
         let page = self
@@ -352,6 +382,34 @@ impl Client {
         .await
     }
 
+    /// `GET /events?resource=&sync=`: what changed in `resource` since
+    /// `sync` (`None`: start). A stale or missing token is
+    /// [`AsanaError::SyncExpired`] with a fresh one.
+    pub async fn events(&self, resource: &str, sync: Option<&str>) -> Result<Events, AsanaError> {
+        let mut query = vec![("resource", resource.to_owned())];
+        if let Some(s) = sync {
+            query.push(("sync", s.to_owned()));
+        }
+        query.push((
+            "opt_fields",
+            "action,resource,parent,type,created_at,user".to_owned(),
+        ));
+        let req = Request {
+            method: Method::GET,
+            path: "/events".into(),
+            query,
+            body: None,
+            probe: Probe::Idempotent,
+        };
+        let page = self.call(&req).await?;
+        let events: Vec<Event> = decode(&Method::GET, "/events", page.data)?;
+        Ok(Events {
+            events,
+            sync: page.sync.unwrap_or_default(),
+            has_more: page.has_more,
+        })
+    }
+
     /// The custom fields a project gives its tasks.
     pub async fn custom_field_settings(
         &self,
@@ -391,6 +449,9 @@ impl Client {
         }
         if let Some(a) = &new.assignee {
             data.insert("assignee".into(), json!(a));
+        }
+        if let Some(st) = &new.resource_subtype {
+            data.insert("resource_subtype".into(), json!(st));
         }
         if !new.custom_fields.is_empty() {
             let cf: Map<String, Value> = new
@@ -610,6 +671,8 @@ impl Client {
                         Ok(Some(Page {
                             data: serde_json::to_value(full).unwrap_or(Value::Null),
                             next_offset: None,
+                            sync: None,
+                            has_more: false,
                         }))
                     }
                     None => Ok(None),
@@ -627,6 +690,8 @@ impl Client {
                 Ok(found.map(|s| Page {
                     data: serde_json::to_value(s).unwrap_or(Value::Null),
                     next_offset: None,
+                    sync: None,
+                    has_more: false,
                 }))
             }
         }
@@ -686,13 +751,27 @@ impl Client {
             .map(Duration::from_secs);
         let bytes = resp.bytes().await.map_err(transport)?;
         if status.is_success() {
-            let Envelope { data, next_offset } =
-                envelope(&bytes).map_err(|detail| AsanaError::Decode {
-                    method: req.method.clone(),
-                    path: req.path.clone(),
-                    detail,
-                })?;
-            return Ok(Page { data, next_offset });
+            let Envelope {
+                data,
+                next_offset,
+                sync,
+                has_more,
+            } = envelope(&bytes).map_err(|detail| AsanaError::Decode {
+                method: req.method.clone(),
+                path: req.path.clone(),
+                detail,
+            })?;
+            return Ok(Page {
+                data,
+                next_offset,
+                sync,
+                has_more,
+            });
+        }
+        if status == StatusCode::PRECONDITION_FAILED {
+            if let Some(sync) = dto::fresh_sync(&bytes) {
+                return Err(AsanaError::SyncExpired { sync });
+            }
         }
         let message = error_message(&bytes);
         if status == StatusCode::UNAUTHORIZED {

@@ -2,11 +2,13 @@
 //! errors — a held push is a result, not a failure. `tests/it/tidy.rs` keeps
 //! it that way.
 
+pub mod approval;
 pub mod crash;
 mod freeze;
 mod gate;
 pub mod hosts;
 pub mod recover;
+pub mod request;
 pub mod rollback;
 mod schedule;
 
@@ -159,14 +161,26 @@ fn verdict(facts: &Facts, ignored: &mut Ignored) -> Verdict {
         }
         Some(v) => v,
     };
-    // Last: only a push that would run needs its bytes.
-    match (&gated, &candidate.from_cluster) {
+    // Then: only a push that would run needs its bytes.
+    let gated = match (&gated, &candidate.from_cluster) {
         (Verdict::Push { to, .. }, Some(from)) if !facts.artifact_cached => {
             Verdict::Hold(HoldReason::ArtifactMissing {
                 commit: to.clone(),
                 from: from.clone(),
             })
         }
+        _ => gated,
+    };
+    // Last, the approval gate: a person's consent to exactly these bytes.
+    match (&gated, &facts.approval) {
+        (Verdict::Push { to, .. }, Some(a)) => match approval::hold(a, to, facts.now) {
+            None => gated,
+            Some(h) if o.ignore_approval => {
+                ignored.holds.push(HoldReason::Approval(h));
+                gated
+            }
+            Some(h) => Verdict::Hold(HoldReason::Approval(h)),
+        },
         _ => gated,
     }
 }

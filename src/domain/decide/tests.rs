@@ -48,6 +48,7 @@ fn facts(locks: LockFacts) -> Facts {
         latest_release: None,
         policy: HostPolicy::default(),
         overrides: Overrides::default(),
+        approval: None,
     }
 }
 
@@ -364,6 +365,7 @@ fn overrides(locks: bool, freeze: bool) -> Overrides {
     Overrides {
         ignore_locks: locks,
         ignore_freeze: freeze,
+        ignore_approval: false,
         reason: Some("hotfix for the outage".into()),
     }
 }
