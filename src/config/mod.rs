@@ -196,6 +196,8 @@ pub struct ClusterSettings {
     pub freeze_before: Option<FreezeBefore>,
     pub source: Source,
     pub min_soak: Option<Duration>,
+    /// `waves`, `health_check`, `wave_check` and their keys (`rollout.rs`).
+    pub rollout: crate::domain::plan::Rollout,
 }
 
 impl ClusterSettings {
@@ -356,6 +358,14 @@ const CLUSTER_KEYS: &[&str] = &[
     "freeze_before",
     "source",
     "min_soak",
+    "waves",
+    "health_check",
+    "health_timeout",
+    "health_retries",
+    "wave_check",
+    "wave_soak",
+    "max_unhealthy_hosts",
+    "auto_rollback",
 ];
 const FREEZE_KEYS: &[&str] = &["cluster", "duration"];
 
@@ -1205,8 +1215,10 @@ impl Validator {
         } else {
             None
         };
+        let rollout = self.rollout(p, t);
         Some(ClusterSettings {
             name,
+            rollout: rollout?,
             schedule: schedule?,
             timezone: timezone?,
             lock_project: lock_project?,
@@ -1335,6 +1347,7 @@ pub fn check_base_url(s: &str) -> Result<reqwest::Url, String> {
     Ok(url)
 }
 
+mod rollout;
 #[cfg(test)]
 mod tests;
 

@@ -116,6 +116,7 @@ pub async fn facts(
         rolled_back,
         latest_release,
         policy: config.sync.policy(),
+        rollout: cluster.rollout.clone(),
     })
 }
 
