@@ -29,4 +29,5 @@ mod tidy;
 mod token;
 mod ux;
 mod views;
+mod waves;
 mod week;
