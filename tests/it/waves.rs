@@ -798,3 +798,92 @@ async fn over_ssh_a_failing_canary_never_reaches_the_other_hosts() {
     assert_eq!(tasks(&sb, seed::LOCK_BETA).len(), 1);
     assert_eq!(bin.run(&["push", "beta"]).await.code, 3);
 }
+
+/// The daemon's metrics count waves, failed checks and automatic
+/// rollbacks; a first push rolled back leaves no `current` at all.
+#[tokio::test]
+async fn the_daemon_counts_waves_failed_checks_and_automatic_rollbacks() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let sb = support::sandbox().await;
+    let bin = waved(&sb, WAVES);
+    let bad = unhealthy(&bin, "v1, broken");
+    // beta every second; prod never during the test.
+    let text = std::fs::read_to_string(&bin.config)
+        .unwrap()
+        .replace("0 */15 * * * *", "* * * * * *")
+        .replace("0 0 10,17 * * Mon-Fri", "0 0 0 1 1 *");
+    std::fs::write(&bin.config, text).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushgate"))
+        .arg("--config")
+        .arg(&bin.config)
+        .args(["--log-format", "json", "run", "--metrics", "127.0.0.1:0"])
+        .env(support::TOKEN_ENV, &bin.token)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let mut until = async |needle: &str| -> String {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if l.contains(needle) {
+                return l;
+            }
+            seen.push(l);
+        }
+        panic!("the log ended without {needle:?}: {seen:#?}");
+    };
+    let serving: serde_json::Value = serde_json::from_str(&until("serving metrics").await).unwrap();
+    let url = serving["fields"]["url"].as_str().unwrap().to_owned();
+    // The first push fails its canary; the next tick is held by the mark.
+    until(&format!("not pushing {}", &bad[..7])).await;
+    let m = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    let sample = |series: &str| -> Option<f64> {
+        m.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    for (series, want) in [
+        (
+            r#"pushgate_pushes_total{cluster="beta",outcome="rolled-back"}"#,
+            1.0,
+        ),
+        (
+            r#"pushgate_pushes_total{cluster="beta",outcome="success"}"#,
+            0.0,
+        ),
+        (r#"pushgate_auto_rollbacks_total{cluster="beta"}"#, 1.0),
+        (
+            r#"pushgate_waves_total{cluster="beta",outcome="failed"}"#,
+            1.0,
+        ),
+        (
+            r#"pushgate_waves_total{cluster="beta",outcome="passed"}"#,
+            0.0,
+        ),
+        (
+            r#"pushgate_health_check_failures_total{cluster="beta"}"#,
+            1.0,
+        ),
+        (r#"pushgate_wave_check_failures_total{cluster="beta"}"#, 0.0),
+        (r#"pushgate_auto_rollbacks_total{cluster="prod"}"#, 0.0),
+    ] {
+        assert_eq!(sample(series), Some(want), "{series}\n{m}");
+    }
+    let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    assert!(child.wait().await.unwrap().success());
+    // Nothing was deployed before: the canary lost its `current`, and the
+    // release is gone everywhere.
+    assert_eq!(releases(&bin), vec![None, None, None]);
+    for n in 1..=3 {
+        assert!(
+            bin.releases(n).is_empty(),
+            "host {n}: {:?}",
+            bin.releases(n)
+        );
+    }
+    assert_eq!(switches(&bin, 1).len(), 1);
+    assert!(switches(&bin, 2).is_empty() && switches(&bin, 3).is_empty());
+}
