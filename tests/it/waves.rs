@@ -144,6 +144,10 @@ async fn a_healthy_push_goes_through_every_wave_canary_first() {
     assert_eq!(j["waves"][0]["hosts"][0], format!("local:{d}/beta-1"));
     assert_eq!(j["waves"][2]["hosts"].as_array().unwrap().len(), 1);
     assert_eq!(j["checks"]["auto_rollback"], true);
+    // `status` shows the same plan, waves and all.
+    let s = bin.run(&["status", "beta", "--json"]).await.json();
+    assert_eq!(s["clusters"][0]["next"]["waves"], j["waves"], "{s}");
+    assert_eq!(s["clusters"][0]["next"]["checks"], j["checks"], "{s}");
     assert!(bin.current(1).is_none(), "a dry run switches nothing");
 
     let run = bin.run(&["push", "beta"]).await;
