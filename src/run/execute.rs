@@ -29,7 +29,7 @@ use crate::domain::decide::hosts::{
     after_stage, removable_after, stop_before, switch_failures, AfterStage, Staged, Switched,
 };
 use crate::domain::decide::waves::{
-    self, AfterWave, Back, CheckFailed, Health, Lockdown, WaveCheck,
+    self, AfterWave, Back, CheckFailed, Health, Lockdown, WaveCheck, WaveResults,
 };
 use crate::domain::model::{ClusterName, CommitId, Host, ReleaseId, RunKind, RunOutcome, TaskGid};
 use crate::domain::plan::{Plan, Step, Verdict, WaveProgress};
@@ -638,7 +638,7 @@ impl Run<'_, '_> {
                 sw.errors[i] = e;
             }
             let unhealthy = self.health_check(&mut sw, &which).await;
-            let mut decided = self.after_wave(&sw, WaveCheck::NotRun, k, of);
+            let mut decided = self.after_wave(&sw, WaveCheck::NotRun, &wave.hosts, k, of);
             let mut check_why = None;
             if matches!(decided, AfterWave::Next | AfterWave::Done { .. }) {
                 if let Some(argv) = self.plan.rollout.wave_check.clone() {
@@ -649,7 +649,7 @@ impl Run<'_, '_> {
                     }
                     let (check, why) = self.wave_check(&argv, &sw, &wave.hosts, k, of).await;
                     check_why = why;
-                    decided = self.after_wave(&sw, check, k, of);
+                    decided = self.after_wave(&sw, check, &wave.hosts, k, of);
                 }
             }
             let passed = matches!(decided, AfterWave::Next | AfterWave::Done { .. });
@@ -678,16 +678,29 @@ impl Run<'_, '_> {
                     }
                     return Ok(());
                 }
-                AfterWave::Undo { failed, back } => {
+                AfterWave::Undo {
+                    failed,
+                    none_took,
+                    back,
+                } => {
                     self.undo(&back).await;
                     self.switch_comment(&sw, plain, of, &clock, Ended::Undone)
                         .await;
+                    let why = if none_took {
+                        format!(
+                            "no host of wave {}/{of} could switch ({failed} of {n} hosts failed in all, max_failed_hosts = {})",
+                            k + 1,
+                            self.plan.policy.max_failed
+                        )
+                    } else {
+                        format!(
+                            "{failed} of {n} hosts failed (max_failed_hosts = {})",
+                            self.plan.policy.max_failed
+                        )
+                    };
                     return Err(Failure::new(
                         "switch",
-                        format!(
-                            "{failed} of {n} hosts failed (max_failed_hosts = {}); switched hosts were switched back",
-                            self.plan.policy.max_failed
-                        ),
+                        format!("{why}; switched hosts were switched back"),
                     ));
                 }
                 AfterWave::RollBack { failed, back } => {
@@ -707,17 +720,27 @@ impl Run<'_, '_> {
         Err(Failure::new("switch", "no host to switch"))
     }
 
-    fn after_wave(&self, sw: &Switching, check: WaveCheck, k: usize, of: usize) -> AfterWave {
+    fn after_wave(
+        &self,
+        sw: &Switching,
+        check: WaveCheck,
+        hosts: &[usize],
+        k: usize,
+        of: usize,
+    ) -> AfterWave {
         waves::after_wave(
             &self.plan.policy,
             &self.plan.rollout,
             &self.release,
-            &sw.staged,
-            &sw.switched,
-            &sw.health,
-            check,
-            k,
-            of,
+            &WaveResults {
+                staged: &sw.staged,
+                switched: &sw.switched,
+                health: &sw.health,
+                check,
+                hosts,
+                wave: k,
+                of,
+            },
         )
     }
 

@@ -131,10 +131,15 @@ pub enum AfterWave {
     Next,
     /// The last wave passed: the push stands; prune these per host.
     Done { prune: Vec<Vec<ReleaseId>> },
-    /// Too many hosts failed to stage or switch (`max_failed_hosts`):
-    /// every switched host goes back and the new release is removed, as
-    /// without waves. A host problem: nothing is locked or marked.
-    Undo { failed: usize, back: Back },
+    /// Too many hosts failed to stage or switch (`max_failed_hosts`), or
+    /// no host of the wave could switch (`none_took`): every switched host
+    /// goes back and the new release is removed, as without waves. A host
+    /// problem: nothing is locked or marked.
+    Undo {
+        failed: usize,
+        none_took: bool,
+        back: Back,
+    },
     /// A check failed and `auto_rollback` is on: every host switched in
     /// this push goes back, the new release is removed where nothing
     /// points at it, the cluster is locked and the commit marked bad.
@@ -148,21 +153,37 @@ pub enum AfterWave {
     },
 }
 
-/// Everything known after wave `wave` (0-based) of `of`: each host's
-/// stage, switch (`Pending` for later waves) and health, and the wave
-/// check if it ran.
-#[allow(clippy::too_many_arguments)]
+/// Everything known once a wave switched (and was checked): each host's
+/// stage, switch (`Pending` for later waves) and health, the wave check if
+/// it ran, and which wave it was.
+#[derive(Clone, Copy, Debug)]
+pub struct WaveResults<'a> {
+    pub staged: &'a [Staged],
+    pub switched: &'a [Switched],
+    pub health: &'a [Health],
+    pub check: WaveCheck,
+    /// The wave's hosts.
+    pub hosts: &'a [usize],
+    /// The wave (0-based), of how many.
+    pub wave: usize,
+    pub of: usize,
+}
+
 pub fn after_wave(
     policy: &HostPolicy,
     rollout: &Rollout,
     release: &ReleaseId,
-    staged: &[Staged],
-    switched: &[Switched],
-    health: &[Health],
-    check: WaveCheck,
-    wave: usize,
-    of: usize,
+    r: &WaveResults<'_>,
 ) -> AfterWave {
+    let WaveResults {
+        staged,
+        switched,
+        health,
+        check,
+        hosts,
+        wave,
+        of,
+    } = *r;
     let prune = match after_switch(policy, release, staged, switched) {
         AfterSwitch::Undo {
             failed,
@@ -171,7 +192,20 @@ pub fn after_wave(
         } => {
             return AfterWave::Undo {
                 failed,
+                none_took: false,
                 back: Back { to: back, unset },
+            }
+        }
+        // A wave none of whose hosts took the release tells nothing: the
+        // next would go unchecked (a canary whose `after_switch` failed).
+        // As a push no host has is no push, it is undone.
+        AfterSwitch::Done { failed, .. }
+            if !hosts.is_empty() && !hosts.iter().any(|i| switched[*i] == Switched::Done) =>
+        {
+            return AfterWave::Undo {
+                failed,
+                none_took: true,
+                back: Back::of(release, staged, switched),
             }
         }
         AfterSwitch::Done { prune, .. } => prune,
@@ -429,6 +463,32 @@ mod tests {
         }
     }
 
+    /// The results of wave `wave` of `of`, its hosts those switched (not
+    /// `Pending`) since the wave before.
+    fn res<'a>(
+        staged: &'a [Staged],
+        switched: &'a [Switched],
+        health: &'a [Health],
+        check: WaveCheck,
+        wave: usize,
+        of: usize,
+    ) -> WaveResults<'a> {
+        let hosts: &'static [usize] = match (wave, of) {
+            (0, _) => &[0],
+            (1, 2) => &[1, 2],
+            _ => &[1],
+        };
+        WaveResults {
+            staged,
+            switched,
+            health,
+            check,
+            hosts,
+            wave,
+            of,
+        }
+    }
+
     fn checked() -> Rollout {
         Rollout {
             waves: sizes(&["1", "100%"]),
@@ -445,13 +505,23 @@ mod tests {
         let h = [Health::Healthy, Health::NotChecked, Health::NotChecked];
         let r = checked();
         assert_eq!(
-            after_wave(&p, &r, &rel(5), &staged, &sw, &h, WaveCheck::NotRun, 0, 2),
+            after_wave(
+                &p,
+                &r,
+                &rel(5),
+                &res(&staged, &sw, &h, WaveCheck::NotRun, 0, 2)
+            ),
             AfterWave::Next
         );
         let sw = [Switched::Done; 3];
         let h = [Health::Healthy; 3];
         assert!(matches!(
-            after_wave(&p, &r, &rel(5), &staged, &sw, &h, WaveCheck::Passed, 1, 2),
+            after_wave(
+                &p,
+                &r,
+                &rel(5),
+                &res(&staged, &sw, &h, WaveCheck::Passed, 1, 2)
+            ),
             AfterWave::Done { .. }
         ));
     }
@@ -468,7 +538,12 @@ mod tests {
         };
         // One of one checked host: every host checked failed.
         assert_eq!(
-            after_wave(&p, &r, &rel(5), &staged, &sw, &h, WaveCheck::NotRun, 0, 2),
+            after_wave(
+                &p,
+                &r,
+                &rel(5),
+                &res(&staged, &sw, &h, WaveCheck::NotRun, 0, 2)
+            ),
             AfterWave::RollBack {
                 failed: CheckFailed::Unhealthy {
                     hosts: vec![0],
@@ -485,14 +560,22 @@ mod tests {
         let sw = [Switched::Done; 3];
         let h = [Health::Healthy, Health::Unhealthy, Health::Healthy];
         assert!(matches!(
-            after_wave(&p, &r, &rel(5), &staged, &sw, &h, WaveCheck::NotRun, 1, 2),
+            after_wave(
+                &p,
+                &r,
+                &rel(5),
+                &res(&staged, &sw, &h, WaveCheck::NotRun, 1, 2)
+            ),
             AfterWave::Done { .. }
         ));
         // Two of three: not.
         let h = [Health::Unhealthy, Health::Unhealthy, Health::Healthy];
-        let AfterWave::RollBack { back, .. } =
-            after_wave(&p, &r, &rel(5), &staged, &sw, &h, WaveCheck::NotRun, 1, 2)
-        else {
+        let AfterWave::RollBack { back, .. } = after_wave(
+            &p,
+            &r,
+            &rel(5),
+            &res(&staged, &sw, &h, WaveCheck::NotRun, 1, 2),
+        ) else {
             panic!()
         };
         assert_eq!(back.hosts(), 3);
@@ -510,7 +593,12 @@ mod tests {
         };
         let p2 = HostPolicy { max_failed: 1, ..p };
         assert!(matches!(
-            after_wave(&p2, &r, &rel(5), &staged, &sw, &h, WaveCheck::Failed, 0, 2),
+            after_wave(
+                &p2,
+                &r,
+                &rel(5),
+                &res(&staged, &sw, &h, WaveCheck::Failed, 0, 2)
+            ),
             AfterWave::RollBack {
                 failed: CheckFailed::WaveCheck,
                 ..
@@ -521,7 +609,12 @@ mod tests {
             ..r
         };
         assert_eq!(
-            after_wave(&p2, &r, &rel(5), &staged, &sw, &h, WaveCheck::Failed, 0, 2),
+            after_wave(
+                &p2,
+                &r,
+                &rel(5),
+                &res(&staged, &sw, &h, WaveCheck::Failed, 0, 2)
+            ),
             AfterWave::Halt {
                 failed: CheckFailed::WaveCheck,
                 remove: vec![false, true, true]
@@ -540,21 +633,58 @@ mod tests {
                 &p,
                 &checked(),
                 &rel(5),
-                &staged,
-                &sw,
-                &h,
-                WaveCheck::NotRun,
-                1,
-                3
+                &res(&staged, &sw, &h, WaveCheck::NotRun, 1, 3)
             ),
             AfterWave::Undo {
                 failed: 1,
+                none_took: false,
                 back: Back {
                     to: vec![Some(rel(4)), Some(rel(4)), None],
                     unset: vec![None; 3]
                 }
             }
         );
+    }
+
+    #[test]
+    fn a_canary_that_could_not_take_the_release_is_no_canary_even_within_max_failed_hosts() {
+        let p = HostPolicy {
+            max_failed: 1,
+            keep_releases: 5,
+        };
+        let staged = [done(4), done(4), done(4)];
+        let sw = [
+            Switched::AfterSwitchFailed,
+            Switched::Pending,
+            Switched::Pending,
+        ];
+        let h = [Health::NotChecked; 3];
+        let AfterWave::Undo {
+            failed: 1,
+            none_took: true,
+            back,
+        } = after_wave(
+            &p,
+            &checked(),
+            &rel(5),
+            &res(&staged, &sw, &h, WaveCheck::NotRun, 0, 2),
+        )
+        else {
+            panic!("undo")
+        };
+        assert_eq!(back.to, vec![Some(rel(4)), None, None]);
+        // In a later wave, one failed host of two is tolerated as before.
+        let sw = [Switched::Done, Switched::Done, Switched::Failed];
+        let h = [Health::Healthy, Health::Healthy, Health::NotChecked];
+        assert!(matches!(
+            after_wave(
+                &p,
+                &checked(),
+                &rel(5),
+                &res(&staged, &sw, &h, WaveCheck::NotRun, 1, 2)
+            ),
+            AfterWave::Done { .. }
+        ));
     }
 
     #[test]
