@@ -762,7 +762,7 @@ impl Run<'_, '_> {
         let r = &self.plan.rollout;
         let results = self
             .fleet()
-            .health(&argv, r.health_timeout, r.health_retries, &ask, &|_| {})
+            .health(&argv, r.health_timeout, r.health_retries, &ask)
             .await;
         let mut unhealthy = 0;
         for (i, res) in results.into_iter().enumerate() {
