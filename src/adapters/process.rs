@@ -23,6 +23,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 #[derive(Clone, Debug, Default)]
 pub struct ChildEnv {
     remove: Vec<OsString>,
+    /// Variables a child is given (a wave check's `PUSHGATE_*`); never
+    /// one of `remove`, which wins.
+    set: Vec<(OsString, OsString)>,
     /// A directory holding one file per running child's process group,
     /// so that a run that was killed outright leaves a list of what it
     /// left running (see [`reap_orphans`]).
@@ -38,6 +41,7 @@ impl ChildEnv {
         remove.dedup();
         ChildEnv {
             remove,
+            set: Vec::new(),
             registry: None,
         }
     }
@@ -45,9 +49,18 @@ impl ChildEnv {
     /// The same, with every child's process group registered in `dir`.
     pub fn registered(&self, dir: std::path::PathBuf) -> ChildEnv {
         ChildEnv {
-            remove: self.remove.clone(),
             registry: Some(dir),
+            ..self.clone()
         }
+    }
+
+    /// The same, with these variables set in the child (the token's are
+    /// still removed).
+    pub fn with_vars(&self, vars: impl IntoIterator<Item = (String, String)>) -> ChildEnv {
+        let mut env = self.clone();
+        env.set
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        env
     }
 }
 
@@ -249,6 +262,9 @@ pub async fn run(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
+    for (k, v) in &env.set {
+        cmd.env(k, v);
+    }
     for var in &env.remove {
         cmd.env_remove(var);
     }

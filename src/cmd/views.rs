@@ -30,7 +30,19 @@ pub fn lock_json(t: &LockTask) -> Value {
 
 pub fn report_json(r: &PushReport) -> Value {
     json!({
-        "outcome": if r.failure.is_some() { "failed" } else { "pushed" },
+        "outcome": match (&r.failure, &r.stopped) {
+            (_, Some(s)) if s.rolled_back => "rolled-back",
+            (Some(_), _) => "failed",
+            (None, _) => "pushed",
+        },
+        "stopped_by_check": r.stopped.as_ref().map(|s| json!({
+            "rolled_back": s.rolled_back,
+            "wave": s.wave,
+            "waves": s.of,
+            "what": s.what,
+            "back_to": s.back_to.as_ref().map(|b| b.as_str()),
+            "lock_task": s.lock_task,
+        })),
         "failed_step": r.failure.as_ref().map(|f| &f.0),
         "error": r.failure.as_ref().map(|f| &f.1),
         "run_id": r.run_id,
@@ -72,6 +84,19 @@ pub fn plan_json(plan: &Plan) -> Value {
             "hosts": plan.hosts.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "max_failed_hosts": plan.policy.max_failed,
             "keep_releases": plan.policy.keep_releases,
+            "waves": plan.waves.iter().map(|w| json!({
+                "size": w.size.map(|s| s.to_string()),
+                "hosts": w.hosts.iter().filter_map(|i| plan.hosts.get(*i)).map(ToString::to_string).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "checks": json!({
+                "health_check": plan.rollout.health_check,
+                "health_timeout_ms": plan.rollout.health_timeout.as_millis() as u64,
+                "health_retries": plan.rollout.health_retries,
+                "max_unhealthy_hosts": plan.rollout.max_unhealthy,
+                "wave_check": plan.rollout.wave_check,
+                "wave_soak_ms": plan.rollout.wave_soak.as_millis() as u64,
+                "auto_rollback": plan.rollout.auto_rollback,
+            }),
             "locks": [],
             "ignored": plan.ignored.as_ref().map(|ig| json!({
                 "reason": ig.reason,

@@ -264,6 +264,8 @@ pub struct ClusterSettings {
     pub min_soak: Option<Duration>,
     /// `[clusters.NAME.approval]`: pushes wait for a person's approval.
     pub approval: Option<ApprovalSettings>,
+    /// `waves`, `health_check`, `wave_check` and their keys (`rollout.rs`).
+    pub rollout: crate::domain::plan::Rollout,
 }
 
 /// `[clusters.NAME.approval]` (`docs/approvals.md`).
@@ -573,6 +575,14 @@ const CLUSTER_KEYS: &[&str] = &[
     "source",
     "min_soak",
     "approval",
+    "waves",
+    "health_check",
+    "health_timeout",
+    "health_retries",
+    "wave_check",
+    "wave_soak",
+    "max_unhealthy_hosts",
+    "auto_rollback",
 ];
 const APPROVAL_KEYS: &[&str] = &[
     "project",
@@ -1791,9 +1801,11 @@ impl Validator {
                 None
             }
         };
+        let rollout = self.rollout(p, t);
         Some(ClusterSettings {
             approval: approval?,
             name,
+            rollout: rollout?,
             schedule: schedule?,
             timezone: timezone?,
             lock_project: lock_project?,
@@ -2061,6 +2073,7 @@ pub fn check_base_url(s: &str) -> Result<reqwest::Url, String> {
     Ok(url)
 }
 
+mod rollout;
 #[cfg(test)]
 mod tests;
 

@@ -551,6 +551,9 @@ impl fmt::Display for RunKind {
 pub enum RunOutcome {
     Success,
     Failed,
+    /// A push whose wave failed a check: every switched host went back,
+    /// the cluster was locked and the commit marked bad (`rolled-back`).
+    RolledBack,
 }
 
 impl RunOutcome {
@@ -559,13 +562,18 @@ impl RunOutcome {
         match self {
             RunOutcome::Success => "success",
             RunOutcome::Failed => "failed",
+            RunOutcome::RolledBack => "rolled-back",
         }
     }
     pub fn parse(s: &str) -> Option<RunOutcome> {
         RunOutcome::ALL.into_iter().find(|k| k.as_str() == s)
     }
     /// Every outcome, for metrics that list them all from the start.
-    pub const ALL: [RunOutcome; 2] = [RunOutcome::Success, RunOutcome::Failed];
+    pub const ALL: [RunOutcome; 3] = [
+        RunOutcome::Success,
+        RunOutcome::Failed,
+        RunOutcome::RolledBack,
+    ];
 }
 
 impl fmt::Display for RunOutcome {

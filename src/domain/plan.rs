@@ -135,6 +135,156 @@ impl HostPolicy {
     }
 }
 
+/// How many hosts run the new release once a wave is done, as `waves`
+/// writes it: cumulative (`["1", "10%", "100%"]`: one host, then a tenth
+/// of them, then all), never the size of one wave alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaveSize {
+    /// `"5"`: five hosts in all.
+    Hosts(usize),
+    /// `"10%"`, `"2.5%"`: this share of the hosts, in hundredths of a
+    /// percent (1 to 10 000), rounded up to whole hosts.
+    Share(u32),
+}
+
+impl fmt::Display for WaveSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaveSize::Hosts(n) => write!(f, "{n}"),
+            WaveSize::Share(bp) if bp % 100 == 0 => write!(f, "{}%", bp / 100),
+            WaveSize::Share(bp) if bp % 10 == 0 => write!(f, "{}.{}%", bp / 100, bp % 100 / 10),
+            WaveSize::Share(bp) => write!(f, "{}.{:02}%", bp / 100, bp % 100),
+        }
+    }
+}
+
+/// A cluster's waves and checks (`[clusters.NAME]`'s `waves`,
+/// `health_check`, `wave_check`, … keys): how a push switches its hosts
+/// once they all staged, and what makes a wave fail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rollout {
+    /// `waves`; empty: one wave of every host.
+    pub waves: Vec<WaveSize>,
+    /// `health_check`: argv run on each host after its switch and
+    /// `after_switch`; the host is healthy when it exits 0.
+    pub health_check: Option<Vec<String>>,
+    /// `health_timeout`: the most one try of a check may take.
+    pub health_timeout: std::time::Duration,
+    /// `health_retries`: further tries of a failing health check.
+    pub health_retries: usize,
+    /// `wave_check`: argv run on the bastion after each wave (and its
+    /// soak); the wave passes when it exits 0.
+    pub wave_check: Option<Vec<String>>,
+    /// `wave_soak`: how long a wave runs before its wave check.
+    pub wave_soak: std::time::Duration,
+    /// `max_unhealthy_hosts`: how many hosts may fail their health check
+    /// while the push goes on (never all the hosts checked).
+    pub max_unhealthy: usize,
+    /// `auto_rollback`: a failed check sends every switched host back.
+    pub auto_rollback: bool,
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Rollout {
+            waves: Vec::new(),
+            health_check: None,
+            health_timeout: std::time::Duration::from_secs(30),
+            health_retries: 2,
+            wave_check: None,
+            wave_soak: std::time::Duration::ZERO,
+            max_unhealthy: 0,
+            auto_rollback: true,
+        }
+    }
+}
+
+impl Rollout {
+    /// A health check or a wave check is configured.
+    pub fn checks(&self) -> bool {
+        self.health_check.is_some() || self.wave_check.is_some()
+    }
+}
+
+/// One wave of a push: the hosts that switch in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wave {
+    /// The size in `waves` it was made for; `None`: the wave of the hosts
+    /// the list did not reach (or the one wave of a cluster without `waves`).
+    pub size: Option<WaveSize>,
+    /// Indices into the plan's hosts, in order.
+    pub hosts: Vec<usize>,
+}
+
+/// A push's waves while it runs, from its journal: what `status` shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaveProgress {
+    pub run_id: String,
+    pub release: Option<ReleaseId>,
+    /// The wave under way (1-based) and how many there are.
+    pub wave: usize,
+    pub of: usize,
+    /// What it does now: `switch`, `health check`, `wave check`,
+    /// `rollback`, `revert`.
+    pub doing: String,
+    /// Hosts asked to switch so far in this push, of how many.
+    pub switched: usize,
+    pub hosts: usize,
+}
+
+impl fmt::Display for WaveProgress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "run {} is at wave {}/{} ({}) of release {}: {} of {} switched",
+            printable(&self.run_id, 80),
+            self.wave,
+            self.of,
+            printable(&self.doing, 40),
+            self.release
+                .as_ref()
+                .map_or("?".to_owned(), ToString::to_string),
+            self.switched,
+            count(self.hosts, "host")
+        )
+    }
+}
+
+/// A duration as config writes it: `30s`, `5m`, `1h 30m`.
+pub fn humantime_ish(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_millis() != 0 || s == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let (h, m, sec) = (s / 3600, s % 3600 / 60, s % 60);
+    let mut parts = Vec::new();
+    if h > 0 {
+        parts.push(format!("{h}h"));
+    }
+    if m > 0 {
+        parts.push(format!("{m}m"));
+    }
+    if sec > 0 {
+        parts.push(format!("{sec}s"));
+    }
+    parts.join(" ")
+}
+
+/// An argv for the plan's text: words joined, a word with a space quoted.
+fn shown_argv(argv: &[String]) -> String {
+    let words: Vec<String> = argv
+        .iter()
+        .map(|w| {
+            if w.is_empty() || w.contains(char::is_whitespace) {
+                format!("{w:?}")
+            } else {
+                w.clone()
+            }
+        })
+        .collect();
+    printable(&words.join(" "), 200)
+}
+
 /// The cluster's last finished run, as the history recorded it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LastRun {
@@ -204,6 +354,8 @@ pub struct Facts {
     /// `[clusters.NAME.approval]`: the candidate's approval, as read.
     /// `None` when the cluster has no approval gate (or no candidate).
     pub approval: Option<ApprovalFacts>,
+    /// The cluster's waves and checks.
+    pub rollout: Rollout,
 }
 
 impl Facts {
@@ -232,6 +384,7 @@ impl Facts {
             latest_release: None,
             policy: HostPolicy::default(),
             approval: None,
+            rollout: Rollout::default(),
         }
     }
 }
@@ -398,6 +551,13 @@ pub enum Step {
     Stage { hosts: usize },
     /// Point every host's `current` at the new release; prune old ones.
     Switch,
+    /// Switch in waves (the plan's `waves`), health-checking each host
+    /// and running the wave check as the rollout says; prune old ones.
+    Waves {
+        waves: usize,
+        health: bool,
+        wave_check: bool,
+    },
     /// Comment, complete the push task, record the deployed release.
     Close,
 }
@@ -418,6 +578,11 @@ pub struct Plan {
     pub hosts: Vec<Host>,
     /// What happens when hosts fail, and how many releases stay.
     pub policy: HostPolicy,
+    /// The cluster's waves and checks.
+    pub rollout: Rollout,
+    /// Which hosts switch in which wave, when every host stages (empty
+    /// unless the verdict is `Push`).
+    pub waves: Vec<Wave>,
     pub changelog: Changelog,
     /// Where the candidate came from, when there is one.
     pub via: Option<String>,
@@ -437,6 +602,78 @@ impl Plan {
             Some(a) => format!("{a}/{}", self.cluster),
             None => self.cluster.to_string(),
         }
+    }
+
+    /// The waves and checks of a push, when there is more than one wave
+    /// or a check (a plain push says nothing more).
+    fn fmt_rollout(&self, f: &mut fmt::Formatter<'_>, to: &CommitId) -> fmt::Result {
+        let r = &self.rollout;
+        if self.waves.len() <= 1 && !r.checks() {
+            return Ok(());
+        }
+        let of = self.waves.len();
+        for (i, w) in self.waves.iter().enumerate() {
+            let hosts: Vec<String> = w
+                .hosts
+                .iter()
+                .filter_map(|h| self.hosts.get(*h).map(ToString::to_string))
+                .collect();
+            let size = match (w.size, of) {
+                (Some(s), _) => format!("\"{s}\""),
+                (None, 1) => "every host".to_owned(),
+                (None, _) => "the rest".to_owned(),
+            };
+            write!(
+                f,
+                "\n  wave {}/{of} ({size}, {}): {}",
+                i + 1,
+                count(hosts.len(), "host"),
+                printable(&hosts.join(", "), 300)
+            )?;
+        }
+        if let Some(h) = &r.health_check {
+            write!(
+                f,
+                "\n  health check on each host after its switch: `{}` ({} a try, {}); up to {} may fail",
+                shown_argv(h),
+                humantime_ish(r.health_timeout),
+                match 1 + r.health_retries {
+                    1 => "1 try".to_owned(),
+                    n => format!("{n} tries"),
+                },
+                count(r.max_unhealthy, "host")
+            )?;
+        }
+        if let Some(w) = &r.wave_check {
+            write!(
+                f,
+                "\n  wave check on the bastion after each wave{}: `{}` ({} at most)",
+                if r.wave_soak.is_zero() {
+                    String::new()
+                } else {
+                    format!(" and a soak of {}", humantime_ish(r.wave_soak))
+                },
+                shown_argv(w),
+                humantime_ish(r.health_timeout),
+            )?;
+        }
+        if r.checks() {
+            let c = &self.cluster;
+            if r.auto_rollback {
+                write!(
+                    f,
+                    "\n  if a check fails: every host switched in this push goes back, a lock task holds {c} and {} is marked bad",
+                    to.short()
+                )?;
+            } else {
+                write!(
+                    f,
+                    "\n  if a check fails (auto_rollback = false): no further wave, switched hosts keep the release, a lock task holds {c} and {} is marked bad",
+                    to.short()
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// The verdict's line without the cluster prefix, for `--json`'s `message`.
@@ -493,6 +730,26 @@ impl fmt::Display for Step {
                 write!(f, "stage on {}", crate::domain::text::count(*hosts, "host"))
             }
             Step::Switch => write!(f, "switch `current` and prune"),
+            Step::Waves {
+                waves,
+                health,
+                wave_check,
+            } => {
+                if *waves == 1 {
+                    write!(f, "switch `current`")?;
+                } else {
+                    write!(f, "switch `current` in {waves} waves")?;
+                }
+                if *health {
+                    write!(f, ", health-check each host")?;
+                }
+                match (*wave_check, *waves == 1) {
+                    (true, true) => write!(f, ", run the wave check")?,
+                    (true, false) => write!(f, ", run the wave check after each")?,
+                    (false, _) => {}
+                }
+                write!(f, " and prune")
+            }
             Step::Close => write!(f, "complete the push task and record the release"),
         }
     }
@@ -545,7 +802,8 @@ impl fmt::Display for Plan {
                     crate::domain::text::count(hosts.len(), "host"),
                     printable(&hosts.join(", "), 2000)
                 )?;
-                write!(f, "\n  {}", self.policy.describe(self.hosts.len()))
+                write!(f, "\n  {}", self.policy.describe(self.hosts.len()))?;
+                self.fmt_rollout(f, to)
             }
             Verdict::NothingNew {
                 commit: Some(commit),

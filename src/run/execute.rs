@@ -1,9 +1,12 @@
 //! Execute: walks a push `Plan`'s steps and makes the adapter calls each
 //! step needs — Asana for the push task (through the outbox), `build` for
 //! the artifact, the hosts' fleet, the state directory for the record. It
-//! has no policy of its own: the plan names the release, the hosts and
-//! what happens when hosts fail, and after each host operation execute
-//! asks `decide::hosts` what the results mean and does that.
+//! has no policy of its own: the plan names the release, the hosts, the
+//! waves and checks, and what happens when hosts fail, and after each host
+//! operation execute asks `decide::hosts` (and, wave by wave,
+//! `decide::waves`) what the results mean and does that: go on, prune,
+//! undo, roll back automatically (the commit marked bad and the cluster
+//! locked, as `rollback` does: `lockdown.rs`) or halt.
 //!
 //! Asana writes after the gate never fail the push (SPEC §2): they go
 //! through the cluster's outbox (`outbox.rs`), which queues what Asana does
@@ -20,16 +23,21 @@ use tracing::Instrument;
 
 use crate::adapters::build;
 use crate::adapters::hosts::{self, Fleet, HostErrorKind, HostResult};
+use crate::adapters::process;
+use crate::adapters::state::ClusterState;
 use crate::domain::decide::hosts::{
-    after_stage, after_switch, removable_after_undo, stop_before, AfterStage, AfterSwitch, Staged,
-    Switched,
+    after_stage, removable_after, stop_before, switch_failures, AfterStage, Staged, Switched,
 };
-use crate::domain::model::{ClusterName, CommitId, ReleaseId, RunKind, RunOutcome, TaskGid};
-use crate::domain::plan::{Plan, Step, Verdict};
-use crate::domain::report::{HostLine, PushReport, TaskRef};
+use crate::domain::decide::waves::{
+    self, AfterWave, Back, CheckFailed, Health, Lockdown, WaveCheck, WaveResults,
+};
+use crate::domain::model::{ClusterName, CommitId, Host, ReleaseId, RunKind, RunOutcome, TaskGid};
+use crate::domain::plan::{Plan, Step, Verdict, WaveProgress};
+use crate::domain::report::{CheckStop, HostLine, PushReport, TaskRef};
 use crate::domain::text::{bytes, count, printable, Rich};
 use crate::run::clock::RunClock;
 use crate::run::journal::Journal;
+use crate::run::lockdown;
 use crate::run::outbox::{self, Delivery, Op, Outbox};
 use crate::run::record::{Failed, RunRecord};
 use crate::run::Context;
@@ -38,6 +46,38 @@ struct Failure {
     step: &'static str,
     message: String,
     tail: Option<String>,
+}
+
+/// How every host stands in the switch, across its waves.
+struct Switching {
+    staged: Vec<Staged>,
+    switched: Vec<Switched>,
+    health: Vec<Health>,
+    /// Per host: what went wrong (a failed switch or `after_switch`, an
+    /// unhealthy check with its output's last lines), if anything.
+    errors: Vec<Option<String>>,
+    /// Per host: why its health check failed, on one line.
+    unhealthy: Vec<Option<String>>,
+}
+
+/// How the switch ended, for the hosts' lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    Done,
+    /// Too many failures, or told to stop: switched back.
+    Undone,
+    /// A check failed: switched back, locked, marked.
+    RolledBack,
+    /// A check failed, `auto_rollback = false`: stopped where it was.
+    Halted,
+}
+
+/// Untrusted output's last lines, each printable, indented.
+fn tail_lines(tail: &str) -> String {
+    tail.lines()
+        .map(|l| format!("    {}", printable(l, 200)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Failure {
@@ -59,14 +99,50 @@ pub fn run_id(cluster: &ClusterName, clock: &RunClock) -> String {
     )
 }
 
-/// The push task's name: `beta push 3f2a9c1 · 2026-11-22 10:15 UTC`
-/// (`web/beta push …` in a config of several apps: `cluster` is the label).
-pub fn task_name(cluster: &str, kind: RunKind, commit: &CommitId, clock: &RunClock) -> String {
-    format!(
-        "{cluster} {kind} {} · {}",
-        commit.short(),
-        clock.start().format("%Y-%m-%d %H:%M UTC")
-    )
+pub use crate::run::record::task_name;
+
+/// Where a push of the cluster stands in its waves, from its journal:
+/// for `status` while the push runs (the cluster's lock is held). `None`
+/// when no run is journaled or it has not reached its switch in waves.
+pub fn wave_progress(state: &ClusterState) -> Option<WaveProgress> {
+    let entries = state.unfinished().ok()?;
+    let first = entries.first()?;
+    let release = entries
+        .iter()
+        .find(|e| e.step == "start")
+        .and_then(|e| e.detail.get("release")?.as_str().and_then(ReleaseId::parse));
+    let hosts = entries
+        .iter()
+        .find(|e| e.step == "switch")
+        .and_then(|e| e.detail.get("before")?.as_array().map(Vec::len))?;
+    let waves: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| e.step == "wave")
+        .map(|e| &e.detail)
+        .collect();
+    let last = waves.last()?;
+    let number = |k: &str| last.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0) as usize;
+    let switched = waves
+        .iter()
+        .filter_map(|w| w.get("hosts")?.as_array().map(Vec::len))
+        .sum();
+    let doing = match entries.last().map(|e| e.step.as_str()) {
+        Some("health") => "health check",
+        Some("wave_check") => "soak and wave check",
+        Some("rollback") => "rolling back",
+        Some("revert") => "switching back",
+        Some("halt") => "stopping",
+        _ => "switch",
+    };
+    Some(WaveProgress {
+        run_id: first.run_id.clone(),
+        release,
+        wave: number("wave"),
+        of: number("of"),
+        doing: doing.to_owned(),
+        switched,
+        hosts,
+    })
 }
 
 fn secs(d: Duration) -> String {
@@ -88,6 +164,8 @@ struct Run<'c, 'a> {
     artifact: Option<PathBuf>,
     staged: Vec<HostResult<hosts::Staged>>,
     hosts: Vec<HostLine>,
+    /// A failed check stopped the push.
+    stopped: Option<CheckStop>,
 }
 
 /// Runs the plan's steps; `None` when the plan does not push (its verdict
@@ -119,6 +197,7 @@ pub async fn push(cx: &Context<'_>, plan: &Plan, outbox: &mut Outbox) -> Option<
         artifact: None,
         staged: Vec::new(),
         hosts: Vec::new(),
+        stopped: None,
     };
     let span = tracing::info_span!("push", app = %cx.run.config.app, cluster = %cx.cluster.name, run = %cx.run_id);
     let failure = run.steps().instrument(span).await;
@@ -130,6 +209,7 @@ pub async fn push(cx: &Context<'_>, plan: &Plan, outbox: &mut Outbox) -> Option<
         previous: run.from,
         task: run.task,
         failure,
+        stopped: run.stopped,
         hosts: run.hosts,
         asana_failures: run.outbox.tally.dropped - before.dropped,
         asana_queued: queued,
@@ -180,7 +260,8 @@ impl Run<'_, '_> {
                 Step::Build { cached } => self.build(*cached).await,
                 Step::Ship { from } => self.ship(from).await,
                 Step::Stage { .. } => self.stage().await,
-                Step::Switch => self.switch().await,
+                Step::Switch => self.switch(true).await,
+                Step::Waves { .. } => self.switch(false).await,
                 Step::Close => {
                     self.close().await;
                     Ok(())
@@ -509,11 +590,18 @@ impl Run<'_, '_> {
         }
     }
 
-    async fn switch(&mut self) -> Result<(), Failure> {
+    /// The switch, wave by wave (a plain switch is one wave without
+    /// checks): each wave's hosts switch and run `after_switch`, are
+    /// health-checked, soak and pass the wave check, as the plan says;
+    /// after each, `decide::waves::after_wave` says what the results mean.
+    async fn switch(&mut self, plain: bool) -> Result<(), Failure> {
         let staged = self.staged_outcomes();
-        let AfterStage::Switch(which) = after_stage(&self.plan.policy, &staged) else {
+        let AfterStage::Switch(eligible) = after_stage(&self.plan.policy, &staged) else {
             return Err(Failure::new("switch", "too many hosts failed to stage"));
         };
+        // Counted over the hosts that staged: a canary that could not
+        // stage (within max_failed_hosts) is replaced by the next host.
+        let waves = waves::assign(&self.plan.rollout.waves, &eligible);
         let before: Vec<Option<ReleaseId>> = staged
             .iter()
             .map(|s| match s {
@@ -524,81 +612,655 @@ impl Run<'_, '_> {
         self.journal.write("switch", json!({
             "release": self.release.as_str(),
             "before": before.iter().map(|b| b.as_ref().map(ToString::to_string)).collect::<Vec<_>>(),
+            "waves": waves.len(),
         }));
+        let n = staged.len();
+        let mut sw = Switching {
+            switched: eligible
+                .iter()
+                .map(|e| {
+                    if *e {
+                        Switched::Pending
+                    } else {
+                        Switched::Skipped
+                    }
+                })
+                .collect(),
+            health: vec![Health::NotChecked; n],
+            errors: vec![None; n],
+            unhealthy: vec![None; n],
+            staged,
+        };
         let clock = RunClock::starting_at(self.cx.clock.now());
-        let results = self.fleet().switch(&self.release, &which).await;
-        let switched: Vec<Switched> = results
-            .iter()
-            .map(|r| match &r.outcome {
-                Ok(None) => Switched::Done,
-                Ok(Some(_)) => Switched::AfterSwitchFailed,
-                Err(e) if e.is(HostErrorKind::Skipped) => Switched::Skipped,
-                Err(_) => Switched::Failed,
-            })
-            .collect();
-        let decided = after_switch(&self.plan.policy, &self.release, &staged, &switched);
-        let undone = matches!(decided, AfterSwitch::Undo { .. });
-        if let AfterSwitch::Undo { back, .. } = &decided {
-            self.journal.write("revert", json!({}));
-            let reverted = self.fleet().switch_each(back).await;
-            let back_ok: Vec<bool> = reverted.iter().map(|r| r.outcome.is_ok()).collect();
-            for (r, asked) in reverted.iter().zip(back) {
-                if let (Err(e), Some(_)) = (&r.outcome, asked) {
-                    tracing::error!(host = %r.host, error = %e, "cannot switch back; the new release stays on this host");
+        let of = waves.len();
+        for (k, wave) in waves.iter().enumerate() {
+            if k > 0 && self.stopping() {
+                return Err(self.stop_between(&sw, k, of).await);
+            }
+            let which: Vec<bool> = (0..n).map(|i| wave.hosts.contains(&i)).collect();
+            if !plain {
+                self.journal.write(
+                    "wave",
+                    json!({
+                        "wave": k + 1,
+                        "of": of,
+                        "hosts": wave.hosts.iter().map(|i| self.plan.hosts[*i].to_string()).collect::<Vec<_>>(),
+                    }),
+                );
+            }
+            self.cx.progress.wave_started(k + 1, of, wave.hosts.len());
+            let wave_clock = RunClock::starting_at(self.cx.clock.now());
+            for (i, r) in self
+                .fleet()
+                .switch(&self.release, &which)
+                .await
+                .into_iter()
+                .enumerate()
+            {
+                if !which[i] {
+                    continue;
+                }
+                let (w, e) = match r.outcome {
+                    Ok(None) => (Switched::Done, None),
+                    Ok(Some(e)) => (
+                        Switched::AfterSwitchFailed,
+                        Some(format!("switched, but after_switch failed: {e}")),
+                    ),
+                    Err(e) => (Switched::Failed, Some(format!("failed to switch: {e}"))),
+                };
+                sw.switched[i] = w;
+                sw.errors[i] = e;
+            }
+            let unhealthy = self.health_check(&mut sw, &which).await;
+            let mut decided = self.after_wave(&sw, WaveCheck::NotRun, &wave.hosts, k, of);
+            let mut check_why = None;
+            if matches!(decided, AfterWave::Next | AfterWave::Done { .. }) {
+                if let Some(argv) = self.plan.rollout.wave_check.clone() {
+                    self.journal
+                        .write("wave_check", json!({ "wave": k + 1, "of": of }));
+                    if self.soak(self.plan.rollout.wave_soak).await {
+                        return Err(self.stop_between(&sw, k + 1, of).await);
+                    }
+                    let (check, why) = self.wave_check(&argv, &sw, &wave.hosts, k, of).await;
+                    check_why = why;
+                    decided = self.after_wave(&sw, check, &wave.hosts, k, of);
                 }
             }
-            self.remove_release_on(&removable_after_undo(back, &back_ok))
-                .await;
+            let passed = matches!(decided, AfterWave::Next | AfterWave::Done { .. });
+            self.cx.progress.wave_finished(k + 1, of, passed);
+            if unhealthy > 0 || check_why.is_some() {
+                self.cx
+                    .progress
+                    .checks_failed(unhealthy, check_why.is_some());
+            }
+            if !plain {
+                let text = self.wave_comment(&sw, &wave.hosts, k, of, &wave_clock, &check_why);
+                self.say(text.clone());
+                self.comment(text).await;
+            }
+            match decided {
+                AfterWave::Next => {}
+                AfterWave::Done { prune } => {
+                    self.switch_comment(&sw, plain, of, &clock, Ended::Done)
+                        .await;
+                    // Keeping `keep_releases` per host is housekeeping: a
+                    // failure is a warning.
+                    for r in self.fleet().remove(&prune).await {
+                        if let Err(e) = r.outcome {
+                            tracing::warn!(host = %r.host, error = %e, "cannot prune old releases");
+                        }
+                    }
+                    return Ok(());
+                }
+                AfterWave::Undo {
+                    failed,
+                    none_took,
+                    back,
+                } => {
+                    self.undo(&back).await;
+                    self.switch_comment(&sw, plain, of, &clock, Ended::Undone)
+                        .await;
+                    let why = if none_took {
+                        format!(
+                            "no host of wave {}/{of} could switch ({failed} of {n} hosts failed in all, max_failed_hosts = {})",
+                            k + 1,
+                            self.plan.policy.max_failed
+                        )
+                    } else {
+                        format!(
+                            "{failed} of {n} hosts failed (max_failed_hosts = {})",
+                            self.plan.policy.max_failed
+                        )
+                    };
+                    return Err(Failure::new(
+                        "switch",
+                        format!("{why}; switched hosts were switched back"),
+                    ));
+                }
+                AfterWave::RollBack { failed, back } => {
+                    let f = self.roll_back(&sw, &failed, &back, k, of, check_why).await;
+                    self.switch_comment(&sw, plain, of, &clock, Ended::RolledBack)
+                        .await;
+                    return Err(f);
+                }
+                AfterWave::Halt { failed, remove } => {
+                    let f = self.halt(&sw, &failed, &remove, k, of, check_why).await;
+                    self.switch_comment(&sw, plain, of, &clock, Ended::Halted)
+                        .await;
+                    return Err(f);
+                }
+            }
         }
-        let failed = match &decided {
-            AfterSwitch::Done { failed, .. } | AfterSwitch::Undo { failed, .. } => *failed,
+        Err(Failure::new("switch", "no host to switch"))
+    }
+
+    fn after_wave(
+        &self,
+        sw: &Switching,
+        check: WaveCheck,
+        hosts: &[usize],
+        k: usize,
+        of: usize,
+    ) -> AfterWave {
+        waves::after_wave(
+            &self.plan.policy,
+            &self.plan.rollout,
+            &self.release,
+            &WaveResults {
+                staged: &sw.staged,
+                switched: &sw.switched,
+                health: &sw.health,
+                check,
+                hosts,
+                wave: k,
+                of,
+            },
+        )
+    }
+
+    /// Runs the health check on the hosts of this wave that switched;
+    /// how many failed it.
+    async fn health_check(&mut self, sw: &mut Switching, which: &[bool]) -> usize {
+        let Some(argv) = self.plan.rollout.health_check.clone() else {
+            return 0;
         };
-        let mut lines = vec![format!(
-            "switch: {}/{} hosts now run {} ({})",
-            if undone { 0 } else { results.len() - failed },
-            results.len(),
-            self.release,
-            secs(clock.elapsed())
-        )];
-        self.hosts.clear();
-        for (r, st) in results.iter().zip(&self.staged) {
-            let line = match (&st.outcome, &r.outcome) {
-                (Err(e), _) => format!("failed to stage: {e}"),
-                (Ok(_), Ok(None)) if undone => "switched, then switched back".to_owned(),
-                (Ok(_), Ok(None)) => format!("runs {}", self.release),
-                (Ok(_), Ok(Some(e))) => format!("switched, but after_switch failed: {e}"),
-                (Ok(_), Err(e)) => format!("failed to switch: {e}"),
-            };
-            lines.push(format!("- {}: {line}", r.host));
-            self.hosts.push(HostLine {
-                host: r.host.clone(),
-                result: line,
-                bytes_sent: st.outcome.as_ref().ok().and_then(|s| s.bytes_sent),
-            });
+        let ask: Vec<bool> = which
+            .iter()
+            .zip(&sw.switched)
+            .map(|(w, s)| *w && *s == Switched::Done)
+            .collect();
+        if !ask.contains(&true) {
+            return 0;
         }
-        let text = lines.join("\n");
-        self.say(text.clone());
-        self.comment(text).await;
-        match decided {
-            AfterSwitch::Undo { failed, .. } => Err(Failure::new(
-                "switch",
-                format!(
-                    "{failed} of {} hosts failed (max_failed_hosts = {}); switched hosts were switched back",
-                    results.len(),
-                    self.plan.policy.max_failed
-                ),
-            )),
-            AfterSwitch::Done { prune, .. } => {
-                // Keeping `keep_releases` per host is housekeeping: a
-                // failure is a warning.
-                for r in self.fleet().remove(&prune).await {
+        self.journal.write("health", json!({}));
+        let r = &self.plan.rollout;
+        let results = self
+            .fleet()
+            .health(&argv, r.health_timeout, r.health_retries, &ask)
+            .await;
+        let mut unhealthy = 0;
+        for (i, res) in results.into_iter().enumerate() {
+            if !ask[i] {
+                continue;
+            }
+            match res.outcome {
+                Ok(()) => sw.health[i] = Health::Healthy,
+                Err(e) => {
+                    unhealthy += 1;
+                    sw.health[i] = Health::Unhealthy;
+                    sw.unhealthy[i] = Some(e.to_string());
+                    sw.errors[i] = Some(format!(
+                        "unhealthy after {}: {e}{}",
+                        match res.attempts {
+                            1 => "1 try".to_owned(),
+                            t => format!("{t} tries"),
+                        },
+                        e.tail
+                            .as_deref()
+                            .map(|t| format!("\n{}", tail_lines(t)))
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        unhealthy
+    }
+
+    /// Waits `soak` (the wave soaks before its check); true if pushgate
+    /// was told to stop meanwhile.
+    async fn soak(&self, soak: Duration) -> bool {
+        if soak.is_zero() {
+            return false;
+        }
+        let end = tokio::time::Instant::now() + soak;
+        loop {
+            if self.stopping() {
+                return true;
+            }
+            let left = end.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+        }
+    }
+
+    /// The wave check, on the bastion; its result and, if it failed, why
+    /// with its output's last lines.
+    async fn wave_check(
+        &mut self,
+        argv: &[String],
+        sw: &Switching,
+        wave: &[usize],
+        k: usize,
+        of: usize,
+    ) -> (WaveCheck, Option<String>) {
+        let hosts = &self.plan.hosts;
+        let wave_hosts: Vec<&Host> = wave.iter().map(|i| &hosts[*i]).collect();
+        let switched: Vec<&Host> = sw
+            .switched
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| !matches!(w, Switched::Pending | Switched::Skipped))
+            .map(|(i, _)| &hosts[i])
+            .collect();
+        let env = self.cx.run.child_env.with_vars(hosts::argv::wave_check_env(
+            self.cx.cluster.name.as_str(),
+            &self.release,
+            self.to.as_str(),
+            self.plan.before.as_ref(),
+            k + 1,
+            of,
+            &wave_hosts,
+            &switched,
+        ));
+        let argv: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
+        match process::run(&argv, None, self.plan.rollout.health_timeout, &env).await {
+            Ok(out) if out.success() => (WaveCheck::Passed, None),
+            Ok(out) => {
+                let tail = out.tail(5);
+                let mut why = out.failure();
+                if !tail.trim().is_empty() {
+                    why.push('\n');
+                    why.push_str(&tail_lines(&tail));
+                }
+                (WaveCheck::Failed, Some(why))
+            }
+            Err(e) => (WaveCheck::Failed, Some(crate::domain::text::describe(&e))),
+        }
+    }
+
+    /// Sends the hosts back as `back` says, runs `after_switch` again, and
+    /// removes the new release where nothing points at it any more.
+    async fn undo(&mut self, back: &Back) {
+        self.journal.write("revert", json!({}));
+        let reverted = self.fleet().switch_each(&back.to).await;
+        let mut ok: Vec<bool> = reverted.iter().map(|r| r.outcome.is_ok()).collect();
+        for (r, asked) in reverted.iter().zip(&back.to) {
+            if let (Err(e), Some(_)) = (&r.outcome, asked) {
+                tracing::error!(host = %r.host, error = %e, "cannot switch back; the new release stays on this host");
+            }
+        }
+        if back.unset.iter().any(Option::is_some) {
+            for (i, r) in self
+                .fleet()
+                .unset(&back.unset)
+                .await
+                .into_iter()
+                .enumerate()
+            {
+                if back.unset[i].is_some() {
+                    ok[i] = r.outcome.is_ok();
                     if let Err(e) = r.outcome {
-                        tracing::warn!(host = %r.host, error = %e, "cannot prune old releases");
+                        tracing::error!(host = %r.host, error = %e, "cannot remove `current`; the new release stays on this host");
                     }
                 }
-                Ok(())
             }
         }
+        self.remove_release_on(&removable_after(&back.to, &back.unset, &ok))
+            .await;
+    }
+
+    /// Told to stop between waves (or during a soak), after `done` waves
+    /// switched: every switched host goes back; nothing is locked.
+    async fn stop_between(&mut self, sw: &Switching, done: usize, of: usize) -> Failure {
+        let back = waves::stopped_between_waves(&self.release, &sw.staged, &sw.switched);
+        self.undo(&back).await;
+        self.host_lines(sw, Ended::Undone);
+        Failure::new(
+            "switch",
+            format!(
+                "pushgate is shutting down: stopped after wave {done}/{of}; the {} switched so far went back",
+                count(back.hosts(), "host")
+            ),
+        )
+    }
+
+    /// What a failed check says: the check, the hosts and why.
+    fn what_failed(
+        &self,
+        sw: &Switching,
+        failed: &CheckFailed,
+        check_why: &Option<String>,
+    ) -> String {
+        let why: Vec<(usize, String)> = match failed {
+            CheckFailed::Unhealthy { hosts, .. } => hosts
+                .iter()
+                .filter_map(|i| Some((*i, sw.unhealthy[*i].clone()?)))
+                .collect(),
+            CheckFailed::WaveCheck => check_why
+                .iter()
+                .map(|w| (0, w.lines().next().unwrap_or(w).to_owned()))
+                .collect(),
+        };
+        waves::what_failed(failed, &self.plan.hosts, &why)
+    }
+
+    /// The output's last lines of what failed the check, for the task.
+    fn failed_tail(
+        sw: &Switching,
+        failed: &CheckFailed,
+        check_why: &Option<String>,
+    ) -> Option<String> {
+        let text = match failed {
+            CheckFailed::Unhealthy { hosts, .. } => {
+                hosts.iter().find_map(|i| sw.errors[*i].clone())
+            }
+            CheckFailed::WaveCheck => check_why.clone(),
+        }?;
+        let rest: Vec<&str> = text.lines().skip(1).collect();
+        (!rest.is_empty()).then(|| rest.join("\n"))
+    }
+
+    /// A check failed with `auto_rollback`: the commit is marked bad,
+    /// every switched host goes back, the cluster is locked.
+    async fn roll_back(
+        &mut self,
+        sw: &Switching,
+        failed: &CheckFailed,
+        back: &Back,
+        k: usize,
+        of: usize,
+        check_why: Option<String>,
+    ) -> Failure {
+        let what = self.what_failed(sw, failed, &check_why);
+        let before = self.plan.before.clone();
+        let lock = waves::lockdown(
+            &self.cx.cluster.name,
+            &self.release,
+            &self.to,
+            before.as_ref(),
+            true,
+            k + 1,
+            of,
+            &what,
+            self.task.as_ref().map(|t| t.link.as_str()),
+        );
+        self.stop_automation("rollback", failed, k, of, &what, &lock);
+        self.undo(back).await;
+        let lock_task = self.lock(lock).await;
+        self.host_lines(sw, Ended::RolledBack);
+        let c = &self.cx.cluster.name;
+        self.stopped = Some(CheckStop {
+            rolled_back: true,
+            wave: k + 1,
+            of,
+            what: what.clone(),
+            back_to: before.clone(),
+            lock_task: lock_task.clone(),
+        });
+        Failure {
+            step: failed.step(),
+            message: format!(
+                "wave {}/{of}: {what}; rolled back automatically: the {} switched went back to {}; a lock task holds {c}{} and {} is marked bad",
+                k + 1,
+                count(back.hosts(), "host"),
+                before.as_ref().map_or("no release".to_owned(), ToString::to_string),
+                lock_task.map(|l| format!(" ({l})")).unwrap_or_default(),
+                self.to.short()
+            ),
+            tail: Self::failed_tail(sw, failed, &check_why),
+        }
+    }
+
+    /// A check failed without `auto_rollback`: no further wave, the
+    /// switched hosts keep the release, the cluster is locked.
+    async fn halt(
+        &mut self,
+        sw: &Switching,
+        failed: &CheckFailed,
+        remove: &[bool],
+        k: usize,
+        of: usize,
+        check_why: Option<String>,
+    ) -> Failure {
+        let what = self.what_failed(sw, failed, &check_why);
+        let before = self.plan.before.clone();
+        let lock = waves::lockdown(
+            &self.cx.cluster.name,
+            &self.release,
+            &self.to,
+            before.as_ref(),
+            false,
+            k + 1,
+            of,
+            &what,
+            self.task.as_ref().map(|t| t.link.as_str()),
+        );
+        self.stop_automation("halt", failed, k, of, &what, &lock);
+        self.remove_release_on(remove).await;
+        let lock_task = self.lock(lock).await;
+        self.host_lines(sw, Ended::Halted);
+        let c = &self.cx.cluster.name;
+        let kept = waves::asked(&sw.switched);
+        self.stopped = Some(CheckStop {
+            rolled_back: false,
+            wave: k + 1,
+            of,
+            what: what.clone(),
+            back_to: before,
+            lock_task: lock_task.clone(),
+        });
+        Failure {
+            step: failed.step(),
+            message: format!(
+                "wave {}/{of}: {what}; auto_rollback is off, so the push stopped there: {} switched so far {} {}; a lock task holds {c}{} and {} is marked bad",
+                k + 1,
+                count(kept, "host"),
+                if kept == 1 { "keeps" } else { "keep" },
+                self.release,
+                lock_task.map(|l| format!(" ({l})")).unwrap_or_default(),
+                self.to.short()
+            ),
+            tail: Self::failed_tail(sw, failed, &check_why),
+        }
+    }
+
+    /// Journals the stop (so that a recovery finishes it), then marks the
+    /// commit bad.
+    fn stop_automation(
+        &mut self,
+        step: &str,
+        failed: &CheckFailed,
+        k: usize,
+        of: usize,
+        what: &str,
+        lock: &Lockdown,
+    ) {
+        self.journal.write(
+            step,
+            json!({
+                "wave": k + 1,
+                "of": of,
+                "step": failed.step(),
+                "what": what,
+                "commit": self.to.as_str(),
+                "release": self.release.as_str(),
+                "lock": { "name": lock.lock_name, "notes": lock.lock_notes },
+            }),
+        );
+        lockdown::mark_bad(
+            self.cx.state,
+            &self.to,
+            &self.release,
+            self.cx.clock.now(),
+            self.cx.run_id,
+        );
+    }
+
+    /// The cluster's lock task for this run; its link.
+    async fn lock(&mut self, lock: Lockdown) -> Option<String> {
+        let cx = self.cx;
+        lockdown::lock(
+            self.outbox,
+            cx.cluster,
+            &cx.run.config.asana.workspace,
+            cx.run_id,
+            cx.run_id,
+            lock.lock_name,
+            lock.lock_notes,
+        )
+        .await
+    }
+
+    /// One wave's comment: counts, and only the hosts that are not fine.
+    fn wave_comment(
+        &self,
+        sw: &Switching,
+        wave: &[usize],
+        k: usize,
+        of: usize,
+        clock: &RunClock,
+        check_why: &Option<String>,
+    ) -> String {
+        let switched = wave
+            .iter()
+            .filter(|i| {
+                matches!(
+                    sw.switched[**i],
+                    Switched::Done | Switched::AfterSwitchFailed
+                )
+            })
+            .count();
+        let mut head = format!(
+            "wave {}/{of}: {}/{} switched to {}",
+            k + 1,
+            switched,
+            count(wave.len(), "host"),
+            self.release
+        );
+        if self.plan.rollout.health_check.is_some() {
+            let healthy = wave
+                .iter()
+                .filter(|i| sw.health[**i] == Health::Healthy)
+                .count();
+            head.push_str(&format!(", {healthy} healthy"));
+        }
+        if self.plan.rollout.wave_check.is_some() {
+            head.push_str(match check_why {
+                Some(_) => ", wave check FAILED",
+                None => ", wave check passed",
+            });
+        }
+        head.push_str(&format!(" ({})", secs(clock.elapsed())));
+        let mut lines = vec![head];
+        let bad: Vec<usize> = wave
+            .iter()
+            .copied()
+            .filter(|i| sw.errors[*i].is_some())
+            .collect();
+        for i in bad.iter().take(10) {
+            let e = sw.errors[*i].as_deref().unwrap_or_default();
+            lines.push(format!("- {}: {e}", self.plan.hosts[*i]));
+        }
+        if bad.len() > 10 {
+            lines.push(format!("- and {} more", count(bad.len() - 10, "host")));
+        }
+        if let Some(w) = check_why {
+            lines.push(format!("- wave check: {w}"));
+        }
+        lines.join("\n")
+    }
+
+    /// The switch's closing comment (a plain switch: a line per host, as
+    /// always; waves: the count, and the hosts that are not fine), and
+    /// every host's line in the report.
+    async fn switch_comment(
+        &mut self,
+        sw: &Switching,
+        plain: bool,
+        of: usize,
+        clock: &RunClock,
+        ended: Ended,
+    ) {
+        self.host_lines(sw, ended);
+        if !plain && ended != Ended::Done {
+            // The failure's comment says it all.
+            return;
+        }
+        let n = sw.staged.len();
+        let failed = switch_failures(&sw.staged, &sw.switched);
+        let running = if ended == Ended::Done { n - failed } else { 0 };
+        let text = if plain {
+            let mut lines = vec![format!(
+                "switch: {running}/{n} hosts now run {} ({})",
+                self.release,
+                secs(clock.elapsed())
+            )];
+            for h in &self.hosts {
+                lines.push(format!("- {}: {}", h.host, h.result));
+            }
+            lines.join("\n")
+        } else {
+            let mut lines = vec![format!(
+                "switch: {running}/{n} hosts now run {} after {} ({})",
+                self.release,
+                count(of, "wave"),
+                secs(clock.elapsed())
+            )];
+            let fine = format!("runs {}", self.release);
+            let odd: Vec<&HostLine> = self.hosts.iter().filter(|h| h.result != fine).collect();
+            if ended == Ended::Done {
+                for h in odd.iter().take(20) {
+                    lines.push(format!("- {}: {}", h.host, h.result));
+                }
+                if odd.len() > 20 {
+                    lines.push(format!("- and {} more", count(odd.len() - 20, "host")));
+                }
+            }
+            lines.join("\n")
+        };
+        self.say(text.clone());
+        self.comment(text).await;
+    }
+
+    /// Every host's line in the report, as the switch ended.
+    fn host_lines(&mut self, sw: &Switching, ended: Ended) {
+        self.hosts = self
+            .staged
+            .iter()
+            .enumerate()
+            .map(|(i, st)| {
+                let first = |e: &str| e.lines().next().unwrap_or(e).to_owned();
+                let back = matches!(ended, Ended::Undone | Ended::RolledBack);
+                let result = match (&st.outcome, sw.switched[i], &sw.errors[i]) {
+                    (Err(e), _, _) => format!("failed to stage: {e}"),
+                    (Ok(_), Switched::Pending | Switched::Skipped, _) => {
+                        "staged, never switched: the push stopped before its wave".to_owned()
+                    }
+                    (Ok(_), Switched::Failed | Switched::AfterSwitchFailed, Some(e)) => first(e),
+                    (Ok(_), _, None) if back => "switched, then switched back".to_owned(),
+                    (Ok(_), _, None) => format!("runs {}", self.release),
+                    (Ok(_), _, Some(e)) if back => format!("{}; then switched back", first(e)),
+                    (Ok(_), _, Some(e)) => format!("runs {}, but {}", self.release, first(e)),
+                };
+                HostLine {
+                    host: self.plan.hosts[i].clone(),
+                    result,
+                    bytes_sent: st.outcome.as_ref().ok().and_then(|s| s.bytes_sent),
+                }
+            })
+            .collect();
     }
 
     async fn close(&mut self) {
@@ -651,8 +1313,14 @@ impl Run<'_, '_> {
 
     async fn fail(&mut self, f: &Failure) {
         self.journal.write("failed", json!({ "step": f.step }));
+        let rolled_back = self.stopped.as_ref().is_some_and(|s| s.rolled_back);
         let mut text = format!(
-            "push failed at step {}: {}\nafter {}; this task stays open.",
+            "push {} at step {}: {}\nafter {}; this task stays open.",
+            if rolled_back {
+                "rolled back automatically"
+            } else {
+                "failed"
+            },
             f.step,
             f.message,
             secs(self.cx.clock.elapsed())
@@ -670,7 +1338,11 @@ impl Run<'_, '_> {
         }
         self.comment(text).await;
         self.history(
-            RunOutcome::Failed,
+            if rolled_back {
+                RunOutcome::RolledBack
+            } else {
+                RunOutcome::Failed
+            },
             Some(Failed {
                 step: f.step,
                 error: &f.message,

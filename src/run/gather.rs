@@ -140,6 +140,7 @@ pub async fn facts(
         latest_release,
         policy: config.sync.policy(),
         approval,
+        rollout: cluster.rollout.clone(),
     })
 }
 

@@ -9,6 +9,7 @@ pub mod crash;
 pub mod execute;
 pub mod gather;
 pub mod journal;
+pub mod lockdown;
 pub mod outbox;
 pub mod preamble;
 pub mod record;
@@ -73,6 +74,13 @@ pub trait Progress: Send + Sync {
     fn host_staged(&self, _host: &Host, _ok: bool, _bytes_sent: Option<u64>) {}
     /// Staging ended on every host.
     fn stage_finished(&self) {}
+    /// Wave `wave` (1-based) of `of` starts switching `hosts` hosts.
+    fn wave_started(&self, _wave: usize, _of: usize, _hosts: usize) {}
+    /// A wave ended: it passed, or it failed (a check, or too many hosts).
+    fn wave_finished(&self, _wave: usize, _of: usize, _passed: bool) {}
+    /// Checks failed in a wave: this many hosts' health checks, and
+    /// whether its wave check did.
+    fn checks_failed(&self, _unhealthy: usize, _wave_check: bool) {}
 }
 
 /// Nobody watches: for tests and runs without a terminal or metrics.

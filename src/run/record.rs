@@ -1,12 +1,24 @@
-//! The one place a run's records are made: its line in `history.jsonl`
-//! and, when hosts switched, the `deployed.json` it leaves. A push, a
+//! The one place a run's records are made: its line in `history.jsonl`,
+//! its push task's name and, when hosts switched, the `deployed.json` it
+//! leaves. A push, a
 //! rollback and the recovery of a killed run each describe themselves once
 //! as a [`RunRecord`] and ask it for both.
 
 use chrono::{DateTime, Utc};
 
 use crate::adapters::state::{Deployed, HistoryRecord};
-use crate::domain::model::{ReleaseId, RunKind, RunOutcome};
+use crate::domain::model::{CommitId, ReleaseId, RunKind, RunOutcome};
+use crate::run::clock::RunClock;
+
+/// The push task's name: `beta push 3f2a9c1 · 2026-11-22 10:15 UTC`
+/// (`web/beta push …` in a config of several apps: `cluster` is the label).
+pub fn task_name(cluster: &str, kind: RunKind, commit: &CommitId, clock: &RunClock) -> String {
+    format!(
+        "{cluster} {kind} {} · {}",
+        commit.short(),
+        clock.start().format("%Y-%m-%d %H:%M UTC")
+    )
+}
 
 /// Who a run is: what every record of it repeats.
 #[derive(Clone, Debug)]

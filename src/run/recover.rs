@@ -6,9 +6,12 @@
 //!
 //! 1. Bookkeeping, once (a `recovered` journal entry marks it done): the
 //!    run goes into the history (failed, or success if it had recorded its
-//!    release as deployed), and its push task gets a comment — through the
+//!    release as deployed, or rolled back if a failed check had begun its
+//!    automatic rollback), and its push task gets a comment — through the
 //!    outbox, so a task the run may or may not have created is found or
-//!    created, never duplicated.
+//!    created, never duplicated. A run that a failed check stopped
+//!    (journaled `rollback` or `halt`) had its commit marked bad and its
+//!    lock task made here too, if it died before it could.
 //! 2. Convergence: every host is probed and moved to the one release
 //!    `decide::recover` names; a partial release directory is removed.
 //!    If more hosts than `max_failed_hosts` cannot be converged, the
@@ -22,9 +25,10 @@ use crate::adapters::hosts::{Fleet, HostErrorKind};
 use crate::adapters::state::{ClusterState, JournalEntry};
 use crate::config::ClusterSettings;
 use crate::domain::decide::recover::{converge, host_action, Converge, Interrupted};
-use crate::domain::model::{Host, ReleaseId, RunKind, RunOutcome, TaskGid};
+use crate::domain::model::{CommitId, Host, ReleaseId, RunKind, RunOutcome, TaskGid};
 use crate::run::clock::RunClock;
 use crate::run::journal::Journal;
+use crate::run::lockdown;
 use crate::run::outbox::{Op, Outbox, TaskRef};
 use crate::run::record::{Failed, RunRecord};
 use crate::run::Ctx;
@@ -54,6 +58,9 @@ pub struct Recovered {
     pub converged_to: Option<ReleaseId>,
     /// Hosts that could not be converged, with why.
     pub host_errors: Vec<String>,
+    /// A failed check had stopped it: `rolled back` (every host goes
+    /// back) or `halted` (hosts stay); the cluster is locked either way.
+    pub stopped_by_check: Option<&'static str>,
 }
 
 impl Recovered {
@@ -74,6 +81,10 @@ impl Recovered {
                 "it had switched every host, so it is recorded as a success"
             } else if self.rollback {
                 "its rollback was finished"
+            } else if self.stopped_by_check == Some("rolled back") {
+                "a check had failed: its automatic rollback was finished, the cluster locked and the commit marked bad"
+            } else if self.stopped_by_check.is_some() {
+                "a check had failed and it had stopped there (auto_rollback = false): the hosts stay as they were, the cluster locked and the commit marked bad"
             } else {
                 "recorded as failed and undone"
             }
@@ -117,15 +128,17 @@ pub async fn interrupted(cx: &Cx<'_>, outbox: &mut Outbox) -> anyhow::Result<Opt
         .to_owned();
     let deployed = cx.state.deployed()?;
     let finished = deployed.as_ref().is_some_and(|d| d.run_id == old_run);
+    let stop = check_stop(&entries);
     let run = Interrupted {
         rollback,
         release: release(start, "release"),
         before: release(start, "before"),
         finished,
+        halted: stop.as_ref().is_some_and(|s| !s.rolled_back),
     };
     tracing::warn!(cluster = %c, run = %old_run, step = %stopped_in, "an earlier run did not finish; recovering");
     if find(&entries, "recovered").is_none() {
-        bookkeeping(cx, outbox, &entries, &run, &stopped_in).await;
+        bookkeeping(cx, outbox, &entries, &run, &stopped_in, stop.as_ref()).await;
         Journal::new(cx.state, &old_run, cx.clock).write("recovered", json!({ "by": cx.by_run }));
     }
     let target = converge(&run);
@@ -151,6 +164,13 @@ pub async fn interrupted(cx: &Cx<'_>, outbox: &mut Outbox) -> anyhow::Result<Opt
         finished,
         converged_to,
         host_errors,
+        stopped_by_check: stop.map(|s| {
+            if s.rolled_back {
+                "rolled back"
+            } else {
+                "halted"
+            }
+        }),
     };
     let policy = cx.run.config.sync.policy();
     if crate::domain::decide::hosts::too_many(&policy, out.host_errors.len(), cx.hosts.len()) {
@@ -162,6 +182,35 @@ pub async fn interrupted(cx: &Cx<'_>, outbox: &mut Outbox) -> anyhow::Result<Opt
     }
     cx.state.close_journal()?;
     Ok(Some(out))
+}
+
+/// A push that a failed check stopped, as its journal says.
+struct CheckStopped {
+    rolled_back: bool,
+    /// `health check` or `wave check`.
+    step: String,
+    what: String,
+    commit: Option<CommitId>,
+    release: Option<ReleaseId>,
+    lock_name: String,
+    lock_notes: String,
+}
+
+fn check_stop(entries: &[JournalEntry]) -> Option<CheckStopped> {
+    let e = entries
+        .iter()
+        .find(|e| e.step == "rollback" || e.step == "halt")?;
+    let d = Some(&e.detail);
+    let lock = e.detail.get("lock");
+    Some(CheckStopped {
+        rolled_back: e.step == "rollback",
+        step: text(d, "step").unwrap_or_else(|| "wave".into()),
+        what: text(d, "what").unwrap_or_default(),
+        commit: text(d, "commit").as_deref().and_then(CommitId::parse),
+        release: release(d, "release"),
+        lock_name: text(lock, "name").unwrap_or_default(),
+        lock_notes: text(lock, "notes").unwrap_or_default(),
+    })
 }
 
 /// The killed run as its records name it, from its journal.
@@ -188,6 +237,7 @@ async fn bookkeeping(
     entries: &[JournalEntry],
     run: &Interrupted,
     stopped_in: &str,
+    stop: Option<&CheckStopped>,
 ) {
     let old_run = &entries[0].run_id;
     let start = find(entries, "start");
@@ -224,16 +274,53 @@ async fn bookkeeping(
         }
     };
     let link = text(record, "link").or_else(|| outbox.created(old_run).map(|t| t.link.clone()));
+    // A failed check stopped it: what it would have done once it had
+    // switched its hosts back (or halted), unless it did.
+    let mut lock_link = None;
+    if let (Some(s), false) = (stop, run.finished) {
+        if let (Some(c), Some(r)) = (&s.commit, &s.release) {
+            lockdown::mark_bad(cx.state, c, r, cx.clock.now(), old_run);
+        }
+        lock_link = lockdown::lock(
+            outbox,
+            cx.cluster,
+            &cx.run.config.asana.workspace,
+            cx.by_run,
+            old_run,
+            s.lock_name.clone(),
+            s.lock_notes.clone(),
+        )
+        .await;
+    }
     let history = cx.state.history().unwrap_or_default();
     if !history.iter().any(|r| &r.run_id == old_run) {
-        let step = format!("interrupted during {stopped_in}");
-        let error = format!(
-            "the process stopped before the run finished; {} recovered it",
-            cx.by_run
-        );
+        let (step, error) = match stop {
+            Some(s) if !run.finished => (
+                s.step.clone(),
+                format!(
+                    "{}; the process stopped {} and {} finished it",
+                    s.what,
+                    if s.rolled_back {
+                        "during the automatic rollback"
+                    } else {
+                        "while it halted"
+                    },
+                    cx.by_run
+                ),
+            ),
+            _ => (
+                format!("interrupted during {stopped_in}"),
+                format!(
+                    "the process stopped before the run finished; {} recovered it",
+                    cx.by_run
+                ),
+            ),
+        };
         let r = record_of(entries, run).history(
             if run.finished {
                 RunOutcome::Success
+            } else if stop.is_some_and(|s| s.rolled_back) {
+                RunOutcome::RolledBack
             } else {
                 RunOutcome::Failed
             },
@@ -250,7 +337,22 @@ async fn bookkeeping(
     }
     let Some(task) = task else { return };
     let what = if run.rollback { "rollback" } else { "push" };
-    let text = if run.finished {
+    let text = if let (Some(s), false) = (stop, run.finished) {
+        format!(
+            "this push stopped during step {stopped_in} (the process was killed or the machine went down) after its {}. Run {} {}; a lock task holds the cluster{} and the commit is marked bad.",
+            s.what,
+            cx.by_run,
+            if s.rolled_back {
+                match converge(run) {
+                    Converge::To(r) => format!("finishes its automatic rollback: every host goes back to {r}, and the new release is removed"),
+                    _ => "finishes its automatic rollback: the new release is removed from every host".to_owned(),
+                }
+            } else {
+                "leaves the hosts as the halted push left them".to_owned()
+            },
+            lock_link.map(|l| format!(" ({l})")).unwrap_or_default(),
+        )
+    } else if run.finished {
         format!(
             "this {what} switched every host and recorded release {}, but the process stopped (step {stopped_in}) before it completed this task. Run {} completed it.",
             run.release.as_ref().map_or("?".into(), ToString::to_string),

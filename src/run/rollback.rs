@@ -11,12 +11,12 @@
 use serde_json::json;
 
 use crate::adapters::hosts::Fleet;
-use crate::adapters::state::BadMark;
 use crate::domain::decide::rollback::{RollbackPlan, RollbackVerdict};
 use crate::domain::model::{CommitId, ReleaseId, RunKind, RunOutcome};
-use crate::run::execute::task_name;
 use crate::run::journal::Journal;
+use crate::run::lockdown;
 use crate::run::outbox::{Delivery, Op, Outbox, TaskRef};
+use crate::run::record::task_name;
 use crate::run::record::{Failed, RunRecord};
 use crate::run::Context;
 
@@ -86,47 +86,28 @@ pub async fn rollback(
     // without --commit, and a lock task holds the cluster until a person
     // completes it.
     if let (Some(bad), Some(cur)) = (from_commit, from) {
-        let mut marks = cx.state.bad_commits().unwrap_or_default();
-        marks.insert(
-            bad.to_string(),
-            BadMark {
-                release: cur.to_string(),
-                at: cx.clock.start(),
-                run_id: rid.to_owned(),
-            },
-        );
-        if let Err(e) = cx.state.set_bad_commits(&marks) {
-            tracing::error!(error = %e, "cannot mark the rolled-back commit: the schedule may push it again");
-        }
+        lockdown::mark_bad(cx.state, bad, cur, cx.clock.start(), rid);
     }
     let from_name = from
         .as_ref()
         .map_or("the current release".to_owned(), ToString::to_string);
-    let lock = outbox
-        .submit(
-            rid,
-            Op::CreateTask {
-                key: format!("lock:{rid}"),
-                name: plan.lock_task_name().unwrap_or_default(),
-                html_notes: None,
-                notes: format!(
-                    "`pushgate rollback {c}` switched {c} from {from_name}{} back to {to} ({}) at {} (run {rid}, by {}).\n\nAutomatic pushes of {c} stop while this task is open: complete it once the cause is understood.{}",
-                    from_commit.as_ref().map(|x| format!(" ({})", x.short())).unwrap_or_default(),
-                    commit.short(),
-                    cx.clock.start().format("%Y-%m-%d %H:%M:%S UTC"),
-                    cx.operator,
-                    from_commit.as_ref().map(|x| format!(" The rolled-back commit {} is not pushed again unless someone runs `pushgate push {c} --commit {}`.", x.short(), x.short())).unwrap_or_default(),
-                ),
-                project: cx.cluster.lock_project.to_string(),
-                workspace: Some(cx.run.config.asana.workspace.to_string()),
-                assignee: Some("me".into()),
-            },
-        )
-        .await;
-    let lock_task = match &lock {
-        Delivery::Applied(Some(t)) => Some(t.link.clone()),
-        _ => None,
-    };
+    let lock_task = lockdown::lock(
+        outbox,
+        cx.cluster,
+        &cx.run.config.asana.workspace,
+        rid,
+        rid,
+        plan.lock_task_name().unwrap_or_default(),
+        format!(
+            "`pushgate rollback {c}` switched {c} from {from_name}{} back to {to} ({}) at {} (run {rid}, by {}).\n\nAutomatic pushes of {c} stop while this task is open: complete it once the cause is understood.{}",
+            from_commit.as_ref().map(|x| format!(" ({})", x.short())).unwrap_or_default(),
+            commit.short(),
+            cx.clock.start().format("%Y-%m-%d %H:%M:%S UTC"),
+            cx.operator,
+            from_commit.as_ref().map(|x| format!(" The rolled-back commit {} is not pushed again unless someone runs `pushgate push {c} --commit {}`.", x.short(), x.short())).unwrap_or_default(),
+        ),
+    )
+    .await;
     let task = match outbox
         .submit(
             rid,

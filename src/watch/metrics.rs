@@ -80,6 +80,10 @@ pub struct Metrics {
     stage_duration: Family<ClusterLabels, Histogram, fn() -> Histogram>,
     stage_bytes: Family<ClusterLabels, Counter>,
     stage_host_failures: Family<ClusterLabels, Counter>,
+    waves: Family<OutcomeLabels, Counter>,
+    health_check_failures: Family<ClusterLabels, Counter>,
+    wave_check_failures: Family<ClusterLabels, Counter>,
+    auto_rollbacks: Family<ClusterLabels, Counter>,
     holds: Family<ReasonLabels, Counter>,
     last_success: Family<ClusterLabels, FloatGauge>,
     last_decision: Family<ClusterLabels, FloatGauge>,
@@ -157,6 +161,10 @@ impl Metrics {
             stage_duration: Family::new_with_constructor(stage_buckets),
             stage_bytes: Family::default(),
             stage_host_failures: Family::default(),
+            waves: Family::default(),
+            health_check_failures: Family::default(),
+            wave_check_failures: Family::default(),
+            auto_rollbacks: Family::default(),
             holds: Family::default(),
             last_success: Family::default(),
             last_decision: Family::default(),
@@ -175,7 +183,7 @@ impl Metrics {
         };
         registry.register(
             "pushgate_pushes",
-            "Finished pushes, by app, cluster and outcome (success, failed)",
+            "Finished pushes, by app, cluster and outcome (success, failed, rolled-back)",
             m.pushes.clone(),
         );
         registry.register(
@@ -207,6 +215,26 @@ impl Metrics {
             "pushgate_stage_host_failures",
             "Hosts that failed to stage in this daemon's pushes (after retries)",
             m.stage_host_failures.clone(),
+        );
+        registry.register(
+            "pushgate_waves",
+            "Waves of this daemon's pushes that ended, by cluster and outcome (passed, failed)",
+            m.waves.clone(),
+        );
+        registry.register(
+            "pushgate_health_check_failures",
+            "Hosts that failed their health check after a switch, in this daemon's pushes",
+            m.health_check_failures.clone(),
+        );
+        registry.register(
+            "pushgate_wave_check_failures",
+            "Wave checks that failed, in this daemon's pushes",
+            m.wave_check_failures.clone(),
+        );
+        registry.register(
+            "pushgate_auto_rollbacks",
+            "Pushes rolled back automatically after a failed check (any process)",
+            m.auto_rollbacks.clone(),
         );
         registry.register(
             "pushgate_last_success_timestamp_seconds",
@@ -248,7 +276,17 @@ impl Metrics {
                     reason: (*reason).into(),
                 });
             }
+            for outcome in ["passed", "failed"] {
+                let _ = m.waves.get_or_create(&OutcomeLabels {
+                    app: app.clone(),
+                    cluster: cluster.clone(),
+                    outcome: outcome.into(),
+                });
+            }
             let l = ClusterLabels { app, cluster };
+            let _ = m.health_check_failures.get_or_create(&l);
+            let _ = m.wave_check_failures.get_or_create(&l);
+            let _ = m.auto_rollbacks.get_or_create(&l);
             let _ = m.stage_bytes.get_or_create(&l);
             let _ = m.stage_duration.get_or_create(&l);
             let _ = m.stage_host_failures.get_or_create(&l);
@@ -275,6 +313,37 @@ impl Metrics {
             .observe(took.as_secs_f64());
         self.stage_bytes.get_or_create(&l).inc_by(bytes);
         self.stage_host_failures.get_or_create(&l).inc_by(failed);
+    }
+
+    /// A wave of a push of `cluster` ended.
+    pub fn wave(&self, app: &AppName, cluster: &ClusterName, passed: bool) {
+        self.waves
+            .get_or_create(&OutcomeLabels {
+                app: app.to_string(),
+                cluster: cluster.to_string(),
+                outcome: if passed { "passed" } else { "failed" }.into(),
+            })
+            .inc();
+    }
+
+    /// Checks of a wave of `cluster` failed.
+    pub fn checks_failed(
+        &self,
+        app: &AppName,
+        cluster: &ClusterName,
+        unhealthy: usize,
+        wave_check: bool,
+    ) {
+        let l = ClusterLabels {
+            app: app.to_string(),
+            cluster: cluster.to_string(),
+        };
+        self.health_check_failures
+            .get_or_create(&l)
+            .inc_by(unhealthy as u64);
+        if wave_check {
+            self.wave_check_failures.get_or_create(&l).inc();
+        }
     }
 
     /// The daemon decided a run of `cluster` at `now`.
@@ -324,6 +393,14 @@ impl Metrics {
                 }
                 RunKind::Push => {
                     self.pushes.get_or_create(&l).inc();
+                    if r.outcome == RunOutcome::RolledBack {
+                        self.auto_rollbacks
+                            .get_or_create(&ClusterLabels {
+                                app: app.clone(),
+                                cluster: cluster.clone(),
+                            })
+                            .inc();
+                    }
                     let took = (r.finished - r.started).to_std().unwrap_or_default();
                     self.push_duration
                         .get_or_create(&l)

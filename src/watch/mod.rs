@@ -225,10 +225,12 @@ impl Observer {
             _ => run.await,
         };
         let r = report.as_ref()?;
-        let event = if r.failure.is_some() {
-            "failed"
-        } else {
-            "succeeded"
+        // One message: an automatic rollback is a `rollback` where that is
+        // wanted, else a `failed`.
+        let event = match (&r.stopped, &r.failure) {
+            (Some(s), _) if s.rolled_back && self.wants("rollback") => "rollback",
+            (Some(_), _) | (_, Some(_)) => "failed",
+            (None, None) => "succeeded",
         };
         self.send(event, &notify::finished(&plan.label(), r)).await;
         report
@@ -316,6 +318,18 @@ impl Progress for RunWatch {
                 msg.push_str(&format!(" · {} failed", st.failed));
             }
             bar.set_message(msg);
+        }
+    }
+
+    fn wave_finished(&self, _wave: usize, _of: usize, passed: bool) {
+        if let Some(m) = &self.metrics {
+            m.wave(&self.app, &self.cluster, passed);
+        }
+    }
+
+    fn checks_failed(&self, unhealthy: usize, wave_check: bool) {
+        if let Some(m) = &self.metrics {
+            m.checks_failed(&self.app, &self.cluster, unhealthy, wave_check);
         }
     }
 

@@ -234,6 +234,33 @@ pub fn finished(cluster: &str, r: &PushReport) -> String {
         .map(|t| format!(" · {}", link(&t.link, "push task")))
         .unwrap_or_default();
     let hosts = r.hosts.len();
+    if let Some(s) = &r.stopped {
+        let lock = s
+            .lock_task
+            .as_deref()
+            .map(|l| format!(" ({})", link(l, "lock task")))
+            .unwrap_or_default();
+        return if s.rolled_back {
+            format!(
+                ":rewind: *{cluster}*: push of {} rolled back automatically at wave {}/{}: {}. Every switched host went back to {}; {cluster} is locked{lock} and {} will not be pushed again by the schedule{task}",
+                short(&r.commit),
+                s.wave,
+                s.of,
+                escape(&s.what, 300),
+                s.back_to.as_ref().map_or("no release".to_owned(), ToString::to_string),
+                short(&r.commit),
+            )
+        } else {
+            format!(
+                ":octagonal_sign: *{cluster}*: push of {} stopped at wave {}/{}: {}. auto_rollback is off: the switched hosts keep release {}; {cluster} is locked{lock} until a person decides{task}",
+                short(&r.commit),
+                s.wave,
+                s.of,
+                escape(&s.what, 300),
+                r.release,
+            )
+        };
+    }
     match &r.failure {
         None => format!(
             ":white_check_mark: *{cluster}*: pushed {} to {} in {:.1} s (release {}){task}",
@@ -527,6 +554,8 @@ mod tests {
             before: None,
             hosts: Vec::new(),
             policy: Default::default(),
+            rollout: Default::default(),
+            waves: Vec::new(),
             changelog: Default::default(),
             via: None,
             source: None,

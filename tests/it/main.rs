@@ -31,4 +31,5 @@ mod tidy;
 mod token;
 mod ux;
 mod views;
+mod waves;
 mod week;

@@ -211,9 +211,55 @@ pub fn remove_script(target: &Path, releases: &[ReleaseId]) -> String {
 
 /// `sync.after_switch`, run in the target directory, each word quoted.
 pub fn after_switch_script(target: &Path, argv: &[String]) -> String {
+    in_target(target, argv)
+}
+
+/// A cluster's `health_check`, run in the target directory (`current/…`
+/// is the release just switched to), each word quoted.
+pub fn health_script(target: &Path, argv: &[String]) -> String {
+    in_target(target, argv)
+}
+
+fn in_target(target: &Path, argv: &[String]) -> String {
     let t = shell_quote(&target.display().to_string());
     let words: Vec<String> = argv.iter().map(|w| shell_quote(w)).collect();
     format!("cd -- {t} && {}", words.join(" "))
+}
+
+/// The environment of a cluster's `wave_check` (on the bastion): which
+/// cluster, release and commit, which wave of how many, the hosts it
+/// switched and every host switched so far (one per line, as the config
+/// writes them). Built from the config and validated hosts only.
+#[allow(clippy::too_many_arguments)]
+pub fn wave_check_env(
+    cluster: &str,
+    release: &ReleaseId,
+    commit: &str,
+    previous: Option<&ReleaseId>,
+    wave: usize,
+    of: usize,
+    wave_hosts: &[&Host],
+    switched: &[&Host],
+) -> Vec<(String, String)> {
+    let lines = |hs: &[&Host]| {
+        hs.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    vec![
+        ("PUSHGATE_CLUSTER".into(), cluster.to_owned()),
+        ("PUSHGATE_RELEASE".into(), release.to_string()),
+        ("PUSHGATE_COMMIT".into(), commit.to_owned()),
+        (
+            "PUSHGATE_PREVIOUS_RELEASE".into(),
+            previous.map(ToString::to_string).unwrap_or_default(),
+        ),
+        ("PUSHGATE_WAVE".into(), wave.to_string()),
+        ("PUSHGATE_WAVES".into(), of.to_string()),
+        ("PUSHGATE_WAVE_HOSTS".into(), lines(wave_hosts)),
+        ("PUSHGATE_HOSTS".into(), lines(switched)),
+    ]
 }
 
 /// What `check` asks of a host: create `TARGET/releases`, write and remove
@@ -457,6 +503,51 @@ mod tests {
             ));
         expect![[r#"mkdir -p -- '/srv/it'\''s app'/releases && cd -- '/srv/it'\''s app' && printf 'current=%s\n' "$(readlink current 2>/dev/null)" && ls -1 releases"#]]
             .assert_eq(&probe_script(t));
+    }
+
+    #[test]
+    fn the_health_check_runs_in_the_target_with_every_word_quoted() {
+        let t = Path::new("/srv/it's app");
+        expect![[r#"cd -- '/srv/it'\''s app' && 'curl' '-fsS' 'http://127.0.0.1:8080/healthz?x=$(reboot)'"#]]
+            .assert_eq(&health_script(
+                t,
+                &[
+                    "curl".into(),
+                    "-fsS".into(),
+                    "http://127.0.0.1:8080/healthz?x=$(reboot)".into(),
+                ],
+            ));
+    }
+
+    #[test]
+    fn the_wave_check_is_told_the_cluster_release_and_hosts_by_its_environment() {
+        let r = rel("20261122T101500Z-3f2a9c13f2a9");
+        let p = rel("20261121T101500Z-0123456789ab");
+        let h: Vec<Host> = ["local:/srv/a", "deploy@web-2:2222", "web-3"]
+            .iter()
+            .map(|h| Host::parse(h).unwrap())
+            .collect();
+        let env = wave_check_env(
+            "beta",
+            &r,
+            "3f2a",
+            Some(&p),
+            2,
+            3,
+            &[&h[1], &h[2]],
+            &[&h[0], &h[1], &h[2]],
+        );
+        let text: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        expect![[r#"
+            PUSHGATE_CLUSTER="beta"
+            PUSHGATE_RELEASE="20261122T101500Z-3f2a9c13f2a9"
+            PUSHGATE_COMMIT="3f2a"
+            PUSHGATE_PREVIOUS_RELEASE="20261121T101500Z-0123456789ab"
+            PUSHGATE_WAVE="2"
+            PUSHGATE_WAVES="3"
+            PUSHGATE_WAVE_HOSTS="deploy@web-2:2222\nweb-3"
+            PUSHGATE_HOSTS="local:/srv/a\ndeploy@web-2:2222\nweb-3""#]]
+        .assert_eq(&text.join("\n"));
     }
 
     #[test]

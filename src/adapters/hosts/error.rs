@@ -39,6 +39,9 @@ pub enum HostErrorKind {
 pub struct HostError {
     pub kind: HostErrorKind,
     pub message: String,
+    /// The last lines of the program's output, raw (untrusted: print it
+    /// through `printable`), when the caller asked for them (a health check).
+    pub tail: Option<String>,
 }
 
 impl HostError {
@@ -46,7 +49,14 @@ impl HostError {
         HostError {
             kind,
             message: message.into(),
+            tail: None,
         }
+    }
+
+    /// The same, with the last lines of the program's output.
+    pub fn with_tail(mut self, tail: String) -> HostError {
+        self.tail = (!tail.trim().is_empty()).then_some(tail);
+        self
     }
 
     /// A failure with no cause of its own to name.

@@ -1,6 +1,6 @@
-//! Hosts: stage a release, switch `current` to it, prune old releases,
-//! roll back — over rsync and ssh for `[user@]host[:port]`, on this
-//! machine's filesystem for `local:/abs/path`.
+//! Hosts: stage a release, switch `current` to it, health-check it, prune
+//! old releases, roll back — over rsync and ssh for `[user@]host[:port]`,
+//! on this machine's filesystem for `local:/abs/path`.
 //!
 //! Every command line is built by a pure function in [`argv`] from the
 //! config, the validated host and a `ReleaseId`; every failure is a typed
@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{self, StreamExt};
 
 use self::argv::{
-    after_switch_script, check_rsync, check_script, close_argv, parse_bytes_sent, parse_probe,
-    parse_room, probe_script, remove_script, room_script, rsync_argv, ssh_argv, switch_script,
-    unset_script, Room,
+    after_switch_script, check_rsync, check_script, close_argv, health_script, parse_bytes_sent,
+    parse_probe, parse_room, probe_script, remove_script, room_script, rsync_argv, ssh_argv,
+    switch_script, unset_script, Room,
 };
 use self::error::{cause_of, describe_failure, io_failure, room_cause};
 use crate::adapters::process::{self, ChildEnv};
@@ -204,8 +204,25 @@ impl Fleet<'_> {
         Fut: std::future::Future<Output = Result<T, HostError>>,
         D: Fn(&HostResult<T>),
     {
-        let done = &done;
         let attempts = if retry { 1 + self.settings.retries } else { 1 };
+        self.each_with(attempts, self.settings.host_timeout, op, done)
+            .await
+    }
+
+    /// `each_observed` with its own tries and per-try timeout.
+    async fn each_with<'s, T, F, Fut, D>(
+        &'s self,
+        attempts: usize,
+        timeout: Duration,
+        op: F,
+        done: D,
+    ) -> Vec<HostResult<T>>
+    where
+        F: Fn(usize, Place<'s>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, HostError>>,
+        D: Fn(&HostResult<T>),
+    {
+        let done = &done;
         let op = &op;
         let mut results: Vec<(usize, HostResult<T>)> = stream::iter(self.hosts.iter().enumerate())
             .map(|(i, host)| async move {
@@ -224,13 +241,13 @@ impl Fleet<'_> {
                             break;
                         }
                     };
-                    outcome = match tokio::time::timeout(self.settings.host_timeout, op(i, place)).await
-                    {
+                    outcome = match tokio::time::timeout(timeout, op(i, place)).await {
                         Ok(r) => r,
-                        Err(_) => Err(HostError::timed_out(self.settings.host_timeout)),
+                        Err(_) => Err(HostError::timed_out(timeout)),
                     };
                     match &outcome {
                         Ok(_) => break,
+                        Err(e) if e.is(HostErrorKind::Skipped) => break,
                         Err(e) => tracing::warn!(%host, attempt = tried, error = %e, "host operation failed"),
                     }
                 }
@@ -476,6 +493,61 @@ impl Fleet<'_> {
                 .await
                 .map(drop),
         }
+    }
+
+    /// Runs the health check `argv` on the hosts marked in `which`, in
+    /// their `TARGET` (so `current/…` names the release), each try within
+    /// `timeout` and `1 + retries` tries, 0.5 s, 1 s, … apart. `Ok`: it
+    /// exited 0; an error names how it ended and keeps the output's last
+    /// lines.
+    pub async fn health(
+        &self,
+        argv: &[String],
+        timeout: Duration,
+        retries: usize,
+        which: &[bool],
+    ) -> Vec<HostResult<()>> {
+        // The child's own timeout names the key; this one only bounds a
+        // child that would not die.
+        let bound = timeout + Duration::from_secs(10);
+        self.each_with(
+            1 + retries,
+            bound,
+            |i, place| async move {
+                if !which.get(i).copied().unwrap_or(false) {
+                    return Err(HostError::skipped());
+                }
+                let out = match place {
+                    Place::Local { path } => {
+                        let argv: Vec<OsString> = argv.iter().map(Into::into).collect();
+                        process::run(&argv, Some(path), timeout, self.env).await
+                    }
+                    Place::Remote { host, target } => {
+                        let argv = ssh_argv(&self.ssh, host, &health_script(target, argv));
+                        process::run(&argv, None, timeout, self.env).await
+                    }
+                }
+                .map_err(|e| HostError::other(e.to_string()))?;
+                crate::adapters::failpoint::hit("health:host");
+                if out.success() {
+                    return Ok(());
+                }
+                let err = match out.status {
+                    None => HostError::new(
+                        HostErrorKind::TimedOut,
+                        format!(
+                            "timed out after {} (health_timeout); {} was killed",
+                            humantime::format_duration(timeout),
+                            out.program
+                        ),
+                    ),
+                    Some(_) => describe_failure(&out, timeout),
+                };
+                Err(err.with_tail(out.tail(5)))
+            },
+            |_| {},
+        )
+        .await
     }
 
     /// Switches the hosts in `to` (index → release) back; for undoing a

@@ -2,7 +2,9 @@
 //! its stage, which hosts switch back and where the new release is removed
 //! after a failed switch, what each host prunes, and where a stopping
 //! push stops. The `max_failed_hosts` rule lives here once, for the
-//! stage, the switch and the recovery of a killed run.
+//! stage, the switch (every wave of it: `waves.rs` asks here) and the
+//! recovery of a killed run; `max_unhealthy_hosts` is counted by the same
+//! rule ([`exceeds`]).
 //!
 //! `execute` asks these functions after each host operation and does what
 //! they return; it has no rule of its own.
@@ -13,7 +15,13 @@ use crate::domain::plan::{HostPolicy, Step};
 /// The one `max_failed_hosts` rule: more than `max_failed` hosts failed,
 /// or every host did (a push no host has is no push).
 pub fn too_many(policy: &HostPolicy, failed: usize, total: usize) -> bool {
-    failed > policy.max_failed || (failed > 0 && failed == total)
+    exceeds(policy.max_failed, failed, total)
+}
+
+/// The rule itself, for any tolerance (`max_failed_hosts`,
+/// `max_unhealthy_hosts`): more than `max` of `total` failed, or all did.
+pub fn exceeds(max: usize, failed: usize, total: usize) -> bool {
+    failed > max || (failed > 0 && failed == total)
 }
 
 /// How one host's stage ended, as the rules need it.
@@ -71,6 +79,8 @@ pub enum Switched {
     Failed,
     /// Not asked (it had not staged).
     Skipped,
+    /// Staged, and not asked yet: its wave has not come.
+    Pending,
 }
 
 /// What follows a switch.
@@ -82,11 +92,50 @@ pub enum AfterSwitch {
         prune: Vec<Vec<ReleaseId>>,
     },
     /// Too many failed: every host asked to switch goes back to the
-    /// release it ran (`None`: leave it), and runs `after_switch` again.
+    /// release it ran (`None`: leave it), and runs `after_switch` again;
+    /// a host that ran none (a first push) loses `current` where it
+    /// points at the new release (`unset`).
     Undo {
         failed: usize,
         back: Vec<Option<ReleaseId>>,
+        unset: Vec<Option<ReleaseId>>,
     },
+}
+
+/// Hosts that failed to stage or to switch (`after_switch` included):
+/// what `max_failed_hosts` counts, across every wave.
+pub fn switch_failures(staged: &[Staged], switched: &[Switched]) -> usize {
+    staged
+        .iter()
+        .zip(switched)
+        .filter(|(s, w)| !s.ok() || !matches!(w, Switched::Done | Switched::Pending))
+        .count()
+}
+
+/// Where every host asked to switch in this push goes back to: the
+/// release it ran (`back`), or, if it ran none, no `current` where it
+/// points at `release` (`unset`). Hosts never asked stay as they are.
+pub fn back_of(
+    release: &ReleaseId,
+    staged: &[Staged],
+    switched: &[Switched],
+) -> (Vec<Option<ReleaseId>>, Vec<Option<ReleaseId>>) {
+    staged
+        .iter()
+        .zip(switched)
+        .map(|(s, w)| match (s, w) {
+            (_, Switched::Skipped | Switched::Pending) | (Staged::Failed { .. }, _) => (None, None),
+            // A host that failed or timed out may have swapped already:
+            // switching is idempotent, so it goes back too.
+            (
+                Staged::Done {
+                    current: Some(c), ..
+                },
+                _,
+            ) => (Some(c.clone()), None),
+            (Staged::Done { current: None, .. }, _) => (None, Some(release.clone())),
+        })
+        .unzip()
 }
 
 pub fn after_switch(
@@ -95,24 +144,13 @@ pub fn after_switch(
     staged: &[Staged],
     switched: &[Switched],
 ) -> AfterSwitch {
-    let failed = staged
-        .iter()
-        .zip(switched)
-        .filter(|(s, w)| !s.ok() || **w != Switched::Done)
-        .count();
+    let failed = switch_failures(staged, switched);
     if too_many(policy, failed, staged.len()) {
+        let (back, unset) = back_of(release, staged, switched);
         return AfterSwitch::Undo {
             failed,
-            back: staged
-                .iter()
-                .zip(switched)
-                .map(|(s, w)| match (s, w) {
-                    // A host that failed or timed out may have swapped
-                    // already: switching is idempotent, so it goes back too.
-                    (Staged::Done { current, .. }, w) if *w != Switched::Skipped => current.clone(),
-                    _ => None,
-                })
-                .collect(),
+            back,
+            unset,
         };
     }
     let prune = staged
@@ -134,9 +172,21 @@ pub fn after_switch(
 /// asked to switch, and those switched back. A host that could not be
 /// switched back keeps it rather than a dangling `current`.
 pub fn removable_after_undo(back: &[Option<ReleaseId>], switched_back: &[bool]) -> Vec<bool> {
+    let none = vec![None; back.len()];
+    removable_after(back, &none, switched_back)
+}
+
+/// [`removable_after_undo`], with the hosts whose `current` was to be
+/// removed (`unset`): the release goes only where that worked too.
+pub fn removable_after(
+    back: &[Option<ReleaseId>],
+    unset: &[Option<ReleaseId>],
+    done: &[bool],
+) -> Vec<bool> {
     back.iter()
-        .zip(switched_back)
-        .map(|(asked, ok)| asked.is_none() || *ok)
+        .zip(unset)
+        .zip(done)
+        .map(|((b, u), ok)| (b.is_none() && u.is_none()) || *ok)
         .collect()
 }
 
@@ -170,7 +220,7 @@ pub fn stop_before(step: &Step) -> Option<Stop> {
             step: "stage",
             remove_release: false,
         }),
-        Step::Switch => Some(Stop {
+        Step::Switch | Step::Waves { .. } => Some(Stop {
             step: "switch",
             remove_release: true,
         }),
@@ -242,7 +292,7 @@ mod tests {
         let p = HostPolicy::default();
         let staged = [done(4), done(4), Staged::Failed { reached: true }];
         let switched = [Switched::Done, Switched::Failed, Switched::Skipped];
-        let AfterSwitch::Undo { failed, back } = after_switch(&p, &rel(5), &staged, &switched)
+        let AfterSwitch::Undo { failed, back, .. } = after_switch(&p, &rel(5), &staged, &switched)
         else {
             panic!("undo")
         };

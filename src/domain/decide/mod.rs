@@ -11,6 +11,7 @@ pub mod recover;
 pub mod request;
 pub mod rollback;
 mod schedule;
+pub mod waves;
 
 pub use freeze::{frozen, soaking};
 pub use gate::{gate, holds, waiting, FixPlace, Waiting};
@@ -26,8 +27,8 @@ use crate::domain::plan::{Facts, HoldReason, Ignored, Plan, Step, Verdict};
 /// order: exclusion, freeze, candidate (nothing new is a no-op; a rolled
 /// back commit or a failed build is not retried on schedule; a source
 /// cluster's commit must have soaked), gate, and last whether the bytes to
-/// ship are there. A push's plan names its release, its hosts and what
-/// happens when hosts fail.
+/// ship are there. A push's plan names its release, its hosts, its waves
+/// (if every host stages) and what happens when hosts fail or checks do.
 pub fn plan(facts: &Facts) -> Plan {
     let mut ignored = Ignored {
         reason: facts.overrides.reason.clone().unwrap_or_default(),
@@ -35,6 +36,23 @@ pub fn plan(facts: &Facts) -> Plan {
     };
     let verdict = verdict(facts, &mut ignored);
     let nothing_new = matches!(verdict, Verdict::NothingNew { commit: Some(_) });
+    let pushing = matches!(verdict, Verdict::Push { .. });
+    // The waves if every host stages; execute asks again after the stage.
+    let waves = if pushing {
+        waves::assign(&facts.rollout.waves, &vec![true; facts.hosts.len()])
+    } else {
+        Vec::new()
+    };
+    // One wave and no check is a plain switch, as before waves existed.
+    let switch = if waves.len() <= 1 && !facts.rollout.checks() {
+        Step::Switch
+    } else {
+        Step::Waves {
+            waves: waves.len(),
+            health: facts.rollout.health_check.is_some(),
+            wave_check: facts.rollout.wave_check.is_some(),
+        }
+    };
     let (steps, release) = match &verdict {
         Verdict::Push { to, .. } => (
             vec![
@@ -52,7 +70,7 @@ pub fn plan(facts: &Facts) -> Plan {
                 Step::Stage {
                     hosts: facts.hosts.len(),
                 },
-                Step::Switch,
+                switch,
                 Step::Close,
             ],
             Some(ReleaseId::after(
@@ -72,6 +90,8 @@ pub fn plan(facts: &Facts) -> Plan {
         before: facts.deployed_release.clone(),
         hosts: facts.hosts.clone(),
         policy: facts.policy,
+        rollout: facts.rollout.clone(),
+        waves,
         changelog: facts.changelog.clone(),
         via: facts.candidate.as_ref().map(|c| c.via.clone()),
         source: facts.source.clone(),

@@ -5,10 +5,15 @@
 //!   had switched. Its release stays; only the bookkeeping is finished.
 //! - A rollback that stopped half-way is finished: it is the emergency
 //!   exit, and its target is kept on every host.
-//! - Any other push is undone: every host goes back to the release that
-//!   was deployed when it started (the hosts that had switched switch
-//!   back), and the new release, whole or partial, is removed. If nothing
-//!   was deployed before, `current` links to the new release are removed.
+//! - A push that a failed check had halted (`auto_rollback = false`)
+//!   stays where it stopped: a person decides, as if it had finished
+//!   halting.
+//! - Any other push is undone — one stopped between waves, inside a
+//!   health check, or in the middle of its automatic rollback alike:
+//!   every host goes back to the release that was deployed when it
+//!   started (the hosts that had switched switch back), and the new
+//!   release, whole or partial, is removed. If nothing was deployed
+//!   before, `current` links to the new release are removed.
 
 use crate::domain::model::{HostReleases, ReleaseId};
 
@@ -22,6 +27,8 @@ pub struct Interrupted {
     pub before: Option<ReleaseId>,
     /// The deployed record names this run: it reached its close.
     pub finished: bool,
+    /// A failed check had halted it (`auto_rollback = false`).
+    pub halted: bool,
 }
 
 /// Where the cluster converges.
@@ -39,6 +46,7 @@ pub enum Converge {
 pub fn converge(run: &Interrupted) -> Converge {
     match (&run.release, &run.before) {
         (Some(r), _) if run.finished || run.rollback => Converge::To(r.clone()),
+        _ if run.halted => Converge::Nothing,
         (_, Some(b)) => Converge::To(b.clone()),
         (Some(r), None) => Converge::Unset(r.clone()),
         (None, None) => Converge::Nothing,
@@ -115,6 +123,7 @@ mod tests {
             release: Some(rel(2)),
             before: Some(rel(1)),
             finished: false,
+            halted: false,
         };
         let t = converge(&run);
         assert_eq!(t, Converge::To(rel(1)));
@@ -142,6 +151,7 @@ mod tests {
             release: Some(rel(2)),
             before: Some(rel(1)),
             finished: true,
+            halted: false,
         };
         assert_eq!(converge(&run), Converge::To(rel(2)));
         let a = host_action(&converge(&run), &run, &host(Some(2), &[1, 2]));
@@ -164,6 +174,7 @@ mod tests {
             release: Some(rel(2)),
             before: None,
             finished: false,
+            halted: false,
         };
         let t = converge(&run);
         assert_eq!(t, Converge::Unset(rel(2)));
@@ -171,5 +182,20 @@ mod tests {
         assert_eq!((a.unset, a.remove), (Some(rel(2)), vec![rel(2)]));
         let a = host_action(&t, &run, &host(None, &[]));
         assert_eq!(a, HostAction::default());
+    }
+
+    #[test]
+    fn a_halted_push_is_left_as_it_stopped_and_a_rolling_back_one_is_undone() {
+        let mut run = Interrupted {
+            rollback: false,
+            release: Some(rel(2)),
+            before: Some(rel(1)),
+            finished: false,
+            halted: true,
+        };
+        assert_eq!(converge(&run), Converge::Nothing);
+        // Killed in its automatic rollback: undone like any unfinished push.
+        run.halted = false;
+        assert_eq!(converge(&run), Converge::To(rel(1)));
     }
 }

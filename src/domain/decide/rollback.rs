@@ -4,7 +4,9 @@
 //!
 //! The emergency exit ignores locks and freezes; it only goes to a release
 //! that a successful run deployed (a killed run's directory may be partial)
-//! and that every host it can read still keeps.
+//! and that every host it can read still keeps. It goes back from the
+//! newest release any host runs, so that after a push halted at a failed
+//! check (`auto_rollback = false`) it puts the switched hosts back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -148,11 +150,16 @@ fn verdict(f: &RollbackFacts) -> RollbackVerdict {
             }
         ));
     }
+    // The newest release any host runs: the deployed one, or newer where
+    // a push stopped at a failed check with `auto_rollback = false` left
+    // some hosts on its release.
     let current = f
         .deployed
         .as_ref()
         .map(|(r, _)| r.clone())
-        .or_else(|| read.iter().filter_map(|(_, h)| h.current.clone()).max());
+        .into_iter()
+        .chain(read.iter().filter_map(|(_, h)| h.current.clone()))
+        .max();
     let target = match &f.to {
         Some(t) => {
             if !f.good.contains(t) {
@@ -352,6 +359,26 @@ mod tests {
         check(
             f,
             expect!["beta: cannot roll back: no host of beta could be read: local:/srv/beta-1: timed out; local:/srv/beta-2: unreachable: connection refused"],
+        );
+    }
+
+    #[test]
+    fn after_a_halted_push_it_goes_back_from_the_release_some_hosts_run() {
+        let mut f = facts();
+        // Deployed: 4. Host 1 was switched to 5 by a push a check stopped.
+        f.hosts = vec![host(1, Some(5), &[3, 4, 5]), host(2, Some(4), &[3, 4, 5])];
+        f.deployed = Some((rel(4), Some(commit(4))));
+        f.good.remove(&rel(5));
+        let p = plan(&f);
+        assert_eq!(
+            p.verdict,
+            RollbackVerdict::Rollback {
+                to: rel(4),
+                commit: commit(4),
+                from: Some(rel(5)),
+                from_commit: Some(commit(5)),
+            },
+            "{p}"
         );
     }
 

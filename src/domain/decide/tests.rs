@@ -4,8 +4,8 @@ use crate::domain::model::{
     ChangeEntry, Changelog, ClusterName, CommitId, Fix, Host, LockTask, RunKind, RunOutcome,
     TaskGid,
 };
-use crate::domain::plan::HostPolicy;
 use crate::domain::plan::{Candidate, Facts, LastRun, LockFacts, Overrides, RolledBack};
+use crate::domain::plan::{HostPolicy, Rollout};
 
 fn commit(c: char) -> CommitId {
     CommitId::parse(&c.to_string().repeat(40)).unwrap()
@@ -47,6 +47,7 @@ fn facts(locks: LockFacts) -> Facts {
         rolled_back: Vec::new(),
         latest_release: None,
         policy: HostPolicy::default(),
+        rollout: Rollout::default(),
         overrides: Overrides::default(),
         approval: None,
     }
@@ -539,4 +540,84 @@ fn nothing_new_still_names_the_locks_that_would_hold_the_next_commit() {
             beta: nothing new: ccccccc is already deployed; 1 open lock would hold a new commit:
               - "release freeze" (assignee: Ada) https://app.asana.com/0/2/9"#]],
     );
+}
+
+/// `waves = ["1", "50%", "100%"]` with a health check and a wave check.
+fn in_waves(f: &mut Facts) {
+    f.hosts = hosts(4);
+    f.rollout = Rollout {
+        waves: vec![
+            crate::domain::plan::WaveSize::Hosts(1),
+            crate::domain::plan::WaveSize::Share(5000),
+            crate::domain::plan::WaveSize::Share(10_000),
+        ],
+        health_check: Some(vec![
+            "curl".into(),
+            "-fsS".into(),
+            "http://127.0.0.1:8080/healthz".into(),
+        ]),
+        wave_check: Some(vec!["/etc/pushgate/canary check".into()]),
+        wave_soak: std::time::Duration::from_secs(300),
+        ..Rollout::default()
+    };
+}
+
+#[test]
+fn a_push_in_waves_names_each_waves_hosts_and_what_a_failed_check_does() {
+    let mut f = facts(LockFacts::Read(vec![]));
+    in_waves(&mut f);
+    check_facts(
+        f.clone(),
+        expect![[r#"
+            beta: may push ccccccc (branch main) over bbbbbbb: no open lock
+              1 new commit:
+                ccccccc Fix the login page (Ada)
+              steps: create the push task, build, stage on 4 hosts, switch `current` in 3 waves, health-check each host, run the wave check after each and prune, complete the push task and record the release
+              release: 20261124T120000Z-cccccccccccc
+              4 hosts: local:/srv/beta-1, local:/srv/beta-2, local:/srv/beta-3, local:/srv/beta-4
+              if hosts fail: up to 0 of 4 may and the push goes on; past that no host is switched, or every switched host goes back; 5 releases kept per host
+              wave 1/3 ("1", 1 host): local:/srv/beta-1
+              wave 2/3 ("50%", 1 host): local:/srv/beta-2
+              wave 3/3 ("100%", 2 hosts): local:/srv/beta-3, local:/srv/beta-4
+              health check on each host after its switch: `curl -fsS http://127.0.0.1:8080/healthz` (30s a try, 3 tries); up to 0 hosts may fail
+              wave check on the bastion after each wave and a soak of 5m: `"/etc/pushgate/canary check"` (30s at most)
+              if a check fails: every host switched in this push goes back, a lock task holds beta and ccccccc is marked bad"#]],
+    );
+    f.rollout.auto_rollback = false;
+    f.rollout.wave_check = None;
+    f.rollout.waves.clear();
+    check_facts(
+        f,
+        expect![[r#"
+            beta: may push ccccccc (branch main) over bbbbbbb: no open lock
+              1 new commit:
+                ccccccc Fix the login page (Ada)
+              steps: create the push task, build, stage on 4 hosts, switch `current`, health-check each host and prune, complete the push task and record the release
+              release: 20261124T120000Z-cccccccccccc
+              4 hosts: local:/srv/beta-1, local:/srv/beta-2, local:/srv/beta-3, local:/srv/beta-4
+              if hosts fail: up to 0 of 4 may and the push goes on; past that no host is switched, or every switched host goes back; 5 releases kept per host
+              wave 1/1 (every host, 4 hosts): local:/srv/beta-1, local:/srv/beta-2, local:/srv/beta-3, local:/srv/beta-4
+              health check on each host after its switch: `curl -fsS http://127.0.0.1:8080/healthz` (30s a try, 3 tries); up to 0 hosts may fail
+              if a check fails (auto_rollback = false): no further wave, switched hosts keep the release, a lock task holds beta and ccccccc is marked bad"#]],
+    );
+}
+
+#[test]
+fn waves_are_planned_only_for_a_push_and_one_wave_without_checks_is_a_plain_switch() {
+    let mut f = facts(LockFacts::Read(vec![task(
+        "1",
+        "stop",
+        None,
+        false,
+        Fix::None,
+    )]));
+    in_waves(&mut f);
+    let p = super::plan(&f);
+    assert!(p.waves.is_empty() && p.steps.is_empty(), "{p}");
+    let mut f = facts(LockFacts::Read(vec![]));
+    f.rollout.waves = vec![crate::domain::plan::WaveSize::Share(10_000)];
+    let p = super::plan(&f);
+    assert_eq!(p.waves.len(), 1);
+    assert!(p.steps.contains(&crate::domain::plan::Step::Switch), "{p}");
+    assert!(!p.to_string().contains("wave 1/1"), "{p}");
 }
