@@ -179,6 +179,15 @@ impl StateDir {
     pub fn root(&self) -> &Path {
         &self.root
     }
+    /// What one app's pushgate keeps at the root of its state directory
+    /// (a config without `[apps]`) and finds there: the paths that exist.
+    pub fn one_apps_state(&self) -> Vec<PathBuf> {
+        ["clusters", "reported-fixes.json"]
+            .iter()
+            .map(|p| self.root.join(p))
+            .filter(|p| p.exists())
+            .collect()
+    }
     pub fn repo(&self) -> PathBuf {
         self.root.join("repo")
     }

@@ -480,9 +480,19 @@ async fn cluster_loop<C: Clock>(
             return Ok(());
         }
         // Its turn among every app's pushes (`max_concurrent_pushes`).
-        let turn = tokio::select! {
-            t = turns.take(app) => t,
-            _ = &mut stopped => return Ok(()),
+        let mut taking = Box::pin(turns.take(app));
+        let turn = match futures_util::FutureExt::now_or_never(taking.as_mut()) {
+            Some(t) => t,
+            None => {
+                tracing::info!(
+                    app = %app, cluster = %c.name, scheduled = %local(at),
+                    "waiting for a turn: max_concurrent_pushes pushes are running"
+                );
+                tokio::select! {
+                    t = taking => t,
+                    _ = &mut stopped => return Ok(()),
+                }
+            }
         };
         if stop.flag.load(Ordering::SeqCst) {
             return Ok(());
@@ -650,6 +660,58 @@ async fn requests_loop<C: Clock>(apps: &[&Env], clock: &C, stop: &Stop) -> anyho
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn app(s: &str) -> AppName {
+        AppName::parse(s).unwrap()
+    }
+
+    /// `Some` if the future is ready now, without waiting.
+    fn now<F: Future>(f: F) -> Option<F::Output> {
+        futures_util::FutureExt::now_or_never(f)
+    }
+
+    #[test]
+    fn at_most_max_pushes_run_and_a_freed_place_goes_to_the_next_app_in_turn() {
+        let turns = Turns::new(2);
+        let (web, api, db) = (app("web"), app("api"), app("db"));
+        let a = now(turns.take(&web)).expect("a place is free");
+        let b = now(turns.take(&web)).expect("a second place");
+        assert_eq!(turns.free(), 0);
+        // Full: web's third push and api's and db's wait.
+        let mut w3 = Box::pin(turns.take(&web));
+        assert!(now(w3.as_mut()).is_none());
+        let mut a1 = Box::pin(turns.take(&api));
+        assert!(now(a1.as_mut()).is_none());
+        let mut d1 = Box::pin(turns.take(&db));
+        assert!(now(d1.as_mut()).is_none());
+        // web was served last: api's turn, then db's, then web's again.
+        drop(a);
+        let a1 = now(a1).expect("api's turn");
+        assert!(now(w3.as_mut()).is_none() && now(d1.as_mut()).is_none());
+        drop(b);
+        let d1 = now(d1).expect("db's turn");
+        assert!(now(w3.as_mut()).is_none());
+        drop(a1);
+        let w3 = now(w3).expect("web's turn");
+        drop((d1, w3));
+        assert_eq!(turns.free(), 2, "every place comes back");
+    }
+
+    #[test]
+    fn a_waiter_that_gave_up_passes_its_place_on() {
+        let turns = Turns::new(1);
+        let (web, api) = (app("web"), app("api"));
+        let held = now(turns.take(&web)).unwrap();
+        let mut gone = Box::pin(turns.take(&api));
+        assert!(now(gone.as_mut()).is_none());
+        let mut next = Box::pin(turns.take(&web));
+        assert!(now(next.as_mut()).is_none());
+        drop(gone); // the daemon stopping: this wait is abandoned
+        drop(held);
+        let next = now(next).expect("the place went on to the next waiter");
+        drop(next);
+        assert_eq!(turns.free(), 1);
+    }
     use crate::config::Config;
 
     #[test]

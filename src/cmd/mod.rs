@@ -27,7 +27,7 @@ use crate::adapters::asana::{Client, Sleeper, Token};
 use crate::adapters::process::ChildEnv;
 use crate::adapters::state::StateDir;
 use crate::config::{AsanaEndpoint, ClusterSettings, Config, ConfigFile, TokenSource};
-use crate::domain::model::Host;
+use crate::domain::model::{AppName, Host};
 use crate::domain::plan::{HoldReason, Verdict};
 use crate::sandbox::Sandbox;
 use crate::watch::Observer;
@@ -92,6 +92,7 @@ pub struct Envs {
 impl Envs {
     pub async fn open(config_path: &Path) -> anyhow::Result<Envs> {
         let file = ConfigFile::load(config_path)?;
+        refuse_one_apps_state(&file)?;
         let asana = &file.asana;
         let policy = asana.retry.clone();
         let mut scrub = scrubbed(&file);
@@ -164,6 +165,31 @@ impl Envs {
             sb.stop().await;
         }
     }
+}
+
+/// A config that gained `[apps]` over a state directory one app's
+/// pushgate used: that state (deployed releases, an interrupted run's
+/// journal, history) would be ignored, so nothing runs until it is moved
+/// into the app it belongs to (`docs/operations.md`).
+fn refuse_one_apps_state(file: &ConfigFile) -> Result<(), UsageError> {
+    if !file.has_apps {
+        return Ok(());
+    }
+    let found = StateDir::new(&file.state_dir).one_apps_state();
+    if found.is_empty() {
+        return Ok(());
+    }
+    let root = file.state_dir.display();
+    let example = file.apps.keys().next().map_or("web", AppName::as_str);
+    let names: Vec<String> = found.iter().map(|p| p.display().to_string()).collect();
+    Err(UsageError(format!(
+        "state_dir `{root}` holds the state of a config without [apps] ({}); \
+         with [apps] each app keeps its state in {root}/apps/NAME/, so this would be ignored. \
+         Move it into the app it belongs to, e.g. `mkdir -p {root}/apps/{example} && mv {} {root}/apps/{example}/` \
+         (see docs/operations.md, \"From one app to many\")",
+        names.join(", "),
+        names.join(" "),
+    )))
 }
 
 /// One app's config and what a run of it works with: the shared client,

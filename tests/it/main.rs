@@ -2,6 +2,7 @@
 //! loopback, the real binary), then one module per feature.
 
 mod approvals;
+mod apps;
 mod broken_hosts;
 mod check;
 mod cli;

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 pub use pushgate::sandbox::seed;
 
+pub mod apps;
 pub mod hosts;
 
 /// Creates an incomplete task assigned to the sandbox's user in `project`
