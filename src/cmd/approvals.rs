@@ -219,7 +219,7 @@ pub async fn ask_if_due(env: &Env, c: &ClusterSettings, now: DateTime<Utc>) -> a
     )
     .await?;
     if let Some(link) = asked.created {
-        tracing::info!(cluster = %c.name, commit = %candidate.commit.short(), link = %link.as_deref().unwrap_or("(queued)"), next_push = %next, "asked for the approval of the next push");
+        tracing::info!(app = %env.config.app, cluster = %c.name, commit = %candidate.commit.short(), link = %link.as_deref().unwrap_or("(queued)"), next_push = %next, "asked for the approval of the next push");
     }
     Ok(())
 }

@@ -612,12 +612,12 @@ async fn approval_loop<C: Clock>(
                     crate::cmd::approvals::retry_held(env, c, scheduled, now, Some(&stop.flag))
                         .await
                 {
-                    tracing::info!(cluster = %c.name, "{why}");
+                    tracing::info!(app = %env.config.app, cluster = %c.name, "{why}");
                     awaiting.done(&c.name, scheduled);
                 }
             }
             if let Err(e) = crate::cmd::approvals::ask_if_due(env, c, clock.now()).await {
-                tracing::warn!(cluster = %c.name, error = %format!("{e:#}"), "cannot ask for the approval; trying again on the next poll");
+                tracing::warn!(app = %env.config.app, cluster = %c.name, error = %format!("{e:#}"), "cannot ask for the approval; trying again on the next poll");
             }
         }
     }

@@ -23,9 +23,12 @@ pub async fn lock(
     let first_line = reason.lines().next().unwrap_or(reason);
     let name: String = first_line.chars().take(200).collect();
     let notes = format!(
-        "{reason}\n\nLocked with `pushgate lock {cluster}` by {} at {}. Complete this task (or run `pushgate unlock <gid>`) to let {cluster} push again.",
+        "{reason}\n\nLocked with `{}` by {} at {}. Complete this task (or run `{}`) to let {} push again.",
+        env.config.cli(&format!("lock {cluster}")),
         crate::run::gather::operator(),
         now.format("%Y-%m-%d %H:%M:%S UTC"),
+        env.config.cli("unlock <gid>"),
+        env.config.label(&settings.name),
     );
     let task = env
         .client

@@ -124,7 +124,7 @@ pub async fn run(
                 "finished": r.finished,
                 "release": r.converged_to.as_ref().map(|x| x.as_str()),
                 "host_errors": r.host_errors,
-                "message": r.summary(cluster),
+                "message": r.summary(&env.config.label(&env.cluster(cluster)?.name)),
             });
         }
         v["asana_replayed"] = json!(pushed.replayed);
@@ -153,7 +153,7 @@ async fn push_inner(env: &Env, req: &PushRequest<'_>, hosts: &[Host]) -> anyhow:
     let say = |line: String| match output {
         Output::Text => println!("{line}"),
         Output::Json => eprintln!("pushgate: {line}"),
-        Output::Log => tracing::info!(cluster = %settings.name, "{line}"),
+        Output::Log => tracing::info!(app = %env.config.app, cluster = %settings.name, "{line}"),
     };
     let clock = RunClock::starting_at(req.now);
     let run_name = execute::run_id(&settings.name, &clock);
@@ -176,7 +176,7 @@ async fn push_inner(env: &Env, req: &PushRequest<'_>, hosts: &[Host]) -> anyhow:
     }
     let recovered = recovered?;
     if let Some(r) = &recovered {
-        say(r.summary(settings.name.as_str()));
+        say(r.summary(&env.config.label(&settings.name)));
     }
     let mut facts = match running {
         Some(holder) => Facts {
@@ -202,11 +202,17 @@ async fn push_inner(env: &Env, req: &PushRequest<'_>, hosts: &[Host]) -> anyhow:
     let plan = decide::plan(&facts);
     env.observer.decided(&plan, facts.now, req.dry_run).await;
     match &plan.verdict {
-        Verdict::Push { .. } => tracing::info!(cluster = %plan.cluster, "gate open"),
-        Verdict::NothingNew { .. } => tracing::info!(cluster = %plan.cluster, "{plan}"),
-        Verdict::Hold(_) => tracing::info!(cluster = %plan.cluster, "{plan}"),
+        Verdict::Push { .. } => {
+            tracing::info!(app = %env.config.app, cluster = %plan.cluster, "gate open")
+        }
+        Verdict::NothingNew { .. } => {
+            tracing::info!(app = %env.config.app, cluster = %plan.cluster, "{plan}")
+        }
+        Verdict::Hold(_) => {
+            tracing::info!(app = %env.config.app, cluster = %plan.cluster, "{plan}")
+        }
         Verdict::Unknown { reason } => {
-            tracing::warn!(cluster = %plan.cluster, %reason, "lock state unknown")
+            tracing::warn!(app = %env.config.app, cluster = %plan.cluster, %reason, "lock state unknown")
         }
     }
     if output == Output::Text {
@@ -359,7 +365,9 @@ async fn push_inner(env: &Env, req: &PushRequest<'_>, hosts: &[Host]) -> anyhow:
             }
         );
         match output {
-            Output::Log => tracing::warn!(cluster = %pushed.plan.cluster, "{line}"),
+            Output::Log => {
+                tracing::warn!(app = %env.config.app, cluster = %pushed.plan.cluster, "{line}")
+            }
             _ => eprintln!("pushgate: warning: {line}"),
         }
     }
@@ -435,7 +443,7 @@ async fn ask_approval(
             }
         }
         Err(e) => {
-            tracing::warn!(cluster = %settings.name, error = %format!("{e:#}"), "cannot ask for the approval")
+            tracing::warn!(app = %env.config.app, cluster = %settings.name, error = %format!("{e:#}"), "cannot ask for the approval")
         }
     }
 }

@@ -49,6 +49,7 @@ async fn rollback(
     json: bool,
 ) -> anyhow::Result<Outcome> {
     let cluster = settings.name.as_str();
+    let label = env.config.label(&settings.name);
     let clock = RunClock::starting_at(chrono::Utc::now());
     let rid = execute::run_id(&settings.name, &clock);
     let state = env.state.cluster(&settings.name);
@@ -62,19 +63,22 @@ async fn rollback(
         ..
     } = preamble::begin(&cx, &state, settings, hosts, &clock, &rid, dry_run).await?;
     if let Some(holder) = running {
-        eprintln!("pushgate: another push of {cluster} is running ({holder})");
+        eprintln!("pushgate: another push of {label} is running ({holder})");
         return Ok(Outcome::Busy);
     }
     // The emergency exit goes on even if some host could not be converged.
     match recovered {
         Ok(Some(r)) => {
-            let line = r.summary(cluster);
+            let line = r.summary(&label);
             if !json {
                 println!("{line}");
             }
             if decide::undo_was_the_rollback(to.as_ref(), r.rollback, r.finished) {
                 if !json {
-                    println!("{cluster}: the interrupted push was undone; run `pushgate rollback {cluster}` again to go further back");
+                    println!(
+                        "{label}: the interrupted push was undone; run `{}` again to go further back",
+                        env.config.cli(&format!("rollback {cluster}"))
+                    );
                 } else {
                     super::print_json(&json!({
                         "cluster": cluster,

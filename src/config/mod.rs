@@ -465,6 +465,12 @@ impl Config {
     pub fn named_app(&self) -> Option<AppName> {
         self.many_apps.then(|| self.app.clone())
     }
+
+    /// A command line about this app for people to run (`pushgate --app
+    /// web rollback beta` in a config of several apps).
+    pub fn cli(&self, args: &str) -> String {
+        crate::domain::model::cli(self.named_app().as_ref(), args)
+    }
 }
 
 /// What every app of a file shares.

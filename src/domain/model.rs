@@ -117,6 +117,15 @@ impl AppName {
     }
 }
 
+/// A pushgate command line for people to run, as they must type it: with
+/// `--app NAME` when the config has several apps.
+pub fn cli(app: Option<&AppName>, args: &str) -> String {
+    match app {
+        Some(a) => format!("pushgate --app {a} {args}"),
+        None => format!("pushgate {args}"),
+    }
+}
+
 impl fmt::Display for AppName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(&self.0)

@@ -276,7 +276,7 @@ pub async fn ask(
         )
         .await
         {
-            tracing::warn!(cluster = %cluster.name, error = %describe(&e), "cannot build the candidate to ask for its approval");
+            tracing::warn!(app = %cx.config.app, cluster = %cluster.name, error = %describe(&e), "cannot build the candidate to ask for its approval");
             return Ok(done);
         }
     }
@@ -323,7 +323,7 @@ pub async fn ask(
     let plan = decide::approval::ask(&facts, Some(candidate), deployed);
     let k = key(&cluster.name, candidate, &digest);
     for r in &lost {
-        tracing::warn!(cluster = %cluster.name, request = %r.key, "an approval request was recorded but never queued; sending it now");
+        tracing::warn!(app = %cx.config.app, cluster = %cluster.name, request = %r.key, "an approval request was recorded but never queued; sending it now");
         let (name, notes) = (r.name.clone(), notes_of(cx, cluster, r, &about));
         submit_create(outbox, about.run_id, &state, &r.key, name, notes, settings).await;
     }

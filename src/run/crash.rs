@@ -245,7 +245,7 @@ pub async fn after_run(
         }
     }
     if done.closed + done.released > 0 {
-        tracing::info!(cluster = %cluster.name, closed = done.closed, released = done.released, "crash tasks");
+        tracing::info!(app = %config.app, cluster = %cluster.name, closed = done.closed, released = done.released, "crash tasks");
     }
     done
 }

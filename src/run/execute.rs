@@ -986,6 +986,7 @@ impl Run<'_, '_> {
         let what = self.what_failed(sw, failed, &check_why);
         let before = self.plan.before.clone();
         let lock = waves::lockdown(
+            self.cx.run.config.named_app().as_ref(),
             &self.cx.cluster.name,
             &self.release,
             &self.to,
@@ -1037,6 +1038,7 @@ impl Run<'_, '_> {
         let what = self.what_failed(sw, failed, &check_why);
         let before = self.plan.before.clone();
         let lock = waves::lockdown(
+            self.cx.run.config.named_app().as_ref(),
             &self.cx.cluster.name,
             &self.release,
             &self.to,

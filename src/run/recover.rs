@@ -136,7 +136,7 @@ pub async fn interrupted(cx: &Cx<'_>, outbox: &mut Outbox) -> anyhow::Result<Opt
         finished,
         halted: stop.as_ref().is_some_and(|s| !s.rolled_back),
     };
-    tracing::warn!(cluster = %c, run = %old_run, step = %stopped_in, "an earlier run did not finish; recovering");
+    tracing::warn!(app = %cx.run.config.app, cluster = %c, run = %old_run, step = %stopped_in, "an earlier run did not finish; recovering");
     if find(&entries, "recovered").is_none() {
         bookkeeping(cx, outbox, &entries, &run, &stopped_in, stop.as_ref()).await;
         Journal::new(cx.state, &old_run, cx.clock).write("recovered", json!({ "by": cx.by_run }));
@@ -176,7 +176,7 @@ pub async fn interrupted(cx: &Cx<'_>, outbox: &mut Outbox) -> anyhow::Result<Opt
     if crate::domain::decide::hosts::too_many(&policy, out.host_errors.len(), cx.hosts.len()) {
         anyhow::bail!(
             "{}; more hosts than max_failed_hosts = {} could not be converged, so nothing else runs until they are (the next run tries again)",
-            out.summary(c.as_str()),
+            out.summary(&cx.run.config.label(c)),
             policy.max_failed
         );
     }

@@ -55,6 +55,8 @@ pub async fn rollback(
         return None;
     };
     let c = &cx.cluster.name;
+    let config = &cx.run.config;
+    let label = config.label(c);
     let rid = cx.run_id;
     let journal = Journal::new(cx.state, rid, cx.clock);
     let record = RunRecord {
@@ -99,12 +101,13 @@ pub async fn rollback(
         rid,
         plan.lock_task_name().unwrap_or_default(),
         format!(
-            "`pushgate rollback {c}` switched {c} from {from_name}{} back to {to} ({}) at {} (run {rid}, by {}).\n\nAutomatic pushes of {c} stop while this task is open: complete it once the cause is understood.{}",
+            "`{}` switched {label} from {from_name}{} back to {to} ({}) at {} (run {rid}, by {}).\n\nAutomatic pushes of {label} stop while this task is open: complete it once the cause is understood.{}",
+            config.cli(&format!("rollback {c}")),
             from_commit.as_ref().map(|x| format!(" ({})", x.short())).unwrap_or_default(),
             commit.short(),
             cx.clock.start().format("%Y-%m-%d %H:%M:%S UTC"),
             cx.operator,
-            from_commit.as_ref().map(|x| format!(" The rolled-back commit {} is not pushed again unless someone runs `pushgate push {c} --commit {}`.", x.short(), x.short())).unwrap_or_default(),
+            from_commit.as_ref().map(|x| format!(" The rolled-back commit {} is not pushed again unless someone runs `{}`.", x.short(), config.cli(&format!("push {c} --commit {}", x.short())))).unwrap_or_default(),
         ),
     )
     .await;

@@ -567,7 +567,7 @@ async fn the_demo_gates_prod_and_prints_the_command_that_approves_its_request() 
     let run = support::Run::from(out);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
-        run.stdout.contains("prod: awaiting approval http"),
+        run.stdout.contains("web/prod: awaiting approval http"),
         "{}",
         run.stdout
     );
@@ -579,7 +579,7 @@ async fn the_demo_gates_prod_and_prints_the_command_that_approves_its_request() 
     );
     assert!(!dir.path().join("hosts/prod-1/current").exists());
     assert!(
-        run.stdout.contains("\"name\":\"rollback beta\""),
+        run.stdout.contains("\"name\":\"web rollback beta\""),
         "{}",
         run.stdout
     );

@@ -413,13 +413,54 @@ async fn the_demo_starts_and_decides() {
         "{}",
         run.stdout
     );
-    assert!(run.stdout.contains("beta: may push"), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("beta: pushed"),
-        "the demo's first tick pushes the sample repository: {}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("web/beta: may push"), "{}", run.stdout);
+    for app in ["web", "docs"] {
+        assert!(
+            run.stdout.contains(&format!("{app}/beta: pushed")),
+            "the demo's first tick pushes both sample apps: {}",
+            run.stdout
+        );
+    }
     let current = std::fs::read_to_string(dir.path().join("hosts/beta-2/current/VERSION")).unwrap();
     assert_eq!(current, "1.1\n");
+    let docs =
+        std::fs::read_to_string(dir.path().join("hosts/docs-beta-2/current/install.html")).unwrap();
+    assert_eq!(docs, "<p>cargo install pushgate</p>\n");
+    assert!(dir
+        .path()
+        .join("state/apps/docs/clusters/beta/deployed.json")
+        .exists());
     assert!(dir.path().join("pushgate.toml").exists() && dir.path().join("sandbox.json").exists());
+}
+
+/// A demo directory the one-app demo left (its state at the root of
+/// `state/`) is upgraded in place: web's state moves into
+/// `state/apps/web/`, so what beta runs is still known.
+#[tokio::test]
+async fn a_one_app_demo_directory_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_pushgate"))
+            .args(["demo", "--ticks", "1", "--every", "1s", "--dir"])
+            .arg(dir.path())
+            .output()
+    };
+    let first = support::Run::from(demo().await.unwrap());
+    assert_eq!(first.code, 0, "{first:?}");
+    // What the one-app demo had: its clusters at the root.
+    let state = dir.path().join("state");
+    std::fs::rename(state.join("apps/web/clusters"), state.join("clusters")).unwrap();
+    let again = support::Run::from(demo().await.unwrap());
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(
+        again.stdout.contains("moved this demo's one-app state"),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        again.stdout.contains("web/beta: nothing new"),
+        "the moved state still says what beta runs: {}",
+        again.stdout
+    );
+    assert!(!state.join("clusters").exists());
 }

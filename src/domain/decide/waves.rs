@@ -13,7 +13,7 @@
 //! `hosts::exceeds` against `max_unhealthy_hosts`.
 
 use crate::domain::decide::hosts::{after_switch, back_of, exceeds, AfterSwitch, Staged, Switched};
-use crate::domain::model::{ClusterName, CommitId, Host, ReleaseId};
+use crate::domain::model::{cli, AppName, ClusterName, CommitId, Host, ReleaseId};
 use crate::domain::plan::{HostPolicy, Rollout, Wave, WaveSize};
 use crate::domain::text::{count, printable};
 
@@ -282,6 +282,7 @@ pub struct Lockdown {
 /// `commit` again and a person looks.
 #[allow(clippy::too_many_arguments)]
 pub fn lockdown(
+    app: Option<&AppName>,
     cluster: &ClusterName,
     release: &ReleaseId,
     commit: &CommitId,
@@ -293,6 +294,8 @@ pub fn lockdown(
     push_task: Option<&str>,
 ) -> Lockdown {
     let what = printable(what, 300);
+    let cmd = |args: String| cli(app, &args);
+    let label = app.map_or_else(|| cluster.to_string(), |a| format!("{a}/{cluster}"));
     let lock_name = if rolled_back {
         format!(
             "rolled back from {release} automatically: {} failed: investigate",
@@ -300,30 +303,31 @@ pub fn lockdown(
         )
     } else {
         format!(
-            "{cluster} stopped at wave {wave}/{of} of {release}: {} failed: decide",
+            "{label} stopped at wave {wave}/{of} of {release}: {} failed: decide",
             printable(first_clause(&what), 120)
         )
     };
     let mut notes = if rolled_back {
         format!(
-            "pushgate pushed {} ({}) to {cluster} in {of} waves and wave {wave}'s {what}.\n\nEvery host switched in that push went back to {}, so the cluster runs one release again.",
+            "pushgate pushed {} ({}) to {label} in {of} waves and wave {wave}'s {what}.\n\nEvery host switched in that push went back to {}, so the cluster runs one release again.",
             commit.short(),
             release,
             back_to.map_or("no release (it was the first push)".to_owned(), ToString::to_string),
         )
     } else {
         format!(
-            "pushgate pushed {} ({}) to {cluster} in {of} waves and wave {wave}'s {what}.\n\nauto_rollback is off: no further wave ran, and the hosts switched so far keep {release}; the others run {}. To finish the push: `pushgate push {cluster} --commit {}`. To put every host back: `pushgate rollback {cluster}`.",
+            "pushgate pushed {} ({}) to {label} in {of} waves and wave {wave}'s {what}.\n\nauto_rollback is off: no further wave ran, and the hosts switched so far keep {release}; the others run {}. To finish the push: `{}`. To put every host back: `{}`.",
             commit.short(),
             release,
             back_to.map_or("no release".to_owned(), ToString::to_string),
-            commit.short(),
+            cmd(format!("push {cluster} --commit {}", commit.short())),
+            cmd(format!("rollback {cluster}")),
         )
     };
     notes.push_str(&format!(
-        "\n\nAutomatic pushes of {cluster} stop while this task is open: complete it once the cause is understood. The commit {} is not pushed again unless someone runs `pushgate push {cluster} --commit {}`.",
+        "\n\nAutomatic pushes of {label} stop while this task is open: complete it once the cause is understood. The commit {} is not pushed again unless someone runs `{}`.",
         commit.short(),
-        commit.short()
+        cmd(format!("push {cluster} --commit {}", commit.short())),
     ));
     if let Some(t) = push_task {
         notes.push_str(&format!("\n\nPush task: {}", printable(t, 200)));
@@ -720,6 +724,7 @@ mod tests {
         let c = ClusterName::parse("beta").unwrap();
         let commit = CommitId::parse(&"c".repeat(40)).unwrap();
         let l = lockdown(
+            None,
             &c,
             &rel(5),
             &commit,
@@ -741,7 +746,11 @@ mod tests {
 
             Push task: https://app.asana.com/0/3/9"#]]
         .assert_eq(&l.lock_notes);
+        // In a config of several apps, the app is named, and the commands
+        // say --app.
+        let web = AppName::parse("web").unwrap();
         let l = lockdown(
+            Some(&web),
             &c,
             &rel(5),
             &commit,
@@ -753,8 +762,15 @@ mod tests {
             None,
         );
         expect![
-            "beta stopped at wave 2/3 of 20261105T101500Z-3f2a9c13f2a9: wave check failed: decide"
+            "web/beta stopped at wave 2/3 of 20261105T101500Z-3f2a9c13f2a9: wave check failed: decide"
         ]
         .assert_eq(&l.lock_name);
+        expect![[r#"
+            pushgate pushed ccccccc (20261105T101500Z-3f2a9c13f2a9) to web/beta in 3 waves and wave 2's wave check failed: 5xx rate 4%.
+
+            auto_rollback is off: no further wave ran, and the hosts switched so far keep 20261105T101500Z-3f2a9c13f2a9; the others run 20261104T101500Z-3f2a9c13f2a9. To finish the push: `pushgate --app web push beta --commit ccccccc`. To put every host back: `pushgate --app web rollback beta`.
+
+            Automatic pushes of web/beta stop while this task is open: complete it once the cause is understood. The commit ccccccc is not pushed again unless someone runs `pushgate --app web push beta --commit ccccccc`."#]]
+        .assert_eq(&l.lock_notes);
     }
 }
