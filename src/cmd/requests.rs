@@ -512,6 +512,7 @@ async fn run_verb(
     let link = t.permalink_url.clone().unwrap_or_default();
     match &parsed.verb {
         Verb::Push { cluster, rev } => {
+            let shown = env.config.label(cluster);
             let pushed = push_at(
                 env,
                 PushRequest {
@@ -546,7 +547,7 @@ async fn run_verb(
                                 .unwrap_or_default()
                         )),
                         (Verdict::Push { to, .. }, _) => Ran::Done(format!(
-                            "Done: pushed {} to {cluster}{}",
+                            "Done: pushed {} to {shown}{}",
                             to.short(),
                             task.map(|l| format!(" — push task: {l}"))
                                 .unwrap_or_default()
@@ -562,6 +563,7 @@ async fn run_verb(
             }
         }
         Verb::Rollback { cluster, to } => {
+            let shown = env.config.label(cluster);
             let to = to.as_ref().map(|r| r.to_string());
             match super::rollback::run(env, cluster.as_str(), to.as_deref(), false, true).await {
                 Ok(Outcome::Success) => {
@@ -572,7 +574,7 @@ async fn run_verb(
                         .ok()
                         .and_then(|mut h| h.pop());
                     Ran::Done(format!(
-                        "Done: rolled back {cluster}{}{}",
+                        "Done: rolled back {shown}{}{}",
                         last.as_ref()
                             .and_then(|r| r.release.as_deref())
                             .map(|r| format!(" to {r}"))
@@ -582,23 +584,25 @@ async fn run_verb(
                             .unwrap_or_default()
                     ))
                 }
-                Ok(Outcome::Busy) => Ran::Held(format!("another push of {cluster} is running")),
+                Ok(Outcome::Busy) => Ran::Held(format!("another push of {shown} is running")),
                 Ok(_) => Ran::Failed(format!(
-                    "the rollback of {cluster} failed on some hosts; see its rollback task"
+                    "the rollback of {shown} failed on some hosts; see its rollback task"
                 )),
                 Err(err) => Ran::Failed(printable(&format!("{err:#}"), 500)),
             }
         }
         Verb::Lock { cluster } => {
+            let shown = env.config.label(cluster);
             let Some(c) = env.config.clusters.get(cluster) else {
-                return Ran::Failed(format!("{cluster} is not configured"));
+                return Ran::Failed(format!("{shown} is not configured"));
             };
             let key = format!("request-lock-{gid}-{}", e.attempt);
             let op = Op::CreateTask {
                 key: key.clone(),
                 name: format!("locked by a request of {author}"),
                 notes: format!(
-                    "{author} asked for this lock in Asana: {link}\n\nComplete this task (or write `unlock {cluster}` in the requests project) to let {cluster} push again.\nrequest: {key}\n"
+                    "{author} asked for this lock in Asana: {link}\n\nComplete this task (or write `{}unlock {cluster}` in the requests project) to let {shown} push again.\nrequest: {key}\n",
+                    env.config.named_app().map(|a| format!("{a} ")).unwrap_or_default()
                 ),
                 html_notes: None,
                 project: c.lock_project.to_string(),
@@ -608,10 +612,10 @@ async fn run_verb(
             e.locks.push((cluster.to_string(), key.clone()));
             match ob.submit(run_id, op).await {
                 Delivery::Applied(Some(made)) => {
-                    Ran::Done(format!("Done: locked {cluster} — lock task: {}", made.link))
+                    Ran::Done(format!("Done: locked {shown} — lock task: {}", made.link))
                 }
                 Delivery::Applied(None) | Delivery::Queued => Ran::Done(format!(
-                    "Done: locked {cluster} (the lock task is queued: Asana did not take it yet)"
+                    "Done: locked {shown} (the lock task is queued: Asana did not take it yet)"
                 )),
                 Delivery::Dropped(why) => {
                     Ran::Failed(format!("Asana refused the lock task: {why}"))
@@ -619,6 +623,7 @@ async fn run_verb(
             }
         }
         Verb::Unlock { cluster } => {
+            let shown = env.config.label(cluster);
             let open: Vec<String> = journal
                 .values()
                 .flat_map(|x| x.locks.iter())
@@ -628,7 +633,7 @@ async fn run_verb(
                 .collect();
             if open.is_empty() {
                 return Ran::Failed(format!(
-                    "no lock task made by a request is open for {cluster}; a lock made otherwise is completed in Asana (or with `pushgate unlock TASK_GID`)"
+                    "no lock task made by a request is open for {shown}; a lock made otherwise is completed in Asana (or with `pushgate unlock TASK_GID`)"
                 ));
             }
             for k in &open {
@@ -648,7 +653,7 @@ async fn run_verb(
                 e.unlocked.push(k.clone());
             }
             Ran::Done(format!(
-                "Done: unlocked {cluster} ({})",
+                "Done: unlocked {shown} ({})",
                 crate::domain::text::count(open.len(), "lock task")
             ))
         }
