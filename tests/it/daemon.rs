@@ -4,25 +4,10 @@
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::support::{self, seed, Bin, Setup};
-
-fn sigterm(child: &tokio::process::Child) {
-    let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-}
+use crate::support::{self, seed, sigterm, Bin, Setup};
 
 fn spawn_run(bin: &Bin) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_pushgate"))
-        .arg("--config")
-        .arg(&bin.config)
-        .args(["--log-format", "json", "run", "--grace", "60s"])
-        .env(support::TOKEN_ENV, &bin.token)
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+    support::spawn_daemon(&bin.config, &bin.token)
 }
 
 /// Reads log lines until one contains `needle`; returns every line read.

@@ -11,10 +11,7 @@ const PROD_SCHEDULE: &str = "0 0 10,17 * * Mon-Fri";
 /// Midnight on 1 January: not during a test run, in practice.
 const NEVER: &str = "0 0 0 1 1 *";
 
-fn sigterm(child: &tokio::process::Child) {
-    let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-}
+use crate::support::sigterm;
 
 type Lines = tokio::io::Lines<BufReader<tokio::process::ChildStderr>>;
 

@@ -560,3 +560,24 @@ impl Run {
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
     }
 }
+
+/// `pushgate run` on `config`, its log as JSON lines on a pipe.
+pub fn spawn_daemon(config: &Path, token: &str) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_pushgate"))
+        .arg("--config")
+        .arg(config)
+        .args(["--log-format", "json", "run", "--grace", "60s"])
+        .env(TOKEN_ENV, token)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// What `systemctl stop` sends.
+pub fn sigterm(child: &tokio::process::Child) {
+    let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+}
