@@ -153,19 +153,7 @@ hosts = ["local:{d}/{name}/hosts/beta-1", "local:{d}/{name}/hosts/beta-2"]
     }
 
     pub async fn run_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushgate"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env(TOKEN_ENV, &self.token)
-            .env_remove("RUST_LOG")
-            .env_remove("PUSHGATE_CONFIG")
-            .env_remove(pushgate::adapters::failpoint::ENV)
-            .envs(vars.iter().copied())
-            .output()
-            .await
-            .expect("pushgate runs");
-        Run::from(out)
+        super::run_pushgate(&self.config, &self.token, args, vars).await
     }
 
     /// The state directory's root.

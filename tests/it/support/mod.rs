@@ -453,20 +453,7 @@ hosts = ["local:{d}/hosts/prod-1"]
     /// The binary with `args`, the token, and these extra variables (a
     /// failpoint, a PATH).
     pub async fn run_env(&self, args: &[&str], token: &str, vars: &[(&str, &str)]) -> Run {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushgate"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env(TOKEN_ENV, token)
-            .env_remove("RUST_LOG")
-            .env_remove("PUSHGATE_CONFIG")
-            .env_remove("NO_COLOR")
-            .env_remove(pushgate::adapters::failpoint::ENV)
-            .envs(vars.iter().copied())
-            .output()
-            .await
-            .expect("pushgate runs");
-        Run::from(out)
+        run_pushgate(&self.config, token, args, vars).await
     }
 
     /// Rewrites the config's lines that start with `key = `.
@@ -580,4 +567,24 @@ pub fn spawn_daemon(config: &Path, token: &str) -> tokio::process::Child {
 pub fn sigterm(child: &tokio::process::Child) {
     let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+}
+
+/// The real binary on `config` with `args`, the token, and these extra
+/// variables (a failpoint, a PATH); nothing else from the test's
+/// environment that would change what it does.
+pub async fn run_pushgate(config: &Path, token: &str, args: &[&str], vars: &[(&str, &str)]) -> Run {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushgate"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env(TOKEN_ENV, token)
+        .env_remove("RUST_LOG")
+        .env_remove("PUSHGATE_CONFIG")
+        .env_remove("NO_COLOR")
+        .env_remove(pushgate::adapters::failpoint::ENV)
+        .envs(vars.iter().copied())
+        .output()
+        .await
+        .expect("pushgate runs");
+    Run::from(out)
 }
