@@ -60,7 +60,7 @@ pub const SCRIPT: &str = r#"(function () {
     return (n < 10 ? n.toFixed(1) : n.toFixed(0)) + " " + u[i];
   }
   function words(c) {
-    if (!c.running) { return ""; }
+    if (!c.running || !c.run_id) { return ""; }
     var s = c.step ? c.step : "starting";
     if (c.hosts) {
       s += ": " + c.staged + " of " + c.hosts + " hosts staged, " + size(c.bytes) + " sent";
@@ -75,9 +75,12 @@ pub const SCRIPT: &str = r#"(function () {
   }
   function show(c) {
     var key = c.app + "/" + c.cluster;
+    // A push has a journal (a run id); a run that only looked (nothing
+    // new, held) holds the cluster's lock for an instant: not a push.
+    var pushing = c.running && c.run_id;
     var els = document.querySelectorAll("[data-live=\"" + key + "\"]");
     Array.prototype.forEach.call(els, function (el) {
-      if (c.running) {
+      if (pushing) {
         put(el, ".live-state", "pushing");
         var st = el.querySelector(".live-state");
         if (st) { st.className = "live-state state busy"; }
@@ -86,7 +89,7 @@ pub const SCRIPT: &str = r#"(function () {
         if (bar && c.hosts) { bar.max = c.hosts; bar.value = c.staged; bar.hidden = false; }
       }
     });
-    if (c.running) { running[key] = true; return false; }
+    if (pushing) { running[key] = true; return false; }
     return running[key] === true;
   }
   function poll() {

@@ -71,7 +71,8 @@ fn row(page: &Page, v: &ClusterView, tz: Tz, now: DateTime<Utc>) -> Markup {
     let env = page.cluster(v.app_name.as_str(), v.c.name.as_str());
     let live = env.map(|(e, c)| live_of(page, e, c)).unwrap_or_default();
     let web = env.and_then(|(e, _)| e.config.web.as_ref());
-    let running = live.running.is_some();
+    // A push, with its journal: not a run that only holds the lock to look.
+    let running = live.run_id.is_some();
     html! {
         tr data-live=(key) data-running=[running.then_some("1")] data-state=(word) {
             td { a href=(format!("/cluster/{}/{}", v.app_name, v.c.name)) { strong { (label) } } }
