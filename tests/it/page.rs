@@ -789,3 +789,119 @@ async fn off_loopback_nothing_is_served_without_the_token() {
     assert_eq!(g.headers["location"], "/");
     assert_eq!(daemon.stop().await, 0);
 }
+
+#[tokio::test]
+async fn with_several_apps_every_page_names_the_app_and_the_json_is_still_the_clis() {
+    let sb = support::sandbox().await;
+    let bin = Bin::new(&sb);
+    let d = bin.dir.path().display().to_string();
+    let api = support::Repo::init(&bin.path("api-repo"));
+    api.commit(&[("app/index.html", b"api v1\n")], "Initial api");
+    let app = |name: &str, repo: &str, lock: &str, push: &str| {
+        format!(
+            r#"
+[apps.{name}.repo]
+url = "{repo}"
+[apps.{name}.build]
+command = ["sh", "-c", "mkdir -p dist && cp -R app/. dist/"]
+output = "dist"
+timeout = "60s"
+[apps.{name}.clusters.beta]
+schedule = "{NEVER}"
+lock_project = "{lock}"
+push_project = "{push}"
+hosts = ["local:{d}/hosts/{name}-beta-1"]
+"#
+        )
+    };
+    let text = format!(
+        r#"state_dir = "state"
+[asana]
+base_url = "{url}"
+token_env = "{env}"
+workspace = "{ws}"
+retry_delay = "1ms"
+[sync]
+retries = 0
+host_timeout = "60s"
+{web}{api}"#,
+        url = sb.base_url(),
+        env = support::TOKEN_ENV,
+        ws = seed::WORKSPACE,
+        web = app("web", "repo", seed::LOCK_BETA, seed::PUSH_BETA),
+        api = app("api", "api-repo", seed::LOCK_PROD, seed::PUSH_PROD),
+    );
+    std::fs::write(&bin.config, text).unwrap();
+    for a in ["web", "api"] {
+        let r = bin.run(&["--app", a, "push", "beta"]).await;
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    support::add_lock(&sb, seed::LOCK_PROD, "api is on hold").await;
+    api.commit(&[("app/index.html", b"api v2\n")], "Second api");
+    let daemon = Daemon::start(&bin, "127.0.0.1:0", &[]).await;
+    let api_status = get(&format!("{}/api/status.json", daemon.url), &[]).await;
+    assert_eq!(
+        api_status.json(),
+        bin.run(&["status", "--json"]).await.json()
+    );
+    let only = get(&format!("{}/api/status.json?app=api", daemon.url), &[]).await;
+    assert_eq!(
+        only.json(),
+        bin.run(&["--app", "api", "status", "--json"]).await.json()
+    );
+    let h = get(
+        &format!("{}/api/history.json?cluster=beta", daemon.url),
+        &[],
+    )
+    .await;
+    let cli = bin.run(&["history", "beta", "--json"]).await.json();
+    assert_eq!(h.json(), cli, "an array, one per app");
+    assert_eq!(cli.as_array().unwrap().len(), 2);
+    let h = get(
+        &format!("{}/api/history.json?cluster=beta&app=api", daemon.url),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        h.json(),
+        bin.run(&["--app", "api", "history", "beta", "--json"])
+            .await
+            .json()
+    );
+
+    let overview = get(&format!("{}/", daemon.url), &[]).await;
+    for (key, label, state) in [
+        ("web/beta", "web/beta", "open"),
+        ("api/beta", "api/beta", "held"),
+    ] {
+        let row = overview
+            .body
+            .split(&format!("<tr data-live=\"{key}\""))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{key}: {}", overview.body));
+        let row = row.split("</tr>").next().unwrap();
+        assert!(row.contains(&format!("<strong>{label}</strong>")), "{row}");
+        assert!(row.contains(&format!("data-state=\"{state}\"")), "{row}");
+        assert!(row.contains(&format!("href=\"/cluster/{key}\"")), "{row}");
+    }
+    let page = get(&format!("{}/cluster/api/beta", daemon.url), &[]).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("<h1>api/beta — history</h1>"),
+        "{}",
+        page.body
+    );
+    let badge = get(&format!("{}/badge/api/beta.svg", daemon.url), &[]).await;
+    assert!(
+        badge.body.contains(">api/beta</text>") && badge.body.contains(">held</text>"),
+        "{}",
+        badge.body
+    );
+    let cc = get(&format!("{}/cc.xml", daemon.url), &[]).await;
+    assert!(
+        cc.body.contains("name=\"web/beta\"") && cc.body.contains("name=\"api/beta\""),
+        "{}",
+        cc.body
+    );
+    assert_eq!(daemon.stop().await, 0);
+}
