@@ -503,6 +503,32 @@ async fn every_page_escapes_hostile_text_and_shows_the_runs_as_they_went() {
     );
 
     // The failed run: its step, its output's tail (escaped), its task.
+    // A push told to go past prod's lock, and why: who and what, on prod's page.
+    let by_hand = w
+        .bin
+        .run(&[
+            "push",
+            "prod",
+            "--ignore-locks",
+            "--reason",
+            "hotfix <b>now</b>",
+        ])
+        .await;
+    assert_eq!(by_hand.code, 0, "{by_hand:?}");
+    let prod = get(&format!("{}/cluster/repo/prod", daemon.url), &[]).await;
+    assert!(
+        prod.body
+            .contains("ignored, because: hotfix &lt;b&gt;now&lt;/b&gt;"),
+        "{}",
+        prod.body
+    );
+    assert!(
+        prod.body.contains("lock &quot;Hold prod &lt;script&gt;"),
+        "the lock it went past: {}",
+        prod.body
+    );
+    inert(&prod.body, "prod's history");
+
     let failed = runs.iter().find(|r| r["outcome"] == "failed").unwrap();
     assert_eq!(failed["commit"], w.broken.as_str());
     let id = failed["run_id"].as_str().unwrap();
@@ -903,5 +929,68 @@ host_timeout = "60s"
         "{}",
         cc.body
     );
+    assert_eq!(daemon.stop().await, 0);
+}
+
+#[tokio::test]
+async fn a_runs_page_says_which_asana_writes_wait_until_a_later_run_sends_them() {
+    let sb = support::sandbox().await;
+    let bin = Bin::new(&sb);
+    bin.set_config_line("schedule", &format!("schedule = \"{NEVER}\""));
+    // Asana takes the push task, then no comment: the rest is queued.
+    support::faults(&sb, |f| {
+        f.only = Some("POST /tasks/*/stories".into());
+        f.fail_next = 1_000;
+        f.fail_status = 503;
+    });
+    let pushed = bin.run(&["push", "beta"]).await;
+    assert_eq!(pushed.code, 0, "{pushed:?}");
+    assert!(
+        pushed.stderr.contains("queued in the outbox"),
+        "{}",
+        pushed.stderr
+    );
+    let history = bin.run(&["history", "beta", "--json"]).await.json();
+    let id = history["runs"][0]["run_id"].as_str().unwrap().to_owned();
+    let daemon = Daemon::start(&bin, "127.0.0.1:0", &[]).await;
+    let url = format!("{}/run/repo/beta/{id}", daemon.url);
+    let run = get(&url, &[]).await;
+    let queued = run.body.matches("<tr data-state=\"queued\"").count();
+    assert!(
+        queued >= 2,
+        "comments and the completion wait: {}",
+        run.body
+    );
+    assert!(
+        run.body
+            .contains(&format!("{queued} still queued in the outbox")),
+        "{}",
+        run.body
+    );
+    assert!(
+        run.body.contains("<tr data-state=\"applied\""),
+        "the push task was created"
+    );
+    let overview = get(&format!("{}/", daemon.url), &[]).await;
+    assert!(
+        overview.body.contains("queued; the next run replays them"),
+        "{}",
+        overview.body
+    );
+    // Asana is back: the next run sends them, and the page says so.
+    sb.set_faults(Default::default());
+    assert_eq!(
+        bin.run(&["push", "beta"]).await.code,
+        0,
+        "nothing new, and the queue replayed"
+    );
+    let run = get(&url, &[]).await;
+    assert_eq!(
+        run.body.matches("<tr data-state=\"queued\"").count(),
+        0,
+        "{}",
+        run.body
+    );
+    assert!(run.body.contains("None queued."), "{}", run.body);
     assert_eq!(daemon.stop().await, 0);
 }

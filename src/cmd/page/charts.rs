@@ -23,9 +23,6 @@ fn font(size: u32) -> TextStyle<'static> {
     ("sans-serif", size).into_font().color(&BLACK)
 }
 
-/// The fine grid: barely there.
-const FINE: RGBColor = RGBColor(0xf3, 0xf4, 0xf6);
-
 /// A count axis: whole numbers only (no `1 1 1 2 2` from rounding).
 fn whole(y: &f64) -> String {
     if (y - y.round()).abs() < 1e-9 {
@@ -135,7 +132,7 @@ pub fn success_per_day(days: &[Day], tz: Tz) -> Option<String> {
                     String::new()
                 }
             })
-            .light_line_style(FINE)
+            .light_line_style(TRANSPARENT)
             .x_desc(format!("day ({})", tz.name()))
             .y_desc("successful pushes (%)")
             .label_style(font(12))
@@ -251,7 +248,7 @@ pub fn durations(points: &[Point], median: Option<f64>, tz: Tz) -> Option<String
                     format!("{y:.0}")
                 }
             })
-            .light_line_style(FINE)
+            .light_line_style(TRANSPARENT)
             .x_desc(format!("push started ({})", tz.name()))
             .y_desc("duration (s)")
             .label_style(font(12))
@@ -315,7 +312,7 @@ pub fn holds(by_reason: &[(String, usize)]) -> Option<String> {
             })
             .y_labels((most + 2).min(11))
             .y_label_formatter(&whole)
-            .light_line_style(FINE)
+            .light_line_style(TRANSPARENT)
             .x_desc("reason")
             .y_desc("held runs")
             .label_style(font(12))
@@ -387,7 +384,7 @@ pub fn timeline(bars: &[Bar]) -> Option<String> {
                 _ => String::new(),
             })
             .x_label_formatter(&|x| format!("{x:.1}"))
-            .light_line_style(FINE)
+            .light_line_style(TRANSPARENT)
             .x_desc("seconds since the run started (s)")
             .y_desc("step")
             .label_style(font(12))
