@@ -426,7 +426,7 @@ pub fn timeline(bars: &[Bar]) -> Option<String> {
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(SeriesLabelPosition::UpperRight)
             .label_font(font(12))
             .border_style(MUTED)
             .background_style(WHITE.mix(0.9))
