@@ -994,3 +994,70 @@ async fn a_runs_page_says_which_asana_writes_wait_until_a_later_run_sends_them()
     assert!(run.body.contains("None queued."), "{}", run.body);
     assert_eq!(daemon.stop().await, 0);
 }
+
+#[tokio::test]
+async fn a_rollback_has_its_page_with_its_hosts_and_the_lock_it_left() {
+    let sb = support::sandbox().await;
+    let bin = Bin::new(&sb);
+    bin.set_config_line("schedule", &format!("schedule = \"{NEVER}\""));
+    assert_eq!(bin.run(&["push", "beta"]).await.code, 0);
+    bin.repo.commit(&[("app/index.html", b"v2\n")], "Second");
+    assert_eq!(bin.run(&["push", "beta"]).await.code, 0);
+    let back = bin.run(&["rollback", "beta"]).await;
+    assert_eq!(back.code, 0, "{back:?}");
+    let history = bin.run(&["history", "beta", "--json"]).await.json();
+    let last = history["runs"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["kind"], "rollback");
+    let daemon = Daemon::start(&bin, "127.0.0.1:0", &[]).await;
+    let id = last["run_id"].as_str().unwrap();
+    let run = get(&format!("{}/run/repo/beta/{id}", daemon.url), &[]).await;
+    assert_eq!(run.status, 200);
+    assert!(run.body.contains("<h1>beta rollback "), "{}", run.body);
+    assert!(
+        run.body.contains("class=\"state good\">rolled-back</span>"),
+        "{}",
+        run.body
+    );
+    for step in ["prepare", "record", "switch"] {
+        assert!(
+            run.body.contains(&format!("data-step=\"{step}\"")),
+            "{step}: {}",
+            run.body
+        );
+    }
+    let release = last["release"].as_str().unwrap();
+    assert_eq!(
+        run.body
+            .matches(&format!("<td>runs {release}</td>"))
+            .count(),
+        3,
+        "{}",
+        run.body
+    );
+    let lock = sb
+        .with_data(|d| d.projects[seed::LOCK_BETA].tasks.clone())
+        .unwrap();
+    assert_eq!(lock.len(), 1, "the rollback's lock task");
+    let origin = sb.base_url().trim_end_matches("/api/1.0").to_owned();
+    assert!(
+        run.body.contains(&format!(
+            "href=\"{origin}/0/{}/{}\"",
+            seed::LOCK_BETA,
+            lock[0]
+        )),
+        "{}",
+        run.body
+    );
+    // The overview: beta is held by that lock now, as status says.
+    let status = bin.run(&["status", "beta", "--json"]).await.json();
+    assert_eq!(status["clusters"][0]["state"], "held");
+    let overview = get(&format!("{}/", daemon.url), &[]).await;
+    assert!(
+        overview
+            .body
+            .contains("data-live=\"repo/beta\" data-state=\"held\""),
+        "{}",
+        overview.body
+    );
+    assert_eq!(daemon.stop().await, 0);
+}

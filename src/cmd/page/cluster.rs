@@ -19,7 +19,7 @@ use super::charts;
 use super::html::{self, commit, text, time, tone, took, BodyData};
 use super::Page;
 use crate::cmd::history;
-use crate::cmd::status;
+use crate::cmd::status::{self, ClusterView};
 use crate::domain::model::{RunKind, RunOutcome};
 
 /// The table shows at most this many runs (the newest).
@@ -38,7 +38,21 @@ pub async fn show(
     Path((app, cluster)): Path<(String, String)>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let Some((env, c)) = page.cluster(&app, &cluster) else {
+    if page.cluster(&app, &cluster).is_none() {
+        return html::not_found("There is no such app or cluster.");
+    }
+    let (views, _) = page.views().await;
+    html::blocking(move || render(&page, &app, &cluster, &q, &views)).await
+}
+
+fn render(
+    page: &Page,
+    app: &str,
+    cluster: &str,
+    q: &BTreeMap<String, String>,
+    views: &[ClusterView],
+) -> Response {
+    let Some((env, c)) = page.cluster(app, cluster) else {
         return html::not_found("There is no such app or cluster.");
     };
     let now = Utc::now();
@@ -64,7 +78,6 @@ pub async fn show(
     let st = history::stats(&runs, &holds, since, now);
     let tz = c.timezone;
     let label = env.config.label(&c.name);
-    let (views, _) = page.views().await;
     let view = views
         .iter()
         .find(|v| v.app_name == env.config.app && v.c.name == c.name);

@@ -226,6 +226,23 @@ pub fn page(status: StatusCode, title: &str, data: BodyData, body: Markup) -> Re
     resp
 }
 
+/// Renders off the async threads: the pages read the state directory
+/// (histories, journals, reports), which must not hold up the pushes the
+/// daemon runs on them.
+pub async fn blocking(render: impl FnOnce() -> Response + Send + 'static) -> Response {
+    tokio::task::spawn_blocking(render)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "on-call page: a page failed to render");
+            page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "error",
+                BodyData::default(),
+                html! { h1 { "This page could not be made" } p { "See the daemon's log." } },
+            )
+        })
+}
+
 /// A page that says what is not there.
 pub fn not_found(what: &str) -> Response {
     page(

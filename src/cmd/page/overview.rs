@@ -24,8 +24,12 @@ use crate::domain::plan::{HoldReason, LockFacts, Verdict};
 
 pub async fn show(State(page): State<Arc<Page>>) -> Response {
     let (views, _) = page.views().await;
+    html::blocking(move || render(&page, &views)).await
+}
+
+fn render(page: &Page, views: &[ClusterView]) -> Response {
     let now = Utc::now();
-    let tz = status::view_zone(&views);
+    let tz = status::view_zone(views);
     let zone = if tz == chrono_tz::UTC {
         "UTC"
     } else {
@@ -54,7 +58,7 @@ pub async fn show(State(page): State<Arc<Page>>) -> Response {
                 th { "Scheduled" } th { "Last run" } th { "Locks" }
             } }
             tbody {
-                @for v in views.iter() { (row(&page, v, tz, now)) }
+                @for v in views.iter() { (row(page, v, tz, now)) }
             }
         }
     };

@@ -163,7 +163,12 @@ pub async fn show(
     State(page): State<Arc<Page>>,
     Path((app, cluster, run)): Path<(String, String, String)>,
 ) -> Response {
-    let Some((env, c)) = page.cluster(&app, &cluster) else {
+    html::blocking(move || render(&page, &app, &cluster, &run)).await
+}
+
+fn render(page: &Page, app: &str, cluster: &str, run: &str) -> Response {
+    let run = run.to_owned();
+    let Some((env, c)) = page.cluster(app, cluster) else {
         return html::not_found("There is no such app or cluster.");
     };
     if !crate::adapters::state::is_run_id(&run) {
@@ -183,7 +188,7 @@ pub async fn show(
     }
     let now = Utc::now();
     let tz = c.timezone;
-    let live = live_of(&page, env, c);
+    let live = live_of(page, env, c);
     let running = live.run_id.as_deref() == Some(run.as_str());
     let start = journal.iter().find(|e| e.step == "start");
     let s = |k: &str| start.and_then(|e| e.detail.get(k)).and_then(Value::as_str);
@@ -223,7 +228,7 @@ pub async fn show(
         .map(|e| e.step.clone());
     let failed = journal.iter().find(|e| e.step == "failed");
     let task = task_link(
-        &page,
+        page,
         &c.push_project,
         report.as_ref(),
         record.as_ref(),
