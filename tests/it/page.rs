@@ -1061,3 +1061,54 @@ async fn a_rollback_has_its_page_with_its_hosts_and_the_lock_it_left() {
     );
     assert_eq!(daemon.stop().await, 0);
 }
+
+#[tokio::test]
+async fn a_hosts_file_that_cannot_be_read_is_said_on_the_page_as_status_says_it() {
+    let sb = support::sandbox().await;
+    let bin = Bin::new(&sb);
+    bin.set_config_line("schedule", &format!("schedule = \"{NEVER}\""));
+    let hosts = bin.path("beta-hosts");
+    std::fs::write(
+        &hosts,
+        format!("local:{}\n", bin.path("hosts/beta-1").display()),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&bin.config).unwrap();
+    let inline = text
+        .lines()
+        .find(|l| l.starts_with("hosts = [\"local:") && l.contains("beta-1"))
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        &bin.config,
+        text.replace(&inline, &format!("hosts_file = \"{}\"", hosts.display())),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&bin, "127.0.0.1:0", &[]).await;
+    std::fs::remove_file(&hosts).unwrap();
+    let status = bin.run(&["status"]).await;
+    assert_eq!(status.code, 2, "{status:?}");
+    let page = get(&format!("{}/", daemon.url), &[]).await;
+    assert_eq!(page.status, 200);
+    let said = status
+        .stderr
+        .trim()
+        .trim_start_matches("pushgate: ")
+        .to_owned();
+    assert!(
+        page.body
+            .contains("The clusters&#39; state could not be gathered: ")
+            || page
+                .body
+                .contains("The clusters' state could not be gathered: "),
+        "{}",
+        page.body
+    );
+    let shown = said
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
+    assert!(page.body.contains(&shown), "{said}: {}", page.body);
+    assert_eq!(daemon.stop().await, 0);
+}

@@ -138,6 +138,16 @@ struct Gathered {
     now: DateTime<Utc>,
     seen: Vec<Seen>,
     views: Arc<Vec<ClusterView>>,
+    /// Why nothing could be gathered (a hosts file that cannot be read:
+    /// `status` exits 2 with the same words).
+    problem: Option<String>,
+}
+
+/// The overview as gathered: the views, when, and why there are none.
+pub struct Overview {
+    pub views: Arc<Vec<ClusterView>>,
+    pub now: DateTime<Utc>,
+    pub problem: Option<String>,
 }
 
 /// What the state directory looked like: whether each cluster runs, and
@@ -222,25 +232,35 @@ impl Page {
     /// kept, if it is younger than [`FRESH_FOR`] and the state directory
     /// has not changed since, else a new one (one at a time).
     async fn views(&self) -> (Arc<Vec<ClusterView>>, DateTime<Utc>) {
+        let o = self.overview().await;
+        (o.views, o.now)
+    }
+
+    /// [`Page::views`], and why there are none if there are none.
+    async fn overview(&self) -> Overview {
         let mut kept = self.overview.lock().await;
         let seen = self.seen();
         if let Some(g) = kept.as_ref() {
             if g.at.elapsed() < FRESH_FOR && g.seen == seen {
-                return (g.views.clone(), g.now);
+                return Overview {
+                    views: g.views.clone(),
+                    now: g.now,
+                    problem: g.problem.clone(),
+                };
             }
         }
         let now = Utc::now();
         let wanted = self.clusters();
-        let views = match status::gather(&wanted, now, self.many).await {
+        let (views, problem) = match status::gather(&wanted, now, self.many).await {
             Ok((views, warnings)) => {
                 for w in warnings {
                     tracing::warn!("on-call page: {w}");
                 }
-                views
+                (views, None)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "on-call page: cannot gather the clusters' state");
-                Vec::new()
+                (Vec::new(), Some(e.0))
             }
         };
         let views = Arc::new(views);
@@ -249,8 +269,13 @@ impl Page {
             now,
             seen,
             views: views.clone(),
+            problem: problem.clone(),
         });
-        (views, now)
+        Overview {
+            views,
+            now,
+            problem,
+        }
     }
 }
 

@@ -23,11 +23,11 @@ use crate::domain::model::{Fix, LockTask, RunOutcome};
 use crate::domain::plan::{HoldReason, LockFacts, Verdict};
 
 pub async fn show(State(page): State<Arc<Page>>) -> Response {
-    let (views, _) = page.views().await;
-    html::blocking(move || render(&page, &views)).await
+    let o = page.overview().await;
+    html::blocking(move || render(&page, &o.views, o.problem.as_deref())).await
 }
 
-fn render(page: &Page, views: &[ClusterView]) -> Response {
+fn render(page: &Page, views: &[ClusterView], problem: Option<&str>) -> Response {
     let now = Utc::now();
     let tz = status::view_zone(views);
     let zone = if tz == chrono_tz::UTC {
@@ -49,8 +49,8 @@ fn render(page: &Page, views: &[ClusterView]) -> Response {
             }
             ". Times in " (zone) "."
         }
-        @if views.is_empty() {
-            p.note { "The clusters' state could not be gathered: see the daemon's log." }
+        @if let Some(why) = problem {
+            p.note { "The clusters' state could not be gathered: " (text(why, 600)) }
         }
         table #clusters {
             thead { tr {
