@@ -1097,10 +1097,7 @@ async fn a_hosts_file_that_cannot_be_read_is_said_on_the_page_as_status_says_it(
         .to_owned();
     assert!(
         page.body
-            .contains("The clusters&#39; state could not be gathered: ")
-            || page
-                .body
-                .contains("The clusters' state could not be gathered: "),
+            .contains("The clusters' state could not be gathered: "),
         "{}",
         page.body
     );
