@@ -166,7 +166,7 @@ async function tour() {
   expect(after === "open" || after === "pushing", "beta after its push: " + after);
   await until(running, () => {
     const o = document.querySelector("#outcome");
-    return o !== null && o.textContent === "pushed";
+    return o !== null && o.textContent === "success" && !document.body.hasAttribute("data-running");
   });
   await inert(page, "the overview after the push");
   await shot(page, "overview.png");

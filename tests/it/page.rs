@@ -1014,7 +1014,7 @@ async fn a_rollback_has_its_page_with_its_hosts_and_the_lock_it_left() {
     assert_eq!(run.status, 200);
     assert!(run.body.contains("<h1>beta rollback "), "{}", run.body);
     assert!(
-        run.body.contains("class=\"state good\">rolled-back</span>"),
+        run.body.contains("class=\"state good\">success</span>"),
         "{}",
         run.body
     );

@@ -177,19 +177,21 @@ fn render(page: &Page, app: &str, cluster: &str, run: &str) -> Response {
     let state = env.state.cluster(&c.name);
     let journal = state.run_journal(&run).unwrap_or_default();
     let report = state.run_report(&run).ok().flatten();
-    let record: Option<HistoryRecord> = state
-        .history()
-        .unwrap_or_default()
-        .into_iter()
-        .rev()
-        .find(|r| r.run_id == run);
+    let history = state.history().unwrap_or_default();
+    let last = history.last().is_some_and(|r| r.run_id == run);
+    let record: Option<HistoryRecord> = history.into_iter().rev().find(|r| r.run_id == run);
     if journal.is_empty() && report.is_none() && record.is_none() {
         return html::not_found("No run of this cluster has that id (runs/ keeps the newest 500).");
     }
     let now = Utc::now();
     let tz = c.timezone;
     let live = live_of(page, env, c);
-    let running = live.run_id.as_deref() == Some(run.as_str());
+    // Running: its journal is the cluster's current one; or it has just
+    // ended (its history line is the last, its journal kept) and its report
+    // is not written yet while the cluster's lock is still held — the page
+    // looks again until the report is there.
+    let running = live.run_id.as_deref() == Some(run.as_str())
+        || (last && report.is_none() && live.running.is_some() && live.run_id.is_none());
     let start = journal.iter().find(|e| e.step == "start");
     let s = |k: &str| start.and_then(|e| e.detail.get(k)).and_then(Value::as_str);
     let rollback = s("kind") == Some("rollback")
@@ -236,14 +238,14 @@ fn render(page: &Page, app: &str, cluster: &str, run: &str) -> Response {
     );
     let current = crate::watch::runs::asana_writes(&state, &run);
     let writes = merged_writes(report.as_ref().map(|r| r.asana_writes.as_slice()), &current);
-    let outcome = match (&report, &record) {
-        (Some(r), _) => r.outcome.clone(),
-        (None, Some(h)) => h.outcome.as_str().to_owned(),
+    // The history's word, as `history` says it; then the report's.
+    let outcome = match (&record, &report) {
+        (Some(h), _) => h.outcome.as_str().to_owned(),
+        (None, Some(r)) => r.outcome.clone(),
         (None, None) if running => "running".to_owned(),
         (None, None) => "did not finish".to_owned(),
     };
-    let good =
-        matches!(outcome.as_str(), "pushed" | "success") || (rollback && outcome == "rolled-back");
+    let good = matches!(outcome.as_str(), "pushed" | "success");
     let body = html! {
         p.small { a href="/" { "← all clusters" } " · " a href=(format!("/cluster/{}/{}", env.config.app, c.name)) { (label) " history" } }
         h1 { (label) " " (kind) " " (commit(web, &commit_sha)) }
