@@ -810,6 +810,13 @@ async fn off_loopback_nothing_is_served_without_the_token() {
     )
     .await;
     assert_eq!(g.status, 200);
+    // A stale link does not lock out a browser that has the cookie.
+    let g = get(
+        &format!("{}/?token=an-old-token-0123456789", daemon.url),
+        &[("cookie", &pair)],
+    )
+    .await;
+    assert_eq!(g.status, 200);
     // Never a redirect to another site.
     let g = get(&format!("{}//evil.example/?token={token}", daemon.url), &[]).await;
     assert_eq!(g.headers["location"], "/");

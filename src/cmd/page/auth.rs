@@ -110,29 +110,23 @@ impl PageToken {
     }
 }
 
-/// What a request offered.
-#[derive(Debug, PartialEq, Eq)]
-enum Offered<'a> {
-    Nothing,
-    Bearer(&'a str),
-    Cookie(&'a str),
-    /// `?token=`: the rest of the query, to redirect to.
-    Link {
-        token: String,
-        rest: String,
-    },
+/// What a request offered: any of a bearer token, the cookie, a
+/// `?token=` link (with the rest of its query, to redirect to).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Offered<'a> {
+    bearer: Option<&'a str>,
+    cookie: Option<&'a str>,
+    link: Option<(String, String)>,
 }
 
 fn offered(req: &Request) -> Offered<'_> {
     let h = req.headers();
-    if let Some(v) = h
+    let bearer = h
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        return Offered::Bearer(v.trim());
-    }
-    if let Some(q) = req.uri().query() {
+        .map(str::trim);
+    let link = req.uri().query().and_then(|q| {
         let mut token = None;
         let mut rest = Vec::new();
         for pair in q.split('&') {
@@ -141,26 +135,19 @@ fn offered(req: &Request) -> Offered<'_> {
                 _ => rest.push(pair),
             }
         }
-        if let Some(token) = token {
-            return Offered::Link {
-                token,
-                rest: rest.join("&"),
-            };
-        }
+        token.map(|t| (t, rest.join("&")))
+    });
+    let cookie = h
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='));
+    Offered {
+        bearer,
+        cookie,
+        link,
     }
-    for v in h.get_all(header::COOKIE) {
-        let Ok(v) = v.to_str() else { continue };
-        for c in v.split(';') {
-            if let Some(value) = c
-                .trim()
-                .strip_prefix(COOKIE)
-                .and_then(|r| r.strip_prefix('='))
-            {
-                return Offered::Cookie(value);
-            }
-        }
-    }
-    Offered::Nothing
 }
 
 /// `%XX` and `+` in a query value.
@@ -195,10 +182,12 @@ pub async fn guard(State(page): State<std::sync::Arc<Page>>, req: Request, next:
     let Some(token) = page.token.as_ref() else {
         return next.run(req).await;
     };
-    match offered(&req) {
-        Offered::Bearer(t) if token.is(t) => next.run(req).await,
-        Offered::Cookie(c) if token.is_cookie(c) => next.run(req).await,
-        Offered::Link { token: t, rest } if token.is(&t) => {
+    let o = offered(&req);
+    if o.bearer.is_some_and(|t| token.is(t)) || o.cookie.is_some_and(|c| token.is_cookie(c)) {
+        return next.run(req).await;
+    }
+    match o.link {
+        Some((t, rest)) if token.is(&t) => {
             // Back to the same page, without the token in the address bar
             // (never to another site: `//host` is not a path here).
             let path = req.uri().path();
@@ -263,28 +252,23 @@ mod tests {
 
     #[test]
     fn a_token_comes_as_a_bearer_a_cookie_or_a_link() {
-        assert_eq!(
-            offered(&req("/", &[("authorization", "Bearer abc")])),
-            Offered::Bearer("abc")
+        let r = req("/", &[("authorization", "Bearer abc")]);
+        assert_eq!(offered(&r).bearer, Some("abc"));
+        let r = req("/", &[("cookie", "a=1; pushgate_page=ff00")]);
+        let o = offered(&r);
+        assert_eq!((o.bearer, o.cookie), (None, Some("ff00")));
+        let r = req(
+            "/cluster/web/beta?since=7d&token=a%2Bb&outcome=failed",
+            &[("cookie", "pushgate_page=ff00")],
         );
+        let o = offered(&r);
         assert_eq!(
-            offered(&req("/", &[("cookie", "a=1; pushgate_page=ff00")])),
-            Offered::Cookie("ff00")
+            o.link,
+            Some(("a+b".into(), "since=7d&outcome=failed".into()))
         );
-        assert_eq!(
-            offered(&req(
-                "/cluster/web/beta?since=7d&token=a%2Bb&outcome=failed",
-                &[]
-            )),
-            Offered::Link {
-                token: "a+b".into(),
-                rest: "since=7d&outcome=failed".into()
-            }
-        );
-        assert_eq!(
-            offered(&req("/", &[("authorization", "Basic eA==")])),
-            Offered::Nothing
-        );
+        assert_eq!(o.cookie, Some("ff00"), "both, when both come");
+        let r = req("/", &[("authorization", "Basic eA==")]);
+        assert_eq!(offered(&r), Offered::default());
     }
 
     #[test]
