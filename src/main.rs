@@ -172,8 +172,8 @@ async fn one_of(
                         json,
                     },
             } => cmd::crash::fixed(env()?, &task_gid, &commit, json).await,
-            Command::Run { grace, metrics } => {
-                pushgate::cmd::daemon::run(envs, app, grace, metrics).await
+            Command::Run { grace, http } => {
+                pushgate::cmd::daemon::run(envs, app, grace, http).await
             }
             Command::Rollback {
                 cluster,

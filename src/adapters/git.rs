@@ -85,8 +85,13 @@ impl Mirror {
     }
 
     /// Fetches every branch and tag of `url` into the mirror, dropping
-    /// branches the remote no longer has.
+    /// branches the remote no longer has. One fetch at a time, across
+    /// processes (a `flock` on `pushgate-fetch.lock` in the mirror, waited
+    /// for): libgit2 refuses a ref whose lock file another fetch holds, so
+    /// `status` or the on-call page fetching while a push fetches would
+    /// fail the push. Callers are off the async runtime.
     pub fn fetch(&self, url: &str, auth: &FetchAuth) -> Result<(), GitError> {
+        let _one_at_a_time = self.fetch_lock();
         let fetch_err = |e: git2::Error| GitError::fetch(url, &e);
         let mut remote = self.repo.remote_anonymous(url).map_err(fetch_err)?;
         let callbacks = credentials(auth);
@@ -102,6 +107,21 @@ impl Mirror {
                 None,
             )
             .map_err(fetch_err)
+    }
+
+    /// The mirror's fetch lock, held until the file is dropped; `None` if
+    /// it cannot be had (then the fetch goes on as before: a lock is a
+    /// courtesy between fetches, not a condition of one).
+    fn fetch_lock(&self) -> Option<std::fs::File> {
+        use std::os::fd::AsFd;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.repo.path().join("pushgate-fetch.lock"))
+            .ok()?;
+        rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockExclusive).ok()?;
+        Some(file)
     }
 
     /// The tip of `branch`.

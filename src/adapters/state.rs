@@ -11,6 +11,8 @@
 //!   clusters/<name>/deployed.json   commit and release the hosts run
 //!   clusters/<name>/history.jsonl   one line per finished push or rollback
 //!   clusters/<name>/journal.jsonl   the running (or interrupted) run's steps
+//!   clusters/<name>/runs/<run>.jsonl   a finished run's journal, kept for people
+//!   clusters/<name>/runs/<run>.json    how it ended: hosts, changelog, Asana writes
 //!   clusters/<name>/outbox.jsonl    Asana writes queued and done (`outbox.rs`)
 //!   clusters/<name>/children/       one file per running child's process group
 //!   clusters/<name>/bad.json        commits rolled back: never a candidate again
@@ -125,6 +127,110 @@ pub struct JournalEntry {
     pub step: String,
     #[serde(default)]
     pub detail: serde_json::Value,
+}
+
+/// How many finished runs `runs/` keeps per cluster (their journals and
+/// reports); older ones are removed when a run ends.
+pub const RUNS_KEPT: usize = 500;
+
+/// How a finished push or rollback ended, for people to read later (the
+/// on-call page's run view): `runs/<run_id>.json`, written once by
+/// `watch::runs` after the run. Its step times are in the run's journal,
+/// kept beside it as `runs/<run_id>.jsonl`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub run_id: String,
+    #[serde(with = "word")]
+    pub kind: RunKind,
+    /// `pushed`, `failed` or `rolled-back` (as `push --json` says).
+    pub outcome: String,
+    pub commit: String,
+    #[serde(default)]
+    pub previous: Option<String>,
+    #[serde(default)]
+    pub release: Option<String>,
+    /// The push task's gid and link.
+    #[serde(default)]
+    pub push_task: Option<String>,
+    #[serde(default)]
+    pub push_task_link: Option<String>,
+    #[serde(default)]
+    pub failed_step: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// A failed check's stop, in words, and the lock task it left.
+    #[serde(default)]
+    pub stopped: Option<String>,
+    #[serde(default)]
+    pub lock_task: Option<String>,
+    #[serde(default)]
+    pub hosts: Vec<RunHost>,
+    #[serde(default)]
+    pub changelog: Vec<RunChange>,
+    #[serde(default)]
+    pub changelog_more: usize,
+    /// What a person told the push to go past, and why.
+    #[serde(default)]
+    pub ignored: Option<RunIgnored>,
+    /// Who ran it (`user@host`).
+    #[serde(default)]
+    pub by: String,
+    pub duration_ms: u64,
+    #[serde(default)]
+    pub asana_queued: usize,
+    #[serde(default)]
+    pub asana_failures: usize,
+    /// The run's Asana writes as the outbox had them when it ended.
+    #[serde(default)]
+    pub asana_writes: Vec<AsanaWrite>,
+}
+
+/// One host's part in a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunHost {
+    pub host: String,
+    pub result: String,
+    #[serde(default)]
+    pub bytes_sent: Option<u64>,
+}
+
+/// One commit of a run's changelog (untrusted text, as git has it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunChange {
+    pub commit: String,
+    pub subject: String,
+    pub author: String,
+}
+
+/// `push --ignore-locks/--ignore-freeze/--ignore-approval --reason TEXT`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunIgnored {
+    pub reason: String,
+    /// Each thing ignored, in words.
+    pub what: Vec<String>,
+}
+
+/// One Asana write of a run (its line in the outbox).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsanaWrite {
+    /// Its place in the cluster's outbox.
+    pub seq: u64,
+    /// What it does, in words (`comment on the push task`).
+    pub what: String,
+    /// A comment's text (untrusted: it quotes host output).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// `applied`, `already`, `queued` or `dropped: why`.
+    pub state: String,
+}
+
+/// Whether `s` can name a run's files: what `execute::run_id` makes
+/// (`beta-20261122T101500Z-3f2a`), nothing that walks out of `runs/`.
+pub fn is_run_id(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !s.starts_with('-')
 }
 
 /// The domain's enums as the words the state files hold, read and written
@@ -416,13 +522,103 @@ impl ClusterState {
         read_lines(&self.journal_path())
     }
 
-    /// Ends the journal: the run is in the history now.
+    /// Ends the journal: the run is in the history now. The journal is
+    /// kept as the run's record, `runs/<run_id>.jsonl` (renamed: it is
+    /// whole or absent), and the oldest runs beyond [`RUNS_KEPT`] go.
     pub fn close_journal(&self) -> Result<(), StateError> {
         let p = self.journal_path();
+        let run = read_lines::<JournalEntry>(&p)
+            .ok()
+            .and_then(|e| e.first().map(|e| e.run_id.clone()))
+            .filter(|r| is_run_id(r));
+        if let Some(run) = run {
+            let runs = self.runs_dir();
+            let kept = fs::create_dir_all(&runs)
+                .and_then(|()| fs::rename(&p, runs.join(format!("{run}.jsonl"))));
+            match kept {
+                Ok(()) => {
+                    sync_dir(&runs)?;
+                    self.prune_runs();
+                    return sync_dir(&self.dir);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %p.display(), "cannot keep the run's journal; removing it");
+                }
+            }
+        }
         match fs::remove_file(&p) {
             Ok(()) => sync_dir(&self.dir),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io("remove", &p)(e)),
+        }
+    }
+
+    /// `runs/`: finished runs' journals and reports.
+    pub fn runs_dir(&self) -> PathBuf {
+        self.dir.join("runs")
+    }
+
+    /// The steps of run `run`: its kept journal, or the journal of the
+    /// run in progress if it is that one. Empty if neither is there.
+    pub fn run_journal(&self, run: &str) -> Result<Vec<JournalEntry>, StateError> {
+        if !is_run_id(run) {
+            return Ok(Vec::new());
+        }
+        let kept = self.runs_dir().join(format!("{run}.jsonl"));
+        if kept.exists() {
+            return read_lines(&kept);
+        }
+        let now = self.unfinished()?;
+        Ok(match now.first() {
+            Some(e) if e.run_id == run => now,
+            _ => Vec::new(),
+        })
+    }
+
+    /// How run `run` ended, if it finished and its report was kept.
+    pub fn run_report(&self, run: &str) -> Result<Option<RunReport>, StateError> {
+        if !is_run_id(run) {
+            return Ok(None);
+        }
+        read_json(&self.runs_dir().join(format!("{run}.json")))
+    }
+
+    /// Keeps how a run ended (atomically).
+    pub fn set_run_report(&self, r: &RunReport) -> Result<(), StateError> {
+        if !is_run_id(&r.run_id) {
+            return Err(StateError::Corrupt {
+                path: self.runs_dir(),
+                message: format!(
+                    "`{}` is not a run id",
+                    crate::domain::text::printable(&r.run_id, 60)
+                ),
+            });
+        }
+        let runs = self.runs_dir();
+        fs::create_dir_all(&runs).map_err(io("create", &runs))?;
+        write_json(&runs.join(format!("{}.json", r.run_id)), r)
+    }
+
+    /// Removes the files of the oldest runs past [`RUNS_KEPT`] (a cluster's
+    /// run ids sort by their start time).
+    fn prune_runs(&self) {
+        let Ok(rd) = fs::read_dir(self.runs_dir()) else {
+            return;
+        };
+        let mut runs: Vec<String> = rd
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                Some(name.strip_suffix(".jsonl")?.to_owned())
+            })
+            .collect();
+        if runs.len() <= RUNS_KEPT {
+            return;
+        }
+        runs.sort();
+        for old in &runs[..runs.len() - RUNS_KEPT] {
+            for ext in ["jsonl", "json"] {
+                let _ = fs::remove_file(self.runs_dir().join(format!("{old}.{ext}")));
+            }
         }
     }
 }

@@ -67,9 +67,10 @@ pub enum Command {
         /// On a signal, how long a running push may take to reach a safe point.
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         grace: std::time::Duration,
-        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9187).
-        #[arg(long, value_name = "ADDR")]
-        metrics: Option<SocketAddr>,
+        /// Serve the on-call page at http://ADDR/, its JSON, and Prometheus metrics at
+        /// /metrics (e.g. 127.0.0.1:9187); any address but loopback needs [http] token_file.
+        #[arg(long, value_name = "ADDR", visible_alias = "metrics")]
+        http: Option<SocketAddr>,
     },
     /// Crash tasks: `crash fixed TASK_GID COMMIT` records the commit that fixes one.
     Crash {

@@ -20,9 +20,13 @@
 //! tokio-cron-scheduler ([`Jobs`]); tests drive a clock of their own through
 //! DST changes (`tests/it/daemon_dst.rs`) with [`run_with`].
 //!
-//! With `--metrics ADDR` it also serves Prometheus metrics (`metrics.rs`),
-//! joined with the schedules: the endpoint answers until the last push has
-//! stopped, then closes; the job scheduler is shut down after both.
+//! With `--http ADDR` (alias `--metrics ADDR`) it also serves, on one
+//! listener, the on-call page (`cmd::page`: the overview, clusters, runs,
+//! their JSON and feeds) and Prometheus metrics at `/metrics`
+//! (`watch::metrics`), joined with the schedules: the listener answers
+//! until the last push has stopped, then closes; the job scheduler is
+//! shut down after both. Off loopback the page needs `[http] token_file`
+//! (checked before anything starts: exit 2).
 //!
 //! On SIGINT/SIGTERM: no new push starts; a running push stops at its next
 //! safe point (before stage or switch; a stage in flight finishes its host
@@ -49,12 +53,14 @@ use tokio::sync::Notify;
 use tokio_cron_scheduler::job::JobId;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
+use crate::cmd::page::{Page, Site};
 use crate::cmd::push::{push_at, PushRequest};
 use crate::cmd::{Env, Envs, Outcome};
 use crate::config::ClusterSettings;
 use crate::domain::decide::{after_fire, fires, next_fire, next_turn};
 use crate::domain::model::{AppName, ClusterName};
 use crate::domain::plan::Verdict;
+use crate::watch::live::Board;
 use crate::watch::metrics::Metrics;
 
 /// Where the daemon's time comes from, and how it waits for a fire time.
@@ -259,15 +265,18 @@ pub fn ticks(
 }
 
 /// Runs every cluster's schedule until SIGINT/SIGTERM, then stops
-/// gracefully. With `metrics`, serves Prometheus metrics there until the
-/// last push has stopped.
+/// gracefully. With `http`, serves the on-call page and the metrics there
+/// until the last push has stopped.
 pub async fn run(
     envs: &Envs,
     app: Option<&str>,
     grace: Duration,
-    metrics: Option<SocketAddr>,
+    http: Option<SocketAddr>,
 ) -> anyhow::Result<Outcome> {
     let apps = envs.apps(app)?;
+    // Before anything starts: a page off loopback without its token is
+    // refused (exit 2), as is a token file others can read.
+    let site = http.map(|addr| Site::open(envs, &apps, addr)).transpose()?;
     let max = envs.file.max_concurrent_pushes.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
     });
@@ -282,7 +291,7 @@ pub async fn run(
         &jobs,
         max,
         grace,
-        metrics,
+        site,
         crate::cmd::shutdown_signal(),
     )
     .await;
@@ -297,42 +306,52 @@ pub async fn run_with<C: Clock>(
     clock: &C,
     max_concurrent_pushes: usize,
     grace: Duration,
-    metrics: Option<SocketAddr>,
+    http: Option<Site>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<Outcome> {
-    let server = match metrics {
-        Some(addr) => {
+    let server = match http {
+        Some(site) => {
+            let addr = site.addr;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
-                .with_context(|| format!("--metrics {addr}: cannot listen there"))?;
+                .with_context(|| format!("--http {addr}: cannot listen there"))?;
             let bound = listener.local_addr()?;
             let Some(client) = apps.first().map(|e| &e.client) else {
                 anyhow::bail!("no app to run");
             };
             let configs: Vec<&crate::config::Config> = apps.iter().map(|e| &e.config).collect();
             let m = Arc::new(Metrics::new(&configs, client));
+            let board = Arc::new(Board::new());
             for env in apps {
                 env.observer.set_metrics(m.clone());
+                env.observer.set_live(board.clone());
             }
-            if !bound.ip().is_loopback() {
-                tracing::info!(%bound, "the metrics endpoint is reachable from the network (no authentication; it holds no secrets)");
+            let guarded = site.token.is_some();
+            let page = Arc::new(Page::new(apps, site, board));
+            let router = crate::cmd::page::router(page, crate::watch::metrics::router(m));
+            if guarded {
+                tracing::info!(%bound, "every request to the page and the metrics needs the token of [http] token_file");
             }
+            tracing::info!(url = %format!("http://{bound}/"), "serving the on-call page");
             tracing::info!(url = %format!("http://{bound}/metrics"), "serving metrics");
-            Some((listener, m))
+            Some((listener, router))
         }
         None => None,
     };
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     let serve = async move {
-        let Some((listener, m)) = server else {
+        let Some((listener, router)) = server else {
             return;
         };
         let mut done = done_rx;
         let stopped = async move {
             let _ = done.wait_for(|d| *d).await;
         };
-        if let Err(e) = crate::watch::metrics::serve(listener, m, stopped).await {
-            tracing::error!(error = %e, "the metrics endpoint stopped");
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::error!(error = %e, "the on-call page and metrics stopped");
         }
     };
     let schedules = async move {

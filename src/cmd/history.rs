@@ -2,7 +2,9 @@
 //! rollbacks from the state directory — outcome, commit, duration, push
 //! task — and statistics over the same window: success rate, median and
 //! p90 duration, pushes a day, held runs by reason (from the holds log).
-//! No network, no token.
+//! No network, no token. The on-call page's cluster view and
+//! `/api/history.json` are made of the same reads, statistics and JSON
+//! ([`read`], [`stats`], [`json`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -41,7 +43,8 @@ pub struct Stats {
     pub holds: BTreeMap<String, usize>,
 }
 
-fn duration(r: &HistoryRecord) -> Duration {
+/// How long a run took.
+pub fn duration(r: &HistoryRecord) -> Duration {
     (r.finished - r.started).to_std().unwrap_or_default()
 }
 
@@ -146,6 +149,32 @@ pub fn run(
     since: Option<&str>,
     json: bool,
 ) -> anyhow::Result<Outcome> {
+    let now = Utc::now();
+    if json {
+        super::print_json(&self::json(file, app, cluster, limit, since, now)?);
+        return Ok(Outcome::Success);
+    }
+    let apps = apps_of(file, app, cluster)?;
+    let since = since.map(|s| parse_since(s, now)).transpose()?;
+    if apps.len() == 1 && !file.has_apps {
+        return one(apps[0], cluster, limit, since, now, false, false);
+    }
+    for (i, a) in apps.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("{} {cluster}:", a.app);
+        one(a, cluster, limit, since, now, false, true)?;
+    }
+    Ok(Outcome::Success)
+}
+
+/// The apps `history CLUSTER [--app NAME]` covers.
+fn apps_of<'a>(
+    file: &'a ConfigFile,
+    app: Option<&str>,
+    cluster: &str,
+) -> Result<Vec<&'a Config>, UsageError> {
     let apps: Vec<&Config> = match app {
         Some(_) => vec![file.app(app).map_err(UsageError)?],
         None if !file.has_apps => file.apps.values().collect(),
@@ -156,31 +185,36 @@ pub fn run(
             .collect(),
     };
     if apps.is_empty() {
-        return Err(
-            UsageError(format!("no app has a cluster `{}`", printable(cluster, 40))).into(),
-        );
+        return Err(UsageError(format!(
+            "no app has a cluster `{}`",
+            printable(cluster, 40)
+        )));
     }
-    let now = Utc::now();
+    Ok(apps)
+}
+
+/// What `history CLUSTER [--app NAME] [--limit N] [--since WHEN] --json`
+/// prints, as of `now`: one object for a config without apps, else an
+/// array of them, each naming its app.
+pub fn json(
+    file: &ConfigFile,
+    app: Option<&str>,
+    cluster: &str,
+    limit: usize,
+    since: Option<&str>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Value> {
+    let apps = apps_of(file, app, cluster)?;
     let since = since.map(|s| parse_since(s, now)).transpose()?;
     if apps.len() == 1 && !file.has_apps {
-        return one(apps[0], cluster, limit, since, now, json, false);
+        let (all, holds) = read(apps[0], cluster, since)?;
+        return Ok(report_json(cluster, &all, &holds, limit, since, now));
     }
     let mut docs = Vec::new();
-    for (i, a) in apps.iter().enumerate() {
-        if json {
-            docs.push(report(a, cluster, limit, since, now)?);
-        } else {
-            if i > 0 {
-                println!();
-            }
-            println!("{} {cluster}:", a.app);
-            one(a, cluster, limit, since, now, false, true)?;
-        }
+    for a in apps {
+        docs.push(report(a, cluster, limit, since, now)?);
     }
-    if json {
-        super::print_json(&Value::Array(docs));
-    }
-    Ok(Outcome::Success)
+    Ok(Value::Array(docs))
 }
 
 /// One app's history of `cluster` as `--json` shows it.
@@ -198,7 +232,7 @@ fn report(
 }
 
 /// The cluster's runs and holds, since `since`.
-fn read(
+pub fn read(
     config: &Config,
     cluster: &str,
     since: Option<DateTime<Utc>>,

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod docs;
 pub mod history;
 pub mod locks;
+pub mod page;
 pub mod push;
 pub mod requests;
 pub mod rollback;
@@ -157,6 +158,20 @@ impl Envs {
     /// Whether views name the app of each line (a file with `[apps]`).
     pub fn many(&self) -> bool {
         self.file.has_apps
+    }
+
+    /// Where Asana's own pages are, for links built from gids: the origin
+    /// of `asana.base_url` (`https://app.asana.com`), or the embedded
+    /// sandbox's, which serves its permalink pages.
+    pub fn asana_web(&self) -> String {
+        let api = match (&self.sandbox, &self.file.asana.endpoint) {
+            (Some(sb), _) => sb.base_url(),
+            (None, AsanaEndpoint::Url(u)) => u.to_string(),
+            (None, AsanaEndpoint::Sandbox) => String::new(),
+        };
+        reqwest::Url::parse(&api)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_else(|_| "https://app.asana.com".to_owned())
     }
 
     /// Stops the in-process sandbox, if any.

@@ -139,7 +139,8 @@ async fn rollback(
         verbose: !json,
         stop: None,
     };
-    let Some(done) = crate::run::rollback::rollback(&ecx, &plan, deployed_commit, ob).await else {
+    let Some(done) = crate::run::rollback::rollback(&ecx, &plan, deployed_commit.clone(), ob).await
+    else {
         anyhow::bail!("{cluster}: the rollback plan did not roll back");
     };
     if ob.pending() > 0 {
@@ -148,14 +149,7 @@ async fn rollback(
     let queued = ob.pending();
     drop(lock);
     env.observer
-        .rolled_back(
-            &settings.name,
-            &done.release,
-            &done.commit,
-            done.hosts,
-            &done.failed,
-            done.push_task.as_deref(),
-        )
+        .rolled_back(&plan, &done, deployed_commit, queued, clock.elapsed())
         .await;
     print_done(cluster, &done, queued, json);
     Ok(if done.failed.is_empty() {

@@ -6,6 +6,11 @@
 //! summary table in one time zone named in its header (coloured on a
 //! terminal, never with `NO_COLOR`), then each cluster's details with the
 //! links; `--json` for scripts. It decides nothing itself.
+//!
+//! What it gathers and what decide made of it, per cluster, is a
+//! [`ClusterView`]: the on-call page (`cmd::page`) shows the same views,
+//! its state word and verdict line from the same functions, and
+//! `/api/status.json` is [`json`] of them.
 
 use std::collections::BTreeMap;
 
@@ -20,43 +25,45 @@ use crate::cmd::term::Paint;
 use crate::config::ClusterSettings;
 use crate::domain::approval::Judgement;
 use crate::domain::decide::{self, FixPlace, Waiting};
-use crate::domain::model::{AppName, LockTask, RunOutcome, TaskGid};
+use crate::domain::model::{AppName, Host, LockTask, RunOutcome, TaskGid};
 use crate::domain::plan::{Facts, HoldReason, LockFacts, Overrides, Plan, Verdict};
 use crate::domain::text::{plural, printable};
 use crate::run::gather;
 
-/// What `status` knows of one cluster.
-struct Seen<'a> {
+/// What `status` (and the on-call page) knows of one cluster: the facts
+/// `push --dry-run` gathers and the plan decide made of them, and what is
+/// shown beside it. Owned, so the page can keep it between requests.
+#[derive(Clone, Debug)]
+pub struct ClusterView {
     /// Its app, when the config has several (named in every line).
-    app: Option<&'a AppName>,
+    pub app: Option<AppName>,
     /// Its app, always (for `--json`).
-    app_name: &'a AppName,
-    c: &'a ClusterSettings,
+    pub app_name: AppName,
+    pub c: ClusterSettings,
     /// Its facts and decision, or why they could not be gathered.
-    decided: Result<(Facts, Plan), String>,
+    pub decided: Result<(Facts, Plan), String>,
     /// The lock tasks that hold, and the notes on fixes its source runs.
-    holding: Vec<LockTask>,
-    notes: BTreeMap<TaskGid, String>,
-    waiting: Vec<Waiting>,
-    deployed: Option<Deployed>,
-    last: Option<HistoryRecord>,
-    next: Option<DateTime<Utc>>,
-    backlog: Backlog,
+    pub holding: Vec<LockTask>,
+    pub notes: BTreeMap<TaskGid, String>,
+    pub waiting: Vec<Waiting>,
+    pub deployed: Option<Deployed>,
+    pub last: Option<HistoryRecord>,
+    pub next: Option<DateTime<Utc>>,
+    pub backlog: Backlog,
     /// What the approval gate says of the candidate (gated clusters only).
-    approval: Option<Judgement>,
+    pub approval: Option<Judgement>,
 }
 
-/// `pushgate status [CLUSTER]`: every app's clusters (or `--app`'s), in
-/// one table.
-pub async fn run(
-    envs: &Envs,
-    app: Option<&str>,
+type Seen = ClusterView;
+
+/// The clusters a view covers: every cluster of `apps`, or each app's
+/// cluster named `only` (an unknown one is a usage error).
+pub fn wanted<'a>(
+    apps: &[&'a Env],
     only: Option<&str>,
-    json: bool,
-) -> anyhow::Result<Outcome> {
-    let apps = envs.apps(app)?;
+) -> Result<Vec<(&'a Env, &'a ClusterSettings)>, UsageError> {
     let mut wanted: Vec<(&Env, &ClusterSettings)> = Vec::new();
-    for env in &apps {
+    for env in apps {
         match only {
             Some(name) => match env.config.cluster(name) {
                 Some(c) => wanted.push((env, c)),
@@ -72,26 +79,38 @@ pub async fn run(
         return Err(UsageError(format!(
             "no app has a cluster `{}`",
             printable(only.unwrap_or(""), 40)
-        ))
-        .into());
+        )));
     }
-    // One clock reading for the whole view.
-    let now = Utc::now();
-    // One fetch per app (each has its mirror); without it, the mirror as it is.
-    for env in &apps {
+    Ok(wanted)
+}
+
+/// Gathers and decides for every cluster of `wanted` at `now`, as `status`
+/// does: each app's mirror fetched once (a fetch that fails is a warning,
+/// returned; the mirror is shown as it is), then every cluster at once.
+pub async fn gather(
+    wanted: &[(&Env, &ClusterSettings)],
+    now: DateTime<Utc>,
+    many: bool,
+) -> Result<(Vec<ClusterView>, Vec<String>), UsageError> {
+    let mut warnings = Vec::new();
+    let mut fetched: Vec<&AppName> = Vec::new();
+    for (env, _) in wanted {
+        if fetched.contains(&&env.config.app) {
+            continue;
+        }
+        fetched.push(&env.config.app);
         if let Err(e) = gather::fetch(&env.config, &env.state).await {
-            eprintln!(
-                "pushgate: warning: cannot fetch {}'s repository ({}); showing what the mirror has",
+            warnings.push(format!(
+                "cannot fetch {}'s repository ({}); showing what the mirror has",
                 env.config.app,
                 printable(&format!("{e:#}"), 300)
-            );
+            ));
         }
     }
     let mut hosts = Vec::new();
-    for (_, c) in &wanted {
+    for (_, c) in wanted {
         hosts.push(c.read_hosts().map_err(UsageError)?);
     }
-    let many = envs.many();
     // Every cluster at once: status is what on-call runs first.
     let seen = futures_util::future::join_all(
         wanted
@@ -100,12 +119,31 @@ pub async fn run(
             .map(|((env, c), hosts)| look(env, c, hosts, now, many)),
     )
     .await;
+    Ok((seen, warnings))
+}
+
+/// `pushgate status [CLUSTER]`: every app's clusters (or `--app`'s), in
+/// one table.
+pub async fn run(
+    envs: &Envs,
+    app: Option<&str>,
+    only: Option<&str>,
+    json: bool,
+) -> anyhow::Result<Outcome> {
+    let apps = envs.apps(app)?;
+    let wanted = wanted(&apps, only)?;
+    // One clock reading for the whole view.
+    let now = Utc::now();
+    // One fetch per app (each has its mirror); without it, the mirror as it is.
+    let (seen, warnings) = gather(&wanted, now, envs.many()).await?;
+    for w in warnings {
+        eprintln!("pushgate: warning: {w}");
+    }
     let all_read = seen
         .iter()
         .all(|s| matches!(&s.decided, Ok((f, _)) if !matches!(f.locks, LockFacts::Unreadable(_))));
     if json {
-        let out: Vec<Value> = seen.iter().map(to_json).collect();
-        super::print_json(&json!({ "clusters": out }));
+        super::print_json(&self::json(&seen));
     } else {
         print_text(&seen, now);
     }
@@ -117,14 +155,14 @@ pub async fn run(
 }
 
 /// Gathers and decides for one cluster as `push --dry-run` would (no
-/// fetch: `run` fetched once), plus what the views show beside it.
-async fn look<'a>(
-    env: &'a Env,
-    c: &'a ClusterSettings,
-    hosts: Vec<crate::domain::model::Host>,
+/// fetch: [`gather`] fetched once), plus what the views show beside it.
+pub async fn look(
+    env: &Env,
+    c: &ClusterSettings,
+    hosts: Vec<Host>,
     now: DateTime<Utc>,
     many: bool,
-) -> Seen<'a> {
+) -> ClusterView {
     let cx = &env.ctx();
     let state = env.state.cluster(&c.name);
     let running = state.running();
@@ -160,10 +198,10 @@ async fn look<'a>(
             Judgement::Held(crate::domain::approval::ApprovalHold::Unreadable { reason: e.clone() })
         }
     });
-    Seen {
-        app: many.then_some(&env.config.app),
-        app_name: &env.config.app,
-        c,
+    ClusterView {
+        app: many.then(|| env.config.app.clone()),
+        app_name: env.config.app.clone(),
+        c: c.clone(),
         approval,
         waiting: decide::waiting(&tasks, &places),
         holding,
@@ -201,8 +239,10 @@ fn on_source_notes(
         .collect()
 }
 
-/// The table's STATE: what the verdict means for the next push.
-fn state_word(s: &Seen<'_>) -> (&'static str, u8) {
+/// The table's STATE: what the verdict means for the next push, and its
+/// tone (0 good, 1 warn, 2 bad, 3 busy: the colour). The page shows the
+/// same word.
+pub fn state_word(s: &ClusterView) -> (&'static str, u8) {
     // 0 good, 1 warn, 2 bad, 3 busy: the colour.
     match &s.decided {
         Err(_) => ("error", 2),
@@ -225,7 +265,7 @@ fn state_word(s: &Seen<'_>) -> (&'static str, u8) {
 }
 
 /// The view's one time zone: the clusters' own when they share one, else UTC.
-fn view_zone(seen: &[Seen<'_>]) -> Tz {
+pub fn view_zone(seen: &[ClusterView]) -> Tz {
     let first = seen.first().map(|s| s.c.timezone);
     match first {
         Some(tz) if seen.iter().all(|s| s.c.timezone == tz) => tz,
@@ -233,7 +273,7 @@ fn view_zone(seen: &[Seen<'_>]) -> Tz {
     }
 }
 
-fn print_text(seen: &[Seen<'_>], now: DateTime<Utc>) {
+fn print_text(seen: &[Seen], now: DateTime<Utc>) {
     let paint = Paint::stdout();
     let tz = view_zone(seen);
     let zone = if tz == chrono_tz::UTC {
@@ -243,7 +283,7 @@ fn print_text(seen: &[Seen<'_>], now: DateTime<Utc>) {
     };
     let header: Vec<String> = seen
         .first()
-        .and_then(|s| s.app)
+        .and_then(|s| s.app.as_ref())
         .map(|_| "APP".to_owned())
         .into_iter()
         .chain([
@@ -265,7 +305,7 @@ fn print_text(seen: &[Seen<'_>], now: DateTime<Utc>) {
     }
 }
 
-fn row(s: &Seen<'_>, paint: &Paint, tz: Tz) -> Vec<String> {
+fn row(s: &Seen, paint: &Paint, tz: Tz) -> Vec<String> {
     let (word, tone) = state_word(s);
     let state = match tone {
         0 => paint.good(word),
@@ -312,6 +352,7 @@ fn row(s: &Seen<'_>, paint: &Paint, tz: Tz) -> Vec<String> {
         t.with_timezone(&tz).format("%a %H:%M").to_string()
     });
     s.app
+        .as_ref()
         .map(|a| paint.bold(a.as_str()))
         .into_iter()
         .chain([
@@ -326,11 +367,12 @@ fn row(s: &Seen<'_>, paint: &Paint, tz: Tz) -> Vec<String> {
         .collect()
 }
 
-fn details(s: &Seen<'_>, paint: &Paint, tz: Tz, now: DateTime<Utc>) -> String {
-    let c = s.c;
+fn details(s: &Seen, paint: &Paint, tz: Tz, now: DateTime<Utc>) -> String {
+    let c = &s.c;
     let mut out = format!(
         "{}{}  (schedule \"{}\", {})\n",
         s.app
+            .as_ref()
             .map(|a| format!("{} ", paint.bold(a.as_str())))
             .unwrap_or_default(),
         paint.bold(c.name.as_str()),
@@ -353,14 +395,7 @@ fn details(s: &Seen<'_>, paint: &Paint, tz: Tz, now: DateTime<Utc>) -> String {
             printable(e, 500)
         ))),
         Ok((_, plan)) => {
-            // The verdict decide gave, as `push --dry-run` prints it: its
-            // first line, and the reasons for a hold.
-            let text = plan.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            let first = first
-                .strip_prefix(&format!("{}: ", plan.label()))
-                .unwrap_or(first);
-            let shown = format!("next push: {first}");
+            let shown = format!("next push: {}", verdict_line(plan));
             line(match state_word(s).1 {
                 0 => shown,
                 1 => paint.warn(&shown),
@@ -478,8 +513,25 @@ fn details(s: &Seen<'_>, paint: &Paint, tz: Tz, now: DateTime<Utc>) -> String {
     out
 }
 
-fn to_json(s: &Seen<'_>) -> Value {
-    let c = s.c;
+/// The verdict decide gave, as `push --dry-run` prints it: its first line
+/// without the cluster's name (a hold's reasons follow on the next lines).
+pub fn verdict_line(plan: &Plan) -> String {
+    let text = plan.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    first
+        .strip_prefix(&format!("{}: ", plan.label()))
+        .unwrap_or(first)
+        .to_owned()
+}
+
+/// `status --json`: `{"clusters": [...]}`, one object per view.
+pub fn json(seen: &[ClusterView]) -> Value {
+    json!({ "clusters": seen.iter().map(to_json).collect::<Vec<_>>() })
+}
+
+/// One cluster as `status --json` shows it.
+pub fn to_json(s: &ClusterView) -> Value {
+    let c = &s.c;
     let mut v = json!({
         "app": s.app_name.as_str(),
         "cluster": c.name.as_str(),
@@ -571,11 +623,12 @@ fn to_json(s: &Seen<'_>) -> Value {
 
 /// What earlier runs left for the next one: Asana writes in the outbox, a
 /// killed run's journal, commits marked by rollbacks.
-struct Backlog {
-    queued: usize,
-    oldest: Option<DateTime<Utc>>,
-    interrupted: Option<String>,
-    rolled_back: Vec<String>,
+#[derive(Clone, Debug, Default)]
+pub struct Backlog {
+    pub queued: usize,
+    pub oldest: Option<DateTime<Utc>>,
+    pub interrupted: Option<String>,
+    pub rolled_back: Vec<String>,
 }
 
 impl Backlog {

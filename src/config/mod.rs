@@ -37,6 +37,19 @@ pub struct ConfigFile {
     /// The file has `[apps.NAME]` tables; without them it is one app,
     /// exactly as SPEC §4 (its state directory is the root itself).
     pub has_apps: bool,
+    /// `[http]`: the on-call page of `pushgate run --http ADDR`.
+    pub http: HttpSettings,
+}
+
+/// `[http]`: what the on-call page (`pushgate run --http ADDR`) needs
+/// besides its address. Without `token_file` the page only listens on a
+/// loopback address; with it, every request needs the token, wherever the
+/// page listens (`docs/operations.md`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// A file holding the page's token (mode 0600, like `asana.token_file`;
+    /// read when the daemon starts).
+    pub token_file: Option<PathBuf>,
 }
 
 /// One app's config: everything a run of it needs. A config without
@@ -526,6 +539,7 @@ const TOP_KEYS: &[&str] = &[
     "crash",
     "clusters",
     "requests",
+    "http",
 ];
 /// The top of a config with `[apps.NAME]` tables: what the apps share.
 const TOP_KEYS_APPS: &[&str] = &[
@@ -536,11 +550,13 @@ const TOP_KEYS_APPS: &[&str] = &[
     "sync",
     "notify",
     "requests",
+    "http",
     "apps",
 ];
 /// What an `[apps.NAME]` table holds.
 const APP_KEYS: &[&str] = &["repo", "build", "sync", "notify", "crash", "clusters"];
 const REQUESTS_KEYS: &[&str] = &["project", "allowed", "poll", "max_age"];
+const HTTP_KEYS: &[&str] = &["token_file"];
 const ASANA_KEYS: &[&str] = &[
     "base_url",
     "token_env",
@@ -879,6 +895,10 @@ impl Validator {
             None => None,
             Some(t) => self.requests(t),
         };
+        let http = match self.table("", raw, "http") {
+            None => Some(HttpSettings::default()),
+            Some(t) => self.http(t),
+        };
         let empty = Table::new();
         let shared_sync = self.table("", raw, "sync").unwrap_or(&empty).clone();
         let shared_notify = self.table("", raw, "notify").cloned();
@@ -973,6 +993,7 @@ impl Validator {
             max_concurrent_pushes: max_concurrent_pushes.flatten(),
             apps,
             has_apps,
+            http: http?,
         })
     }
 
@@ -1895,6 +1916,17 @@ impl Validator {
             poll: poll?,
             max_age: max_age?,
         })
+    }
+
+    fn http(&mut self, t: &Table) -> Option<HttpSettings> {
+        const P: &str = "http";
+        self.known_keys(P, t, HTTP_KEYS);
+        let token_file = if t.contains_key("token_file") {
+            Some(self.path(P, t, "token_file")?)
+        } else {
+            None
+        };
+        Some(HttpSettings { token_file })
     }
 
     fn approval(&mut self, p: &str, t: &Table) -> Option<ApprovalSettings> {

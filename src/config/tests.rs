@@ -378,6 +378,7 @@ fn the_complete_example_in_the_docs_is_valid_and_sets_every_key() {
                     | "crash"
                     | "clusters"
                     | "requests"
+                    | "http"
             )
         })
         .chain(ASANA_KEYS)
@@ -388,6 +389,7 @@ fn the_complete_example_in_the_docs_is_valid_and_sets_every_key() {
         .chain(NOTIFY_KEYS)
         .chain(CRASH_KEYS)
         .chain(CLUSTER_KEYS)
+        .chain(HTTP_KEYS)
     {
         assert!(text.contains(&format!("\n{key} = ")), "{key} is missing");
     }

@@ -1267,6 +1267,7 @@ impl Run<'_, '_> {
 
     async fn close(&mut self) {
         let cx = self.cx;
+        self.journal.write("close", json!({}));
         let deployed = self.record.deployed(
             &self.release,
             cx.clock.now(),
@@ -1314,7 +1315,10 @@ impl Run<'_, '_> {
     }
 
     async fn fail(&mut self, f: &Failure) {
-        self.journal.write("failed", json!({ "step": f.step }));
+        self.journal.write(
+            "failed",
+            json!({ "step": f.step, "error": f.message, "tail": f.tail }),
+        );
         let rolled_back = self.stopped.as_ref().is_some_and(|s| s.rolled_back);
         let mut text = format!(
             "push {} at step {}: {}\nafter {}; this task stays open.",

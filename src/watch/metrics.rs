@@ -1,6 +1,7 @@
-//! Prometheus metrics for `pushgate run --metrics ADDR` (prometheus-client,
-//! served with axum in the daemon's own task tree: no background task
-//! outlives it).
+//! Prometheus metrics at `/metrics` of `pushgate run --http ADDR`
+//! (`--metrics ADDR` is its alias): prometheus-client, mounted with axum
+//! on the one listener the daemon serves the on-call page on, in the
+//! daemon's own task tree (no background task outlives it).
 //!
 //! What every process records in the state directory — finished pushes and
 //! rollbacks (`history.jsonl`), held runs (`holds.jsonl`), the deployed
@@ -489,36 +490,28 @@ fn new_lines<T: for<'de> serde::Deserialize<'de>>(
         .collect()
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+/// `GET /metrics`, as a router the daemon's one listener serves beside
+/// the on-call page.
+pub fn router(metrics: Arc<Metrics>) -> axum::Router {
     use axum::http::header::CONTENT_TYPE;
     use axum::routing::get;
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let m = metrics.clone();
-                async move {
-                    // File reads: off the async threads, and awaited.
-                    let body = tokio::task::spawn_blocking(move || m.render())
-                        .await
-                        .unwrap_or_default();
-                    (
-                        [(
-                            CONTENT_TYPE,
-                            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
-                        )],
-                        body,
-                    )
-                }
-            }),
-        )
-        .route("/", get(|| async { "pushgate: metrics are at /metrics\n" }));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let m = metrics.clone();
+            async move {
+                // File reads: off the async threads, and awaited.
+                let body = tokio::task::spawn_blocking(move || m.render())
+                    .await
+                    .unwrap_or_default();
+                (
+                    [(
+                        CONTENT_TYPE,
+                        prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+                    )],
+                    body,
+                )
+            }
+        }),
+    )
 }

@@ -1,5 +1,6 @@
 //! Who watches a run, and what they are told: the holds log (always), the
-//! notifications (`[notify]`), the metrics (`pushgate run --metrics`) and
+//! run reports (always, `runs.rs`), the notifications (`[notify]`), the
+//! metrics and the on-call page's live board (`pushgate run --http`) and
 //! the progress bars (a person at a terminal).
 //!
 //! The commands call three hooks around a run: [`Observer::decided`] after
@@ -12,9 +13,11 @@
 //! and a notification waits at most `notify.timeout`.
 
 pub mod holds;
+pub mod live;
 pub mod metrics;
 pub mod notify;
 pub mod progress;
+pub mod runs;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -26,10 +29,13 @@ use indicatif::ProgressBar;
 use self::notify::Webhook;
 use crate::adapters::state::StateDir;
 use crate::config::{Config, NotifySettings};
-use crate::domain::model::{AppName, ClusterName, CommitId, Host, ReleaseId};
+use crate::domain::decide::rollback::RollbackPlan;
+use crate::domain::model::{AppName, ClusterName, CommitId, Host};
 use crate::domain::plan::{HoldReason, Plan, Verdict};
 use crate::domain::report::PushReport;
+use crate::run::rollback::RolledBack;
 use crate::run::Progress;
+use crate::watch::live::Board;
 use crate::watch::metrics::Metrics;
 
 /// The watchers of one process's runs; cheap to clone.
@@ -49,6 +55,7 @@ struct Inner {
     /// Read from the environment at the first message.
     webhook: OnceLock<Option<Webhook>>,
     metrics: OnceLock<Arc<Metrics>>,
+    live: OnceLock<Arc<Board>>,
     progress: AtomicBool,
 }
 
@@ -72,6 +79,7 @@ impl Observer {
                 notify: config.notify.clone(),
                 webhook: OnceLock::new(),
                 metrics: OnceLock::new(),
+                live: OnceLock::new(),
                 progress: AtomicBool::new(false),
             }),
         }
@@ -83,6 +91,8 @@ impl Observer {
             app: self.inner.app.clone(),
             cluster: cluster.clone(),
             metrics: self.inner.metrics.get().cloned(),
+            live: self.inner.live.get().cloned(),
+            told: AtomicBool::new(false),
             progress: self.inner.progress.load(Ordering::Relaxed),
             stage: Mutex::new(None),
             spinner: Mutex::new(None),
@@ -92,6 +102,12 @@ impl Observer {
     /// The daemon's metrics: from now on, pushes report their stages there.
     pub fn set_metrics(&self, m: Arc<Metrics>) {
         let _ = self.inner.metrics.set(m);
+    }
+
+    /// The on-call page's live board: from now on, pushes tell it where
+    /// they stand.
+    pub fn set_live(&self, board: Arc<Board>) {
+        let _ = self.inner.live.set(board);
     }
 
     /// Show progress bars (the caller checked that a person watches).
@@ -225,6 +241,11 @@ impl Observer {
             _ => run.await,
         };
         let r = report.as_ref()?;
+        let state = self.inner.state.cluster(&plan.cluster);
+        runs::keep(
+            &state,
+            &runs::of_push(plan, r, &state, crate::run::gather::operator()),
+        );
         // One message: an automatic rollback is a `rollback` where that is
         // wanted, else a `failed`.
         let event = match (&r.stopped, &r.failure) {
@@ -236,21 +257,43 @@ impl Observer {
         report
     }
 
-    /// After a rollback switched (some) hosts.
+    /// After a rollback switched (some) hosts: its report is kept, and
+    /// announced. `previous` is the commit deployed before it; `queued`
+    /// the Asana writes it left in the outbox.
     pub async fn rolled_back(
         &self,
-        cluster: &ClusterName,
-        release: &ReleaseId,
-        commit: &CommitId,
-        hosts: usize,
-        failed: &[String],
-        task_link: Option<&str>,
+        plan: &RollbackPlan,
+        done: &RolledBack,
+        previous: Option<String>,
+        queued: usize,
+        duration: std::time::Duration,
     ) {
+        let cluster = &plan.cluster;
+        let state = self.inner.state.cluster(cluster);
+        runs::keep(
+            &state,
+            &runs::of_rollback(
+                plan,
+                done,
+                previous,
+                queued,
+                duration,
+                &state,
+                crate::run::gather::operator(),
+            ),
+        );
         let label = match &self.inner.named {
             true => format!("{}/{cluster}", self.inner.app),
             false => cluster.to_string(),
         };
-        let text = notify::rolled_back(&label, release, commit, hosts, failed, task_link);
+        let text = notify::rolled_back(
+            &label,
+            &done.release,
+            &done.commit,
+            done.hosts,
+            &done.failed,
+            done.push_task.as_deref(),
+        );
         self.send("rollback", &text).await;
     }
 }
@@ -262,6 +305,9 @@ pub struct RunWatch {
     app: AppName,
     cluster: ClusterName,
     metrics: Option<Arc<Metrics>>,
+    /// The page's live board, and whether this run is on it.
+    live: Option<Arc<Board>>,
+    told: AtomicBool,
     progress: bool,
     stage: Mutex<Option<Stage>>,
     spinner: Mutex<Option<ProgressBar>>,
@@ -279,8 +325,28 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+impl RunWatch {
+    /// Tells the live board, if the page runs.
+    fn tell(&self, f: impl FnOnce(&mut live::Live)) {
+        if let Some(b) = &self.live {
+            self.told.store(true, Ordering::Relaxed);
+            b.tell(&self.app, &self.cluster, f);
+        }
+    }
+}
+
+impl Drop for RunWatch {
+    /// The run is over: off the board.
+    fn drop(&mut self) {
+        if let (Some(b), true) = (&self.live, self.told.load(Ordering::Relaxed)) {
+            b.end(&self.app, &self.cluster);
+        }
+    }
+}
+
 impl Progress for RunWatch {
     fn build_started(&self, commit: &CommitId) {
+        self.tell(|l| l.doing = "build".into());
         if self.progress {
             *lock(&self.spinner) = Some(progress::build_spinner(&format!(
                 "building {}",
@@ -296,6 +362,13 @@ impl Progress for RunWatch {
     }
 
     fn stage_started(&self, hosts: usize) {
+        self.tell(|l| {
+            l.doing = "stage".into();
+            l.hosts = hosts;
+            l.staged = 0;
+            l.failed = 0;
+            l.bytes = 0;
+        });
         *lock(&self.stage) = Some(Stage {
             bar: self.progress.then(|| progress::stage_bar(hosts)),
             started: Instant::now(),
@@ -305,6 +378,11 @@ impl Progress for RunWatch {
     }
 
     fn host_staged(&self, _host: &Host, ok: bool, bytes_sent: Option<u64>) {
+        self.tell(|l| {
+            l.staged += 1;
+            l.failed += usize::from(!ok);
+            l.bytes += bytes_sent.unwrap_or(0);
+        });
         let mut guard = lock(&self.stage);
         let Some(st) = guard.as_mut() else { return };
         st.bytes += bytes_sent.unwrap_or(0);
@@ -321,7 +399,17 @@ impl Progress for RunWatch {
         }
     }
 
+    fn wave_started(&self, wave: usize, of: usize, hosts: usize) {
+        self.tell(|l| {
+            l.doing = "switch".into();
+            l.wave = wave;
+            l.of = of;
+            l.wave_hosts = hosts;
+        });
+    }
+
     fn wave_finished(&self, _wave: usize, _of: usize, passed: bool) {
+        self.tell(|l| l.waves_passed += usize::from(passed));
         if let Some(m) = &self.metrics {
             m.wave(&self.app, &self.cluster, passed);
         }

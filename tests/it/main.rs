@@ -16,6 +16,8 @@ mod metrics;
 mod node;
 mod notify;
 mod outbox;
+mod page;
+mod page_browser;
 mod push;
 mod recovery;
 mod requests;
