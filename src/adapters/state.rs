@@ -392,6 +392,24 @@ impl ClusterState {
         write_json(&self.dir.join("bad.json"), marks)
     }
 
+    /// Releases each ssh host deletes at the start of its next stage
+    /// (host as the config writes it → release ids): a push's pruning,
+    /// decided once every wave passed, rides on the next push's stage
+    /// session instead of costing a round trip of its own.
+    pub fn pending_prune(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, StateError> {
+        Ok(read_json(&self.dir.join("prune.json"))?.unwrap_or_default())
+    }
+
+    pub fn set_pending_prune(
+        &self,
+        prune: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Result<(), StateError> {
+        self.prepare()?;
+        write_json(&self.dir.join("prune.json"), prune)
+    }
+
     fn journal_path(&self) -> PathBuf {
         self.dir.join("journal.jsonl")
     }

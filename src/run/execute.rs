@@ -506,14 +506,36 @@ impl Run<'_, '_> {
         let clock = RunClock::starting_at(self.cx.clock.now());
         let progress = self.cx.progress;
         progress.stage_started(self.plan.hosts.len());
+        let mut pending = self.cx.state.pending_prune().unwrap_or_default();
+        let prune: Vec<Vec<ReleaseId>> = self
+            .plan
+            .hosts
+            .iter()
+            .map(|h| {
+                pending
+                    .get(&h.to_string())
+                    .map(|v| v.iter().filter_map(|r| ReleaseId::parse(r)).collect())
+                    .unwrap_or_default()
+            })
+            .collect();
         let results = self
             .fleet()
-            .stage(&artifact, &self.release, &|r| {
+            .stage(&artifact, &self.release, &prune, &|r| {
                 let bytes = r.outcome.as_ref().ok().and_then(|s| s.bytes_sent);
                 progress.host_staged(&r.host, r.outcome.is_ok(), bytes);
             })
             .await;
         progress.stage_finished();
+        // A host that staged has deleted what it had left to prune.
+        let before = pending.len();
+        for r in results.iter().filter(|r| r.outcome.is_ok()) {
+            pending.remove(&r.host.to_string());
+        }
+        if pending.len() != before {
+            if let Err(e) = self.cx.state.set_pending_prune(&pending) {
+                tracing::warn!(error = %e, "cannot record what the hosts pruned");
+            }
+        }
         let failed = results.iter().filter(|r| r.outcome.is_err()).count();
         let mut lines = vec![format!(
             "stage: {}/{} hosts staged {} in {}",
@@ -567,6 +589,28 @@ impl Run<'_, '_> {
                         self.plan.policy.max_failed
                     ),
                 ))
+            }
+        }
+    }
+
+    /// Records what each ssh host deletes at its next stage.
+    fn defer_prune(&self, later: &[Vec<ReleaseId>]) {
+        let state = self.cx.state;
+        let mut pending = state.pending_prune().unwrap_or_default();
+        let before = pending.clone();
+        // A host that staged has no older entry left (`stage`); one that
+        // did not keeps its own.
+        for (h, names) in self.plan.hosts.iter().zip(later) {
+            if !names.is_empty() {
+                pending.insert(
+                    h.to_string(),
+                    names.iter().map(ToString::to_string).collect(),
+                );
+            }
+        }
+        if pending != before {
+            if let Err(e) = state.set_pending_prune(&pending) {
+                tracing::warn!(error = %e, "cannot record the releases left to prune");
             }
         }
     }
@@ -704,12 +748,12 @@ impl Run<'_, '_> {
                     self.switch_comment(&sw, plain, of, &clock, Ended::Done)
                         .await;
                     // Keeping `keep_releases` per host is housekeeping: a
-                    // failure is a warning.
-                    for r in self.fleet().remove(&prune).await {
-                        if let Err(e) = r.outcome {
-                            tracing::warn!(host = %r.host, error = %e, "cannot prune old releases");
-                        }
-                    }
+                    // failure is a warning. Decided now that every wave
+                    // passed; an ssh host deletes its share at the start
+                    // of its next stage session rather than in a round
+                    // trip of its own.
+                    let later = self.fleet().prune(&prune).await;
+                    self.defer_prune(&later);
                     return Ok(());
                 }
                 AfterWave::Undo {

@@ -119,6 +119,102 @@ pub fn rsync_argv(
     release: &ReleaseId,
     link_dest: Option<&ReleaseId>,
 ) -> Vec<OsString> {
+    let link = link_dest.map(|l| format!("../{l}"));
+    rsync_words(opts, artifact, place, release, link.as_deref(), None)
+}
+
+/// The stage of an ssh host in one session: rsync whose remote side first
+/// runs [`stage_prefix`] (`--rsync-path`: it makes `TARGET/releases`,
+/// deletes the releases a past push left to prune, and reports what the
+/// host runs and keeps on stderr), hard-linking unchanged files from the
+/// host's `current` release, whatever it is (`--link-dest=../../current`,
+/// relative to the release directory). `None` for a `local:` host.
+pub fn stage_argv(
+    opts: &SshOptions,
+    artifact: &Path,
+    place: &Place<'_>,
+    release: &ReleaseId,
+    prune: &[ReleaseId],
+) -> Option<Vec<OsString>> {
+    let Place::Remote { target, .. } = place else {
+        return None;
+    };
+    let prefix = format!("{} && rsync", stage_prefix(target, release, prune));
+    Some(rsync_words(
+        opts,
+        artifact,
+        place,
+        release,
+        Some("../../current"),
+        Some(&prefix),
+    ))
+}
+
+/// What the stage's remote prefix writes before each line it reports.
+pub const PROBE_MARK: &str = "pushgate-probe";
+
+/// Run on an ssh host before its rsync receiver, in the stage's session:
+/// creates `TARGET/releases`, refuses to stage over the release `current`
+/// points at, deletes `prune` (never the release `current` points at),
+/// then reports on stderr (stdout is rsync's) `pushgate-probe current=LINK`
+/// and one `pushgate-probe release=NAME` per release kept.
+pub fn stage_prefix(target: &Path, release: &ReleaseId, prune: &[ReleaseId]) -> String {
+    let t = shell_quote(&target.display().to_string());
+    let mut s = format!(
+        "cd -- {t} && mkdir -p releases && c=\"$(readlink current 2>/dev/null)\"; printf '{PROBE_MARK} current=%s\\n' \"$c\" >&2 && if [ \"$c\" = releases/{release} ]; then echo 'pushgate: release {release} is the current release of this host; refusing to stage over it' >&2; exit 1; fi"
+    );
+    let names: Vec<String> = prune
+        .iter()
+        .filter(|r| *r != release)
+        .map(|r| shell_quote(r.as_str()))
+        .collect();
+    if !names.is_empty() {
+        s.push_str(&format!(
+            " && for r in {}; do [ \"$c\" = \"releases/$r\" ] || rm -rf -- \"releases/$r\"; done",
+            names.join(" ")
+        ));
+    }
+    s.push_str(&format!(
+        " && ls -1 releases | sed 's/^/{PROBE_MARK} release=/' >&2"
+    ));
+    s
+}
+
+/// Parses what [`stage_prefix`] reported (on rsync's stderr, among
+/// rsync's own lines); `None` if it reported nothing (it did not run).
+pub fn parse_stage_probe(stderr: &str) -> Option<HostReleases> {
+    let mut current = None;
+    let mut seen = false;
+    let mut releases = Vec::new();
+    for l in stderr.lines() {
+        let Some(rest) = l.strip_prefix(PROBE_MARK).and_then(|r| r.strip_prefix(' ')) else {
+            continue;
+        };
+        if let Some(c) = rest.strip_prefix("current=") {
+            seen = true;
+            current = c
+                .trim()
+                .strip_prefix("releases/")
+                .and_then(|l| ReleaseId::parse(l.trim_end_matches('/')));
+        } else if let Some(r) = rest
+            .strip_prefix("release=")
+            .and_then(|r| ReleaseId::parse(r.trim()))
+        {
+            releases.push(r);
+        }
+    }
+    releases.sort();
+    seen.then_some(HostReleases { current, releases })
+}
+
+fn rsync_words(
+    opts: &SshOptions,
+    artifact: &Path,
+    place: &Place<'_>,
+    release: &ReleaseId,
+    link_dest: Option<&str>,
+    rsync_path: Option<&str>,
+) -> Vec<OsString> {
     let mut v: Vec<OsString> = vec![
         "rsync".into(),
         "--archive".into(),
@@ -130,8 +226,8 @@ pub fn rsync_argv(
         "--modify-window=-1".into(),
     ];
     if let Some(l) = link_dest {
-        // Relative to the destination directory: TARGET/releases/<old>.
-        v.push(format!("--link-dest=../{l}").into());
+        // Relative to the destination directory TARGET/releases/NEW.
+        v.push(format!("--link-dest={l}").into());
     }
     let mut src = artifact.as_os_str().to_owned();
     src.push("/");
@@ -165,6 +261,9 @@ pub fn rsync_argv(
                 .collect();
             v.push("-e".into());
             v.push(rsh.join(" ").into());
+            if let Some(p) = rsync_path {
+                v.push(format!("--rsync-path={p}").into());
+            }
             // The remote path travels as one argument, not through the
             // remote shell.
             v.push("--protect-args".into());
@@ -192,6 +291,32 @@ pub fn switch_script(target: &Path, release: &ReleaseId) -> String {
     format!(
         "cd -- {t} && test -d releases/{release} && ln -sfn releases/{release} .current.{release} && mv -Tf .current.{release} current"
     )
+}
+
+/// What the switch prints on stdout once `current` points at the release,
+/// before `after_switch` runs: its absence means the switch itself failed.
+pub const SWITCHED_MARK: &str = "pushgate-switched";
+
+/// The switch and `sync.after_switch` in one session: [`switch_script`],
+/// then [`SWITCHED_MARK`] on stdout, then `after_switch` in the target
+/// directory, each word quoted, its stdout sent to stderr so that stdout
+/// only ever holds the mark.
+pub fn switch_then_script(
+    target: &Path,
+    release: &ReleaseId,
+    after_switch: Option<&[String]>,
+) -> String {
+    let mut s = format!("{} && echo {SWITCHED_MARK}", switch_script(target, release));
+    if let Some(argv) = after_switch {
+        let words: Vec<String> = argv.iter().map(|w| shell_quote(w)).collect();
+        s.push_str(&format!(" && {} >&2", words.join(" ")));
+    }
+    s
+}
+
+/// Whether [`switch_then_script`]'s output says `current` was switched.
+pub fn switched(stdout: &str) -> bool {
+    stdout.lines().any(|l| l.trim() == SWITCHED_MARK)
 }
 
 /// Removes `current` if it points at `release` (undoing a first push).
@@ -503,6 +628,65 @@ mod tests {
             ));
         expect![[r#"mkdir -p -- '/srv/it'\''s app'/releases && cd -- '/srv/it'\''s app' && printf 'current=%s\n' "$(readlink current 2>/dev/null)" && ls -1 releases"#]]
             .assert_eq(&probe_script(t));
+    }
+
+    #[test]
+    fn an_ssh_hosts_stage_is_one_session_that_probes_prunes_and_links_against_current() {
+        let opts = SshOptions::default();
+        let host = Host::parse("deploy@web-1:2222").unwrap();
+        let place = Place::of(&host, Some(Path::new("/srv/it's app"))).unwrap();
+        let r = rel("20261122T101500Z-3f2a9c13f2a9");
+        let old = [
+            rel("20261101T101500Z-0123456789ab"),
+            rel("20261102T101500Z-0123456789ab"),
+            r.clone(),
+        ];
+        let argv = stage_argv(&opts, Path::new("/a"), &place, &r, &old).unwrap();
+        expect![[r#"rsync | --archive | --delete | --stats | --modify-window=-1 | --link-dest=../../current | -e | ssh -o BatchMode=yes -o ConnectTimeout=15 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -o StrictHostKeyChecking=yes -p 2222 | --rsync-path=cd -- '/srv/it'\''s app' && mkdir -p releases && c="$(readlink current 2>/dev/null)"; printf 'pushgate-probe current=%s\n' "$c" >&2 && if [ "$c" = releases/20261122T101500Z-3f2a9c13f2a9 ]; then echo 'pushgate: release 20261122T101500Z-3f2a9c13f2a9 is the current release of this host; refusing to stage over it' >&2; exit 1; fi && for r in '20261101T101500Z-0123456789ab' '20261102T101500Z-0123456789ab'; do [ "$c" = "releases/$r" ] || rm -rf -- "releases/$r"; done && ls -1 releases | sed 's/^/pushgate-probe release=/' >&2 && rsync | --protect-args | /a/ | deploy@web-1:/srv/it's app/releases/20261122T101500Z-3f2a9c13f2a9/"#]]
+            .assert_eq(&words(&argv));
+        let local = Host::parse("local:/tmp/h1").unwrap();
+        let place = Place::of(&local, None).unwrap();
+        assert!(stage_argv(&opts, Path::new("/a"), &place, &r, &[]).is_none());
+        // Nothing to prune: no loop.
+        assert!(!stage_prefix(Path::new("/srv/app"), &r, &[]).contains("rm -rf"));
+    }
+
+    #[test]
+    fn the_stage_probe_is_read_from_among_rsyncs_own_lines() {
+        let err = "pushgate-probe current=releases/20261121T101500Z-0123456789ab\n--link-dest arg does not exist: x\npushgate-probe release=20261121T101500Z-0123456789ab\npushgate-probe release=$(reboot)\npushgate-probe release=20261120T101500Z-0123456789ab\n";
+        let h = parse_stage_probe(err).unwrap();
+        assert_eq!(h.current, Some(rel("20261121T101500Z-0123456789ab")));
+        assert_eq!(
+            h.releases,
+            vec![
+                rel("20261120T101500Z-0123456789ab"),
+                rel("20261121T101500Z-0123456789ab")
+            ]
+        );
+        assert_eq!(
+            parse_stage_probe("pushgate-probe current=\n"),
+            Some(HostReleases::default())
+        );
+        assert_eq!(
+            parse_stage_probe("rsync: connection unexpectedly closed"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_switch_and_after_switch_are_one_script_whose_mark_says_the_switch_happened() {
+        let t = Path::new("/srv/it's app");
+        let r = rel("20261122T101500Z-3f2a9c13f2a9");
+        expect![[r#"cd -- '/srv/it'\''s app' && test -d releases/20261122T101500Z-3f2a9c13f2a9 && ln -sfn releases/20261122T101500Z-3f2a9c13f2a9 .current.20261122T101500Z-3f2a9c13f2a9 && mv -Tf .current.20261122T101500Z-3f2a9c13f2a9 current && echo pushgate-switched && 'sudo' 'reload' '$(reboot)' >&2"#]]
+            .assert_eq(&switch_then_script(
+                t,
+                &r,
+                Some(&["sudo".into(), "reload".into(), "$(reboot)".into()]),
+            ));
+        assert!(switch_then_script(t, &r, None).ends_with("current && echo pushgate-switched"));
+        assert!(switched("pushgate-switched\n"));
+        assert!(!switched(""));
+        assert!(!switched("xpushgate-switched\n"));
     }
 
     #[test]

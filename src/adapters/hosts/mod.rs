@@ -23,8 +23,9 @@ use futures_util::stream::{self, StreamExt};
 
 use self::argv::{
     after_switch_script, check_rsync, check_script, close_argv, health_script, parse_bytes_sent,
-    parse_probe, parse_room, probe_script, remove_script, room_script, rsync_argv, ssh_argv,
-    switch_script, unset_script, Room,
+    parse_probe, parse_room, parse_stage_probe, probe_script, remove_script, room_script,
+    rsync_argv, ssh_argv, stage_argv, switch_script, switch_then_script, switched, unset_script,
+    Room,
 };
 use self::error::{cause_of, describe_failure, io_failure, room_cause};
 use crate::adapters::process::{self, ChildEnv};
@@ -364,24 +365,44 @@ impl Fleet<'_> {
     }
 
     /// Copies the artifact into `TARGET/releases/RELEASE/` on every host.
-    /// `done` hears of each host as soon as it is done.
+    /// An ssh host does it in one session (one round trip): it deletes the
+    /// releases `prune` names for it (a past push's pruning, index by
+    /// index), says what it runs and keeps, and receives the release with
+    /// unchanged files hard-linked from its current one. `done` hears of
+    /// each host as soon as it is done.
     pub async fn stage(
         &self,
         artifact: &Path,
         release: &ReleaseId,
+        prune: &[Vec<ReleaseId>],
         done: &(dyn Fn(&HostResult<Staged>) + Sync),
     ) -> Vec<HostResult<Staged>> {
         self.each_observed(
             true,
-            |_, place| async move {
-                let before = self.probe(place).await?;
-                if before.current.as_ref() == Some(release) {
-                    return Err(HostError::other(format!(
-                        "release {release} is this host's current release; refusing to stage over it"
-                    )));
-                }
-                let link = before.current.as_ref().filter(|c| *c != release);
-                let argv = rsync_argv(&self.ssh, artifact, &place, release, link);
+            |i, place| async move {
+                let (argv, probed) = match place {
+                    Place::Local { .. } => {
+                        let before = self.probe(place).await?;
+                        if before.current.as_ref() == Some(release) {
+                            return Err(HostError::other(format!(
+                                "release {release} is this host's current release; refusing to stage over it"
+                            )));
+                        }
+                        let link = before.current.as_ref().filter(|c| *c != release);
+                        (
+                            rsync_argv(&self.ssh, artifact, &place, release, link),
+                            Some(before),
+                        )
+                    }
+                    Place::Remote { .. } => {
+                        let gone = prune.get(i).map_or(&[][..], Vec::as_slice);
+                        (
+                            stage_argv(&self.ssh, artifact, &place, release, gone)
+                                .unwrap_or_default(),
+                            None,
+                        )
+                    }
+                };
                 let out = process::run(&argv, None, self.settings.host_timeout, self.env)
                     .await
                     .map_err(|e| HostError::other(e.to_string()))?;
@@ -413,6 +434,16 @@ impl Fleet<'_> {
                         },
                     );
                 }
+                let before = match probed {
+                    Some(b) => b,
+                    // Without it a later undo could not tell where the
+                    // host goes back to: no report, no stage.
+                    None => parse_stage_probe(&out.stderr).ok_or_else(|| {
+                        HostError::other(
+                            "rsync succeeded but the host did not report the release it runs (no `pushgate-probe` line)",
+                        )
+                    })?,
+                };
                 crate::adapters::failpoint::hit("stage:host");
                 Ok(Staged {
                     bytes_sent: parse_bytes_sent(&out.stdout),
@@ -436,14 +467,77 @@ impl Fleet<'_> {
             if !which.get(i).copied().unwrap_or(false) {
                 return Err(HostError::skipped());
             }
-            self.switch_one(place, release).await?;
-            crate::adapters::failpoint::hit("switch:host");
-            match &self.settings.after_switch {
-                Some(argv) => Ok(self.after_switch(place, argv).await.err()),
-                None => Ok(None),
+            let r = self.switch_and_after(place, release).await;
+            if r.is_ok() {
+                crate::adapters::failpoint::hit("switch:host");
             }
+            r
         })
         .await
+    }
+
+    /// Points `current` at `release` and runs `after_switch`: on an ssh
+    /// host in one session. `Ok(Some(error))`: switched, but
+    /// `after_switch` failed.
+    async fn switch_and_after(
+        &self,
+        place: Place<'_>,
+        release: &ReleaseId,
+    ) -> Result<Option<HostError>, HostError> {
+        match place {
+            Place::Local { .. } => {
+                self.switch_one(place, release).await?;
+                match &self.settings.after_switch {
+                    Some(argv) => Ok(self.after_switch(place, argv).await.err()),
+                    None => Ok(None),
+                }
+            }
+            Place::Remote { host, target } => {
+                let script =
+                    switch_then_script(target, release, self.settings.after_switch.as_deref());
+                let argv = ssh_argv(&self.ssh, host, &script);
+                let out = process::run(&argv, None, self.settings.host_timeout, self.env)
+                    .await
+                    .map_err(|e| HostError::other(e.to_string()))?;
+                if out.success() {
+                    Ok(None)
+                } else if switched(&out.stdout) {
+                    Ok(Some(describe_failure(&out, self.settings.host_timeout)))
+                } else {
+                    Err(describe_failure(&out, self.settings.host_timeout))
+                }
+            }
+        }
+    }
+
+    /// Deletes `which` (per host index) where that costs no round trip
+    /// (`local:` hosts) and returns, per index, what is left for each ssh
+    /// host's next stage session to delete (see [`Fleet::stage`]).
+    pub async fn prune(&self, which: &[Vec<ReleaseId>]) -> Vec<Vec<ReleaseId>> {
+        let now: Vec<Vec<ReleaseId>> = self
+            .hosts
+            .iter()
+            .zip(which)
+            .map(|(h, w)| match h {
+                Host::Local { .. } => w.clone(),
+                Host::Ssh { .. } => Vec::new(),
+            })
+            .collect();
+        if now.iter().any(|w| !w.is_empty()) {
+            for r in self.remove(&now).await {
+                if let Err(e) = r.outcome {
+                    tracing::warn!(host = %r.host, error = %e, "cannot prune old releases");
+                }
+            }
+        }
+        self.hosts
+            .iter()
+            .zip(which)
+            .map(|(h, w)| match h {
+                Host::Local { .. } => Vec::new(),
+                Host::Ssh { .. } => w.clone(),
+            })
+            .collect()
     }
 
     async fn switch_one(&self, place: Place<'_>, release: &ReleaseId) -> Result<(), HostError> {
@@ -556,13 +650,11 @@ impl Fleet<'_> {
         self.each(false, |i, place| async move {
             match to.get(i).cloned().flatten() {
                 Some(r) => {
-                    self.switch_one(place, &r).await?;
-                    crate::adapters::failpoint::hit("revert:host");
                     // The app must reload what it runs again, too.
-                    if let Some(argv) = &self.settings.after_switch {
-                        if let Err(e) = self.after_switch(place, argv).await {
-                            tracing::error!(host = %place.target().display(), error = %e, "after_switch failed after switching back");
-                        }
+                    let after = self.switch_and_after(place, &r).await?;
+                    crate::adapters::failpoint::hit("revert:host");
+                    if let Some(e) = after {
+                        tracing::error!(host = %place.target().display(), error = %e, "after_switch failed after switching back");
                     }
                     Ok(())
                 }

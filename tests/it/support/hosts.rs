@@ -434,7 +434,7 @@ impl Hosts {
         std::fs::write(
             &wrapper,
             format!(
-                "#!/bin/sh\ncase \"$SSH_ORIGINAL_COMMAND\" in\n  'rsync --server'*) exec cat '{}' ;;\nesac\nexec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n",
+                "#!/bin/sh\ncase \"$SSH_ORIGINAL_COMMAND\" in\n  *'rsync --server'*) exec cat '{}' ;;\nesac\nexec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n",
                 fifo.display()
             ),
         )
