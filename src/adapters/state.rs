@@ -222,6 +222,9 @@ impl StateDir {
     }
 }
 
+/// How many runs' host records `runs/` keeps.
+pub const KEEP_RUNS: usize = 50;
+
 /// One cluster's part of the state directory (`clusters/<name>/`): its
 /// lock, deployed release, history, journal, outbox, holds log and marks.
 /// Every per-cluster read and write goes through this handle, made once
@@ -408,6 +411,30 @@ impl ClusterState {
     ) -> Result<(), StateError> {
         self.prepare()?;
         write_json(&self.dir.join("prune.json"), prune)
+    }
+
+    /// Every host's record of one run (`runs/RUN_ID.json`): what comments
+    /// only summarise at fleet size. The newest [`KEEP_RUNS`] are kept.
+    pub fn set_run_hosts<T: Serialize>(&self, run_id: &str, record: &T) -> Result<(), StateError> {
+        let dir = self.dir.join("runs");
+        fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        write_json(&dir.join(format!("{run_id}.json")), record)?;
+        let mut old: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(&dir)
+            .map_err(io("list", &dir))?
+            .flatten()
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        old.sort();
+        let excess = old.len().saturating_sub(KEEP_RUNS);
+        for (_, p) in old.into_iter().take(excess) {
+            let _ = fs::remove_file(p);
+        }
+        Ok(())
+    }
+
+    /// Where [`ClusterState::set_run_hosts`] keeps run `run_id`'s hosts.
+    pub fn run_hosts_path(&self, run_id: &str) -> PathBuf {
+        self.dir.join("runs").join(format!("{run_id}.json"))
     }
 
     fn journal_path(&self) -> PathBuf {

@@ -29,6 +29,7 @@ mod ssh;
 mod support;
 mod tidy;
 mod token;
+mod transport;
 mod ux;
 mod views;
 mod waves;

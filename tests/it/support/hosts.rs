@@ -325,7 +325,7 @@ impl Hosts {
                      AuthorizedKeysFile {authorized}\n\
                      StrictModes no\n\
                      PrintMotd no\n\
-                     LogLevel INFO\n",
+                     LogLevel VERBOSE\n",
                     host_key = host_key.display(),
                     authorized = authorized_keys.display(),
                     deploy_user = DEPLOY_USER,
