@@ -548,9 +548,19 @@ impl Run<'_, '_> {
                     .unwrap_or_default()
             })
             .collect();
+        // What the hosts run now, whose unchanged files they keep (the
+        // bittorrent transport lays its torrent out by it).
+        let base_artifact = self.from.as_ref().map(|c| self.cx.run.state.artifact(c));
+        let base = self
+            .plan
+            .before
+            .as_ref()
+            .zip(base_artifact.as_deref())
+            .map(|(release, artifact)| hosts::Base { release, artifact });
+        let scratch = self.cx.state.dir().join("bt");
         let results = self
             .fleet()
-            .stage(&artifact, &self.release, &prune, &|r| {
+            .stage(&artifact, &self.release, &prune, base, &scratch, &|r| {
                 let bytes = r.outcome.as_ref().ok().and_then(|s| s.bytes_sent);
                 progress.host_staged(&r.host, r.outcome.is_ok(), bytes);
             })

@@ -30,6 +30,7 @@ mod support;
 mod tidy;
 mod token;
 mod transport;
+mod transport_bittorrent;
 mod ux;
 mod views;
 mod waves;

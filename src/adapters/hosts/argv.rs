@@ -275,6 +275,142 @@ fn rsync_words(
     v
 }
 
+/// What a host's stage prints once its release is whole, over bittorrent.
+pub const STAGED_MARK: &str = "pushgate-staged";
+
+/// `aria2c`'s options on a host and on the bastion: no DHT or local peer
+/// discovery (the tracker names every peer), files written as they come,
+/// and the whole run bounded by `stop_secs` whatever the peers do.
+fn aria2c_common(stop_secs: u64) -> String {
+    format!(
+        "--enable-dht=false --enable-dht6=false --bt-enable-lpd=false --file-allocation=none --allow-overwrite=true --auto-file-renaming=false --summary-interval=0 --console-log-level=error --download-result=hide --stop={stop_secs}"
+    )
+}
+
+/// Stops the host's seeder of scratch directory `$1` (its pid in
+/// `$1/seed.pid`, killed only if that process seeds `$1`'s torrent).
+const STOP_SEEDER: &str = "stop_seed() { p=$(cat \"$1/seed.pid\" 2>/dev/null) || return 0; case \"$(tr '\\000' ' ' < \"/proc/$p/cmdline\" 2>/dev/null)\" in *\"$1/meta/t.torrent\"*) kill \"$p\" 2>/dev/null ;; esac; return 0; }";
+
+/// How a host fetches a release over bittorrent (see [`bt_stage_script`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BtStage<'a> {
+    pub release: &'a ReleaseId,
+    pub prune: &'a [ReleaseId],
+    /// The release whose files the torrent lists first as unchanged.
+    pub base: Option<&'a ReleaseId>,
+    /// The changed files (`--select-file`, 1-based), for a host on `base`.
+    pub changed: Option<(usize, usize)>,
+    /// Whether the torrent has any file at all.
+    pub files: bool,
+    /// `host_timeout`, in seconds: the longest a host's aria2c runs.
+    pub stop_secs: u64,
+}
+
+/// A host's stage over bittorrent, in one session whose stdin is the
+/// bundle (a gzipped tar: `meta/t.torrent`, `meta/reuse` and the
+/// skeleton under `tree/`). Like [`stage_prefix`] it makes
+/// `TARGET/releases`, refuses to stage over `current`, prunes and
+/// reports (on stdout here); it stops and removes what an earlier stage
+/// left in `releases/.*.bt`; then `aria2c` fetches into `releases/NEW/`
+/// (every piece verified) — only the changed files on a host whose
+/// `current` is the base, whose unchanged files are hard-linked from it
+/// instead — the skeleton gives directories, symlinks, empty files,
+/// modes and times (`cp --attributes-only`, never on the linked files),
+/// and a seeder stays behind for the others until the switch (or its
+/// bound) stops it. Every word from the config is quoted.
+pub fn bt_stage_script(target: &Path, bt: &BtStage<'_>) -> String {
+    let release = bt.release;
+    let t = shell_quote(&target.display().to_string());
+    let w = format!("releases/.{release}.bt");
+    let opts = aria2c_common(bt.stop_secs);
+    let fetch = |select: Option<(usize, usize)>| -> String {
+        format!(
+            "aria2c -T \"$w/meta/t.torrent\" --dir=releases --seed-time=0 {opts}{} 1>&2",
+            select.map_or(String::new(), |(a, b)| format!(" --select-file={a}-{b}"))
+        )
+    };
+    let all = if bt.files { fetch(None) } else { ":".into() };
+    let on_base = match bt.changed {
+        Some(r) => fetch(Some(r)),
+        None => ":".into(),
+    };
+    let mut s = format!(
+        "{STOP_SEEDER}; cd -- {t} && mkdir -p releases && c=\"$(readlink current 2>/dev/null)\"; printf '{PROBE_MARK} current=%s\\n' \"$c\" && if [ \"$c\" = releases/{release} ]; then echo 'pushgate: release {release} is the current release of this host; refusing to stage over it' >&2; exit 1; fi"
+    );
+    let names: Vec<String> = bt
+        .prune
+        .iter()
+        .filter(|r| *r != release)
+        .map(|r| shell_quote(r.as_str()))
+        .collect();
+    if !names.is_empty() {
+        s.push_str(&format!(
+            " && for r in {}; do [ \"$c\" = \"releases/$r\" ] || rm -rf -- \"releases/$r\" \"releases/.$r.bt\"; done",
+            names.join(" ")
+        ));
+    }
+    s.push_str(&format!(
+        " && ls -1 releases | sed 's/^/{PROBE_MARK} release=/' && for d in releases/.*.bt; do [ -d \"$d\" ] || continue; stop_seed \"$d\"; rm -rf -- \"$d\"; done && rm -f releases/*.aria2 && w={w} && rm -rf -- releases/{release} && mkdir -p -- \"$w\" releases/{release} && tar -xzpf - --no-same-owner -C \"$w\""
+    ));
+    let on = match bt.base {
+        Some(b) => format!(" && if [ \"$c\" = releases/{b} ]; then on=1; else on=; fi"),
+        None => " && on=".into(),
+    };
+    s.push_str(&on);
+    s.push_str(&format!(
+        " && if [ -n \"$on\" ]; then {on_base}; else {all}; fi && rm -f -- releases/{release}.aria2"
+    ));
+    if let Some(b) = bt.base {
+        s.push_str(&format!(
+            " && if [ -n \"$on\" ]; then (cd releases/{b} && xargs -0 -r cp -l -f --parents -t ../{release} < ../.{release}.bt/meta/reuse) && (cd \"$w/tree\" && xargs -0 -r rm -f -- < ../meta/reuse); fi"
+        ));
+    }
+    s.push_str(&format!(
+        " && cp -R -P --attributes-only --preserve=mode,timestamps -- \"$w/tree/.\" releases/{release}/ && rm -rf -- \"$w/tree\" && (setsid aria2c -T \"$w/meta/t.torrent\" --dir=releases --bt-seed-unverified=true --seed-ratio=0.0 --seed-time={} {opts} > /dev/null 2>&1 < /dev/null & echo $! > \"$w/seed.pid\") && echo {STAGED_MARK}",
+        bt.stop_secs.div_ceil(60).max(1)
+    ));
+    s
+}
+
+/// What the switch of a release staged over bittorrent does first: stop
+/// the host's seeder of it and remove its scratch directory.
+pub fn bt_unseed(target: &Path, release: &ReleaseId) -> String {
+    let t = shell_quote(&target.display().to_string());
+    format!(
+        "{STOP_SEEDER}; cd -- {t} && stop_seed releases/.{release}.bt; rm -rf -- releases/.{release}.bt releases/{release}.aria2"
+    )
+}
+
+/// The bastion's seeder of a release: every piece, from the seed
+/// directory (the artifact's files hard-linked under the release's name).
+pub fn bt_seeder_argv(torrent: &Path, seed_dir: &Path, stop_secs: u64) -> Vec<OsString> {
+    let mut v: Vec<OsString> = vec![
+        "aria2c".into(),
+        "-T".into(),
+        torrent.into(),
+        {
+            let mut d = OsString::from("--dir=");
+            d.push(seed_dir);
+            d
+        },
+        "--bt-seed-unverified=true".into(),
+        "--seed-ratio=0.0".into(),
+        format!("--seed-time={}", stop_secs.div_ceil(60).max(1)).into(),
+    ];
+    v.extend(aria2c_common(stop_secs).split(' ').map(OsString::from));
+    v
+}
+
+/// Debian's `opentracker` for one stage: it listens on `port`, serves only
+/// the release's info hash (`whitelist`, inside `root`, where it chroots
+/// before dropping to user nobody).
+pub fn tracker_config(root: &Path, port: u16) -> String {
+    format!(
+        "# written by pushgate for one stage\nlisten.tcp 0.0.0.0:{port}\naccess.whitelist /whitelist\ntracker.rootdir {}\n",
+        root.display()
+    )
+}
+
 /// Reads the host's current release and its releases, creating
 /// `TARGET/releases` on the way. Output: `current=<link>` then one name per line.
 pub fn probe_script(target: &Path) -> String {
@@ -306,7 +442,25 @@ pub fn switch_then_script(
     release: &ReleaseId,
     after_switch: Option<&[String]>,
 ) -> String {
-    let mut s = format!("{} && echo {SWITCHED_MARK}", switch_script(target, release));
+    switch_then(target, release, after_switch, false)
+}
+
+/// [`switch_then_script`]; with `unseed`, first [`bt_unseed`].
+pub fn switch_then(
+    target: &Path,
+    release: &ReleaseId,
+    after_switch: Option<&[String]>,
+    unseed: bool,
+) -> String {
+    let mut s = if unseed {
+        format!("{}; ", bt_unseed(target, release))
+    } else {
+        String::new()
+    };
+    s.push_str(&format!(
+        "{} && echo {SWITCHED_MARK}",
+        switch_script(target, release)
+    ));
     if let Some(argv) = after_switch {
         let words: Vec<String> = argv.iter().map(|w| shell_quote(w)).collect();
         s.push_str(&format!(" && {} >&2", words.join(" ")));
@@ -332,6 +486,19 @@ pub fn remove_script(target: &Path, releases: &[ReleaseId]) -> String {
     let t = shell_quote(&target.display().to_string());
     let names: Vec<&str> = releases.iter().map(ReleaseId::as_str).collect();
     format!("cd -- {t}/releases && rm -rf -- {}", names.join(" "))
+}
+
+/// [`remove_script`] for releases staged over bittorrent: each one's
+/// seeder stopped and scratch directory removed too.
+pub fn remove_bt_script(target: &Path, releases: &[ReleaseId]) -> String {
+    let t = shell_quote(&target.display().to_string());
+    let mut s = format!("{STOP_SEEDER}; cd -- {t}/releases");
+    for r in releases {
+        s.push_str(&format!(
+            " && stop_seed .{r}.bt && rm -rf -- {r} .{r}.bt {r}.aria2"
+        ));
+    }
+    s
 }
 
 /// `sync.after_switch`, run in the target directory, each word quoted.
@@ -388,12 +555,33 @@ pub fn wave_check_env(
 }
 
 /// What `check` asks of a host: create `TARGET/releases`, write and remove
-/// a file there, and say which rsync it has.
+/// a file there, and say which rsync it has (and, for the bittorrent
+/// transport, which aria2c: a second line, `aria2c: none` without one).
 pub fn check_script(target: &Path) -> String {
     let t = shell_quote(&target.display().to_string());
     format!(
         "mkdir -p -- {t}/releases && f={t}/releases/.pushgate-check.$$ && : > \"$f\" && rm -f -- \"$f\" && rsync --version | head -n 1"
     )
+}
+
+/// [`check_script`], then aria2c's version line (`aria2c: none` without it).
+pub fn check_bt_script(target: &Path) -> String {
+    format!(
+        "{} && {{ aria2c --version 2>/dev/null | head -n 1 | grep . || echo 'aria2c: none'; }}",
+        check_script(target)
+    )
+}
+
+/// Whether [`check_bt_script`]'s second line names an aria2c.
+pub fn check_aria2c(second_line: &str) -> Result<String, String> {
+    let l = second_line.trim();
+    match l.strip_prefix("aria2 version ") {
+        Some(v) => Ok(format!("aria2c {}", crate::domain::text::printable(v, 20))),
+        None => Err(
+            "no aria2c (sync.transport = \"bittorrent\" needs it on every host: Debian's `aria2`)"
+                .into(),
+        ),
+    }
 }
 
 /// The oldest rsync pushgate works with: `--modify-window=-1` (nanosecond
@@ -687,6 +875,76 @@ mod tests {
         assert!(switched("pushgate-switched\n"));
         assert!(!switched(""));
         assert!(!switched("xpushgate-switched\n"));
+    }
+
+    #[test]
+    fn a_bittorrent_stage_fetches_only_the_changed_files_on_a_host_that_runs_the_base() {
+        let r = rel("20261122T101500Z-3f2a9c13f2a9");
+        let b = rel("20261121T101500Z-0123456789ab");
+        let s = bt_stage_script(
+            Path::new("/srv/it's app"),
+            &BtStage {
+                release: &r,
+                prune: &[],
+                base: Some(&b),
+                changed: Some((4, 9)),
+                files: true,
+                stop_secs: 600,
+            },
+        );
+        assert!(
+            s.contains("cd -- '/srv/it'\\''s app' && mkdir -p releases"),
+            "{s}"
+        );
+        assert!(
+            s.contains("if [ \"$c\" = releases/20261121T101500Z-0123456789ab ]; then on=1"),
+            "{s}"
+        );
+        assert!(s.contains("then aria2c -T \"$w/meta/t.torrent\" --dir=releases --seed-time=0 --enable-dht=false"), "{s}");
+        assert!(
+            s.contains("--stop=600 --select-file=4-9 1>&2; else aria2c"),
+            "{s}"
+        );
+        assert!(s.contains("(cd releases/20261121T101500Z-0123456789ab && xargs -0 -r cp -l -f --parents -t ../20261122T101500Z-3f2a9c13f2a9 < ../.20261122T101500Z-3f2a9c13f2a9.bt/meta/reuse)"), "{s}");
+        assert!(s.contains("--seed-time=10 "), "{s}");
+        assert!(s.ends_with("echo pushgate-staged"), "{s}");
+        // No base: every host fetches everything, links nothing.
+        let s = bt_stage_script(
+            Path::new("/srv/app"),
+            &BtStage {
+                release: &r,
+                prune: &[],
+                base: None,
+                changed: None,
+                files: true,
+                stop_secs: 60,
+            },
+        );
+        assert!(!s.contains("cp -l") && !s.contains("--select-file"), "{s}");
+        assert!(s.contains("&& on= &&"), "{s}");
+    }
+
+    #[test]
+    fn a_bittorrent_switch_stops_the_hosts_seeder_first() {
+        let r = rel("20261122T101500Z-3f2a9c13f2a9");
+        let s = switch_then(Path::new("/srv/app"), &r, None, true);
+        assert!(s.starts_with("stop_seed() {"), "{s}");
+        assert!(s.contains("stop_seed releases/.20261122T101500Z-3f2a9c13f2a9.bt; rm -rf -- releases/.20261122T101500Z-3f2a9c13f2a9.bt releases/20261122T101500Z-3f2a9c13f2a9.aria2; cd -- '/srv/app' && test -d releases/"), "{s}");
+        assert_eq!(
+            switch_then(Path::new("/srv/app"), &r, None, false),
+            switch_then_script(Path::new("/srv/app"), &r, None)
+        );
+        assert!(check_aria2c("aria2 version 1.36.0").is_ok());
+        assert!(check_aria2c("aria2c: none")
+            .unwrap_err()
+            .contains("no aria2c"));
+        expect![[r#"
+            # written by pushgate for one stage
+            listen.tcp 0.0.0.0:6969
+            access.whitelist /whitelist
+            tracker.rootdir /var/lib/pushgate/bt/t
+        "#]]
+        .assert_eq(&tracker_config(Path::new("/var/lib/pushgate/bt/t"), 6969));
     }
 
     #[test]

@@ -10,9 +10,12 @@
 //! host's result and the caller asks `decide`.
 
 pub mod argv;
+mod bittorrent;
 pub mod error;
+pub mod torrent;
 
 pub use argv::Place;
+pub use bittorrent::Base;
 pub use error::{HostError, HostErrorKind};
 
 use std::ffi::OsString;
@@ -22,14 +25,14 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{self, StreamExt};
 
 use self::argv::{
-    after_switch_script, check_rsync, check_script, close_argv, health_script, parse_bytes_sent,
-    parse_probe, parse_room, parse_stage_probe, probe_script, remove_script, room_script,
-    rsync_argv, ssh_argv, stage_argv, switch_script, switch_then_script, switched, unset_script,
-    Room,
+    after_switch_script, check_aria2c, check_bt_script, check_rsync, check_script, close_argv,
+    health_script, parse_bytes_sent, parse_probe, parse_room, parse_stage_probe, probe_script,
+    remove_bt_script, remove_script, room_script, rsync_argv, ssh_argv, stage_argv, switch_script,
+    switch_then, switched, unset_script, Room,
 };
 use self::error::{cause_of, describe_failure, io_failure, room_cause};
 use crate::adapters::process::{self, ChildEnv};
-use crate::config::{ClusterSettings, HostKeyPolicy, SyncSettings};
+use crate::config::{ClusterSettings, HostKeyPolicy, SyncSettings, Transport};
 use crate::domain::model::{Host, HostReleases, ReleaseId};
 
 /// How ssh is started: from `[sync]`.
@@ -170,6 +173,11 @@ impl<'a> Fleet<'a> {
 
     pub fn hosts(&self) -> &[Host] {
         self.hosts
+    }
+
+    /// Whether releases go out over bittorrent (`sync.transport`).
+    pub fn bittorrent(&self) -> bool {
+        matches!(self.settings.transport, Transport::BitTorrent { .. })
     }
 }
 
@@ -328,10 +336,25 @@ impl Fleet<'_> {
                     Ok(format!("{} is writable", path.display()))
                 }
                 Place::Remote { host, target } => {
-                    let out = self.ssh(host, &check_script(target)).await?;
+                    let bt = self.bittorrent();
+                    let script = if bt {
+                        check_bt_script(target)
+                    } else {
+                        check_script(target)
+                    };
+                    let out = self.ssh(host, &script).await?;
+                    let mut lines = out.lines();
                     let rsync =
-                        check_rsync(out.lines().next().unwrap_or("")).map_err(HostError::other)?;
-                    Ok(format!("{} is writable; {rsync}", target.display()))
+                        check_rsync(lines.next().unwrap_or("")).map_err(HostError::other)?;
+                    if !bt {
+                        return Ok(format!("{} is writable; {rsync}", target.display()));
+                    }
+                    let aria2c =
+                        check_aria2c(lines.next().unwrap_or("")).map_err(HostError::other)?;
+                    Ok(format!(
+                        "{} is writable; {rsync}; {aria2c}",
+                        target.display()
+                    ))
                 }
             }
         })
@@ -368,73 +391,109 @@ impl Fleet<'_> {
     /// An ssh host does it in one session (one round trip): it deletes the
     /// releases `prune` names for it (a past push's pruning, index by
     /// index), says what it runs and keeps, and receives the release with
-    /// unchanged files hard-linked from its current one. `done` hears of
-    /// each host as soon as it is done.
+    /// unchanged files linked from its current one — by rsync, or from
+    /// the swarm (`sync.transport = "bittorrent"`, which uses `base`, the
+    /// deployed release's artifact, and `scratch`, a directory of the
+    /// bastion's for the stage). `done` hears of each host as soon as it
+    /// is done.
     pub async fn stage(
         &self,
         artifact: &Path,
         release: &ReleaseId,
         prune: &[Vec<ReleaseId>],
+        base: Option<Base<'_>>,
+        scratch: &Path,
         done: &(dyn Fn(&HostResult<Staged>) + Sync),
     ) -> Vec<HostResult<Staged>> {
+        if let Transport::BitTorrent {
+            tracker,
+            run_tracker,
+        } = &self.settings.transport
+        {
+            if self.hosts.iter().any(|h| matches!(h, Host::Ssh { .. })) {
+                return self
+                    .stage_bt(
+                        artifact,
+                        release,
+                        prune,
+                        base,
+                        scratch,
+                        tracker,
+                        *run_tracker,
+                        done,
+                    )
+                    .await;
+            }
+        }
         self.each_observed(
             true,
-            |i, place| async move {
-                let (argv, probed) = match place {
-                    Place::Local { .. } => {
-                        let before = self.probe(place).await?;
-                        if before.current.as_ref() == Some(release) {
-                            return Err(HostError::other(format!(
+            |i, place| {
+                let gone = prune.get(i).map_or(&[][..], Vec::as_slice);
+                self.stage_rsync_one(artifact, release, gone, i, place)
+            },
+            done,
+        )
+        .await
+    }
+
+    /// One host's stage by rsync (see [`Fleet::stage`]).
+    async fn stage_rsync_one(
+        &self,
+        artifact: &Path,
+        release: &ReleaseId,
+        gone: &[ReleaseId],
+        _i: usize,
+        place: Place<'_>,
+    ) -> Result<Staged, HostError> {
+        let (argv, probed) = match place {
+            Place::Local { .. } => {
+                let before = self.probe(place).await?;
+                if before.current.as_ref() == Some(release) {
+                    return Err(HostError::other(format!(
                                 "release {release} is this host's current release; refusing to stage over it"
                             )));
-                        }
-                        let link = before.current.as_ref().filter(|c| *c != release);
-                        (
-                            rsync_argv(&self.ssh, artifact, &place, release, link),
-                            Some(before),
-                        )
-                    }
-                    Place::Remote { .. } => {
-                        let gone = prune.get(i).map_or(&[][..], Vec::as_slice);
-                        (
-                            stage_argv(&self.ssh, artifact, &place, release, gone)
-                                .unwrap_or_default(),
-                            None,
-                        )
-                    }
-                };
-                let out = process::run(&argv, None, self.settings.host_timeout, self.env)
-                    .await
-                    .map_err(|e| HostError::other(e.to_string()))?;
-                if !out.success() {
-                    let err = describe_failure(&out, self.settings.host_timeout);
-                    let named = cause_of(&format!("{}\n{}", out.stderr, out.stdout)).is_some();
-                    if named || out.status.is_none() {
-                        return Err(err);
-                    }
-                    // Only now, on a failure: a walk of the whole
-                    // artifact is not worth its time on every push.
-                    let artifact_bytes = {
-                        let a = artifact.to_owned();
-                        tokio::task::spawn_blocking(move || tree_bytes(&a))
-                            .await
-                            .unwrap_or(0)
-                    };
-                    let releases = place.target().join("releases");
-                    return Err(
-                        match self
-                            .room(place)
-                            .await
-                            .and_then(|r| room_cause(&r, artifact_bytes, &releases))
-                        {
-                            Some(cause) => {
-                                HostError::new(cause.kind, format!("{} ({err})", cause.message))
-                            }
-                            None => err,
-                        },
-                    );
                 }
-                let before = match probed {
+                let link = before.current.as_ref().filter(|c| *c != release);
+                (
+                    rsync_argv(&self.ssh, artifact, &place, release, link),
+                    Some(before),
+                )
+            }
+            Place::Remote { .. } => (
+                stage_argv(&self.ssh, artifact, &place, release, gone).unwrap_or_default(),
+                None,
+            ),
+        };
+        let out = process::run(&argv, None, self.settings.host_timeout, self.env)
+            .await
+            .map_err(|e| HostError::other(e.to_string()))?;
+        if !out.success() {
+            let err = describe_failure(&out, self.settings.host_timeout);
+            let named = cause_of(&format!("{}\n{}", out.stderr, out.stdout)).is_some();
+            if named || out.status.is_none() {
+                return Err(err);
+            }
+            // Only now, on a failure: a walk of the whole
+            // artifact is not worth its time on every push.
+            let artifact_bytes = {
+                let a = artifact.to_owned();
+                tokio::task::spawn_blocking(move || tree_bytes(&a))
+                    .await
+                    .unwrap_or(0)
+            };
+            let releases = place.target().join("releases");
+            return Err(
+                match self
+                    .room(place)
+                    .await
+                    .and_then(|r| room_cause(&r, artifact_bytes, &releases))
+                {
+                    Some(cause) => HostError::new(cause.kind, format!("{} ({err})", cause.message)),
+                    None => err,
+                },
+            );
+        }
+        let before = match probed {
                     Some(b) => b,
                     // Without it a later undo could not tell where the
                     // host goes back to: no report, no stage.
@@ -444,15 +503,11 @@ impl Fleet<'_> {
                         )
                     })?,
                 };
-                crate::adapters::failpoint::hit("stage:host");
-                Ok(Staged {
-                    bytes_sent: parse_bytes_sent(&out.stdout),
-                    before,
-                })
-            },
-            done,
-        )
-        .await
+        crate::adapters::failpoint::hit("stage:host");
+        Ok(Staged {
+            bytes_sent: parse_bytes_sent(&out.stdout),
+            before,
+        })
     }
 
     /// Points `current` at `release` on the hosts whose index is in `which`,
@@ -493,8 +548,12 @@ impl Fleet<'_> {
                 }
             }
             Place::Remote { host, target } => {
-                let script =
-                    switch_then_script(target, release, self.settings.after_switch.as_deref());
+                let script = switch_then(
+                    target,
+                    release,
+                    self.settings.after_switch.as_deref(),
+                    self.bittorrent(),
+                );
                 let argv = ssh_argv(&self.ssh, host, &script);
                 let out = process::run(&argv, None, self.settings.host_timeout, self.env)
                     .await
@@ -730,10 +789,14 @@ impl Fleet<'_> {
                             Err(HostError::other(format!("cannot remove releases: {e}")))
                         })
                 }
-                Place::Remote { host, target } => self
-                    .ssh(host, &remove_script(target, &names))
-                    .await
-                    .map(drop),
+                Place::Remote { host, target } => {
+                    let script = if self.bittorrent() {
+                        remove_bt_script(target, &names)
+                    } else {
+                        remove_script(target, &names)
+                    };
+                    self.ssh(host, &script).await.map(drop)
+                }
             }
         })
         .await
