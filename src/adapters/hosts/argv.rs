@@ -63,6 +63,41 @@ pub fn ssh_command(opts: &SshOptions, port: Option<u16>) -> Vec<String> {
     v
 }
 
+/// The ciphers pushgate prefers when neither the `ssh_config` nor
+/// `sync.ssh_ciphers` names any: AES-GCM first where the bastion has AES
+/// instructions (half the CPU per byte of chacha20-poly1305, OpenSSH's
+/// first choice, in `docs/benchmarks.md`), else OpenSSH's own order.
+/// `^` puts them ahead of OpenSSH's defaults, which stay as fallbacks.
+pub fn default_ciphers(aes: bool) -> Option<&'static str> {
+    aes.then_some("^aes128-gcm@openssh.com,aes256-gcm@openssh.com")
+}
+
+/// The ssh configuration pushgate hands ssh (`-F`) to carry a cipher
+/// preference under the user's: the user's `ssh_config` (or, without one,
+/// the files ssh reads by default) first — the first value ssh obtains
+/// wins — then `Ciphers` for every host. `None` for a path this file
+/// could not quote.
+pub fn cipher_config(user: Option<&Path>, ciphers: &str) -> Option<String> {
+    let include = |p: &str| -> Option<String> {
+        (!p.contains(['"', '\n'])).then(|| format!("Include \"{p}\"\n"))
+    };
+    let mut s = String::from(
+        "# written by pushgate: your configuration first (its values win), then pushgate's defaults\n",
+    );
+    match user {
+        Some(p) => s.push_str(&include(&p.display().to_string())?),
+        None => {
+            s.push_str("Include ~/.ssh/config\n");
+            s.push_str("Include /etc/ssh/ssh_config\n");
+        }
+    }
+    if ciphers.contains(|c: char| c.is_whitespace() || c == '"') {
+        return None;
+    }
+    s.push_str(&format!("Host *\n    Ciphers {ciphers}\n"));
+    Some(s)
+}
+
 /// `ssh [options] [-l user]` for an ssh host, and its hostname (which
 /// `Host::parse` validated: it cannot start with `-`); `None` for `local:`.
 fn ssh_to<'h>(opts: &SshOptions, host: &'h Host) -> Option<(Vec<OsString>, &'h str)> {
@@ -748,6 +783,27 @@ mod tests {
         let argv = ssh_argv(&opts, &host, "true");
         expect![[r#"ssh | -o | BatchMode=yes | -o | ConnectTimeout=15 | -o | ServerAliveInterval=15 | -o | ServerAliveCountMax=4 | -o | StrictHostKeyChecking=yes | -o | UserKnownHostsFile=/etc/pushgate/known_hosts | -o | IdentitiesOnly=yes | -i | /etc/pushgate/id_ed25519 | -F | /etc/pushgate/ssh config | -p | 2222 | -l | deploy | -- | web-1.internal | true"#]]
             .assert_eq(&words(&argv));
+    }
+
+    #[test]
+    fn the_cipher_preference_comes_after_the_users_ssh_config() {
+        assert_eq!(default_ciphers(false), None);
+        expect![[r#"
+            # written by pushgate: your configuration first (its values win), then pushgate's defaults
+            Include "/etc/pushgate/ssh config"
+            Host *
+                Ciphers ^aes128-gcm@openssh.com,aes256-gcm@openssh.com
+        "#]]
+        .assert_eq(
+            &cipher_config(
+                Some(Path::new("/etc/pushgate/ssh config")),
+                default_ciphers(true).unwrap(),
+            )
+            .unwrap(),
+        );
+        let none = cipher_config(None, "chacha20-poly1305@openssh.com").unwrap();
+        assert!(none.contains("Include ~/.ssh/config\nInclude /etc/ssh/ssh_config\n"));
+        assert!(cipher_config(Some(Path::new("/a\"b")), "x").is_none());
     }
 
     #[test]

@@ -50,14 +50,64 @@ pub struct SshOptions {
 
 impl SshOptions {
     pub fn from_settings(s: &SyncSettings) -> SshOptions {
+        let control_dir = mux_dir().map(Path::to_owned);
+        let config = match (&control_dir, cipher_preference(s)) {
+            (Some(dir), Some(ciphers)) => {
+                cipher_file(dir, s.ssh_config.as_deref(), &ciphers).or(s.ssh_config.clone())
+            }
+            _ => s.ssh_config.clone(),
+        };
         SshOptions {
-            config: s.ssh_config.clone(),
+            config,
             identity: s.ssh_identity.clone(),
             known_hosts: s.known_hosts.clone(),
             accept_new_host_keys: s.host_key_policy == HostKeyPolicy::AcceptNew,
-            control_dir: mux_dir().map(Path::to_owned),
+            control_dir,
         }
     }
+}
+
+/// `sync.ssh_ciphers`, else pushgate's default for this bastion's CPU.
+fn cipher_preference(s: &SyncSettings) -> Option<String> {
+    s.ssh_ciphers
+        .clone()
+        .or_else(|| argv::default_ciphers(bastion_has_aes()).map(str::to_owned))
+}
+
+/// Whether this machine encrypts AES in hardware.
+fn bastion_has_aes() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+/// Writes (once per process) the ssh configuration that carries the
+/// cipher preference under `user`'s, in the private control directory;
+/// its path. `None` if it cannot: ssh then reads `user` as it is.
+fn cipher_file(dir: &Path, user: Option<&Path>, ciphers: &str) -> Option<PathBuf> {
+    let text = argv::cipher_config(user, ciphers)?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    let name: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let path = dir.join(format!("ssh_config-{name}"));
+    if !path.is_file() {
+        let tmp = dir.join(format!(".ssh_config-{name}.{}", std::process::id()));
+        std::fs::write(&tmp, text).ok()?;
+        std::fs::rename(&tmp, &path).ok()?;
+    }
+    Some(path)
 }
 
 /// A control socket's path is `DIR/<40 hex>`; a Unix socket's path must fit
