@@ -171,7 +171,7 @@ hosts = ["local:/nonexistent"]
     // 2. The whole pass: the decision again, then the writes.
     sb.clear_requests();
     let t = Instant::now();
-    let mut outbox = pushgate::run::outbox::Outbox::open(
+    let outbox = pushgate::run::outbox::Outbox::open(
         &state.cluster(&beta.name),
         &client,
         pushgate::run::clock::RunClock::starting_at(chrono::Utc::now()),
@@ -179,7 +179,7 @@ hosts = ["local:/nonexistent"]
     let care = crash::after_run(
         &config,
         &client,
-        &mut outbox,
+        &outbox,
         &state,
         beta,
         "bench",

@@ -251,13 +251,28 @@ pub async fn run(
     timeout: Duration,
     env: &ChildEnv,
 ) -> Result<ChildOutput, SpawnError> {
+    run_input(argv, cwd, timeout, env, None).await
+}
+
+/// [`run`], with `input` written to the child's stdin (then closed).
+pub async fn run_input(
+    argv: &[OsString],
+    cwd: Option<&Path>,
+    timeout: Duration,
+    env: &ChildEnv,
+    input: Option<&[u8]>,
+) -> Result<ChildOutput, SpawnError> {
     let program = argv
         .first()
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut cmd = tokio::process::Command::new(argv.first().map_or(OsStr::new(""), |p| p));
     cmd.args(&argv[1.min(argv.len())..])
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -315,10 +330,21 @@ pub async fn run(
     let mut guard = GroupGuard(pid);
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
+    let stdin = child.stdin.take();
     let (mut out_buf, mut err_buf) = (VecDeque::new(), VecDeque::new());
     let status = {
         let work = async {
-            let (_, _, status) = tokio::join!(
+            let feed = async {
+                if let (Some(mut w), Some(bytes)) = (stdin, input) {
+                    use tokio::io::AsyncWriteExt;
+                    // A child that stops reading early is not an error here:
+                    // its exit status says what happened.
+                    let _ = w.write_all(bytes).await;
+                    let _ = w.shutdown().await;
+                }
+            };
+            let (_, _, _, status) = tokio::join!(
+                feed,
                 keep_tail(out.as_mut(), &mut out_buf),
                 keep_tail(err.as_mut(), &mut err_buf),
                 child.wait()

@@ -13,6 +13,7 @@
 //!   clusters/<name>/journal.jsonl   the running (or interrupted) run's steps
 //!   clusters/<name>/runs/<run>.jsonl   a finished run's journal, kept for people
 //!   clusters/<name>/runs/<run>.json    how it ended: hosts, changelog, Asana writes
+//!   clusters/<name>/runs/<run>.hosts.json  every host's stage in full (comments summarise)
 //!   clusters/<name>/outbox.jsonl    Asana writes queued and done (`outbox.rs`)
 //!   clusters/<name>/children/       one file per running child's process group
 //!   clusters/<name>/bad.json        commits rolled back: never a candidate again
@@ -507,6 +508,38 @@ impl ClusterState {
         write_json(&self.dir.join("bad.json"), marks)
     }
 
+    /// Releases each ssh host deletes at the start of its next stage
+    /// (host as the config writes it → release ids): a push's pruning,
+    /// decided once every wave passed, rides on the next push's stage
+    /// session instead of costing a round trip of its own.
+    pub fn pending_prune(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, StateError> {
+        Ok(read_json(&self.dir.join("prune.json"))?.unwrap_or_default())
+    }
+
+    pub fn set_pending_prune(
+        &self,
+        prune: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Result<(), StateError> {
+        self.prepare()?;
+        write_json(&self.dir.join("prune.json"), prune)
+    }
+
+    /// Every host's record of one run (`runs/RUN_ID.hosts.json`): what
+    /// comments only summarise at fleet size. Kept and removed with the
+    /// run's journal and report ([`RUNS_KEPT`]).
+    pub fn set_run_hosts<T: Serialize>(&self, run_id: &str, record: &T) -> Result<(), StateError> {
+        let dir = self.runs_dir();
+        fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        write_json(&self.run_hosts_path(run_id), record)
+    }
+
+    /// Where [`ClusterState::set_run_hosts`] keeps run `run_id`'s hosts.
+    pub fn run_hosts_path(&self, run_id: &str) -> PathBuf {
+        self.runs_dir().join(format!("{run_id}.hosts.json"))
+    }
+
     fn journal_path(&self) -> PathBuf {
         self.dir.join("journal.jsonl")
     }
@@ -616,7 +649,7 @@ impl ClusterState {
         }
         runs.sort();
         for old in &runs[..runs.len() - RUNS_KEPT] {
-            for ext in ["jsonl", "json"] {
+            for ext in ["jsonl", "json", "hosts.json"] {
                 let _ = fs::remove_file(self.runs_dir().join(format!("{old}.{ext}")));
             }
         }

@@ -286,6 +286,15 @@ async fn hosts(env: &Env) -> Vec<Line> {
     if any_ssh {
         lines.push(local_tool(env, &["ssh", "-V"], "bastion ssh").await);
     }
+    // The bittorrent transport seeds with aria2c and, unless it points at
+    // a tracker of its own, runs opentracker (the hosts' aria2c is asked
+    // of each host below).
+    if let crate::config::Transport::BitTorrent { run_tracker, .. } = &env.config.sync.transport {
+        lines.push(local_tool(env, &["aria2c", "--version"], "bastion aria2c").await);
+        if *run_tracker {
+            lines.push(on_path("opentracker", "bastion opentracker"));
+        }
+    }
     // One attempt per host, bounded: check reports, it does not insist.
     let mut settings = env.config.sync.clone();
     settings.host_timeout = settings.host_timeout.min(CHECK_TIMEOUT);
@@ -317,6 +326,10 @@ async fn local_tool(env: &Env, argv: &[&str], what: &str) -> Line {
     if !out.success() {
         return Line::fail(what, out.failure());
     }
+    if argv[0] == "aria2c" {
+        let v = out.stdout.lines().next().unwrap_or("").trim().to_owned();
+        return Line::ok(what, printable(&v, 80));
+    }
     if argv[0] == "rsync" {
         match crate::adapters::hosts::argv::check_rsync(out.stdout.lines().next().unwrap_or("")) {
             Ok(v) => Line::ok(what, v),
@@ -326,5 +339,21 @@ async fn local_tool(env: &Env, argv: &[&str], what: &str) -> Line {
         // `ssh -V` writes its version on stderr.
         let v = out.stderr.lines().next().unwrap_or("").trim().to_owned();
         Line::ok(what, printable(&v, 80))
+    }
+}
+
+/// A program that must be on the bastion's `PATH` (one that has no
+/// version flag to ask).
+fn on_path(program: &str, what: &str) -> Line {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    match std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+    {
+        Some(p) => Line::ok(what, p.display().to_string()),
+        None => Line::fail(
+            what,
+            format!("`{program}` is not installed or not on PATH (Debian's `{program}`)"),
+        ),
     }
 }

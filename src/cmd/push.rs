@@ -274,18 +274,27 @@ async fn push_inner(env: &Env, req: &PushRequest<'_>, hosts: &[Host]) -> anyhow:
         stop: req.stop,
     };
     let plan = &pushed.plan;
-    let report = match plan.verdict {
-        Verdict::Push { .. } => {
-            env.observer
-                .push(plan, execute::push(&ecx, plan, &mut *ob))
-                .await
-        }
-        _ => None,
-    };
-    if let Some(mut report) = report {
+    let ob: &crate::run::outbox::Outbox = ob;
+    // The push's Asana writes go out beside its work (`Outbox::background`,
+    // joined here, never spawned); the crash project is read while the
+    // last of them are sent.
+    let tail = async {
+        let (report, read) = match &plan.verdict {
+            Verdict::Push { to, .. } => {
+                tokio::join!(
+                    env.observer.push(plan, execute::push(&ecx, plan, ob)),
+                    crash::read_ahead(&env.config, &env.client, &env.state, settings, to)
+                )
+            }
+            _ => (None, None),
+        };
+        let Some(mut report) = report else {
+            ob.close_background();
+            return None;
+        };
         if report.failure.is_none() {
             let link = report.task.as_ref().map(|t| t.link.clone());
-            let care = crash::after_run(
+            let care = crash::after_run_read(
                 &env.config,
                 &env.client,
                 ob,
@@ -298,6 +307,7 @@ async fn push_inner(env: &Env, req: &PushRequest<'_>, hosts: &[Host]) -> anyhow:
                     lock_tasks: &lock_tasks,
                     pushed: true,
                 },
+                read,
             )
             .await;
             report_aftercare(&care, output);
@@ -324,6 +334,11 @@ async fn push_inner(env: &Env, req: &PushRequest<'_>, hosts: &[Host]) -> anyhow:
                 .await;
             }
         }
+        ob.close_background();
+        Some(report)
+    };
+    let (report, ()) = tokio::join!(tail, ob.background());
+    if let Some(report) = report {
         pushed.report = Some(report);
     }
     // One last try for what this run queued: Asana may be back.
@@ -344,7 +359,7 @@ async fn push_inner(env: &Env, req: &PushRequest<'_>, hosts: &[Host]) -> anyhow:
                 pushed.queued,
                 plural(pushed.queued, "write"),
                 ob.deferred()
-                    .map_or("Asana did not take them".into(), |w| printable(w, 200)),
+                    .map_or("Asana did not take them".into(), |w| printable(&w, 200)),
                 if pushed.queued == 1 { "it" } else { "them" },
             ));
         }

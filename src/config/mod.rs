@@ -180,6 +180,25 @@ pub struct SyncSettings {
     pub host_timeout: Duration,
     /// Attempts per host and stage after the first one fails.
     pub retries: usize,
+    /// How releases reach the hosts (`sync.transport`).
+    pub transport: Transport,
+    /// `sync.ssh_ciphers`: ssh's cipher preference when the `ssh_config`
+    /// sets none (`None`: pushgate's default, from the bastion's CPU).
+    pub ssh_ciphers: Option<String>,
+}
+
+/// `sync.transport`: rsync from the bastion to every host (the default),
+/// or a BitTorrent swarm of the hosts seeded by the bastion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Rsync,
+    BitTorrent {
+        /// `sync.tracker`: the announce URL, as the hosts reach it.
+        tracker: reqwest::Url,
+        /// `sync.run_tracker` (default true): pushgate runs Debian's
+        /// `opentracker` on the URL's port for the stage.
+        run_tracker: bool,
+    },
 }
 
 impl SyncSettings {
@@ -582,6 +601,10 @@ const SYNC_KEYS: &[&str] = &[
     "host_key_policy",
     "host_timeout",
     "retries",
+    "transport",
+    "tracker",
+    "run_tracker",
+    "ssh_ciphers",
 ];
 const NOTIFY_KEYS: &[&str] = &["slack_webhook_env", "timeout", "on", "started_after"];
 const CRASH_KEYS: &[&str] = &["project", "fix_commit_field", "close_on"];
@@ -1494,6 +1517,23 @@ impl Validator {
         } else {
             Some(Duration::from_secs(10 * 60))
         };
+        let transport = self.transport(sp, t);
+        let ssh_ciphers = match self.string(sp, t, "ssh_ciphers") {
+            Some(c)
+                if c.is_empty()
+                    || !c.chars().all(|ch| {
+                        ch.is_ascii_alphanumeric()
+                            || matches!(ch, '-' | '@' | '.' | ',' | '+' | '^')
+                    }) =>
+            {
+                self.problem(
+                    join(sp, "ssh_ciphers"),
+                    format!("`{c}`: expected ssh cipher names separated by commas (e.g. `aes128-gcm@openssh.com,chacha20-poly1305@openssh.com`)"),
+                );
+                None
+            }
+            c => c.map(str::to_owned),
+        };
         let failed = |k: &str| t.contains_key(k);
         if (failed("after_switch") && after_switch.is_none())
             || (failed("ssh_config") && ssh_config.is_none())
@@ -1513,7 +1553,66 @@ impl Validator {
             host_key_policy: host_key_policy?,
             host_timeout: host_timeout?,
             retries: retries?,
+            transport: transport?,
+            ssh_ciphers,
         })
+    }
+
+    /// `transport`, `tracker` and `run_tracker`.
+    fn transport(&mut self, sp: &str, t: &Table) -> Option<Transport> {
+        let run_tracker = match t.get("run_tracker") {
+            None => true,
+            Some(Value::Boolean(b)) => *b,
+            Some(other) => {
+                let found = type_name(other);
+                self.problem(
+                    join(sp, "run_tracker"),
+                    format!("expected true or false, found {found}"),
+                );
+                return None;
+            }
+        };
+        match self.string(sp, t, "transport") {
+            None | Some("rsync") => {
+                for k in ["tracker", "run_tracker"] {
+                    if t.contains_key(k) {
+                        self.problem(join(sp, k), "only used with `transport = \"bittorrent\"`");
+                    }
+                }
+                Some(Transport::Rsync)
+            }
+            Some("bittorrent") => {
+                let url = self.required_string(sp, t, "tracker")?;
+                match reqwest::Url::parse(url) {
+                    Ok(u)
+                        if u.scheme() == "http"
+                            && u.host_str().is_some()
+                            && u.port().is_some()
+                            && u.query().is_none()
+                            && !url.contains(['\'', '"', ' ', '\\']) =>
+                    {
+                        Some(Transport::BitTorrent {
+                            tracker: u,
+                            run_tracker,
+                        })
+                    }
+                    _ => {
+                        self.problem(
+                            join(sp, "tracker"),
+                            format!("`{url}`: expected the tracker's announce URL as the hosts reach it, `http://HOST:PORT/announce`"),
+                        );
+                        None
+                    }
+                }
+            }
+            Some(other) => {
+                self.problem(
+                    join(sp, "transport"),
+                    format!("`{other}`: expected `rsync` or `bittorrent`"),
+                );
+                None
+            }
+        }
     }
 
     fn notify(&mut self, pre: &str, t: &Table) -> Option<NotifySettings> {

@@ -138,9 +138,12 @@ pub async fn facts(
         let gid = r
             .gid
             .clone()
-            .or_else(|| made.map(|c| c.gid.clone()))
+            .or_else(|| made.as_ref().map(|c| c.gid.clone()))
             .and_then(|g| TaskGid::parse(&g));
-        let link = r.link.clone().or_else(|| made.map(|c| c.link.clone()));
+        let link = r
+            .link
+            .clone()
+            .or_else(|| made.as_ref().map(|c| c.link.clone()));
         let read = match &gid {
             _ if commit != *candidate => None,
             None => Some(TaskRead::Queued),
@@ -505,7 +508,7 @@ fn notes_of(cx: &Ctx<'_>, cluster: &ClusterSettings, r: &Record, about: &About<'
 /// (a comment, never a completion), and is not superseded later.
 pub async fn shipped(
     state: &ClusterState,
-    outbox: &mut Outbox,
+    outbox: &Outbox,
     run_id: &str,
     commit: &CommitId,
     push_link: Option<&str>,

@@ -119,7 +119,7 @@ pub async fn report_bad_fixes(
 /// Comments on a task that its fix value is unusable; whether the comment
 /// was made or queued (it will be made).
 async fn tell_bad_fix(
-    outbox: &mut Outbox,
+    outbox: &Outbox,
     run: &str,
     crash: &CrashSettings,
     task: &TaskGid,
@@ -150,15 +150,49 @@ pub struct RunEnd<'a> {
     pub pushed: bool,
 }
 
+/// The crash project read ahead, while the push that ends with `deployed`
+/// runs (so that the read is not one more Asana round trip after it);
+/// `None` where the run's aftercare reads nothing (`cluster` does not
+/// close crash tasks). A task whose fix is recorded meanwhile closes on
+/// the next run.
+pub async fn read_ahead(
+    config: &Config,
+    client: &Client,
+    state: &StateDir,
+    cluster: &ClusterSettings,
+    deployed: &CommitId,
+) -> Option<anyhow::Result<Vec<LockTask>>> {
+    let crash = config.crash.as_ref()?;
+    if cluster.name != crash.close_on {
+        return None;
+    }
+    Some(crash_tasks(client, state, crash, deployed).await)
+}
+
 /// After a run of `cluster` that pushed (or found nothing new).
 pub async fn after_run(
     config: &Config,
     client: &Client,
-    outbox: &mut Outbox,
+    outbox: &Outbox,
     state: &StateDir,
     cluster: &ClusterSettings,
     run: &str,
     end: RunEnd<'_>,
+) -> Aftercare {
+    after_run_read(config, client, outbox, state, cluster, run, end, None).await
+}
+
+/// [`after_run`], with the crash project already read ([`read_ahead`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn after_run_read(
+    config: &Config,
+    client: &Client,
+    outbox: &Outbox,
+    state: &StateDir,
+    cluster: &ClusterSettings,
+    run: &str,
+    end: RunEnd<'_>,
+    read: Option<anyhow::Result<Vec<LockTask>>>,
 ) -> Aftercare {
     let RunEnd {
         deployed,
@@ -174,7 +208,11 @@ pub async fn after_run(
     let mut actions = Vec::new();
     let mut told = state.reported_fixes().unwrap_or_default();
     if cluster.name == crash.close_on {
-        match crash_tasks(client, state, crash, deployed).await {
+        let tasks = match read {
+            Some(r) => r,
+            None => crash_tasks(client, state, crash, deployed).await,
+        };
+        match tasks {
             Ok(tasks) => {
                 actions.extend(closures(&tasks));
                 actions.extend(bad_fixes(&tasks, &told));

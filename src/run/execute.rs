@@ -34,12 +34,13 @@ use crate::domain::decide::waves::{
 use crate::domain::model::{ClusterName, CommitId, Host, ReleaseId, RunKind, RunOutcome, TaskGid};
 use crate::domain::plan::{Plan, Step, Verdict, WaveProgress};
 use crate::domain::report::{CheckStop, HostLine, PushReport, TaskRef};
-use crate::domain::text::{bytes, count, printable, Rich};
+use crate::domain::text::{count, printable, Rich};
 use crate::run::clock::RunClock;
 use crate::run::journal::Journal;
 use crate::run::lockdown;
-use crate::run::outbox::{self, Delivery, Op, Outbox};
+use crate::run::outbox::{self, Op, Outbox};
 use crate::run::record::{Failed, RunRecord};
+use crate::run::summary;
 use crate::run::Context;
 
 struct Failure {
@@ -160,7 +161,7 @@ struct Run<'c, 'a> {
     task: Option<TaskRef>,
     /// What later writes name the push task by (also before it exists).
     task_ref: Option<outbox::TaskRef>,
-    outbox: &'c mut Outbox,
+    outbox: &'c Outbox,
     artifact: Option<PathBuf>,
     staged: Vec<HostResult<hosts::Staged>>,
     hosts: Vec<HostLine>,
@@ -170,12 +171,16 @@ struct Run<'c, 'a> {
 
 /// Runs the plan's steps; `None` when the plan does not push (its verdict
 /// is not `Push`). The caller holds the cluster's lock and has recovered
-/// any interrupted run; Asana writes go through `outbox`.
-pub async fn push(cx: &Context<'_>, plan: &Plan, outbox: &mut Outbox) -> Option<PushReport> {
+/// any interrupted run; Asana writes go through `outbox`, posted without
+/// waiting: the caller runs [`Outbox::background`] beside this (joined,
+/// never spawned) so that they go out while the work goes on. The run
+/// waits on Asana only where a later step must follow its writes: before
+/// it records the release as deployed, and when it fails.
+pub async fn push(cx: &Context<'_>, plan: &Plan, outbox: &Outbox) -> Option<PushReport> {
     let (Verdict::Push { from, to }, Some(release)) = (&plan.verdict, &plan.release) else {
         return None;
     };
-    let before = outbox.tally.clone();
+    let before = outbox.tally();
     let mut run = Run {
         cx,
         plan,
@@ -201,6 +206,7 @@ pub async fn push(cx: &Context<'_>, plan: &Plan, outbox: &mut Outbox) -> Option<
     };
     let span = tracing::info_span!("push", app = %cx.run.config.app, cluster = %cx.cluster.name, run = %cx.run_id);
     let failure = run.steps().instrument(span).await;
+    run.keep_host_record();
     let queued = run.outbox.pending();
     Some(PushReport {
         run_id: cx.run_id.to_owned(),
@@ -211,7 +217,7 @@ pub async fn push(cx: &Context<'_>, plan: &Plan, outbox: &mut Outbox) -> Option<
         failure,
         stopped: run.stopped,
         hosts: run.hosts,
-        asana_failures: run.outbox.tally.dropped - before.dropped,
+        asana_failures: run.outbox.tally().dropped - before.dropped,
         asana_queued: queued,
         duration: cx.clock.elapsed(),
     })
@@ -235,6 +241,7 @@ impl Run<'_, '_> {
             }),
         );
         for step in &plan.steps {
+            self.learn_task();
             if let Some(stop) = stop_before(step).filter(|_| self.stopping()) {
                 if stop.remove_release {
                     let reached: Vec<bool> = self
@@ -370,17 +377,22 @@ impl Run<'_, '_> {
         )
     }
 
-    /// Comments on the push task, through the outbox.
+    /// Comments on the push task, through the outbox, without waiting.
     async fn comment(&mut self, text: String) {
         let Some(task) = self.task_ref.clone() else {
             return;
         };
+        if self.outbox.never_created(self.cx.run_id) {
+            return;
+        }
         self.outbox
-            .submit(self.cx.run_id, Op::Comment { task, text })
+            .post(self.cx.run_id, Op::Comment { task, text })
             .await;
     }
 
-    /// Creates the push task (or queues its creation: the push goes on).
+    /// Queues the push task's creation; the push goes on while it is sent
+    /// (the build does not wait for it), and later writes name it by the
+    /// run id until it exists.
     async fn create_task(&mut self, name: String, notes: String, html_notes: Option<String>) {
         let cx = self.cx;
         let op = Op::CreateTask {
@@ -392,28 +404,46 @@ impl Run<'_, '_> {
             workspace: None,
             assignee: None,
         };
-        match self.outbox.submit(cx.run_id, op).await {
-            Delivery::Applied(Some(t)) => match TaskGid::parse(&t.gid) {
-                Some(gid) => {
-                    self.say(format!("push task: {}", t.link));
-                    self.journal
-                        .write("record", json!({ "task": gid.as_str(), "link": t.link }));
-                    self.task_ref = Some(outbox::TaskRef::gid(&gid));
-                    self.task = Some(TaskRef { gid, link: t.link });
-                }
-                None => tracing::warn!("Asana gave the push task a malformed gid"),
-            },
-            Delivery::Applied(None) => {}
-            Delivery::Queued => {
+        self.outbox.post(cx.run_id, op).await;
+        self.task_ref = Some(outbox::TaskRef::Created(cx.run_id.to_owned()));
+        self.learn_task();
+    }
+
+    /// Once the outbox has created the push task: says its link, journals
+    /// it (for a recovery) and keeps it for the report. Asked between
+    /// steps and wherever the run waited on Asana.
+    fn learn_task(&mut self) {
+        if self.task.is_some() || self.task_ref.is_none() {
+            return;
+        }
+        let Some(t) = self.outbox.created(self.cx.run_id) else {
+            return;
+        };
+        match TaskGid::parse(&t.gid) {
+            Some(gid) => {
+                self.say(format!("push task: {}", t.link));
+                self.journal
+                    .write("record", json!({ "task": gid.as_str(), "link": t.link }));
+                self.task = Some(TaskRef { gid, link: t.link });
+            }
+            None => tracing::warn!("Asana gave the push task a malformed gid"),
+        }
+    }
+
+    /// Waits until what the run posted is applied (or Asana failed and it
+    /// is queued), and learns the push task.
+    async fn settle(&mut self) {
+        self.outbox.settle().await;
+        self.learn_task();
+        if self.task.is_none() {
+            let id = self.cx.run_id;
+            if self.outbox.creating(id) {
                 self.say(
                     "push task: queued (Asana is not answering); it is created when Asana is back"
                         .into(),
                 );
-                self.journal.write("record", json!({ "queued": true }));
-                self.task_ref = Some(outbox::TaskRef::Created(cx.run_id.to_owned()));
-            }
-            Delivery::Dropped(why) => {
-                tracing::warn!(error = %why, "Asana refused the push task; pushing without it");
+            } else if self.outbox.never_created(id) {
+                tracing::warn!("Asana refused the push task; pushing without it");
             }
         }
     }
@@ -506,38 +536,68 @@ impl Run<'_, '_> {
         let clock = RunClock::starting_at(self.cx.clock.now());
         let progress = self.cx.progress;
         progress.stage_started(self.plan.hosts.len());
+        let mut pending = self.cx.state.pending_prune().unwrap_or_default();
+        let prune: Vec<Vec<ReleaseId>> = self
+            .plan
+            .hosts
+            .iter()
+            .map(|h| {
+                pending
+                    .get(&h.to_string())
+                    .map(|v| v.iter().filter_map(|r| ReleaseId::parse(r)).collect())
+                    .unwrap_or_default()
+            })
+            .collect();
+        // What the hosts run now, whose unchanged files they keep (the
+        // bittorrent transport lays its torrent out by it).
+        let base_artifact = self.from.as_ref().map(|c| self.cx.run.state.artifact(c));
+        let base = self
+            .plan
+            .before
+            .as_ref()
+            .zip(base_artifact.as_deref())
+            .map(|(release, artifact)| hosts::Base { release, artifact });
+        let scratch = self.cx.state.dir().join("bt");
         let results = self
             .fleet()
-            .stage(&artifact, &self.release, &|r| {
+            .stage(&artifact, &self.release, &prune, base, &scratch, &|r| {
                 let bytes = r.outcome.as_ref().ok().and_then(|s| s.bytes_sent);
                 progress.host_staged(&r.host, r.outcome.is_ok(), bytes);
             })
             .await;
         progress.stage_finished();
+        // A host that staged has deleted what it had left to prune.
+        let before = pending.len();
+        for r in results.iter().filter(|r| r.outcome.is_ok()) {
+            pending.remove(&r.host.to_string());
+        }
+        if pending.len() != before {
+            if let Err(e) = self.cx.state.set_pending_prune(&pending) {
+                tracing::warn!(error = %e, "cannot record what the hosts pruned");
+            }
+        }
         let failed = results.iter().filter(|r| r.outcome.is_err()).count();
-        let mut lines = vec![format!(
+        let head = format!(
             "stage: {}/{} hosts staged {} in {}",
             results.len() - failed,
             results.len(),
             self.release,
             secs(clock.elapsed())
-        )];
-        for r in &results {
-            lines.push(match &r.outcome {
-                Ok(s) => format!(
-                    "- {}: ok, {} sent, {}",
-                    r.host,
-                    s.bytes_sent.map_or("? bytes".into(), bytes),
-                    secs(r.duration)
-                ),
-                Err(e) => format!(
-                    "- {}: FAILED after {}: {e}",
-                    r.host,
-                    count(r.attempts, "attempt")
-                ),
-            });
-        }
-        let text = lines.join("\n");
+        );
+        let lines: Vec<summary::StageLine> = results
+            .iter()
+            .map(|r| summary::StageLine {
+                host: r.host.to_string(),
+                outcome: r
+                    .outcome
+                    .as_ref()
+                    .map(|s| s.bytes_sent)
+                    .map_err(ToString::to_string),
+                attempts: r.attempts,
+                seconds: r.duration.as_secs_f64(),
+            })
+            .collect();
+        let text = summary::stage(&head, &lines);
         self.say(text.clone());
         self.comment(text).await;
         self.staged = results;
@@ -559,14 +619,78 @@ impl Run<'_, '_> {
                 // Not where a host could not be reached at all: nothing was
                 // written there, and asking again would cost another timeout.
                 self.remove_release_on(&remove).await;
+                let why: Vec<(String, String)> = self
+                    .staged
+                    .iter()
+                    .filter_map(|r| {
+                        Some((r.host.to_string(), r.outcome.as_ref().err()?.to_string()))
+                    })
+                    .collect();
                 Err(Failure::new(
                     "stage",
                     format!(
-                        "{failed} of {} hosts failed to stage (max_failed_hosts = {}); no host was switched",
+                        "{failed} of {} hosts failed to stage (max_failed_hosts = {}); no host was switched ({})",
                         self.staged.len(),
-                        self.plan.policy.max_failed
+                        self.plan.policy.max_failed,
+                        summary::failed_hosts(&why, 5)
                     ),
                 ))
+            }
+        }
+    }
+
+    /// Every host's stage and switch, whole, in the state directory
+    /// (comments summarise them past a few hosts).
+    fn keep_host_record(&self) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let hosts: Vec<serde_json::Value> = self
+            .staged
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                json!({
+                    "host": r.host.to_string(),
+                    "stage": match &r.outcome {
+                        Ok(s) => json!({ "ok": true, "bytes_sent": s.bytes_sent }),
+                        Err(e) => json!({ "ok": false, "error": e.to_string() }),
+                    },
+                    "attempts": r.attempts,
+                    "stage_ms": r.duration.as_millis() as u64,
+                    "result": self.hosts.get(i).map(|h| h.result.clone()),
+                })
+            })
+            .collect();
+        let record = json!({
+            "run_id": self.cx.run_id,
+            "release": self.release.as_str(),
+            "commit": self.to.as_str(),
+            "hosts": hosts,
+        });
+        if let Err(e) = self.cx.state.set_run_hosts(self.cx.run_id, &record) {
+            tracing::warn!(error = %e, "cannot keep the hosts' record of this run");
+        }
+    }
+
+    /// Records what each ssh host deletes at its next stage.
+    fn defer_prune(&self, later: &[Vec<ReleaseId>]) {
+        let state = self.cx.state;
+        let mut pending = state.pending_prune().unwrap_or_default();
+        let before = pending.clone();
+        // A host that staged has no older entry left (`stage`); one that
+        // did not keeps its own.
+        for (h, names) in self.plan.hosts.iter().zip(later) {
+            if !names.is_empty() {
+                pending.insert(
+                    h.to_string(),
+                    names.iter().map(ToString::to_string).collect(),
+                );
+            }
+        }
+        if pending != before {
+            if let Err(e) = state.set_pending_prune(&pending) {
+                tracing::warn!(error = %e, "cannot record the releases left to prune");
             }
         }
     }
@@ -704,12 +828,12 @@ impl Run<'_, '_> {
                     self.switch_comment(&sw, plain, of, &clock, Ended::Done)
                         .await;
                     // Keeping `keep_releases` per host is housekeeping: a
-                    // failure is a warning.
-                    for r in self.fleet().remove(&prune).await {
-                        if let Err(e) = r.outcome {
-                            tracing::warn!(host = %r.host, error = %e, "cannot prune old releases");
-                        }
-                    }
+                    // failure is a warning. Decided now that every wave
+                    // passed; an ssh host deletes its share at the start
+                    // of its next stage session rather than in a round
+                    // trip of its own.
+                    let later = self.fleet().prune(&prune).await;
+                    self.defer_prune(&later);
                     return Ok(());
                 }
                 AfterWave::Undo {
@@ -1209,9 +1333,15 @@ impl Run<'_, '_> {
                 self.release,
                 secs(clock.elapsed())
             )];
-            for h in &self.hosts {
-                lines.push(format!("- {}: {}", h.host, h.result));
-            }
+            let each: Vec<(String, String)> = self
+                .hosts
+                .iter()
+                .map(|h| (h.host.to_string(), h.result.clone()))
+                .collect();
+            lines.extend(summary::hosts_not_fine(
+                &each,
+                &format!("runs {}", self.release),
+            ));
             lines.join("\n")
         } else {
             let mut lines = vec![format!(
@@ -1267,6 +1397,10 @@ impl Run<'_, '_> {
 
     async fn close(&mut self) {
         let cx = self.cx;
+        // The switch's comments land before the release is recorded as
+        // deployed (and the "pushed" comment and the completion after):
+        // a run killed in between is undone, and says so, in that order.
+        self.settle().await;
         self.journal.write("close", json!({}));
         let deployed = self.record.deployed(
             &self.release,
@@ -1298,8 +1432,13 @@ impl Run<'_, '_> {
         ))
         .await;
         if let Some(task) = self.task_ref.clone() {
-            self.outbox.submit(cx.run_id, Op::Complete { task }).await;
+            if !self.outbox.never_created(cx.run_id) {
+                self.outbox.post(cx.run_id, Op::Complete { task }).await;
+            }
         }
+        // The journal goes once the task says how the push ended: a run
+        // killed before that is finished by the next one.
+        self.outbox.settle().await;
         self.journal.close();
     }
 
@@ -1343,6 +1482,9 @@ impl Run<'_, '_> {
             );
         }
         self.comment(text).await;
+        // The task's link belongs in the history: wait for it (a failure
+        // is not the path to save time on).
+        self.settle().await;
         self.history(
             if rolled_back {
                 RunOutcome::RolledBack

@@ -49,7 +49,7 @@ pub fn lock_key(run_id: &str) -> String {
 /// unless the outbox created it or is creating it already; its link, if
 /// Asana answered.
 pub async fn lock(
-    outbox: &mut Outbox,
+    outbox: &Outbox,
     cluster: &ClusterSettings,
     workspace: &WorkspaceGid,
     by_run: &str,

@@ -15,6 +15,7 @@ pub mod preamble;
 pub mod record;
 pub mod recover;
 pub mod rollback;
+pub mod summary;
 
 use crate::adapters::asana::Client;
 use crate::adapters::process::ChildEnv;

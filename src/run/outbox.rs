@@ -23,6 +23,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::Notify;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -199,10 +203,8 @@ const KEEP_CREATED: usize = 64;
 /// Rewrite the file once it has this many lines and nothing is pending.
 const COMPACT_AT: usize = 200;
 
-/// The outbox of one cluster.
-pub struct Outbox {
-    client: Client,
-    path: PathBuf,
+/// What the outbox holds, behind its lock (never held across an await).
+struct Inner {
     pending: VecDeque<Entry>,
     /// key → the created task, or `None` if its create was dropped.
     created: BTreeMap<String, Option<Created>>,
@@ -212,10 +214,30 @@ pub struct Outbox {
     lines: usize,
     /// Why writes are only queued for the rest of this run.
     deferred: Option<String>,
+    /// How the last writes went, for a `submit` whose write another
+    /// flush applied while it waited its turn (seq → delivery).
+    delivered: BTreeMap<u64, Delivery>,
+    tally: Tally,
+}
+
+/// The outbox of one cluster. Shared by what queues writes and by the one
+/// flush that sends them ([`Outbox::background`]): every method takes
+/// `&self`, and one flush at a time sends, in the order queued.
+pub struct Outbox {
+    client: Client,
+    path: PathBuf,
     /// The run's clock: when a write was queued.
     clock: RunClock,
-    pub tally: Tally,
+    inner: Mutex<Inner>,
+    /// Held while writes are sent: they go out one at a time, in order.
+    sending: tokio::sync::Mutex<()>,
+    /// Tells [`Outbox::background`] a write was posted, or the run ends.
+    wake: Notify,
+    closing: AtomicBool,
 }
+
+/// How many deliveries `Inner::delivered` keeps.
+const KEEP_DELIVERED: usize = 64;
 
 impl Outbox {
     /// Reads the cluster's outbox (empty if there is none).
@@ -260,53 +282,106 @@ impl Outbox {
         Ok(Outbox {
             client: client.clone(),
             path,
-            pending: queued.into_values().collect(),
-            created,
-            created_order,
-            next_seq,
-            lines: lines.len(),
-            deferred: None,
             clock,
-            tally: Tally::default(),
+            inner: Mutex::new(Inner {
+                pending: queued.into_values().collect(),
+                created,
+                created_order,
+                next_seq,
+                lines: lines.len(),
+                deferred: None,
+                delivered: BTreeMap::new(),
+                tally: Tally::default(),
+            }),
+            sending: tokio::sync::Mutex::new(()),
+            wake: Notify::new(),
+            closing: AtomicBool::new(false),
         })
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// This run's counts so far.
+    pub fn tally(&self) -> Tally {
+        self.inner().tally.clone()
     }
 
     /// Writes waiting to be applied.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.inner().pending.len()
     }
 
     /// The oldest waiting write's time, if any.
     pub fn oldest(&self) -> Option<DateTime<Utc>> {
-        self.pending.front().map(|e| e.at)
+        self.inner().pending.front().map(|e| e.at)
     }
 
     /// Why this run only queues (Asana failed), if it does.
-    pub fn deferred(&self) -> Option<&str> {
-        self.deferred.as_deref()
+    pub fn deferred(&self) -> Option<String> {
+        self.inner().deferred.clone()
     }
 
     /// The task created for `key`, if the outbox created it.
-    pub fn created(&self, key: &str) -> Option<&Created> {
-        self.created.get(key).and_then(Option::as_ref)
+    pub fn created(&self, key: &str) -> Option<Created> {
+        self.inner().created.get(key).cloned().flatten()
+    }
+
+    /// Whether Asana refused the create for `key` for good.
+    pub fn never_created(&self, key: &str) -> bool {
+        matches!(self.inner().created.get(key), Some(None))
     }
 
     /// Whether a create for `key` waits in the queue.
     pub fn creating(&self, key: &str) -> bool {
-        self.pending.iter().any(|e| e.op.creates() == Some(key))
+        self.inner()
+            .pending
+            .iter()
+            .any(|e| e.op.creates() == Some(key))
     }
 
-    /// Queues `op` durably, then applies the queue in order unless this run
-    /// already saw Asana fail.
-    pub async fn submit(&mut self, run: &str, op: Op) -> Delivery {
-        let entry = Entry {
-            seq: self.next_seq,
-            at: self.clock.now(),
-            run: run.to_owned(),
-            op,
-            fresh: true,
+    /// Queues `op` durably, then applies the queue in order up to it
+    /// unless this run already saw Asana fail; how it went.
+    pub async fn submit(&self, run: &str, op: Op) -> Delivery {
+        let seq = match self.queue(run, op).await {
+            Ok(seq) => seq,
+            Err(delivered) => return delivered,
         };
-        self.next_seq += 1;
+        if self.inner().deferred.is_some() {
+            return Delivery::Queued;
+        }
+        self.flush_until(Some(seq))
+            .await
+            .unwrap_or(Delivery::Queued)
+    }
+
+    /// Queues `op` durably and returns at once: [`Outbox::background`]
+    /// (or the run's next `submit` or `flush`) sends it, after every write
+    /// queued before it. For writes whose answer the caller does not wait
+    /// for: the push task's stage comments, its completion.
+    pub async fn post(&self, run: &str, op: Op) {
+        if self.queue(run, op).await.is_ok() {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Appends `op` to the file (fsynced); its sequence number. If it
+    /// cannot be made durable, it is sent now, once: `Err` says how that
+    /// went.
+    async fn queue(&self, run: &str, op: Op) -> Result<u64, Delivery> {
+        let entry = {
+            let mut inner = self.inner();
+            let entry = Entry {
+                seq: inner.next_seq,
+                at: self.clock.now(),
+                run: run.to_owned(),
+                op,
+                fresh: true,
+            };
+            inner.next_seq += 1;
+            entry
+        };
         let line = Line::Queued {
             seq: entry.seq,
             at: entry.at,
@@ -316,62 +391,113 @@ impl Outbox {
         if let Err(e) = state::append_line(&self.path, &line) {
             // Not durable: send it now, once, and say so if that fails too.
             tracing::error!(error = %e, write = %entry.op.describe(), "cannot queue an Asana write; sending it without a queue");
-            return match self.apply(&entry).await {
+            let _turn = self.sending.lock().await;
+            return Err(match self.apply(&entry).await {
                 Ok((task, _)) => {
-                    self.tally.applied += 1;
+                    let mut inner = self.inner();
+                    inner.tally.applied += 1;
                     if let Some(key) = entry.op.creates() {
-                        self.created.insert(key.to_owned(), task.clone());
-                        self.created_order.push(key.to_owned());
+                        inner.created.insert(key.to_owned(), task.clone());
+                        inner.created_order.push(key.to_owned());
                     }
                     Delivery::Applied(task)
                 }
                 Err(Failed::Later(why) | Failed::Never(why)) => {
                     tracing::error!(write = %entry.op.describe(), error = %why, "an Asana write is lost");
-                    self.tally.dropped += 1;
+                    self.inner().tally.dropped += 1;
                     Delivery::Dropped(why)
                 }
-            };
+            });
         }
-        self.lines += 1;
         let seq = entry.seq;
-        self.pending.push_back(entry);
-        if self.deferred.is_some() {
-            return Delivery::Queued;
-        }
-        self.flush_until(Some(seq))
-            .await
-            .unwrap_or(Delivery::Queued)
+        let mut inner = self.inner();
+        inner.lines += 1;
+        inner.pending.push_back(entry);
+        Ok(seq)
     }
 
     /// Applies every waiting write in order, stopping at the first that
     /// fails for a reason that may pass. Returns how many still wait.
-    pub async fn flush(&mut self) -> usize {
-        self.deferred = None;
+    pub async fn flush(&self) -> usize {
+        self.inner().deferred = None;
         self.flush_until(None).await;
-        self.pending.len()
+        self.pending()
     }
 
-    /// Flushes; returns the delivery of write `seq` if it was reached.
-    async fn flush_until(&mut self, seq: Option<u64>) -> Option<Delivery> {
+    /// Applies what waits, in order, unless this run saw Asana fail;
+    /// returns once nothing waits (or Asana failed). What a run waits on
+    /// before a step that must follow its writes.
+    pub async fn settle(&self) {
+        if self.inner().deferred.is_none() {
+            self.flush_until(None).await;
+        }
+    }
+
+    /// Sends what is posted, in order, as it is posted, until
+    /// [`Outbox::close_background`] and nothing waits (or Asana failed:
+    /// the rest stays queued for the run's last try and the next run).
+    /// Joined with the work it runs beside — never spawned.
+    pub async fn background(&self) {
+        loop {
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            self.settle().await;
+            let idle = {
+                let inner = self.inner();
+                inner.pending.is_empty() || inner.deferred.is_some()
+            };
+            if idle && self.closing.load(Ordering::SeqCst) {
+                return;
+            }
+            woken.await;
+        }
+    }
+
+    /// Tells [`Outbox::background`] to return once nothing waits.
+    pub fn close_background(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// Flushes; returns the delivery of write `seq` if it was reached (by
+    /// this flush or one before it).
+    async fn flush_until(&self, seq: Option<u64>) -> Option<Delivery> {
+        let _turn = self.sending.lock().await;
+        if let Some(d) = seq.and_then(|s| self.inner().delivered.get(&s).cloned()) {
+            return Some(d);
+        }
         let mut result = None;
-        while let Some(entry) = self.pending.front().cloned() {
+        loop {
+            let entry = {
+                let inner = self.inner();
+                if inner.deferred.is_some() {
+                    break;
+                }
+                match inner.pending.front() {
+                    Some(e) => e.clone(),
+                    None => break,
+                }
+            };
             let delivery = match self.apply(&entry).await {
                 Ok((task, already)) => {
+                    let mut inner = self.inner();
                     if already {
-                        self.tally.already += 1;
+                        inner.tally.already += 1;
                     } else {
-                        self.tally.applied += 1;
+                        inner.tally.applied += 1;
                     }
                     Delivery::Applied(task)
                 }
                 Err(Failed::Later(why)) => {
+                    let mut inner = self.inner();
                     // It may have been applied all the same: look first
                     // next time, even in this process.
-                    if let Some(e) = self.pending.front_mut() {
+                    if let Some(e) = inner.pending.front_mut() {
                         e.fresh = false;
                     }
-                    tracing::warn!(write = %entry.op.describe(), error = %why, queued = self.pending.len(), "Asana write failed; queued for a later run");
-                    self.deferred = Some(why);
+                    tracing::warn!(write = %entry.op.describe(), error = %why, queued = inner.pending.len(), "Asana write failed; queued for a later run");
+                    inner.deferred = Some(why);
                     break;
                 }
                 Err(Failed::Never(why)) => {
@@ -381,31 +507,41 @@ impl Outbox {
             };
             crate::adapters::failpoint::hit("outbox:applied");
             self.done(&entry, &delivery);
-            self.pending.pop_front();
+            let mut inner = self.inner();
+            inner.pending.pop_front();
+            inner.delivered.insert(entry.seq, delivery.clone());
+            while inner.delivered.len() > KEEP_DELIVERED {
+                inner.delivered.pop_first();
+            }
             if Some(entry.seq) == seq {
                 result = Some(delivery);
             }
         }
-        if self.pending.is_empty() && self.lines >= COMPACT_AT {
+        let compact = {
+            let inner = self.inner();
+            inner.pending.is_empty() && inner.lines >= COMPACT_AT
+        };
+        if compact {
             self.compact();
         }
         result
     }
 
     /// Marks a write done in the file and in the counts.
-    fn done(&mut self, entry: &Entry, delivery: &Delivery) {
+    fn done(&self, entry: &Entry, delivery: &Delivery) {
         let (outcome, task) = match delivery {
             Delivery::Applied(t) => ("applied".to_owned(), t.clone()),
             Delivery::Dropped(why) => {
-                self.tally.dropped += 1;
+                self.inner().tally.dropped += 1;
                 (format!("dropped: {why}"), None)
             }
             Delivery::Queued => return,
         };
         let key = entry.op.creates().map(str::to_owned);
         if let Some(key) = &key {
-            if self.created.insert(key.clone(), task.clone()).is_none() {
-                self.created_order.push(key.clone());
+            let mut inner = self.inner();
+            if inner.created.insert(key.clone(), task.clone()).is_none() {
+                inner.created_order.push(key.clone());
             }
         }
         let line = Line::Done {
@@ -415,7 +551,7 @@ impl Outbox {
             task,
         };
         match state::append_line(&self.path, &line) {
-            Ok(()) => self.lines += 1,
+            Ok(()) => self.inner().lines += 1,
             // Replayed later, found already applied: still exactly once.
             Err(e) => {
                 tracing::warn!(error = %e, "cannot mark an Asana write done; a later run will find it applied")
@@ -424,18 +560,20 @@ impl Outbox {
     }
 
     /// Rewrites the file with only the newest created tasks.
-    fn compact(&mut self) {
-        let keep = self.created_order.len().saturating_sub(KEEP_CREATED);
-        for k in self.created_order.drain(..keep) {
-            self.created.remove(&k);
+    fn compact(&self) {
+        let mut inner = self.inner();
+        let inner = &mut *inner;
+        let keep = inner.created_order.len().saturating_sub(KEEP_CREATED);
+        for k in inner.created_order.drain(..keep) {
+            inner.created.remove(&k);
         }
         let mut text = Vec::new();
-        for k in &self.created_order {
+        for k in &inner.created_order {
             let line = Line::Done {
                 seq: 0,
                 outcome: "applied".into(),
                 key: Some(k.clone()),
-                task: self.created.get(k).cloned().flatten(),
+                task: inner.created.get(k).cloned().flatten(),
             };
             if let Ok(mut l) = serde_json::to_vec(&line) {
                 l.push(b'\n');
@@ -444,7 +582,7 @@ impl Outbox {
         }
         // The sequence continues across compactions.
         let seq_line = Line::Done {
-            seq: self.next_seq.saturating_sub(1),
+            seq: inner.next_seq.saturating_sub(1),
             outcome: "compacted".into(),
             key: None,
             task: None,
@@ -454,7 +592,7 @@ impl Outbox {
             text.extend(l);
         }
         match state::write_atomic(&self.path, &text) {
-            Ok(()) => self.lines = self.created_order.len() + 1,
+            Ok(()) => inner.lines = inner.created_order.len() + 1,
             Err(e) => tracing::warn!(error = %e, "cannot compact the outbox"),
         }
     }
@@ -463,7 +601,7 @@ impl Outbox {
     fn resolve(&self, r: &TaskRef) -> Result<TaskGid, Failed> {
         let gid = match r {
             TaskRef::Gid(g) => g.clone(),
-            TaskRef::Created(key) => match self.created.get(key) {
+            TaskRef::Created(key) => match self.inner().created.get(key).cloned() {
                 Some(Some(c)) => c.gid.clone(),
                 Some(None) => {
                     return Err(Failed::Never(format!(

@@ -32,6 +32,8 @@ mod ssh;
 mod support;
 mod tidy;
 mod token;
+mod transport;
+mod transport_bittorrent;
 mod ux;
 mod views;
 mod waves;

@@ -38,7 +38,7 @@ async fn writes_wait_in_order_and_a_later_process_applies_each_once() {
     let (client, _) = support::client(&sb);
     let dir = tempfile::tempdir().unwrap();
     let state = StateDir::new(dir.path());
-    let mut ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
     // Asana refuses comments: the create goes through, the rest waits.
     sb.set_faults(Faults {
         only: Some("POST /tasks/*/stories".into()),
@@ -70,7 +70,7 @@ async fn writes_wait_in_order_and_a_later_process_applies_each_once() {
 
     // A later process, Asana back: everything once, in order.
     sb.set_faults(Faults::default());
-    let mut ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
     assert_eq!(ob.pending(), 3);
     assert_eq!(
         ob.created("r1").map(|c| c.gid.clone()),
@@ -80,9 +80,9 @@ async fn writes_wait_in_order_and_a_later_process_applies_each_once() {
     let t = task(&sb, &made.gid);
     assert_eq!(comments(&t), vec!["one", "two"]);
     assert!(t.completed);
-    assert_eq!(ob.tally.applied, 3);
+    assert_eq!(ob.tally().applied, 3);
     // Nothing is left to send again.
-    let mut ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
     assert_eq!(ob.flush().await, 0);
     assert_eq!(comments(&task(&sb, &made.gid)).len(), 2);
 }
@@ -100,15 +100,15 @@ async fn a_write_applied_by_a_process_that_died_is_found_not_repeated() {
         drop_after_apply: true,
         ..Faults::default()
     });
-    let mut ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
     assert_eq!(ob.submit("r1", create("r1")).await, Delivery::Queued);
     drop(ob);
     let before: usize = support::tasks(&sb, seed::PUSH_BETA).len();
     assert_eq!(before, 1, "the create was applied");
     sb.set_faults(Faults::default());
-    let mut ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
     assert_eq!(ob.flush().await, 0);
-    assert_eq!(ob.tally.already, 1, "found, not sent again");
+    assert_eq!(ob.tally().already, 1, "found, not sent again");
     assert_eq!(support::tasks(&sb, seed::PUSH_BETA).len(), 1);
     assert!(ob.created("r1").is_some());
 }
@@ -119,7 +119,7 @@ async fn a_refused_write_is_dropped_and_does_not_block_the_queue() {
     let (client, _) = support::client(&sb);
     let dir = tempfile::tempdir().unwrap();
     let state = StateDir::new(dir.path());
-    let mut ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
     let gone = Op::Comment {
         task: TaskRef::Gid("1299999999999999".into()),
         text: "to a task that does not exist".into(),
@@ -130,7 +130,7 @@ async fn a_refused_write_is_dropped_and_does_not_block_the_queue() {
         Delivery::Applied(Some(_))
     ));
     assert_eq!(ob.pending(), 0);
-    assert_eq!(ob.tally.dropped, 1);
+    assert_eq!(ob.tally().dropped, 1);
 }
 
 #[tokio::test]
@@ -139,7 +139,7 @@ async fn the_file_is_compacted_once_nothing_waits_and_keeps_what_recovery_needs(
     let (client, _) = support::client(&sb);
     let dir = tempfile::tempdir().unwrap();
     let state = StateDir::new(dir.path());
-    let mut ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
     assert!(matches!(
         ob.submit("r0", create("r0")).await,
         Delivery::Applied(Some(_))
@@ -154,7 +154,7 @@ async fn the_file_is_compacted_once_nothing_waits_and_keeps_what_recovery_needs(
     let lines = std::fs::read_to_string(&path).unwrap().lines().count();
     assert!(lines < 50, "compacted to {lines} lines");
     // The created task is still known, and new writes get new numbers.
-    let mut ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
     assert!(ob.created("r0").is_some());
     assert_eq!(ob.pending(), 0);
     assert_eq!(

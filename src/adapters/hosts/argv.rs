@@ -63,6 +63,41 @@ pub fn ssh_command(opts: &SshOptions, port: Option<u16>) -> Vec<String> {
     v
 }
 
+/// The ciphers pushgate prefers when neither the `ssh_config` nor
+/// `sync.ssh_ciphers` names any: AES-GCM first where the bastion has AES
+/// instructions (half the CPU per byte of chacha20-poly1305, OpenSSH's
+/// first choice, in `docs/benchmarks.md`), else OpenSSH's own order.
+/// `^` puts them ahead of OpenSSH's defaults, which stay as fallbacks.
+pub fn default_ciphers(aes: bool) -> Option<&'static str> {
+    aes.then_some("^aes128-gcm@openssh.com,aes256-gcm@openssh.com")
+}
+
+/// The ssh configuration pushgate hands ssh (`-F`) to carry a cipher
+/// preference under the user's: the user's `ssh_config` (or, without one,
+/// the files ssh reads by default) first — the first value ssh obtains
+/// wins — then `Ciphers` for every host. `None` for a path this file
+/// could not quote.
+pub fn cipher_config(user: Option<&Path>, ciphers: &str) -> Option<String> {
+    let include = |p: &str| -> Option<String> {
+        (!p.contains(['"', '\n'])).then(|| format!("Include \"{p}\"\n"))
+    };
+    let mut s = String::from(
+        "# written by pushgate: your configuration first (its values win), then pushgate's defaults\n",
+    );
+    match user {
+        Some(p) => s.push_str(&include(&p.display().to_string())?),
+        None => {
+            s.push_str("Include ~/.ssh/config\n");
+            s.push_str("Include /etc/ssh/ssh_config\n");
+        }
+    }
+    if ciphers.contains(|c: char| c.is_whitespace() || c == '"') {
+        return None;
+    }
+    s.push_str(&format!("Host *\n    Ciphers {ciphers}\n"));
+    Some(s)
+}
+
 /// `ssh [options] [-l user]` for an ssh host, and its hostname (which
 /// `Host::parse` validated: it cannot start with `-`); `None` for `local:`.
 fn ssh_to<'h>(opts: &SshOptions, host: &'h Host) -> Option<(Vec<OsString>, &'h str)> {
@@ -119,6 +154,102 @@ pub fn rsync_argv(
     release: &ReleaseId,
     link_dest: Option<&ReleaseId>,
 ) -> Vec<OsString> {
+    let link = link_dest.map(|l| format!("../{l}"));
+    rsync_words(opts, artifact, place, release, link.as_deref(), None)
+}
+
+/// The stage of an ssh host in one session: rsync whose remote side first
+/// runs [`stage_prefix`] (`--rsync-path`: it makes `TARGET/releases`,
+/// deletes the releases a past push left to prune, and reports what the
+/// host runs and keeps on stderr), hard-linking unchanged files from the
+/// host's `current` release, whatever it is (`--link-dest=../../current`,
+/// relative to the release directory). `None` for a `local:` host.
+pub fn stage_argv(
+    opts: &SshOptions,
+    artifact: &Path,
+    place: &Place<'_>,
+    release: &ReleaseId,
+    prune: &[ReleaseId],
+) -> Option<Vec<OsString>> {
+    let Place::Remote { target, .. } = place else {
+        return None;
+    };
+    let prefix = format!("{} && rsync", stage_prefix(target, release, prune));
+    Some(rsync_words(
+        opts,
+        artifact,
+        place,
+        release,
+        Some("../../current"),
+        Some(&prefix),
+    ))
+}
+
+/// What the stage's remote prefix writes before each line it reports.
+pub const PROBE_MARK: &str = "pushgate-probe";
+
+/// Run on an ssh host before its rsync receiver, in the stage's session:
+/// creates `TARGET/releases`, refuses to stage over the release `current`
+/// points at, deletes `prune` (never the release `current` points at),
+/// then reports on stderr (stdout is rsync's) `pushgate-probe current=LINK`
+/// and one `pushgate-probe release=NAME` per release kept.
+pub fn stage_prefix(target: &Path, release: &ReleaseId, prune: &[ReleaseId]) -> String {
+    let t = shell_quote(&target.display().to_string());
+    let mut s = format!(
+        "cd -- {t} && mkdir -p releases && c=\"$(readlink current 2>/dev/null)\"; printf '{PROBE_MARK} current=%s\\n' \"$c\" >&2 && if [ \"$c\" = releases/{release} ]; then echo 'pushgate: release {release} is the current release of this host; refusing to stage over it' >&2; exit 1; fi"
+    );
+    let names: Vec<String> = prune
+        .iter()
+        .filter(|r| *r != release)
+        .map(|r| shell_quote(r.as_str()))
+        .collect();
+    if !names.is_empty() {
+        s.push_str(&format!(
+            " && for r in {}; do [ \"$c\" = \"releases/$r\" ] || rm -rf -- \"releases/$r\"; done",
+            names.join(" ")
+        ));
+    }
+    s.push_str(&format!(
+        " && ls -1 releases | sed 's/^/{PROBE_MARK} release=/' >&2"
+    ));
+    s
+}
+
+/// Parses what [`stage_prefix`] reported (on rsync's stderr, among
+/// rsync's own lines); `None` if it reported nothing (it did not run).
+pub fn parse_stage_probe(stderr: &str) -> Option<HostReleases> {
+    let mut current = None;
+    let mut seen = false;
+    let mut releases = Vec::new();
+    for l in stderr.lines() {
+        let Some(rest) = l.strip_prefix(PROBE_MARK).and_then(|r| r.strip_prefix(' ')) else {
+            continue;
+        };
+        if let Some(c) = rest.strip_prefix("current=") {
+            seen = true;
+            current = c
+                .trim()
+                .strip_prefix("releases/")
+                .and_then(|l| ReleaseId::parse(l.trim_end_matches('/')));
+        } else if let Some(r) = rest
+            .strip_prefix("release=")
+            .and_then(|r| ReleaseId::parse(r.trim()))
+        {
+            releases.push(r);
+        }
+    }
+    releases.sort();
+    seen.then_some(HostReleases { current, releases })
+}
+
+fn rsync_words(
+    opts: &SshOptions,
+    artifact: &Path,
+    place: &Place<'_>,
+    release: &ReleaseId,
+    link_dest: Option<&str>,
+    rsync_path: Option<&str>,
+) -> Vec<OsString> {
     let mut v: Vec<OsString> = vec![
         "rsync".into(),
         "--archive".into(),
@@ -130,8 +261,8 @@ pub fn rsync_argv(
         "--modify-window=-1".into(),
     ];
     if let Some(l) = link_dest {
-        // Relative to the destination directory: TARGET/releases/<old>.
-        v.push(format!("--link-dest=../{l}").into());
+        // Relative to the destination directory TARGET/releases/NEW.
+        v.push(format!("--link-dest={l}").into());
     }
     let mut src = artifact.as_os_str().to_owned();
     src.push("/");
@@ -165,6 +296,9 @@ pub fn rsync_argv(
                 .collect();
             v.push("-e".into());
             v.push(rsh.join(" ").into());
+            if let Some(p) = rsync_path {
+                v.push(format!("--rsync-path={p}").into());
+            }
             // The remote path travels as one argument, not through the
             // remote shell.
             v.push("--protect-args".into());
@@ -174,6 +308,142 @@ pub fn rsync_argv(
         }
     }
     v
+}
+
+/// What a host's stage prints once its release is whole, over bittorrent.
+pub const STAGED_MARK: &str = "pushgate-staged";
+
+/// `aria2c`'s options on a host and on the bastion: no DHT or local peer
+/// discovery (the tracker names every peer), files written as they come,
+/// and the whole run bounded by `stop_secs` whatever the peers do.
+fn aria2c_common(stop_secs: u64) -> String {
+    format!(
+        "--enable-dht=false --enable-dht6=false --bt-enable-lpd=false --file-allocation=none --allow-overwrite=true --auto-file-renaming=false --summary-interval=0 --console-log-level=error --download-result=hide --stop={stop_secs}"
+    )
+}
+
+/// Stops the host's seeder of scratch directory `$1` (its pid in
+/// `$1/seed.pid`, killed only if that process seeds `$1`'s torrent).
+const STOP_SEEDER: &str = "stop_seed() { p=$(cat \"$1/seed.pid\" 2>/dev/null) || return 0; case \"$(tr '\\000' ' ' < \"/proc/$p/cmdline\" 2>/dev/null)\" in *\"$1/meta/t.torrent\"*) kill \"$p\" 2>/dev/null ;; esac; return 0; }";
+
+/// How a host fetches a release over bittorrent (see [`bt_stage_script`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BtStage<'a> {
+    pub release: &'a ReleaseId,
+    pub prune: &'a [ReleaseId],
+    /// The release whose files the torrent lists first as unchanged.
+    pub base: Option<&'a ReleaseId>,
+    /// The changed files (`--select-file`, 1-based), for a host on `base`.
+    pub changed: Option<(usize, usize)>,
+    /// Whether the torrent has any file at all.
+    pub files: bool,
+    /// `host_timeout`, in seconds: the longest a host's aria2c runs.
+    pub stop_secs: u64,
+}
+
+/// A host's stage over bittorrent, in one session whose stdin is the
+/// bundle (a gzipped tar: `meta/t.torrent`, `meta/reuse` and the
+/// skeleton under `tree/`). Like [`stage_prefix`] it makes
+/// `TARGET/releases`, refuses to stage over `current`, prunes and
+/// reports (on stdout here); it stops and removes what an earlier stage
+/// left in `releases/.*.bt`; then `aria2c` fetches into `releases/NEW/`
+/// (every piece verified) — only the changed files on a host whose
+/// `current` is the base, whose unchanged files are hard-linked from it
+/// instead — the skeleton gives directories, symlinks, empty files,
+/// modes and times (`cp --attributes-only`, never on the linked files),
+/// and a seeder stays behind for the others until the switch (or its
+/// bound) stops it. Every word from the config is quoted.
+pub fn bt_stage_script(target: &Path, bt: &BtStage<'_>) -> String {
+    let release = bt.release;
+    let t = shell_quote(&target.display().to_string());
+    let w = format!("releases/.{release}.bt");
+    let opts = aria2c_common(bt.stop_secs);
+    let fetch = |select: Option<(usize, usize)>| -> String {
+        format!(
+            "aria2c -T \"$w/meta/t.torrent\" --dir=releases --seed-time=0 {opts}{} 1>&2",
+            select.map_or(String::new(), |(a, b)| format!(" --select-file={a}-{b}"))
+        )
+    };
+    let all = if bt.files { fetch(None) } else { ":".into() };
+    let on_base = match bt.changed {
+        Some(r) => fetch(Some(r)),
+        None => ":".into(),
+    };
+    let mut s = format!(
+        "{STOP_SEEDER}; cd -- {t} && mkdir -p releases && c=\"$(readlink current 2>/dev/null)\"; printf '{PROBE_MARK} current=%s\\n' \"$c\" && if [ \"$c\" = releases/{release} ]; then echo 'pushgate: release {release} is the current release of this host; refusing to stage over it' >&2; exit 1; fi"
+    );
+    let names: Vec<String> = bt
+        .prune
+        .iter()
+        .filter(|r| *r != release)
+        .map(|r| shell_quote(r.as_str()))
+        .collect();
+    if !names.is_empty() {
+        s.push_str(&format!(
+            " && for r in {}; do [ \"$c\" = \"releases/$r\" ] || rm -rf -- \"releases/$r\" \"releases/.$r.bt\"; done",
+            names.join(" ")
+        ));
+    }
+    s.push_str(&format!(
+        " && ls -1 releases | sed 's/^/{PROBE_MARK} release=/' && for d in releases/.*.bt; do [ -d \"$d\" ] || continue; stop_seed \"$d\"; rm -rf -- \"$d\"; done && rm -f releases/*.aria2 && w={w} && rm -rf -- releases/{release} && mkdir -p -- \"$w\" releases/{release} && tar -xzpf - --no-same-owner -C \"$w\""
+    ));
+    let on = match bt.base {
+        Some(b) => format!(" && if [ \"$c\" = releases/{b} ]; then on=1; else on=; fi"),
+        None => " && on=".into(),
+    };
+    s.push_str(&on);
+    s.push_str(&format!(
+        " && if [ -n \"$on\" ]; then {on_base}; else {all}; fi && rm -f -- releases/{release}.aria2"
+    ));
+    if let Some(b) = bt.base {
+        s.push_str(&format!(
+            " && if [ -n \"$on\" ]; then (cd releases/{b} && xargs -0 -r cp -l -f --parents -t ../{release} < ../.{release}.bt/meta/reuse) && (cd \"$w/tree\" && xargs -0 -r rm -f -- < ../meta/reuse); fi"
+        ));
+    }
+    s.push_str(&format!(
+        " && cp -R -P --attributes-only --preserve=mode,timestamps -- \"$w/tree/.\" releases/{release}/ && rm -rf -- \"$w/tree\" && (setsid aria2c -T \"$w/meta/t.torrent\" --dir=releases --bt-seed-unverified=true --seed-ratio=0.0 --seed-time={} {opts} > /dev/null 2>&1 < /dev/null & echo $! > \"$w/seed.pid\") && echo {STAGED_MARK}",
+        bt.stop_secs.div_ceil(60).max(1)
+    ));
+    s
+}
+
+/// What the switch of a release staged over bittorrent does first: stop
+/// the host's seeder of it and remove its scratch directory.
+pub fn bt_unseed(target: &Path, release: &ReleaseId) -> String {
+    let t = shell_quote(&target.display().to_string());
+    format!(
+        "{STOP_SEEDER}; cd -- {t} && stop_seed releases/.{release}.bt; rm -rf -- releases/.{release}.bt releases/{release}.aria2"
+    )
+}
+
+/// The bastion's seeder of a release: every piece, from the seed
+/// directory (the artifact's files hard-linked under the release's name).
+pub fn bt_seeder_argv(torrent: &Path, seed_dir: &Path, stop_secs: u64) -> Vec<OsString> {
+    let mut v: Vec<OsString> = vec![
+        "aria2c".into(),
+        "-T".into(),
+        torrent.into(),
+        {
+            let mut d = OsString::from("--dir=");
+            d.push(seed_dir);
+            d
+        },
+        "--bt-seed-unverified=true".into(),
+        "--seed-ratio=0.0".into(),
+        format!("--seed-time={}", stop_secs.div_ceil(60).max(1)).into(),
+    ];
+    v.extend(aria2c_common(stop_secs).split(' ').map(OsString::from));
+    v
+}
+
+/// Debian's `opentracker` for one stage: it listens on `port`, serves only
+/// the release's info hash (`whitelist`, inside `root`, where it chroots
+/// before dropping to user nobody).
+pub fn tracker_config(root: &Path, port: u16) -> String {
+    format!(
+        "# written by pushgate for one stage\nlisten.tcp 0.0.0.0:{port}\naccess.whitelist /whitelist\ntracker.rootdir {}\n",
+        root.display()
+    )
 }
 
 /// Reads the host's current release and its releases, creating
@@ -194,6 +464,50 @@ pub fn switch_script(target: &Path, release: &ReleaseId) -> String {
     )
 }
 
+/// What the switch prints on stdout once `current` points at the release,
+/// before `after_switch` runs: its absence means the switch itself failed.
+pub const SWITCHED_MARK: &str = "pushgate-switched";
+
+/// The switch and `sync.after_switch` in one session: [`switch_script`],
+/// then [`SWITCHED_MARK`] on stdout, then `after_switch` in the target
+/// directory, each word quoted, its stdout sent to stderr so that stdout
+/// only ever holds the mark.
+pub fn switch_then_script(
+    target: &Path,
+    release: &ReleaseId,
+    after_switch: Option<&[String]>,
+) -> String {
+    switch_then(target, release, after_switch, false)
+}
+
+/// [`switch_then_script`]; with `unseed`, first [`bt_unseed`].
+pub fn switch_then(
+    target: &Path,
+    release: &ReleaseId,
+    after_switch: Option<&[String]>,
+    unseed: bool,
+) -> String {
+    let mut s = if unseed {
+        format!("{}; ", bt_unseed(target, release))
+    } else {
+        String::new()
+    };
+    s.push_str(&format!(
+        "{} && echo {SWITCHED_MARK}",
+        switch_script(target, release)
+    ));
+    if let Some(argv) = after_switch {
+        let words: Vec<String> = argv.iter().map(|w| shell_quote(w)).collect();
+        s.push_str(&format!(" && {} >&2", words.join(" ")));
+    }
+    s
+}
+
+/// Whether [`switch_then_script`]'s output says `current` was switched.
+pub fn switched(stdout: &str) -> bool {
+    stdout.lines().any(|l| l.trim() == SWITCHED_MARK)
+}
+
 /// Removes `current` if it points at `release` (undoing a first push).
 pub fn unset_script(target: &Path, release: &ReleaseId) -> String {
     let t = shell_quote(&target.display().to_string());
@@ -207,6 +521,19 @@ pub fn remove_script(target: &Path, releases: &[ReleaseId]) -> String {
     let t = shell_quote(&target.display().to_string());
     let names: Vec<&str> = releases.iter().map(ReleaseId::as_str).collect();
     format!("cd -- {t}/releases && rm -rf -- {}", names.join(" "))
+}
+
+/// [`remove_script`] for releases staged over bittorrent: each one's
+/// seeder stopped and scratch directory removed too.
+pub fn remove_bt_script(target: &Path, releases: &[ReleaseId]) -> String {
+    let t = shell_quote(&target.display().to_string());
+    let mut s = format!("{STOP_SEEDER}; cd -- {t}/releases");
+    for r in releases {
+        s.push_str(&format!(
+            " && stop_seed .{r}.bt && rm -rf -- {r} .{r}.bt {r}.aria2"
+        ));
+    }
+    s
 }
 
 /// `sync.after_switch`, run in the target directory, each word quoted.
@@ -263,12 +590,33 @@ pub fn wave_check_env(
 }
 
 /// What `check` asks of a host: create `TARGET/releases`, write and remove
-/// a file there, and say which rsync it has.
+/// a file there, and say which rsync it has (and, for the bittorrent
+/// transport, which aria2c: a second line, `aria2c: none` without one).
 pub fn check_script(target: &Path) -> String {
     let t = shell_quote(&target.display().to_string());
     format!(
         "mkdir -p -- {t}/releases && f={t}/releases/.pushgate-check.$$ && : > \"$f\" && rm -f -- \"$f\" && rsync --version | head -n 1"
     )
+}
+
+/// [`check_script`], then aria2c's version line (`aria2c: none` without it).
+pub fn check_bt_script(target: &Path) -> String {
+    format!(
+        "{} && {{ aria2c --version 2>/dev/null | head -n 1 | grep . || echo 'aria2c: none'; }}",
+        check_script(target)
+    )
+}
+
+/// Whether [`check_bt_script`]'s second line names an aria2c.
+pub fn check_aria2c(second_line: &str) -> Result<String, String> {
+    let l = second_line.trim();
+    match l.strip_prefix("aria2 version ") {
+        Some(v) => Ok(format!("aria2c {}", crate::domain::text::printable(v, 20))),
+        None => Err(
+            "no aria2c (sync.transport = \"bittorrent\" needs it on every host: Debian's `aria2`)"
+                .into(),
+        ),
+    }
 }
 
 /// The oldest rsync pushgate works with: `--modify-window=-1` (nanosecond
@@ -438,6 +786,27 @@ mod tests {
     }
 
     #[test]
+    fn the_cipher_preference_comes_after_the_users_ssh_config() {
+        assert_eq!(default_ciphers(false), None);
+        expect![[r#"
+            # written by pushgate: your configuration first (its values win), then pushgate's defaults
+            Include "/etc/pushgate/ssh config"
+            Host *
+                Ciphers ^aes128-gcm@openssh.com,aes256-gcm@openssh.com
+        "#]]
+        .assert_eq(
+            &cipher_config(
+                Some(Path::new("/etc/pushgate/ssh config")),
+                default_ciphers(true).unwrap(),
+            )
+            .unwrap(),
+        );
+        let none = cipher_config(None, "chacha20-poly1305@openssh.com").unwrap();
+        assert!(none.contains("Include ~/.ssh/config\nInclude /etc/ssh/ssh_config\n"));
+        assert!(cipher_config(Some(Path::new("/a\"b")), "x").is_none());
+    }
+
+    #[test]
     fn one_connection_per_host_is_shared_and_closed() {
         let opts = SshOptions {
             control_dir: Some("/tmp/pushgate-ssh-Ab12".into()),
@@ -503,6 +872,135 @@ mod tests {
             ));
         expect![[r#"mkdir -p -- '/srv/it'\''s app'/releases && cd -- '/srv/it'\''s app' && printf 'current=%s\n' "$(readlink current 2>/dev/null)" && ls -1 releases"#]]
             .assert_eq(&probe_script(t));
+    }
+
+    #[test]
+    fn an_ssh_hosts_stage_is_one_session_that_probes_prunes_and_links_against_current() {
+        let opts = SshOptions::default();
+        let host = Host::parse("deploy@web-1:2222").unwrap();
+        let place = Place::of(&host, Some(Path::new("/srv/it's app"))).unwrap();
+        let r = rel("20261122T101500Z-3f2a9c13f2a9");
+        let old = [
+            rel("20261101T101500Z-0123456789ab"),
+            rel("20261102T101500Z-0123456789ab"),
+            r.clone(),
+        ];
+        let argv = stage_argv(&opts, Path::new("/a"), &place, &r, &old).unwrap();
+        expect![[r#"rsync | --archive | --delete | --stats | --modify-window=-1 | --link-dest=../../current | -e | ssh -o BatchMode=yes -o ConnectTimeout=15 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -o StrictHostKeyChecking=yes -p 2222 | --rsync-path=cd -- '/srv/it'\''s app' && mkdir -p releases && c="$(readlink current 2>/dev/null)"; printf 'pushgate-probe current=%s\n' "$c" >&2 && if [ "$c" = releases/20261122T101500Z-3f2a9c13f2a9 ]; then echo 'pushgate: release 20261122T101500Z-3f2a9c13f2a9 is the current release of this host; refusing to stage over it' >&2; exit 1; fi && for r in '20261101T101500Z-0123456789ab' '20261102T101500Z-0123456789ab'; do [ "$c" = "releases/$r" ] || rm -rf -- "releases/$r"; done && ls -1 releases | sed 's/^/pushgate-probe release=/' >&2 && rsync | --protect-args | /a/ | deploy@web-1:/srv/it's app/releases/20261122T101500Z-3f2a9c13f2a9/"#]]
+            .assert_eq(&words(&argv));
+        let local = Host::parse("local:/tmp/h1").unwrap();
+        let place = Place::of(&local, None).unwrap();
+        assert!(stage_argv(&opts, Path::new("/a"), &place, &r, &[]).is_none());
+        // Nothing to prune: no loop.
+        assert!(!stage_prefix(Path::new("/srv/app"), &r, &[]).contains("rm -rf"));
+    }
+
+    #[test]
+    fn the_stage_probe_is_read_from_among_rsyncs_own_lines() {
+        let err = "pushgate-probe current=releases/20261121T101500Z-0123456789ab\n--link-dest arg does not exist: x\npushgate-probe release=20261121T101500Z-0123456789ab\npushgate-probe release=$(reboot)\npushgate-probe release=20261120T101500Z-0123456789ab\n";
+        let h = parse_stage_probe(err).unwrap();
+        assert_eq!(h.current, Some(rel("20261121T101500Z-0123456789ab")));
+        assert_eq!(
+            h.releases,
+            vec![
+                rel("20261120T101500Z-0123456789ab"),
+                rel("20261121T101500Z-0123456789ab")
+            ]
+        );
+        assert_eq!(
+            parse_stage_probe("pushgate-probe current=\n"),
+            Some(HostReleases::default())
+        );
+        assert_eq!(
+            parse_stage_probe("rsync: connection unexpectedly closed"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_switch_and_after_switch_are_one_script_whose_mark_says_the_switch_happened() {
+        let t = Path::new("/srv/it's app");
+        let r = rel("20261122T101500Z-3f2a9c13f2a9");
+        expect![[r#"cd -- '/srv/it'\''s app' && test -d releases/20261122T101500Z-3f2a9c13f2a9 && ln -sfn releases/20261122T101500Z-3f2a9c13f2a9 .current.20261122T101500Z-3f2a9c13f2a9 && mv -Tf .current.20261122T101500Z-3f2a9c13f2a9 current && echo pushgate-switched && 'sudo' 'reload' '$(reboot)' >&2"#]]
+            .assert_eq(&switch_then_script(
+                t,
+                &r,
+                Some(&["sudo".into(), "reload".into(), "$(reboot)".into()]),
+            ));
+        assert!(switch_then_script(t, &r, None).ends_with("current && echo pushgate-switched"));
+        assert!(switched("pushgate-switched\n"));
+        assert!(!switched(""));
+        assert!(!switched("xpushgate-switched\n"));
+    }
+
+    #[test]
+    fn a_bittorrent_stage_fetches_only_the_changed_files_on_a_host_that_runs_the_base() {
+        let r = rel("20261122T101500Z-3f2a9c13f2a9");
+        let b = rel("20261121T101500Z-0123456789ab");
+        let s = bt_stage_script(
+            Path::new("/srv/it's app"),
+            &BtStage {
+                release: &r,
+                prune: &[],
+                base: Some(&b),
+                changed: Some((4, 9)),
+                files: true,
+                stop_secs: 600,
+            },
+        );
+        assert!(
+            s.contains("cd -- '/srv/it'\\''s app' && mkdir -p releases"),
+            "{s}"
+        );
+        assert!(
+            s.contains("if [ \"$c\" = releases/20261121T101500Z-0123456789ab ]; then on=1"),
+            "{s}"
+        );
+        assert!(s.contains("then aria2c -T \"$w/meta/t.torrent\" --dir=releases --seed-time=0 --enable-dht=false"), "{s}");
+        assert!(
+            s.contains("--stop=600 --select-file=4-9 1>&2; else aria2c"),
+            "{s}"
+        );
+        assert!(s.contains("(cd releases/20261121T101500Z-0123456789ab && xargs -0 -r cp -l -f --parents -t ../20261122T101500Z-3f2a9c13f2a9 < ../.20261122T101500Z-3f2a9c13f2a9.bt/meta/reuse)"), "{s}");
+        assert!(s.contains("--seed-time=10 "), "{s}");
+        assert!(s.ends_with("echo pushgate-staged"), "{s}");
+        // No base: every host fetches everything, links nothing.
+        let s = bt_stage_script(
+            Path::new("/srv/app"),
+            &BtStage {
+                release: &r,
+                prune: &[],
+                base: None,
+                changed: None,
+                files: true,
+                stop_secs: 60,
+            },
+        );
+        assert!(!s.contains("cp -l") && !s.contains("--select-file"), "{s}");
+        assert!(s.contains("&& on= &&"), "{s}");
+    }
+
+    #[test]
+    fn a_bittorrent_switch_stops_the_hosts_seeder_first() {
+        let r = rel("20261122T101500Z-3f2a9c13f2a9");
+        let s = switch_then(Path::new("/srv/app"), &r, None, true);
+        assert!(s.starts_with("stop_seed() {"), "{s}");
+        assert!(s.contains("stop_seed releases/.20261122T101500Z-3f2a9c13f2a9.bt; rm -rf -- releases/.20261122T101500Z-3f2a9c13f2a9.bt releases/20261122T101500Z-3f2a9c13f2a9.aria2; cd -- '/srv/app' && test -d releases/"), "{s}");
+        assert_eq!(
+            switch_then(Path::new("/srv/app"), &r, None, false),
+            switch_then_script(Path::new("/srv/app"), &r, None)
+        );
+        assert!(check_aria2c("aria2 version 1.36.0").is_ok());
+        assert!(check_aria2c("aria2c: none")
+            .unwrap_err()
+            .contains("no aria2c"));
+        expect![[r#"
+            # written by pushgate for one stage
+            listen.tcp 0.0.0.0:6969
+            access.whitelist /whitelist
+            tracker.rootdir /var/lib/pushgate/bt/t
+        "#]]
+        .assert_eq(&tracker_config(Path::new("/var/lib/pushgate/bt/t"), 6969));
     }
 
     #[test]

@@ -10,9 +10,12 @@
 //! host's result and the caller asks `decide`.
 
 pub mod argv;
+mod bittorrent;
 pub mod error;
+pub mod torrent;
 
 pub use argv::Place;
+pub use bittorrent::Base;
 pub use error::{HostError, HostErrorKind};
 
 use std::ffi::OsString;
@@ -22,13 +25,14 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{self, StreamExt};
 
 use self::argv::{
-    after_switch_script, check_rsync, check_script, close_argv, health_script, parse_bytes_sent,
-    parse_probe, parse_room, probe_script, remove_script, room_script, rsync_argv, ssh_argv,
-    switch_script, unset_script, Room,
+    after_switch_script, check_aria2c, check_bt_script, check_rsync, check_script, close_argv,
+    health_script, parse_bytes_sent, parse_probe, parse_room, parse_stage_probe, probe_script,
+    remove_bt_script, remove_script, room_script, rsync_argv, ssh_argv, stage_argv, switch_script,
+    switch_then, switched, unset_script, Room,
 };
 use self::error::{cause_of, describe_failure, io_failure, room_cause};
 use crate::adapters::process::{self, ChildEnv};
-use crate::config::{ClusterSettings, HostKeyPolicy, SyncSettings};
+use crate::config::{ClusterSettings, HostKeyPolicy, SyncSettings, Transport};
 use crate::domain::model::{Host, HostReleases, ReleaseId};
 
 /// How ssh is started: from `[sync]`.
@@ -46,14 +50,64 @@ pub struct SshOptions {
 
 impl SshOptions {
     pub fn from_settings(s: &SyncSettings) -> SshOptions {
+        let control_dir = mux_dir().map(Path::to_owned);
+        let config = match (&control_dir, cipher_preference(s)) {
+            (Some(dir), Some(ciphers)) => {
+                cipher_file(dir, s.ssh_config.as_deref(), &ciphers).or(s.ssh_config.clone())
+            }
+            _ => s.ssh_config.clone(),
+        };
         SshOptions {
-            config: s.ssh_config.clone(),
+            config,
             identity: s.ssh_identity.clone(),
             known_hosts: s.known_hosts.clone(),
             accept_new_host_keys: s.host_key_policy == HostKeyPolicy::AcceptNew,
-            control_dir: mux_dir().map(Path::to_owned),
+            control_dir,
         }
     }
+}
+
+/// `sync.ssh_ciphers`, else pushgate's default for this bastion's CPU.
+fn cipher_preference(s: &SyncSettings) -> Option<String> {
+    s.ssh_ciphers
+        .clone()
+        .or_else(|| argv::default_ciphers(bastion_has_aes()).map(str::to_owned))
+}
+
+/// Whether this machine encrypts AES in hardware.
+fn bastion_has_aes() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+/// Writes (once per process) the ssh configuration that carries the
+/// cipher preference under `user`'s, in the private control directory;
+/// its path. `None` if it cannot: ssh then reads `user` as it is.
+fn cipher_file(dir: &Path, user: Option<&Path>, ciphers: &str) -> Option<PathBuf> {
+    let text = argv::cipher_config(user, ciphers)?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    let name: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let path = dir.join(format!("ssh_config-{name}"));
+    if !path.is_file() {
+        let tmp = dir.join(format!(".ssh_config-{name}.{}", std::process::id()));
+        std::fs::write(&tmp, text).ok()?;
+        std::fs::rename(&tmp, &path).ok()?;
+    }
+    Some(path)
 }
 
 /// A control socket's path is `DIR/<40 hex>`; a Unix socket's path must fit
@@ -169,6 +223,11 @@ impl<'a> Fleet<'a> {
 
     pub fn hosts(&self) -> &[Host] {
         self.hosts
+    }
+
+    /// Whether releases go out over bittorrent (`sync.transport`).
+    pub fn bittorrent(&self) -> bool {
+        matches!(self.settings.transport, Transport::BitTorrent { .. })
     }
 }
 
@@ -327,10 +386,25 @@ impl Fleet<'_> {
                     Ok(format!("{} is writable", path.display()))
                 }
                 Place::Remote { host, target } => {
-                    let out = self.ssh(host, &check_script(target)).await?;
+                    let bt = self.bittorrent();
+                    let script = if bt {
+                        check_bt_script(target)
+                    } else {
+                        check_script(target)
+                    };
+                    let out = self.ssh(host, &script).await?;
+                    let mut lines = out.lines();
                     let rsync =
-                        check_rsync(out.lines().next().unwrap_or("")).map_err(HostError::other)?;
-                    Ok(format!("{} is writable; {rsync}", target.display()))
+                        check_rsync(lines.next().unwrap_or("")).map_err(HostError::other)?;
+                    if !bt {
+                        return Ok(format!("{} is writable; {rsync}", target.display()));
+                    }
+                    let aria2c =
+                        check_aria2c(lines.next().unwrap_or("")).map_err(HostError::other)?;
+                    Ok(format!(
+                        "{} is writable; {rsync}; {aria2c}",
+                        target.display()
+                    ))
                 }
             }
         })
@@ -364,64 +438,126 @@ impl Fleet<'_> {
     }
 
     /// Copies the artifact into `TARGET/releases/RELEASE/` on every host.
-    /// `done` hears of each host as soon as it is done.
+    /// An ssh host does it in one session (one round trip): it deletes the
+    /// releases `prune` names for it (a past push's pruning, index by
+    /// index), says what it runs and keeps, and receives the release with
+    /// unchanged files linked from its current one — by rsync, or from
+    /// the swarm (`sync.transport = "bittorrent"`, which uses `base`, the
+    /// deployed release's artifact, and `scratch`, a directory of the
+    /// bastion's for the stage). `done` hears of each host as soon as it
+    /// is done.
     pub async fn stage(
         &self,
         artifact: &Path,
         release: &ReleaseId,
+        prune: &[Vec<ReleaseId>],
+        base: Option<Base<'_>>,
+        scratch: &Path,
         done: &(dyn Fn(&HostResult<Staged>) + Sync),
     ) -> Vec<HostResult<Staged>> {
+        if let Transport::BitTorrent {
+            tracker,
+            run_tracker,
+        } = &self.settings.transport
+        {
+            if self.hosts.iter().any(|h| matches!(h, Host::Ssh { .. })) {
+                return self
+                    .stage_bt(
+                        artifact,
+                        release,
+                        prune,
+                        base,
+                        scratch,
+                        tracker,
+                        *run_tracker,
+                        done,
+                    )
+                    .await;
+            }
+        }
         self.each_observed(
             true,
-            |_, place| async move {
-                let before = self.probe(place).await?;
-                if before.current.as_ref() == Some(release) {
-                    return Err(HostError::other(format!(
-                        "release {release} is this host's current release; refusing to stage over it"
-                    )));
-                }
-                let link = before.current.as_ref().filter(|c| *c != release);
-                let argv = rsync_argv(&self.ssh, artifact, &place, release, link);
-                let out = process::run(&argv, None, self.settings.host_timeout, self.env)
-                    .await
-                    .map_err(|e| HostError::other(e.to_string()))?;
-                if !out.success() {
-                    let err = describe_failure(&out, self.settings.host_timeout);
-                    let named = cause_of(&format!("{}\n{}", out.stderr, out.stdout)).is_some();
-                    if named || out.status.is_none() {
-                        return Err(err);
-                    }
-                    // Only now, on a failure: a walk of the whole
-                    // artifact is not worth its time on every push.
-                    let artifact_bytes = {
-                        let a = artifact.to_owned();
-                        tokio::task::spawn_blocking(move || tree_bytes(&a))
-                            .await
-                            .unwrap_or(0)
-                    };
-                    let releases = place.target().join("releases");
-                    return Err(
-                        match self
-                            .room(place)
-                            .await
-                            .and_then(|r| room_cause(&r, artifact_bytes, &releases))
-                        {
-                            Some(cause) => {
-                                HostError::new(cause.kind, format!("{} ({err})", cause.message))
-                            }
-                            None => err,
-                        },
-                    );
-                }
-                crate::adapters::failpoint::hit("stage:host");
-                Ok(Staged {
-                    bytes_sent: parse_bytes_sent(&out.stdout),
-                    before,
-                })
+            |i, place| {
+                let gone = prune.get(i).map_or(&[][..], Vec::as_slice);
+                self.stage_rsync_one(artifact, release, gone, i, place)
             },
             done,
         )
         .await
+    }
+
+    /// One host's stage by rsync (see [`Fleet::stage`]).
+    async fn stage_rsync_one(
+        &self,
+        artifact: &Path,
+        release: &ReleaseId,
+        gone: &[ReleaseId],
+        _i: usize,
+        place: Place<'_>,
+    ) -> Result<Staged, HostError> {
+        let (argv, probed) = match place {
+            Place::Local { .. } => {
+                let before = self.probe(place).await?;
+                if before.current.as_ref() == Some(release) {
+                    return Err(HostError::other(format!(
+                                "release {release} is this host's current release; refusing to stage over it"
+                            )));
+                }
+                let link = before.current.as_ref().filter(|c| *c != release);
+                (
+                    rsync_argv(&self.ssh, artifact, &place, release, link),
+                    Some(before),
+                )
+            }
+            Place::Remote { .. } => (
+                stage_argv(&self.ssh, artifact, &place, release, gone).unwrap_or_default(),
+                None,
+            ),
+        };
+        let out = process::run(&argv, None, self.settings.host_timeout, self.env)
+            .await
+            .map_err(|e| HostError::other(e.to_string()))?;
+        if !out.success() {
+            let err = describe_failure(&out, self.settings.host_timeout);
+            let named = cause_of(&format!("{}\n{}", out.stderr, out.stdout)).is_some();
+            if named || out.status.is_none() {
+                return Err(err);
+            }
+            // Only now, on a failure: a walk of the whole
+            // artifact is not worth its time on every push.
+            let artifact_bytes = {
+                let a = artifact.to_owned();
+                tokio::task::spawn_blocking(move || tree_bytes(&a))
+                    .await
+                    .unwrap_or(0)
+            };
+            let releases = place.target().join("releases");
+            return Err(
+                match self
+                    .room(place)
+                    .await
+                    .and_then(|r| room_cause(&r, artifact_bytes, &releases))
+                {
+                    Some(cause) => HostError::new(cause.kind, format!("{} ({err})", cause.message)),
+                    None => err,
+                },
+            );
+        }
+        let before = match probed {
+                    Some(b) => b,
+                    // Without it a later undo could not tell where the
+                    // host goes back to: no report, no stage.
+                    None => parse_stage_probe(&out.stderr).ok_or_else(|| {
+                        HostError::other(
+                            "rsync succeeded but the host did not report the release it runs (no `pushgate-probe` line)",
+                        )
+                    })?,
+                };
+        crate::adapters::failpoint::hit("stage:host");
+        Ok(Staged {
+            bytes_sent: parse_bytes_sent(&out.stdout),
+            before,
+        })
     }
 
     /// Points `current` at `release` on the hosts whose index is in `which`,
@@ -436,14 +572,81 @@ impl Fleet<'_> {
             if !which.get(i).copied().unwrap_or(false) {
                 return Err(HostError::skipped());
             }
-            self.switch_one(place, release).await?;
-            crate::adapters::failpoint::hit("switch:host");
-            match &self.settings.after_switch {
-                Some(argv) => Ok(self.after_switch(place, argv).await.err()),
-                None => Ok(None),
+            let r = self.switch_and_after(place, release).await;
+            if r.is_ok() {
+                crate::adapters::failpoint::hit("switch:host");
             }
+            r
         })
         .await
+    }
+
+    /// Points `current` at `release` and runs `after_switch`: on an ssh
+    /// host in one session. `Ok(Some(error))`: switched, but
+    /// `after_switch` failed.
+    async fn switch_and_after(
+        &self,
+        place: Place<'_>,
+        release: &ReleaseId,
+    ) -> Result<Option<HostError>, HostError> {
+        match place {
+            Place::Local { .. } => {
+                self.switch_one(place, release).await?;
+                match &self.settings.after_switch {
+                    Some(argv) => Ok(self.after_switch(place, argv).await.err()),
+                    None => Ok(None),
+                }
+            }
+            Place::Remote { host, target } => {
+                let script = switch_then(
+                    target,
+                    release,
+                    self.settings.after_switch.as_deref(),
+                    self.bittorrent(),
+                );
+                let argv = ssh_argv(&self.ssh, host, &script);
+                let out = process::run(&argv, None, self.settings.host_timeout, self.env)
+                    .await
+                    .map_err(|e| HostError::other(e.to_string()))?;
+                if out.success() {
+                    Ok(None)
+                } else if switched(&out.stdout) {
+                    Ok(Some(describe_failure(&out, self.settings.host_timeout)))
+                } else {
+                    Err(describe_failure(&out, self.settings.host_timeout))
+                }
+            }
+        }
+    }
+
+    /// Deletes `which` (per host index) where that costs no round trip
+    /// (`local:` hosts) and returns, per index, what is left for each ssh
+    /// host's next stage session to delete (see [`Fleet::stage`]).
+    pub async fn prune(&self, which: &[Vec<ReleaseId>]) -> Vec<Vec<ReleaseId>> {
+        let now: Vec<Vec<ReleaseId>> = self
+            .hosts
+            .iter()
+            .zip(which)
+            .map(|(h, w)| match h {
+                Host::Local { .. } => w.clone(),
+                Host::Ssh { .. } => Vec::new(),
+            })
+            .collect();
+        if now.iter().any(|w| !w.is_empty()) {
+            for r in self.remove(&now).await {
+                if let Err(e) = r.outcome {
+                    tracing::warn!(host = %r.host, error = %e, "cannot prune old releases");
+                }
+            }
+        }
+        self.hosts
+            .iter()
+            .zip(which)
+            .map(|(h, w)| match h {
+                Host::Local { .. } => Vec::new(),
+                Host::Ssh { .. } => w.clone(),
+            })
+            .collect()
     }
 
     async fn switch_one(&self, place: Place<'_>, release: &ReleaseId) -> Result<(), HostError> {
@@ -556,13 +759,11 @@ impl Fleet<'_> {
         self.each(false, |i, place| async move {
             match to.get(i).cloned().flatten() {
                 Some(r) => {
-                    self.switch_one(place, &r).await?;
-                    crate::adapters::failpoint::hit("revert:host");
                     // The app must reload what it runs again, too.
-                    if let Some(argv) = &self.settings.after_switch {
-                        if let Err(e) = self.after_switch(place, argv).await {
-                            tracing::error!(host = %place.target().display(), error = %e, "after_switch failed after switching back");
-                        }
+                    let after = self.switch_and_after(place, &r).await?;
+                    crate::adapters::failpoint::hit("revert:host");
+                    if let Some(e) = after {
+                        tracing::error!(host = %place.target().display(), error = %e, "after_switch failed after switching back");
                     }
                     Ok(())
                 }
@@ -638,10 +839,14 @@ impl Fleet<'_> {
                             Err(HostError::other(format!("cannot remove releases: {e}")))
                         })
                 }
-                Place::Remote { host, target } => self
-                    .ssh(host, &remove_script(target, &names))
-                    .await
-                    .map(drop),
+                Place::Remote { host, target } => {
+                    let script = if self.bittorrent() {
+                        remove_bt_script(target, &names)
+                    } else {
+                        remove_script(target, &names)
+                    };
+                    self.ssh(host, &script).await.map(drop)
+                }
             }
         })
         .await

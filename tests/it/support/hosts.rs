@@ -165,9 +165,30 @@ pub struct Host {
     unplugged: bool,
 }
 
+/// How the hosts are wired to this machine (the bastion).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Net {
+    /// A veth pair per host, each its own /30 (the default): the hosts
+    /// reach the bastion only.
+    #[default]
+    Point,
+    /// One Linux bridge, in a namespace of its own, with every host and
+    /// the bastion on one /24: the hosts reach each other directly (a
+    /// swarm), and the bastion at [`Hosts::bastion_addr`] through one
+    /// veth whose egress can be limited (`tc tbf`, e.g. `"100mbit"`);
+    /// each host's egress can be delayed (`tc netem`, e.g. `"20ms"`).
+    Switch {
+        bastion_rate: Option<String>,
+        host_delay: Option<String>,
+    },
+}
+
 /// Hosts for one test, with the keys and files that reach them.
 pub struct Hosts {
     hosts: Vec<Host>,
+    /// `Net::Switch`: the bridge's namespace, the bastion's veth (its end
+    /// here) and its address.
+    switch: Option<(String, String, String)>,
     sshd: PathBuf,
     /// The cluster's `target`: an empty directory here, the host's own
     /// directory inside each sshd's mount namespace.
@@ -209,6 +230,32 @@ impl Hosts {
 
     /// Makes one host of each kind, in order, and starts their sshd.
     pub async fn start_with(kinds: &[Kind]) -> Result<Hosts, String> {
+        Hosts::start_on(kinds, Net::Point).await
+    }
+
+    /// `n` plain hosts on a bridge with the bastion (see [`Net::Switch`]).
+    pub async fn start_switched(
+        n: usize,
+        bastion_rate: Option<&str>,
+        host_delay: Option<&str>,
+    ) -> Result<Hosts, String> {
+        Hosts::start_on(
+            &vec![Kind::Plain; n],
+            Net::Switch {
+                bastion_rate: bastion_rate.map(str::to_owned),
+                host_delay: host_delay.map(str::to_owned),
+            },
+        )
+        .await
+    }
+
+    /// The bastion's address as the hosts reach it (`Net::Switch` only).
+    pub fn bastion_addr(&self) -> Option<&str> {
+        self.switch.as_ref().map(|(_, _, a)| a.as_str())
+    }
+
+    /// Makes one host of each kind, in order, wired as `net` says.
+    pub async fn start_on(kinds: &[Kind], net: Net) -> Result<Hosts, String> {
         let n = kinds.len();
         assert!(n <= 63, "one /30 per host in a /24");
         let sshd = find("sshd").expect("sshd is installed");
@@ -237,6 +284,7 @@ impl Hosts {
 
         let mut hosts = Hosts {
             hosts: Vec::new(),
+            switch: None,
             sshd,
             target,
             identity,
@@ -247,6 +295,37 @@ impl Hosts {
         let subnet = free_subnet();
         let pid = std::process::id();
         let mut known = String::new();
+        if let Net::Switch { bastion_rate, .. } = &net {
+            let k = HOST_SEQ.fetch_add(1, Ordering::Relaxed);
+            let sw = format!("pg{pid}s{k}");
+            let veth = format!("pg{pid}b{k}");
+            let _ = run("ip", &["link", "del", &veth]);
+            let _ = run("ip", &["netns", "del", &sw]);
+            if let Err(e) = run("ip", &["netns", "add", &sw]) {
+                return Err(format!("cannot create a network namespace: {e}"));
+            }
+            let addr = format!("10.213.{subnet}.1");
+            hosts.switch = Some((sw.clone(), veth.clone(), addr.clone()));
+            ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]);
+            ip(&["-n", &sw, "link", "set", "br0", "up"]);
+            let peer = format!("{veth}p");
+            ip(&[
+                "link", "add", &veth, "type", "veth", "peer", "name", &peer, "netns", &sw,
+            ]);
+            ip(&["-n", &sw, "link", "set", &peer, "master", "br0", "up"]);
+            ip(&["addr", "add", &format!("{addr}/24"), "dev", &veth]);
+            ip(&["link", "set", &veth, "up"]);
+            if let Some(rate) = bastion_rate {
+                run(
+                    "tc",
+                    &[
+                        "qdisc", "add", "dev", &veth, "root", "tbf", "rate", rate, "burst",
+                        "256kb", "latency", "100ms",
+                    ],
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
         for i in 0..n as u32 {
             let k = HOST_SEQ.fetch_add(1, Ordering::Relaxed);
             // At most 15 bytes: an interface name's limit.
@@ -270,10 +349,13 @@ impl Hosts {
             if let (Kind::Deploy, Some((uid, gid))) = (kind, deploy) {
                 std::os::unix::fs::chown(&root, Some(uid), Some(gid)).unwrap();
             }
-            let (outer, inner) = (
-                format!("10.213.{subnet}.{}", 4 * i + 1),
-                format!("10.213.{subnet}.{}", 4 * i + 2),
-            );
+            let (outer, inner) = match &net {
+                Net::Point => (
+                    format!("10.213.{subnet}.{}", 4 * i + 1),
+                    format!("10.213.{subnet}.{}", 4 * i + 2),
+                ),
+                Net::Switch { .. } => (String::new(), format!("10.213.{subnet}.{}", 10 + i)),
+            };
             hosts.hosts.push(Host {
                 ns: ns.clone(),
                 veth: veth.clone(),
@@ -289,14 +371,35 @@ impl Hosts {
             ip(&[
                 "link", "add", &veth, "type", "veth", "peer", "name", &peer, "netns", &ns,
             ]);
-            ip(&["addr", "add", &format!("{outer}/30"), "dev", &veth]);
-            ip(&["link", "set", &veth, "up"]);
+            let prefix = match &net {
+                Net::Point => {
+                    ip(&["addr", "add", &format!("{outer}/30"), "dev", &veth]);
+                    ip(&["link", "set", &veth, "up"]);
+                    30
+                }
+                Net::Switch { host_delay, .. } => {
+                    let (sw, _, _) = hosts.switch.clone().unwrap();
+                    ip(&["link", "set", &veth, "netns", &sw]);
+                    ip(&["-n", &sw, "link", "set", &veth, "master", "br0", "up"]);
+                    if let Some(d) = host_delay {
+                        run(
+                            "tc",
+                            &[
+                                "-n", &ns, "qdisc", "add", "dev", &peer, "root", "netem", "delay",
+                                d,
+                            ],
+                        )
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    }
+                    24
+                }
+            };
             ip(&[
                 "-n",
                 &ns,
                 "addr",
                 "add",
-                &format!("{inner}/30"),
+                &format!("{inner}/{prefix}"),
                 "dev",
                 &peer,
             ]);
@@ -325,7 +428,7 @@ impl Hosts {
                      AuthorizedKeysFile {authorized}\n\
                      StrictModes no\n\
                      PrintMotd no\n\
-                     LogLevel INFO\n",
+                     LogLevel VERBOSE\n",
                     host_key = host_key.display(),
                     authorized = authorized_keys.display(),
                     deploy_user = DEPLOY_USER,
@@ -427,6 +530,13 @@ impl Hosts {
     /// going: an rsync session blocks reading a FIFO that nobody writes
     /// until drop. A host slower than any timeout, without a sleep anywhere.
     pub async fn stall(&mut self, i: usize) {
+        self.stall_matching(i, "rsync --server").await;
+    }
+
+    /// [`Hosts::stall`] for every session whose command contains `what`
+    /// (`"aria2c"`: a host whose bittorrent stage never gets going).
+    pub async fn stall_matching(&mut self, i: usize, what: &str) {
+        assert!(!what.contains('\''), "a plain word");
         let dir = self.tmp.path().join(format!("host-{}", i + 1));
         let fifo = dir.join("stall.fifo");
         rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from(0o644)).unwrap();
@@ -434,7 +544,7 @@ impl Hosts {
         std::fs::write(
             &wrapper,
             format!(
-                "#!/bin/sh\ncase \"$SSH_ORIGINAL_COMMAND\" in\n  'rsync --server'*) exec cat '{}' ;;\nesac\nexec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n",
+                "#!/bin/sh\ncase \"$SSH_ORIGINAL_COMMAND\" in\n  *'{what}'*) exec cat '{}' ;;\nesac\nexec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n",
                 fifo.display()
             ),
         )
@@ -448,6 +558,36 @@ impl Hosts {
         )
         .unwrap();
         self.hosts[i].fifo = Some(fifo);
+        if self.hosts[i].sshd.is_some() {
+            self.stop_sshd(i).await;
+        }
+        self.start_sshd(i).await;
+    }
+
+    /// Host `i`'s sessions find no `program`: a shell function of that
+    /// name that fails as a missing command does (127) shadows it, in
+    /// every session (ForceCommand), as on a host where it is not installed.
+    pub async fn without_program(&mut self, i: usize, program: &str) {
+        assert!(
+            program.chars().all(|c| c.is_ascii_alphanumeric()),
+            "a plain name"
+        );
+        let wrapper = self.tmp.path().join(format!("host-{}/without.sh", i + 1));
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec /bin/sh -c \"{program}() {{ echo 'sh: {program}: not found' >&2; return 127; }}; $SSH_ORIGINAL_COMMAND\"\n"
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = std::fs::read_to_string(&self.hosts[i].config).unwrap();
+        std::fs::write(
+            &self.hosts[i].config,
+            format!("{config}ForceCommand {}\n", wrapper.display()),
+        )
+        .unwrap();
         if self.hosts[i].sshd.is_some() {
             self.stop_sshd(i).await;
         }
@@ -577,6 +717,10 @@ impl Drop for Hosts {
             // devices otherwise go only when the kernel gets to it.
             let _ = run("ip", &["link", "del", &h.veth]);
             let _ = run("ip", &["netns", "del", &h.ns]);
+        }
+        if let Some((sw, veth, _)) = &self.switch {
+            let _ = run("ip", &["link", "del", veth]);
+            let _ = run("ip", &["netns", "del", sw]);
         }
     }
 }

@@ -1,0 +1,363 @@
+//! `sync.transport = "bittorrent"` against real parts: sshd hosts on a
+//! bridge with the bastion (`support::hosts`, `Net::Switch`), Debian's
+//! `opentracker` and `aria2c` on both sides, the real binary. A full push
+//! and an incremental one (unchanged files hard-linked from the release
+//! the host runs), a host that never finishes, and a kill -9 in the
+//! middle of the transfer: the stage barrier, `max_failed_hosts` and the
+//! `current` invariants are those of rsync.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use pushgate::sandbox::Sandbox;
+
+use crate::support::hosts::{self, Hosts};
+use crate::support::{self, seed, Bin, Run, Setup};
+
+/// Why these tests cannot run here, if they cannot.
+fn unavailable() -> Option<String> {
+    if let Some(why) = hosts::unavailable() {
+        return Some(why);
+    }
+    let missing: Vec<&str> = ["aria2c", "opentracker", "tc", "setsid"]
+        .into_iter()
+        .filter(|p| {
+            !["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+                .iter()
+                .any(|d| Path::new(d).join(p).is_file())
+        })
+        .collect();
+    (!missing.is_empty()).then(|| format!("not installed: {}", missing.join(", ")))
+}
+
+/// A port nothing listens on now, for the tracker.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An artifact with what a torrent cannot carry: an executable, an empty
+/// file, a symlink, an empty directory; and 300 KiB that never change.
+const BUILD: &str = r#"["sh", "-c", "mkdir -p dist/empty-dir && cp -R app/. dist/ && : > dist/empty && ln -s index.html dist/link && printf '#!/bin/sh\necho hi\n' > dist/run.sh && chmod 0755 dist/run.sh && dd if=/dev/zero of=dist/big.bin bs=1024 count=300 2>/dev/null"]"#;
+
+fn bin(sb: &Sandbox, hosts: &Hosts, extra: &str) -> Bin {
+    let tracker = format!(
+        "http://{}:{}/announce",
+        hosts.bastion_addr().unwrap(),
+        free_port()
+    );
+    Bin::with(
+        sb,
+        Setup {
+            sync: format!(
+                "{}transport = \"bittorrent\"\ntracker = \"{tracker}\"\n{extra}",
+                hosts.sync_toml_with_timeout("60s")
+            ),
+            beta: hosts.cluster_toml(),
+            beta_hosts: Some(hosts.specs()),
+            build_command: Some(BUILD.into()),
+            ..Setup::default()
+        },
+    )
+}
+
+fn check(run: &Run, code: i32, hosts: &Hosts) {
+    assert_eq!(run.code, code, "{run:?}\n{}", hosts.logs());
+}
+
+fn release(hosts: &Hosts, i: usize) -> Option<String> {
+    hosts
+        .current(i)
+        .map(|c| c.trim_start_matches("releases/").to_owned())
+}
+
+/// Every entry of `a` is in `b` with the same kind, bytes, mode and
+/// modification time (to the nanosecond), and nothing else is.
+fn assert_same_tree(a: &Path, b: &Path, what: &str) {
+    let list = |root: &Path| -> Vec<String> {
+        let mut v = Vec::new();
+        let mut stack = vec![root.to_owned()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.symlink_metadata().unwrap().is_dir() {
+                    stack.push(p.clone());
+                }
+                v.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+        v.sort();
+        v
+    };
+    assert_eq!(list(a), list(b), "{what}: the same entries");
+    for rel in list(a) {
+        let (x, y) = (a.join(&rel), b.join(&rel));
+        let (mx, my) = (x.symlink_metadata().unwrap(), y.symlink_metadata().unwrap());
+        assert_eq!(mx.file_type(), my.file_type(), "{what}: {rel}");
+        if mx.file_type().is_symlink() {
+            assert_eq!(
+                std::fs::read_link(&x).unwrap(),
+                std::fs::read_link(&y).unwrap()
+            );
+            continue;
+        }
+        assert_eq!(
+            mx.permissions().mode() & 0o7777,
+            my.permissions().mode() & 0o7777,
+            "{what}: mode of {rel}"
+        );
+        if mx.is_file() {
+            assert_eq!(
+                std::fs::read(&x).unwrap(),
+                std::fs::read(&y).unwrap(),
+                "{what}: {rel}"
+            );
+            assert_eq!(
+                (mx.mtime(), mx.mtime_nsec()),
+                (my.mtime(), my.mtime_nsec()),
+                "{what}: time of {rel}"
+            );
+        }
+    }
+}
+
+/// No stage scratch left on the hosts.
+fn assert_no_scratch(hosts: &Hosts, n: usize, what: &str) {
+    for i in 0..n {
+        let left: Vec<String> = std::fs::read_dir(hosts.dir(i).join("releases"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".bt") || n.ends_with(".aria2"))
+            .collect();
+        assert!(left.is_empty(), "{what}: host {} keeps {left:?}", i + 1);
+    }
+}
+
+fn sessions(hosts: &Hosts) -> Vec<usize> {
+    hosts
+        .logs()
+        .split("--- host ")
+        .skip(1)
+        .map(|h| h.matches("Starting session: command").count())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_swarm_stages_every_host_and_an_incremental_push_links_what_did_not_change() {
+    if let Some(why) = unavailable() {
+        return hosts::skip(&why);
+    }
+    let hosts = match Hosts::start_switched(3, None, None).await {
+        Ok(h) => h,
+        Err(why) => return hosts::skip(&why),
+    };
+    let sb = support::sandbox().await;
+    let bin = bin(&sb, &hosts, "");
+
+    let run = bin.run(&["-vv", "push", "beta", "--json"]).await;
+    check(&run, 0, &hosts);
+    let r1 = release(&hosts, 0).expect("host 1 switched");
+    let artifact = bin.path(&format!("state/artifacts/{}", bin.first));
+    for i in 0..3 {
+        assert_eq!(release(&hosts, i).as_deref(), Some(r1.as_str()));
+        assert_same_tree(
+            &artifact,
+            &hosts.dir(i).join("releases").join(&r1),
+            &format!("push 1, host {}", i + 1),
+        );
+    }
+    assert_eq!(sessions(&hosts), vec![2, 2, 2], "{}", hosts.logs());
+    assert_no_scratch(&hosts, 3, "push 1");
+    assert!(!bin.path("state/clusters/beta/bt").exists());
+
+    let second = bin.repo.commit(&[("app/index.html", b"v2\n")], "v2");
+    let run = bin.run(&["-vv", "push", "beta"]).await;
+    check(&run, 0, &hosts);
+    let r2 = release(&hosts, 0).expect("host 1 switched");
+    assert_ne!(r1, r2);
+    let artifact = bin.path(&format!("state/artifacts/{second}"));
+    for i in 0..3 {
+        assert_eq!(release(&hosts, i).as_deref(), Some(r2.as_str()));
+        let (old, new) = (
+            hosts.dir(i).join("releases").join(&r1),
+            hosts.dir(i).join("releases").join(&r2),
+        );
+        assert_same_tree(&artifact, &new, &format!("push 2, host {}", i + 1));
+        // What did not change is the same file as in the release the
+        // host ran; what changed is not.
+        let ino = |d: &Path, f: &str| std::fs::metadata(d.join(f)).unwrap().ino();
+        for f in ["big.bin", "run.sh", "lib/util.js"] {
+            assert_eq!(ino(&old, f), ino(&new, f), "host {}: {f}", i + 1);
+        }
+        assert_ne!(ino(&old, "index.html"), ino(&new, "index.html"));
+    }
+    assert_eq!(sessions(&hosts), vec![4, 4, 4], "{}", hosts.logs());
+    assert_no_scratch(&hosts, 3, "push 2");
+    let t = sb
+        .with_data(|d| {
+            let g = d.projects[seed::PUSH_BETA].tasks.last().unwrap().clone();
+            d.tasks[&g].completed
+        })
+        .unwrap();
+    assert!(t, "the push task is complete");
+}
+
+#[tokio::test]
+async fn a_host_that_never_finishes_stops_the_switch_and_the_others_lose_what_they_staged() {
+    if let Some(why) = unavailable() {
+        return hosts::skip(&why);
+    }
+    let mut hosts = match Hosts::start_switched(3, None, None).await {
+        Ok(h) => h,
+        Err(why) => return hosts::skip(&why),
+    };
+    let sb = support::sandbox().await;
+    let bin = bin(&sb, &hosts, "");
+    let run = bin.run(&["push", "beta"]).await;
+    check(&run, 0, &hosts);
+    let r1 = release(&hosts, 0).unwrap();
+
+    // Host 3's bittorrent stage never gets going; its timeout is short.
+    hosts.stall_matching(2, "aria2c").await;
+    let cfg = std::fs::read_to_string(&bin.config).unwrap();
+    std::fs::write(
+        &bin.config,
+        cfg.replace("host_timeout = \"60s\"", "host_timeout = \"6s\""),
+    )
+    .unwrap();
+    bin.repo.commit(&[("app/index.html", b"v2\n")], "v2");
+    let run = bin.run(&["push", "beta"]).await;
+    check(&run, 1, &hosts);
+    for i in 0..3 {
+        assert_eq!(
+            release(&hosts, i).as_deref(),
+            Some(r1.as_str()),
+            "no host switched"
+        );
+    }
+    for i in 0..2 {
+        assert_eq!(hosts.releases(i), vec![r1.clone()], "host {}", i + 1);
+    }
+    assert_no_scratch(&hosts, 2, "after the failed stage");
+    let specs = hosts.specs();
+    let c: Vec<String> = sb
+        .with_data(|d| {
+            let g = d.projects[seed::PUSH_BETA].tasks.last().unwrap().clone();
+            d.tasks[&g]
+                .stories
+                .iter()
+                .filter(|s| s.subtype == "comment_added")
+                .map(|s| s.text.clone())
+                .collect()
+        })
+        .unwrap();
+    let last = c.last().unwrap();
+    assert!(
+        last.contains("1 of 3 hosts failed to stage")
+            && last.contains(&format!("{}: timed out", specs[2])),
+        "{last}"
+    );
+}
+
+#[tokio::test]
+async fn killed_mid_transfer_the_next_run_converges_and_leaves_no_swarm_behind() {
+    if let Some(why) = unavailable() {
+        return hosts::skip(&why);
+    }
+    let hosts = match Hosts::start_switched(3, None, None).await {
+        Ok(h) => h,
+        Err(why) => return hosts::skip(&why),
+    };
+    let sb = support::sandbox().await;
+    let bin = bin(&sb, &hosts, "");
+    let run = bin.run(&["push", "beta"]).await;
+    check(&run, 0, &hosts);
+    let r1 = release(&hosts, 0).unwrap();
+
+    let v2 = bin.repo.commit(&[("app/index.html", b"v2\n")], "v2");
+    // One host staged, the others still fetching.
+    let killed = bin
+        .run_env(
+            &["push", "beta"],
+            &bin.token,
+            &[(pushgate::adapters::failpoint::ENV, "stage:host")],
+        )
+        .await;
+    assert_eq!(killed.signal, Some(9), "{killed:?}");
+    for i in 0..3 {
+        assert_eq!(
+            release(&hosts, i).as_deref(),
+            Some(r1.as_str()),
+            "host {}",
+            i + 1
+        );
+    }
+    assert!(bin.path("state/clusters/beta/journal.jsonl").exists());
+
+    let next = bin.run(&["push", "beta", "--json"]).await;
+    check(&next, 0, &hosts);
+    assert!(next.json()["recovered"].is_object(), "{}", next.stdout);
+    let now = release(&hosts, 0).unwrap();
+    assert!(now.ends_with(&v2[..12]), "{now}");
+    let artifact = bin.path(&format!("state/artifacts/{v2}"));
+    for i in 0..3 {
+        assert_eq!(release(&hosts, i).as_deref(), Some(now.as_str()));
+        assert_same_tree(
+            &artifact,
+            &hosts.dir(i).join("releases").join(&now),
+            &format!("host {}", i + 1),
+        );
+        assert_eq!(
+            hosts.releases(i),
+            vec![r1.clone(), now.clone()],
+            "host {}",
+            i + 1
+        );
+    }
+    assert_no_scratch(&hosts, 3, "after the recovery");
+    // The killed run's tracker and seeder were stopped by the next run.
+    let state = bin.path("state").display().to_string();
+    let alive: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid = e.ok()?.file_name().into_string().ok()?;
+            pid.parse::<u32>().ok()?;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            (cmd.contains(&state) && (cmd.starts_with("aria2c") || cmd.starts_with("opentracker")))
+                .then_some(cmd)
+        })
+        .collect();
+    assert!(alive.is_empty(), "{alive:?}");
+}
+
+#[tokio::test]
+async fn check_names_the_host_without_aria2c() {
+    if let Some(why) = unavailable() {
+        return hosts::skip(&why);
+    }
+    let mut hosts = match Hosts::start_switched(2, None, None).await {
+        Ok(h) => h,
+        Err(why) => return hosts::skip(&why),
+    };
+    hosts.without_program(1, "aria2c").await;
+    let sb = support::sandbox().await;
+    let bin = bin(&sb, &hosts, "");
+    let specs = hosts.specs();
+    let run = bin.run(&["check"]).await;
+    check(&run, 1, &hosts);
+    let line = |start: &str| -> String {
+        run.stdout
+            .lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line {start:?}:\n{}", run.stdout))
+            .to_owned()
+    };
+    let ok = line(&format!("ok    beta host {}: ", specs[0]));
+    assert!(ok.contains("; aria2c 1."), "{ok}");
+    let bad = line(&format!("FAIL  beta host {}: ", specs[1]));
+    assert!(bad.contains("no aria2c"), "{bad}");
+}
