@@ -938,3 +938,79 @@ async fn a_rolled_back_commit_ships_again_only_with_commit_which_clears_its_mark
     let marks = std::fs::read_to_string(bin.path("state/clusters/beta/bad.json")).unwrap();
     assert!(!marks.contains(&v2), "{marks}");
 }
+
+/// At fleet size the stage comment is a summary — counts, bytes, the
+/// slowest hosts and every failed host with its cause — while the state
+/// directory keeps every host's record of the run.
+#[tokio::test]
+async fn a_large_push_summarises_its_hosts_and_keeps_every_hosts_record() {
+    let sb = support::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    // A regular file where a directory must be: this host cannot stage.
+    std::fs::write(dir.path().join("blocker"), b"not a directory").unwrap();
+    let mut hosts: Vec<String> = (1..=11).map(|i| format!("local:{d}/beta-{i}")).collect();
+    hosts.push(format!("local:{d}/blocker/beta-12"));
+    let bin = Bin::with(
+        &sb,
+        Setup {
+            beta_hosts: Some(hosts),
+            sync: "max_failed_hosts = 1".into(),
+            ..Setup::default()
+        },
+    );
+    let run = bin.run(&["push", "beta"]).await;
+    assert_eq!(run.code, 0, "one failed host is tolerated: {run:?}");
+    for i in 1..=11 {
+        assert!(
+            dir.path()
+                .join(format!("beta-{i}/current/index.html"))
+                .exists(),
+            "beta-{i} runs the release"
+        );
+    }
+
+    let pushes = tasks(&sb, seed::PUSH_BETA);
+    let c = comments(&pushes[0]);
+    let stage = c
+        .iter()
+        .find(|c| c.starts_with("stage: "))
+        .unwrap_or_else(|| panic!("no stage comment: {c:?}"));
+    assert!(stage.starts_with("stage: 11/12 hosts"), "{stage}");
+    assert!(stage.contains("sent "), "{stage}");
+    assert!(stage.contains("slowest: "), "{stage}");
+    assert!(stage.contains("1 host failed:"), "{stage}");
+    assert!(stage.contains("blocker/beta-12: FAILED"), "{stage}");
+    assert!(
+        !stage.contains("beta-7: ok"),
+        "no line per healthy host at 12 hosts: {stage}"
+    );
+    assert!(stage.lines().count() <= 8, "{stage}");
+
+    let history = bin.run(&["history", "beta", "--json"]).await;
+    let run_id = history.json()["runs"][0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(bin.path(&format!("state/clusters/beta/runs/{run_id}.hosts.json")))
+            .expect("the run's hosts record is kept"),
+    )
+    .unwrap();
+    let rec = record["hosts"].as_array().unwrap();
+    assert_eq!(rec.len(), 12, "{record}");
+    assert_eq!(rec.iter().filter(|h| h["stage"]["ok"] == true).count(), 11);
+    let failed = rec.iter().find(|h| h["stage"]["ok"] == false).unwrap();
+    assert!(
+        failed["host"]
+            .as_str()
+            .unwrap()
+            .ends_with("blocker/beta-12"),
+        "{failed}"
+    );
+    assert!(!failed["stage"]["error"].as_str().unwrap().is_empty());
+    // The page's report of the same run is still its own file.
+    assert!(bin
+        .path(&format!("state/clusters/beta/runs/{run_id}.json"))
+        .exists());
+}
