@@ -259,6 +259,19 @@ struct Log {
 }
 
 impl Log {
+    /// Every line, once the daemon has exited: its warnings and errors,
+    /// for a failure to say why.
+    async fn troubles(mut self) -> Vec<serde_json::Value> {
+        while let Ok(Some(l)) = self.lines.next_line().await {
+            self.seen
+                .push(serde_json::from_str(&l).unwrap_or(serde_json::json!({"raw": l})));
+        }
+        self.seen
+            .into_iter()
+            .filter(|v| v["level"] != "INFO" && v["level"] != "DEBUG")
+            .collect()
+    }
+
     fn of(child: &mut tokio::process::Child) -> Log {
         Log {
             lines: BufReader::new(child.stderr.take().unwrap()).lines(),
@@ -424,7 +437,10 @@ async fn ten_apps_at_once(limited: bool) -> u64 {
         .await;
     }
     sigterm(&child);
-    assert_eq!(child.wait().await.unwrap().code(), Some(0));
+    let code = child.wait().await.unwrap().code();
+    if code != Some(0) {
+        panic!("the daemon exited {code:?}: {:#?}", log.troubles().await);
+    }
     for name in &refs {
         assert_eq!(
             world.served(name, 1),
