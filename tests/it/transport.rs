@@ -14,16 +14,6 @@ fn check(run: &Run, code: i32, hosts: &Hosts) {
     assert_eq!(run.code, code, "{run:?}\n{}", hosts.logs());
 }
 
-/// sshd's log of host `i` (0-based): every session it started.
-fn sessions(hosts: &Hosts) -> Vec<usize> {
-    hosts
-        .logs()
-        .split("--- host ")
-        .skip(1)
-        .map(|h| h.matches("Starting session: command").count())
-        .collect()
-}
-
 fn rel(c: &Option<String>) -> String {
     c.as_deref()
         .unwrap_or_default()
@@ -63,7 +53,7 @@ async fn each_ssh_host_costs_two_sessions_a_push_and_prunes_in_its_next_stage() 
         }
         let run = bin.run(&["push", "beta"]).await;
         check(&run, 0, &hosts);
-        let now = sessions(&hosts);
+        let now = hosts.sessions();
         let per_push: Vec<usize> = now.iter().zip(&before).map(|(a, b)| a - b).collect();
         assert_eq!(
             per_push,

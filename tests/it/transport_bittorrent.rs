@@ -136,15 +136,6 @@ fn assert_no_scratch(hosts: &Hosts, n: usize, what: &str) {
     }
 }
 
-fn sessions(hosts: &Hosts) -> Vec<usize> {
-    hosts
-        .logs()
-        .split("--- host ")
-        .skip(1)
-        .map(|h| h.matches("Starting session: command").count())
-        .collect()
-}
-
 #[tokio::test]
 async fn a_swarm_stages_every_host_and_an_incremental_push_links_what_did_not_change() {
     if let Some(why) = unavailable() {
@@ -169,7 +160,7 @@ async fn a_swarm_stages_every_host_and_an_incremental_push_links_what_did_not_ch
             &format!("push 1, host {}", i + 1),
         );
     }
-    assert_eq!(sessions(&hosts), vec![2, 2, 2], "{}", hosts.logs());
+    assert_eq!(hosts.sessions(), vec![2, 2, 2], "{}", hosts.logs());
     assert_no_scratch(&hosts, 3, "push 1");
     assert!(!bin.path("state/clusters/beta/bt").exists());
 
@@ -194,7 +185,7 @@ async fn a_swarm_stages_every_host_and_an_incremental_push_links_what_did_not_ch
         }
         assert_ne!(ino(&old, "index.html"), ino(&new, "index.html"));
     }
-    assert_eq!(sessions(&hosts), vec![4, 4, 4], "{}", hosts.logs());
+    assert_eq!(hosts.sessions(), vec![4, 4, 4], "{}", hosts.logs());
     assert_no_scratch(&hosts, 3, "push 2");
     let t = sb
         .with_data(|d| {

@@ -195,8 +195,23 @@ pub const PROBE_MARK: &str = "pushgate-probe";
 /// and one `pushgate-probe release=NAME` per release kept.
 pub fn stage_prefix(target: &Path, release: &ReleaseId, prune: &[ReleaseId]) -> String {
     let t = shell_quote(&target.display().to_string());
+    probe_and_prune(&t, release, prune, " >&2", "")
+}
+
+/// What both transports' stage sessions begin with, in `TARGET`: make
+/// `releases/`, report `current` (then refuse to stage over it), delete
+/// `prune` but the release `current` points at (and, per release, the
+/// paths `also` names after `"releases/$r"`), and report every release
+/// kept. Reports go to `report` (`" >&2"` where stdout is rsync's).
+fn probe_and_prune(
+    t: &str,
+    release: &ReleaseId,
+    prune: &[ReleaseId],
+    report: &str,
+    also: &str,
+) -> String {
     let mut s = format!(
-        "cd -- {t} && mkdir -p releases && c=\"$(readlink current 2>/dev/null)\"; printf '{PROBE_MARK} current=%s\\n' \"$c\" >&2 && if [ \"$c\" = releases/{release} ]; then echo 'pushgate: release {release} is the current release of this host; refusing to stage over it' >&2; exit 1; fi"
+        "cd -- {t} && mkdir -p releases && c=\"$(readlink current 2>/dev/null)\"; printf '{PROBE_MARK} current=%s\\n' \"$c\"{report} && if [ \"$c\" = releases/{release} ]; then echo 'pushgate: release {release} is the current release of this host; refusing to stage over it' >&2; exit 1; fi"
     );
     let names: Vec<String> = prune
         .iter()
@@ -205,12 +220,12 @@ pub fn stage_prefix(target: &Path, release: &ReleaseId, prune: &[ReleaseId]) -> 
         .collect();
     if !names.is_empty() {
         s.push_str(&format!(
-            " && for r in {}; do [ \"$c\" = \"releases/$r\" ] || rm -rf -- \"releases/$r\"; done",
+            " && for r in {}; do [ \"$c\" = \"releases/$r\" ] || rm -rf -- \"releases/$r\"{also}; done",
             names.join(" ")
         ));
     }
     s.push_str(&format!(
-        " && ls -1 releases | sed 's/^/{PROBE_MARK} release=/' >&2"
+        " && ls -1 releases | sed 's/^/{PROBE_MARK} release=/'{report}"
     ));
     s
 }
@@ -370,22 +385,11 @@ pub fn bt_stage_script(target: &Path, bt: &BtStage<'_>) -> String {
         None => ":".into(),
     };
     let mut s = format!(
-        "{STOP_SEEDER}; cd -- {t} && mkdir -p releases && c=\"$(readlink current 2>/dev/null)\"; printf '{PROBE_MARK} current=%s\\n' \"$c\" && if [ \"$c\" = releases/{release} ]; then echo 'pushgate: release {release} is the current release of this host; refusing to stage over it' >&2; exit 1; fi"
+        "{STOP_SEEDER}; {}",
+        probe_and_prune(&t, release, bt.prune, "", " \"releases/.$r.bt\"")
     );
-    let names: Vec<String> = bt
-        .prune
-        .iter()
-        .filter(|r| *r != release)
-        .map(|r| shell_quote(r.as_str()))
-        .collect();
-    if !names.is_empty() {
-        s.push_str(&format!(
-            " && for r in {}; do [ \"$c\" = \"releases/$r\" ] || rm -rf -- \"releases/$r\" \"releases/.$r.bt\"; done",
-            names.join(" ")
-        ));
-    }
     s.push_str(&format!(
-        " && ls -1 releases | sed 's/^/{PROBE_MARK} release=/' && for d in releases/.*.bt; do [ -d \"$d\" ] || continue; stop_seed \"$d\"; rm -rf -- \"$d\"; done && rm -f releases/*.aria2 && w={w} && rm -rf -- releases/{release} && mkdir -p -- \"$w\" releases/{release} && tar -xzpf - --no-same-owner -C \"$w\""
+        " && for d in releases/.*.bt; do [ -d \"$d\" ] || continue; stop_seed \"$d\"; rm -rf -- \"$d\"; done && rm -f releases/*.aria2 && w={w} && rm -rf -- releases/{release} && mkdir -p -- \"$w\" releases/{release} && tar -xzpf - --no-same-owner -C \"$w\""
     ));
     let on = match bt.base {
         Some(b) => format!(" && if [ \"$c\" = releases/{b} ]; then on=1; else on=; fi"),

@@ -32,6 +32,21 @@ fn whole(y: &f64) -> String {
     }
 }
 
+/// Every chart's legend, in one style, where its data leaves room.
+fn legend<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    at: SeriesLabelPosition,
+) -> Result<(), Box<dyn std::error::Error>> {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .label_font(font(12))
+        .border_style(MUTED)
+        .background_style(WHITE.mix(0.9))
+        .draw()?;
+    Ok(())
+}
+
 /// Runs `draw` on a fresh SVG; the SVG, or `None` if plotters failed.
 fn svg(
     size: (u32, u32),
@@ -173,14 +188,7 @@ pub fn success_per_day(days: &[Day], tz: Tz) -> Option<String> {
                     Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font(font(12))
-            .border_style(MUTED)
-            .background_style(WHITE.mix(0.9))
-            .draw()?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     })
 }
 
@@ -275,14 +283,7 @@ pub fn durations(points: &[Point], median: Option<f64>, tz: Tz) -> Option<String
                 .label(format!("median of successful pushes: {m:.1} s"))
                 .legend(|(x, y)| PathElement::new([(x, y), (x + 14, y)], BUSY.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font(font(12))
-            .border_style(MUTED)
-            .background_style(WHITE.mix(0.9))
-            .draw()?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     })
 }
 
@@ -332,14 +333,7 @@ pub fn holds(by_reason: &[(String, usize)]) -> Option<String> {
             }))?
             .label("runs held, by what held them")
             .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], WARN.filled()));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(font(12))
-            .border_style(MUTED)
-            .background_style(WHITE.mix(0.9))
-            .draw()?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     })
 }
 
@@ -424,14 +418,7 @@ pub fn timeline(bars: &[Bar]) -> Option<String> {
                     Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(font(12))
-            .border_style(MUTED)
-            .background_style(WHITE.mix(0.9))
-            .draw()?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     })
 }
 

@@ -674,6 +674,21 @@ impl Hosts {
         v
     }
 
+    /// How many sessions each host's sshd started so far (one per ssh
+    /// command run there: what a push's round trips cost).
+    pub fn sessions(&self) -> Vec<usize> {
+        self.hosts
+            .iter()
+            .map(|h| {
+                h.log
+                    .lock()
+                    .unwrap()
+                    .matches("Starting session: command")
+                    .count()
+            })
+            .collect()
+    }
+
     /// Every sshd's log so far, for a failing assertion's message.
     pub fn logs(&self) -> String {
         self.hosts
