@@ -62,8 +62,9 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             every,
             ticks,
             listen,
+            http,
         } => {
-            cmd::demo::run(&dir, every, ticks, listen).await?;
+            cmd::demo::run(&dir, every, ticks, listen, http).await?;
             Ok(Outcome::Success)
         }
         Command::Shipped {

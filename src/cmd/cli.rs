@@ -186,6 +186,9 @@ pub enum Command {
         /// Loopback address for the demo's sandbox.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+        /// Loopback address for the on-call page (as `run --http` serves it).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        http: SocketAddr,
     },
     /// Print a shell completion script: `pushgate completions bash > /etc/bash_completion.d/pushgate`.
     Completions {

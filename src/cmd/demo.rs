@@ -257,6 +257,7 @@ pub async fn run(
     every: Duration,
     ticks: Option<u32>,
     listen: SocketAddr,
+    http: SocketAddr,
 ) -> anyhow::Result<()> {
     require_rsync()?;
     std::fs::create_dir_all(dir)
@@ -301,6 +302,35 @@ pub async fn run(
     for env in &envs {
         env.observer.show_progress(show);
     }
+    // The on-call page, as `pushgate run --http` serves it: loopback only
+    // (a demo has no token), links to the sandbox's task pages.
+    if !http.ip().is_loopback() {
+        anyhow::bail!("--http {http}: the demo serves its page on loopback only (it has no token)");
+    }
+    let listener = tokio::net::TcpListener::bind(http)
+        .await
+        .with_context(|| format!("--http {http}: cannot listen there"))?;
+    let page_url = format!("http://{}/", listener.local_addr()?);
+    let router = {
+        let all: Vec<&Env> = envs.iter().collect();
+        let configs: Vec<&crate::config::Config> = envs.iter().map(|e| &e.config).collect();
+        let metrics = std::sync::Arc::new(crate::watch::metrics::Metrics::new(&configs, &client));
+        let board = std::sync::Arc::new(crate::watch::live::Board::new());
+        for env in &envs {
+            env.observer.set_metrics(metrics.clone());
+            env.observer.set_live(board.clone());
+        }
+        let site = crate::cmd::page::Site {
+            addr: http,
+            token: None,
+            asana_web: reqwest::Url::parse(&base_url)?
+                .origin()
+                .ascii_serialization(),
+            file: file.clone(),
+        };
+        let page = std::sync::Arc::new(crate::cmd::page::Page::new(&all, site, board));
+        crate::cmd::page::router(page, crate::watch::metrics::router(metrics))
+    };
     let app = |name: &str| {
         envs.iter()
             .find(|e| e.config.app.as_str() == name)
@@ -326,6 +356,9 @@ pub async fn run(
     println!(
         "  hosts:          {0}/beta-{{1,2,3}} and {0}/prod-{{1,2,3}} (web), {0}/docs-beta-{{1,2}} (docs); each `current` points at a release",
         hosts.display()
+    );
+    println!(
+        "  on-call page:   {page_url} (every app and cluster, live pushes, history, each run)"
     );
     println!();
     println!("Watch what web's beta runs:");
@@ -373,45 +406,53 @@ pub async fn run(
 
     let stop = shutdown_signal();
     tokio::pin!(stop);
-    let mut interval = tokio::time::interval(every);
-    let mut done = 0u32;
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            _ = interval.tick() => {}
-        }
-        println!("[{}]", chrono::Utc::now().format("%H:%M:%S"));
-        if let Err(e) = super::requests::poll(&all, chrono::Utc::now(), true).await {
-            println!("requests: {e:#}");
-        }
-        for (env, cluster) in [(web, "beta"), (web, "prod"), (docs, "beta")] {
-            if let Err(e) =
-                super::push::run(env, cluster, None, false, false, Default::default()).await
-            {
+    // The page is served while pushes run (its live view shows them).
+    let pushes = async {
+        let mut interval = tokio::time::interval(every);
+        let mut done = 0u32;
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = interval.tick() => {}
+            }
+            println!("[{}]", chrono::Utc::now().format("%H:%M:%S"));
+            if let Err(e) = super::requests::poll(&all, chrono::Utc::now(), true).await {
+                println!("requests: {e:#}");
+            }
+            for (env, cluster) in [(web, "beta"), (web, "prod"), (docs, "beta")] {
+                if let Err(e) =
+                    super::push::run(env, cluster, None, false, false, Default::default()).await
+                {
+                    println!(
+                        "push of {} failed: {e:#}",
+                        env.config.label(&env.cluster(cluster)?.name)
+                    );
+                }
+            }
+            let prod = web.state.cluster(&prod_name);
+            let pending = crate::run::approval::records(&prod)
+                .ok()
+                .and_then(|r| r.into_iter().rev().find(|r| !r.superseded && !r.shipped))
+                .and_then(|r| r.gid);
+            if let Some(gid) = pending.filter(|g| *g != shown) {
                 println!(
-                    "push of {} failed: {e:#}",
-                    env.config.label(&env.cluster(cluster)?.name)
+                    "Approve prod's pending request as Avery Approver (paste into another terminal):"
                 );
+                println!(
+                    "  curl -s -X PUT '{base_url}/tasks/{gid}' -H 'Authorization: Bearer {approver_token}' -H 'Content-Type: application/json' \\\n    -d '{{\"data\":{{\"approval_status\":\"approved\"}}}}'"
+                );
+                shown = gid;
+            }
+            done += 1;
+            if ticks.is_some_and(|t| done >= t) {
+                break;
             }
         }
-        let prod = web.state.cluster(&prod_name);
-        let pending = crate::run::approval::records(&prod)
-            .ok()
-            .and_then(|r| r.into_iter().rev().find(|r| !r.superseded && !r.shipped))
-            .and_then(|r| r.gid);
-        if let Some(gid) = pending.filter(|g| *g != shown) {
-            println!(
-                "Approve prod's pending request as Avery Approver (paste into another terminal):"
-            );
-            println!(
-                "  curl -s -X PUT '{base_url}/tasks/{gid}' -H 'Authorization: Bearer {approver_token}' -H 'Content-Type: application/json' \\\n    -d '{{\"data\":{{\"approval_status\":\"approved\"}}}}'"
-            );
-            shown = gid;
-        }
-        done += 1;
-        if ticks.is_some_and(|t| done >= t) {
-            break;
-        }
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        r = std::future::IntoFuture::into_future(axum::serve(listener, router)) => r.context("the on-call page stopped")?,
+        r = pushes => r?,
     }
     sandbox.stop().await;
     Ok(())

@@ -433,6 +433,62 @@ async fn the_demo_starts_and_decides() {
     assert!(dir.path().join("pushgate.toml").exists() && dir.path().join("sandbox.json").exists());
 }
 
+/// The demo serves the on-call page while it pushes, as `run --http`
+/// does: both apps' clusters on the overview, their JSON the CLI's.
+#[tokio::test]
+async fn the_demo_serves_the_on_call_page_while_it_pushes() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pushgate"))
+        .args(["demo", "--every", "1h", "--dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut url, mut seen) = (None, Vec::new());
+    while let Some(l) = lines.next_line().await.unwrap() {
+        if let Some(u) = l.trim().strip_prefix("on-call page:") {
+            url = u.split_whitespace().next().map(str::to_owned);
+        }
+        let done = l.contains("docs/beta: pushed");
+        seen.push(l);
+        if done {
+            break;
+        }
+    }
+    let url = url.unwrap_or_else(|| panic!("no page URL printed: {seen:#?}"));
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let page = reqwest::get(&url).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    for needle in [
+        "/cluster/web/beta",
+        "/cluster/web/prod",
+        "/cluster/docs/beta",
+    ] {
+        assert!(html.contains(needle), "the overview links {needle}: {html}");
+    }
+    let status: serde_json::Value = reqwest::get(format!("{url}api/status.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let clusters = status["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 3, "{status}");
+    assert!(
+        clusters
+            .iter()
+            .any(|c| c["app"] == "docs" && c["deployed"]["commit"].is_string()),
+        "docs/beta was pushed before the page was read: {status}"
+    );
+    support::sigterm(&child);
+    assert_eq!(child.wait().await.unwrap().code(), Some(0));
+}
+
 /// A demo directory the one-app demo left (its state at the root of
 /// `state/`) is upgraded in place: web's state moves into
 /// `state/apps/web/`, so what beta runs is still known.
