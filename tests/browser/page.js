@@ -233,6 +233,30 @@ async function tour() {
   const badge = await page.goto(args.url + "/badge/repo/prod.svg");
   expect(badge.status() === 200 && (await badge.text()).includes(">held</text>"), "prod's badge");
 
+  // On a phone (iPhone-sized viewport): the overview is one card per
+  // cluster, nothing wider than the screen, each value under its label.
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const small = await open(phone);
+  await small.goto(args.url + "/");
+  const fit = await small.evaluate((sel) => {
+    const row = document.querySelector(sel);
+    const state = row.querySelector('td[data-label="State"]');
+    return {
+      wide: document.documentElement.scrollWidth,
+      screen: window.innerWidth,
+      head: getComputedStyle(document.querySelector("#clusters thead")).display,
+      row: getComputedStyle(row).display,
+      label: getComputedStyle(state, "::before").content,
+      rowWidth: row.getBoundingClientRect().width,
+    };
+  }, beta);
+  expect(fit.wide <= fit.screen, "nothing wider than the phone's screen: " + JSON.stringify(fit));
+  expect(fit.head === "none" && fit.row === "block", "a card per cluster, no table header: " + JSON.stringify(fit));
+  expect(fit.label === '"State"', "each value under its label: " + JSON.stringify(fit));
+  expect(fit.rowWidth > 300, "the card takes the screen's width: " + JSON.stringify(fit));
+  await inert(small, "the overview on a phone");
+  await shot(small, "overview-phone.png");
+
   await browser.close();
 }
 

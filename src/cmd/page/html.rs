@@ -36,7 +36,13 @@ progress{width:12rem;vertical-align:middle}\
 figure.chart figcaption{font-weight:600;margin-bottom:.2rem}figure.chart svg{max-width:100%;height:auto;display:block}\
 form.filters{display:flex;gap:1rem;align-items:end;margin:.5rem 0}form.filters label{display:flex;flex-direction:column;font-size:.85rem}\
 .note{background:#fff8c5;border:1px solid #d4a72c;padding:.4rem .6rem}\
-footer{padding:1rem 1.2rem;color:var(--muted);font-size:.8rem}";
+footer{padding:1rem 1.2rem;color:var(--muted);font-size:.8rem}\
+@media (max-width:48rem){main{padding:.6rem .7rem}header.top{flex-wrap:wrap;gap:.3rem .9rem;padding:.5rem .7rem}\
+table{display:block;overflow-x:auto}form.filters{flex-wrap:wrap}progress{width:100%}\
+table#clusters,table#clusters tbody,table#clusters tr,table#clusters td{display:block;width:auto}table#clusters thead{display:none}\
+table#clusters tr{border:1px solid var(--line);border-radius:6px;margin:0 0 .8rem;padding:.3rem .6rem}table#clusters td{border:0;padding:.25rem 0}\
+table#clusters td[data-label]::before{content:attr(data-label);display:block;font-size:.72rem;text-transform:uppercase;letter-spacing:.03em;color:var(--muted)}\
+table#clusters td:first-child::before{display:none}table#clusters td:first-child{font-size:1.1rem}}";
 
 /// The page's script: the live view. It polls `/api/live.json` and
 /// updates the elements marked `data-live` in place (state, progress);

@@ -79,8 +79,8 @@ fn row(page: &Page, v: &ClusterView, tz: Tz, now: DateTime<Utc>) -> Markup {
     let running = live.run_id.is_some();
     html! {
         tr data-live=(key) data-running=[running.then_some("1")] data-state=(word) {
-            td { a href=(format!("/cluster/{}/{}", v.app_name, v.c.name)) { strong { (label) } } }
-            td {
+            td data-label="Cluster" { a href=(format!("/cluster/{}/{}", v.app_name, v.c.name)) { strong { (label) } } }
+            td data-label="State" {
                 span class=(format!("live-state state {}", tone(if running { 3 } else { t }))) {
                     (if running { "pushing" } else { word })
                 }
@@ -91,8 +91,8 @@ fn row(page: &Page, v: &ClusterView, tz: Tz, now: DateTime<Utc>) -> Markup {
                     div.small { a href=(format!("/run/{}/{}/{}", v.app_name, v.c.name, r)) { "this run" } }
                 }
             }
-            td { (verdict(page, v, tz)) }
-            td {
+            td data-label="Next push" { (verdict(page, v, tz)) }
+            td data-label="Deployed" {
                 @match &v.deployed {
                     Some(d) => {
                         (commit(web, &d.commit)) br;
@@ -105,7 +105,7 @@ fn row(page: &Page, v: &ClusterView, tz: Tz, now: DateTime<Utc>) -> Markup {
                     None => span.muted { "nothing yet" },
                 }
             }
-            td {
+            td data-label="Scheduled" {
                 @match v.next {
                     Some(n) => {
                         (time(n, tz)) br;
@@ -114,8 +114,8 @@ fn row(page: &Page, v: &ClusterView, tz: Tz, now: DateTime<Utc>) -> Markup {
                     None => span.muted { "never" },
                 }
             }
-            td { (last_run(page, v, tz)) }
-            td { (locks(page, v)) }
+            td data-label="Last run" { (last_run(page, v, tz)) }
+            td data-label="Locks" { (locks(page, v)) }
         }
     }
 }
