@@ -256,6 +256,13 @@ async function tour() {
   expect(fit.rowWidth > 300, "the card takes the screen's width: " + JSON.stringify(fit));
   await inert(small, "the overview on a phone");
   await shot(small, "overview-phone.png");
+  // The other pages: their tables scroll within the screen, the charts shrink.
+  for (const where of ["/cluster/repo/beta?since=", runLink]) {
+    await small.goto(args.url + where);
+    const w = await small.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+    expect(w[0] <= w[1], where + " on a phone is no wider than its screen: " + w);
+    await inert(small, where + " on a phone");
+  }
 
   await browser.close();
 }
