@@ -326,31 +326,41 @@ fn one(
         return Ok(Outcome::Success);
     }
     if !shown.is_empty() {
-        println!(
-            "{:<20} {:<8} {:<7} {:<8} {:>8}  push task / error",
-            "started (UTC)", "kind", "outcome", "commit", "duration"
-        );
+        println!("{}", table_head());
     }
     for r in shown {
-        let short: String = r.commit.chars().take(7).collect();
-        let tail = match (&r.failed_step, &r.error) {
-            (Some(step), Some(e)) => format!("failed at {step}: {}", printable(e, 120)),
-            _ => r.push_task_link.clone().unwrap_or_default(),
-        };
-        println!(
-            "{:<20} {:<8} {:<7} {:<8} {:>7.1}s  {tail}",
-            r.started.format("%Y-%m-%d %H:%M:%S"),
-            r.kind,
-            r.outcome,
-            short,
-            duration(r).as_secs_f64(),
-        );
+        println!("{}", table_row(r));
     }
     if !shown.is_empty() {
         println!();
     }
     print!("{}", summary_text(&st));
     Ok(Outcome::Success)
+}
+
+/// The run table's head line; [`table_row`] lines up under it (the
+/// outcome column holds `rolled-back`, the widest word).
+fn table_head() -> String {
+    format!(
+        "{:<20} {:<8} {:<11} {:<8} {:>8}  push task / error",
+        "started (UTC)", "kind", "outcome", "commit", "duration"
+    )
+}
+
+fn table_row(r: &HistoryRecord) -> String {
+    let short: String = r.commit.chars().take(7).collect();
+    let tail = match (&r.failed_step, &r.error) {
+        (Some(step), Some(e)) => format!("failed at {step}: {}", printable(e, 120)),
+        _ => r.push_task_link.clone().unwrap_or_default(),
+    };
+    format!(
+        "{:<20} {:<8} {:<11} {:<8} {:>7.1}s  {tail}",
+        r.started.format("%Y-%m-%d %H:%M:%S"),
+        r.kind,
+        r.outcome,
+        short,
+        duration(r).as_secs_f64(),
+    )
 }
 
 /// The statistics as `history` prints them.
@@ -433,6 +443,17 @@ mod tests {
             reason: reason.into(),
             locks: Vec::new(),
             until: None,
+        }
+    }
+
+    #[test]
+    fn every_outcome_lines_up_under_the_table_head() {
+        let head = table_head();
+        let at = head.find("commit").unwrap();
+        for outcome in ["success", "failed", "rolled-back"] {
+            let row = table_row(&run("push", outcome, 0, 61));
+            assert_eq!(&row[at..at + 8], "aaaaaaa ", "{outcome}:\n{head}\n{row}");
+            assert!(row.contains(outcome), "{row}");
         }
     }
 
