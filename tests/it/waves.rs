@@ -803,6 +803,57 @@ async fn over_ssh_a_failing_canary_never_reaches_the_other_hosts() {
     assert_eq!(bin.run(&["push", "beta"]).await.code, 3);
 }
 
+/// A health check that hangs on an ssh host is stopped on the host at
+/// `health_timeout`, not only its ssh client on the bastion: nothing of it
+/// is left running once the push has ended.
+#[tokio::test]
+async fn over_ssh_a_hanging_health_check_is_stopped_on_the_host() {
+    if let Some(why) = hosts::unavailable() {
+        return hosts::skip(&why);
+    }
+    let hosts = match Hosts::start(1).await {
+        Ok(h) => h,
+        Err(why) => return hosts::skip(&why),
+    };
+    let sb = support::sandbox().await;
+    let bin = Bin::with(
+        &sb,
+        Setup {
+            sync: hosts.sync_toml(),
+            beta: format!(
+                "{}health_check = [\"sh\", \"-c\", \"test -e current/hang || exit 0; echo $$ > check.pid; exec sleep 600\"]\nhealth_timeout = \"1s\"\nhealth_retries = 0\n",
+                hosts.cluster_toml()
+            ),
+            beta_hosts: Some(hosts.specs()),
+            ..Setup::default()
+        },
+    );
+    let run = bin.run(&["push", "beta"]).await;
+    assert_eq!(run.code, 0, "{run:?}\n{}", hosts.logs());
+    let first = hosts.current(0).unwrap();
+
+    bin.repo
+        .commit(&[("app/hang", b"\n")], "hangs in its health check");
+    let run = bin.run(&["push", "beta"]).await;
+    assert_eq!(run.code, 1, "{run:?}\n{}", hosts.logs());
+    assert_eq!(hosts.current(0).unwrap(), first, "rolled back");
+    let last = comments(&last_push_task(&sb)).join("\n");
+    assert!(
+        last.contains("timed out after 1s (health_timeout); stopped on the host"),
+        "{last}"
+    );
+    let pid: i32 = std::fs::read_to_string(hosts.dir(0).join("check.pid"))
+        .expect("the check ran")
+        .trim()
+        .parse()
+        .unwrap();
+    let alive = rustix::process::test_kill_process(rustix::process::Pid::from_raw(pid).unwrap());
+    assert!(
+        alive.is_err(),
+        "the hung check (pid {pid}) still runs on the host"
+    );
+}
+
 /// The daemon's metrics count waves, failed checks and automatic
 /// rollbacks; a first push rolled back leaves no `current` at all.
 #[tokio::test]

@@ -5,6 +5,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::SshOptions;
 use crate::domain::model::{Host, HostReleases, ReleaseId};
@@ -545,11 +546,28 @@ pub fn after_switch_script(target: &Path, argv: &[String]) -> String {
     in_target(target, argv)
 }
 
-/// A cluster's `health_check`, run in the target directory (`current/…`
-/// is the release just switched to), each word quoted.
-pub fn health_script(target: &Path, argv: &[String]) -> String {
-    in_target(target, argv)
+/// A cluster's `health_check` on an ssh host, run in the target
+/// directory (`current/…` is the release just switched to), each word
+/// quoted, and bounded on the host by `limit`: coreutils' `timeout` (TERM,
+/// then KILL [`HOST_KILL_AFTER`] later) where the host has it, so a check
+/// that hangs ends there rather than outliving its ssh session. Its exit
+/// status is then [`HOST_TIMED_OUT`].
+pub fn health_script(target: &Path, argv: &[String], limit: Duration) -> String {
+    let t = shell_quote(&target.display().to_string());
+    let words: Vec<String> = argv.iter().map(|w| shell_quote(w)).collect();
+    let words = words.join(" ");
+    let secs = limit.as_secs_f64().ceil().max(1.0) as u64;
+    let kill = HOST_KILL_AFTER.as_secs();
+    format!(
+        "cd -- {t} && if command -v timeout >/dev/null 2>&1; then exec timeout -k {kill} {secs} {words}; else exec {words}; fi"
+    )
 }
+
+/// What `timeout` exits with when it stopped the command.
+pub const HOST_TIMED_OUT: i32 = 124;
+
+/// How long `timeout` waits after TERM before it kills.
+pub const HOST_KILL_AFTER: Duration = Duration::from_secs(5);
 
 fn in_target(target: &Path, argv: &[String]) -> String {
     let t = shell_quote(&target.display().to_string());
@@ -1008,9 +1026,9 @@ mod tests {
     }
 
     #[test]
-    fn the_health_check_runs_in_the_target_with_every_word_quoted() {
+    fn the_health_check_runs_in_the_target_with_every_word_quoted_bounded_on_the_host() {
         let t = Path::new("/srv/it's app");
-        expect![[r#"cd -- '/srv/it'\''s app' && 'curl' '-fsS' 'http://127.0.0.1:8080/healthz?x=$(reboot)'"#]]
+        expect![[r#"cd -- '/srv/it'\''s app' && if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 3 'curl' '-fsS' 'http://127.0.0.1:8080/healthz?x=$(reboot)'; else exec 'curl' '-fsS' 'http://127.0.0.1:8080/healthz?x=$(reboot)'; fi"#]]
             .assert_eq(&health_script(
                 t,
                 &[
@@ -1018,6 +1036,7 @@ mod tests {
                     "-fsS".into(),
                     "http://127.0.0.1:8080/healthz?x=$(reboot)".into(),
                 ],
+                Duration::from_millis(2500),
             ));
     }
 

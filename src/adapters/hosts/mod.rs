@@ -711,8 +711,10 @@ impl Fleet<'_> {
         which: &[bool],
     ) -> Vec<HostResult<()>> {
         // The child's own timeout names the key; this one only bounds a
-        // child that would not die.
-        let bound = timeout + Duration::from_secs(10);
+        // child that would not die. On an ssh host the check is stopped
+        // there first (`timeout`, then KILL): ssh waits a little longer.
+        let over_ssh = timeout + argv::HOST_KILL_AFTER + Duration::from_secs(3);
+        let bound = over_ssh + Duration::from_secs(10);
         self.each_with(
             1 + retries,
             bound,
@@ -720,14 +722,15 @@ impl Fleet<'_> {
                 if !which.get(i).copied().unwrap_or(false) {
                     return Err(HostError::skipped());
                 }
+                let remote = matches!(place, Place::Remote { .. });
                 let out = match place {
                     Place::Local { path } => {
                         let argv: Vec<OsString> = argv.iter().map(Into::into).collect();
                         process::run(&argv, Some(path), timeout, self.env).await
                     }
                     Place::Remote { host, target } => {
-                        let argv = ssh_argv(&self.ssh, host, &health_script(target, argv));
-                        process::run(&argv, None, timeout, self.env).await
+                        let argv = ssh_argv(&self.ssh, host, &health_script(target, argv, timeout));
+                        process::run(&argv, None, over_ssh, self.env).await
                     }
                 }
                 .map_err(|e| HostError::other(e.to_string()))?;
@@ -742,6 +745,13 @@ impl Fleet<'_> {
                             "timed out after {} (health_timeout); {} was killed",
                             humantime::format_duration(timeout),
                             out.program
+                        ),
+                    ),
+                    Some(s) if remote && s.code() == Some(argv::HOST_TIMED_OUT) => HostError::new(
+                        HostErrorKind::TimedOut,
+                        format!(
+                            "timed out after {} (health_timeout); stopped on the host",
+                            humantime::format_duration(timeout)
                         ),
                     ),
                     Some(_) => describe_failure(&out, timeout),
