@@ -195,15 +195,17 @@ pub fn after_fire(
 }
 
 /// The day-of-month and day-of-week fields of a schedule, when both
-/// restrict the days (neither is `*` or `?`): pushgate (like
+/// restrict the days (neither is `?` nor begins with `*`): pushgate (like
 /// tokio-cron-scheduler) fires when *both* match, a system crontab when
-/// *either* does. `None` for a schedule without that ambiguity.
+/// *either* does. A field that begins with `*` (`*/2` too) makes cron read
+/// both with AND, as pushgate does (Vixie cron's `DOM_STAR`/`DOW_STAR`).
+/// `None` for a schedule without that ambiguity.
 pub fn days_both_restricted(expr: &str) -> Option<(&str, &str)> {
     let fields: Vec<&str> = expr.split_whitespace().collect();
     if !(6..=7).contains(&fields.len()) {
         return None;
     }
-    let restricts = |f: &str| f != "*" && f != "?";
+    let restricts = |f: &str| !f.starts_with('*') && f != "?";
     (restricts(fields[3]) && restricts(fields[5])).then(|| (fields[3], fields[5]))
 }
 
@@ -540,11 +542,23 @@ mod tests {
             ("0 0 10 ? * Mon", None),
             ("0 0 10 15 * ?", None),
             ("0 */15 * * * *", None),
+            // A step over `*` is a star to cron: AND, as pushgate reads it.
+            ("0 0 10 */2 * Mon", None),
+            ("0 0 10 1 * */2", None),
+            ("0 0 10 2/3 * Mon", Some(("2/3", "Mon"))),
             ("@daily", None),
         ];
         for (expr, expect) in cases {
             assert_eq!(days_both_restricted(expr), expect, "{expr}");
         }
+        // And pushgate does read `*/2` with Mon as cron does: an odd day
+        // that is a Monday (30 November is a Monday, but even).
+        let cron = parse_cron("0 0 10 */2 * Mon").unwrap();
+        let after = "2026-11-29T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(
+            next_fire(&cron, chrono_tz::UTC, after).map(|t| t.to_rfc3339()),
+            Some("2026-12-07T10:00:00+00:00".to_owned())
+        );
     }
 }
 
