@@ -17,7 +17,7 @@ fn lock_tasks(tasks: Vec<Task>) {
         let _ = serde_json::to_value(&t);
         if let Some(lock) = pushgate::run::gather::lock_task(t, Some("Fix commit")) {
             let _ = lock.to_string();
-            let _ = pushgate::cmd::status::lock_json(&lock);
+            let _ = pushgate::cmd::views::lock_json(&lock);
         }
     }
 }
