@@ -660,6 +660,27 @@ async fn run_verb(
     }
 }
 
+/// The requests project and every request its journal holds (by task
+/// gid), newest change first.
+pub struct Journaled {
+    pub project: crate::domain::model::ProjectGid,
+    pub requests: Vec<(String, Entry)>,
+}
+
+/// What the journal holds (no Asana call): what the on-call page lists.
+/// `None` without a `[requests]` table.
+pub fn seen(env: &Env) -> Result<Option<Journaled>, StateError> {
+    let Some(settings) = &env.config.requests else {
+        return Ok(None);
+    };
+    let mut requests: Vec<(String, Entry)> = load(&requests_state(env))?.into_iter().collect();
+    requests.sort_by(|a, b| b.1.at.cmp(&a.1.at).then_with(|| b.0.cmp(&a.0)));
+    Ok(Some(Journaled {
+        project: settings.project.clone(),
+        requests,
+    }))
+}
+
 /// `pushgate requests`: every request seen and where it stands, from the
 /// journal (no Asana call).
 pub fn list(env: &Env, json: bool) -> anyhow::Result<Outcome> {

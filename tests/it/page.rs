@@ -1116,3 +1116,136 @@ async fn a_hosts_file_that_cannot_be_read_is_said_on_the_page_as_status_says_it(
     assert!(page.body.contains(&shown), "{said}: {}", page.body);
     assert_eq!(daemon.stop().await, 0);
 }
+
+/// An approval that holds prod is said once on the overview — the verdict
+/// `status` prints, and one link to the approval task, built from its
+/// gids — and the page's JSON says the request is pending, as the CLI's.
+#[tokio::test]
+async fn an_approval_holding_prod_is_said_once_with_a_link_to_its_task() {
+    let sb = support::sandbox().await;
+    let (bin, project) = crate::approvals::gated(&sb, "").await;
+    let text = std::fs::read_to_string(&bin.config)
+        .unwrap()
+        .replace(BETA_SCHEDULE, NEVER)
+        .replace(PROD_SCHEDULE, NEVER);
+    std::fs::write(&bin.config, text).unwrap();
+    assert_eq!(bin.run(&["push", "beta"]).await.code, 0);
+    let held = bin.run(&["push", "prod"]).await;
+    assert_eq!(held.code, 3, "held by its approval: {held:?}");
+    let gid = support::tasks(&sb, &project)[0].gid.clone();
+
+    let daemon = Daemon::start(&bin, "127.0.0.1:0", &[]).await;
+    let page = get(&format!("{}/", daemon.url), &[]).await;
+    assert_eq!(page.status, 200);
+    let at = page.body.find("data-live=\"repo/prod\"").unwrap();
+    let row = &page.body[at..at + page.body[at..].find("</tr>").unwrap()];
+    assert!(row.contains("data-state=\"held\""), "{row}");
+    assert_eq!(
+        row.matches("awaiting approval").count(),
+        1,
+        "said once: {row}"
+    );
+    let link = format!(
+        "href=\"{}/0/{project}/{gid}\"",
+        sb.base_url().trim_end_matches("/api/1.0")
+    );
+    assert_eq!(row.matches(&link).count(), 1, "one link to {link}: {row}");
+    assert_eq!(row.matches(">approval task</a>").count(), 1, "{row}");
+
+    let status = get(&format!("{}/api/status.json?cluster=prod", daemon.url), &[]).await;
+    let cli = bin.run(&["status", "prod", "--json"]).await;
+    let (page_json, cli_json) = (status.json(), cli.json());
+    assert_eq!(
+        page_json["clusters"][0]["approval"], cli_json["clusters"][0]["approval"],
+        "the page's JSON is the CLI's"
+    );
+    assert_eq!(
+        page_json["clusters"][0]["approval"]["state"], "pending",
+        "{page_json:#}"
+    );
+    assert_eq!(daemon.stop().await, 0);
+}
+
+/// Requests written in Asana are listed on the overview where they stand,
+/// as `pushgate requests` says, each linked to its task by gids; a hostile
+/// name is text.
+#[tokio::test]
+async fn the_overview_lists_the_requests_where_they_stand() {
+    let sb = support::sandbox().await;
+    let bin = Bin::new(&sb);
+    let project = crate::approvals::approval_project(&sb, "Release requests").await;
+    bin.append_config(&format!(
+        "[requests]\nproject = \"{project}\"\nallowed = [\"{}\"]\n",
+        seed::APPROVER_EMAIL
+    ));
+    let text = std::fs::read_to_string(&bin.config)
+        .unwrap()
+        .replace(BETA_SCHEDULE, NEVER)
+        .replace(PROD_SCHEDULE, NEVER);
+    std::fs::write(&bin.config, text).unwrap();
+    let ask = |name: String| {
+        let sb = &sb;
+        let project = project.clone();
+        async move {
+            let mut raw = crate::support::Raw::new(sb);
+            raw.token = sb.token_of(seed::APPROVER_EMAIL).unwrap();
+            let (s, v) = raw
+                .post(
+                    "/tasks",
+                    serde_json::json!({"data": {"name": name, "projects": [project]}}),
+                )
+                .await;
+            assert_eq!(s, 201, "{v}");
+            v["data"]["gid"].as_str().unwrap().to_owned()
+        }
+    };
+    let lock = ask("lock beta".into()).await;
+    let hostile = ask(format!("push {HOSTILE}")).await;
+    let config = pushgate::config::Config::load(&bin.config).unwrap();
+    let (client, _) = support::client(&sb);
+    let env = pushgate::cmd::Env::from_parts(config, client);
+    pushgate::cmd::requests::poll(&[&env], chrono::Utc::now(), false)
+        .await
+        .unwrap();
+    let cli = bin.run(&["requests", "--json"]).await;
+    assert_eq!(cli.code, 0, "{cli:?}");
+    let standing = |gid: &str| {
+        cli.json()["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["gid"] == gid)
+            .map(|r| r["standing"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+
+    let daemon = Daemon::start(&bin, "127.0.0.1:0", &[]).await;
+    let page = get(&format!("{}/", daemon.url), &[]).await;
+    assert_eq!(page.status, 200);
+    let at = page
+        .body
+        .find("<table id=\"requests\"")
+        .expect("a requests table");
+    let table = &page.body[at..at + page.body[at..].find("</table>").unwrap()];
+    let origin = sb.base_url().trim_end_matches("/api/1.0").to_owned();
+    for (gid, name) in [
+        (&lock, "lock beta".to_owned()),
+        (&hostile, "push ".to_owned()),
+    ] {
+        let link = format!("<a class=\"request\" href=\"{origin}/0/{project}/{gid}\">{name}");
+        assert!(table.contains(&link), "{link}\n{table}");
+        let row_at = table.find(&link).unwrap();
+        let row = &table[row_at..row_at + table[row_at..].find("</tr>").unwrap()];
+        assert!(
+            row.contains(&format!("<td>{}", standing(gid))),
+            "{gid} stands as the CLI says ({}): {row}",
+            standing(gid)
+        );
+    }
+    assert!(
+        !table.contains("<script>"),
+        "the hostile name is text: {table}"
+    );
+    assert!(table.contains("&lt;script&gt;"), "{table}");
+    assert_eq!(daemon.stop().await, 0);
+}

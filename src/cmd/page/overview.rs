@@ -61,6 +61,7 @@ fn render(page: &Page, views: &[ClusterView], problem: Option<&str>) -> Response
                 @for v in views.iter() { (row(page, v, tz, now)) }
             }
         }
+        (requests(page, tz))
     };
     html::page(StatusCode::OK, "clusters", BodyData::default(), body)
 }
@@ -120,6 +121,61 @@ fn row(page: &Page, v: &ClusterView, tz: Tz, now: DateTime<Utc>) -> Markup {
     }
 }
 
+/// How many requests the overview lists (`pushgate requests` has all).
+const REQUESTS_SHOWN: usize = 10;
+
+/// The requests project's newest tasks and where each stands, as
+/// `pushgate requests` lists them from its journal; names and outcomes
+/// are people's text, shown as text; links are built from gids.
+fn requests(page: &Page, tz: Tz) -> Markup {
+    let Some(env) = page.apps.first() else {
+        return html! {};
+    };
+    let (project, all) = match crate::cmd::requests::seen(env) {
+        Ok(Some(seen)) => (seen.project, seen.requests),
+        Ok(None) => return html! {},
+        Err(e) => {
+            return html! {
+                h2 { "Requests" }
+                p.note { "The requests journal cannot be read: " (text(&e.to_string(), 300)) }
+            }
+        }
+    };
+    html! {
+        h2 { "Requests" }
+        @if all.is_empty() {
+            p.muted { "No request task seen yet in the requests project." }
+        } @else {
+            p.muted.small {
+                (all.len().min(REQUESTS_SHOWN)) " newest of " (all.len())
+                "; `pushgate requests` lists them all."
+            }
+            table #requests {
+                thead { tr { th { "Request" } th { "Standing" } th { "When" } th { "Outcome" } } }
+                tbody {
+                    @for (gid, e) in all.iter().take(REQUESTS_SHOWN) {
+                        tr data-standing=(e.standing) {
+                            td {
+                                @let name = if e.name.trim().is_empty() { "(unnamed task)".to_owned() } else { text(&e.name, 120) };
+                                @match crate::domain::model::TaskGid::parse(gid) {
+                                    Some(g) => a.request href=(page.links.task(&project, &g)) { (name) },
+                                    None => (name),
+                                }
+                            }
+                            td {
+                                (e.standing)
+                                @if e.attempt > 0 { span.small.muted { " (attempt " (e.attempt) ")" } }
+                            }
+                            td { @if let Some(at) = e.at { (time(at, tz)) } }
+                            td.small { (text(e.outcome.as_deref().unwrap_or(""), 300)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The verdict line `status` prints, and what it names: who holds, until when.
 fn verdict(page: &Page, v: &ClusterView, tz: Tz) -> Markup {
     let (plan_line, details) = match &v.decided {
@@ -153,10 +209,15 @@ fn verdict(page: &Page, v: &ClusterView, tz: Tz) -> Markup {
             (status::verdict_line(plan), d)
         }
     };
+    // Said once: an approval that is the hold is the verdict line.
+    let held_by_approval = matches!(
+        &v.decided,
+        Ok((_, plan)) if matches!(plan.verdict, Verdict::Hold(HoldReason::Approval(_)))
+    );
     html! {
         p.verdict { (text(&plan_line, 600)) }
         (details)
-        @if let Some(j) = &v.approval {
+        @if let Some(j) = v.approval.as_ref().filter(|_| !held_by_approval) {
             div.small { "approval: " (text(&j.to_string(), 300))
                 @if let Some(l) = judgement_link(page, v, j) { " " a href=(l) { "approval task" } }
             }
@@ -173,11 +234,12 @@ fn verdict(page: &Page, v: &ClusterView, tz: Tz) -> Markup {
     }
 }
 
+/// The verdict line already says what the approval is waiting for: the
+/// link to its task, built from gids.
 fn approval_hold(page: &Page, v: &ClusterView, h: &ApprovalHold) -> Markup {
-    let link = approval_link(page, v, h);
     html! {
-        span.small { (text(&h.to_string(), 300))
-            @if let Some(l) = link { " " a href=(l) { "approval task" } }
+        @if let Some(l) = approval_link(page, v, h) {
+            span.small { a href=(l) { "approval task" } }
         }
     }
 }
