@@ -291,13 +291,16 @@ async fn asana_down_mid_push_every_write_lands_once_later_even_through_a_kill() 
             f
         }
     });
-    // The FIFO opens once the build reads it, i.e. after the task exists.
+    // The FIFO opens once the build reads it; the push task is created
+    // beside the build (the outbox sends while it runs): Asana goes down
+    // once it exists.
     let fifo = created.await.unwrap();
-    assert_eq!(
-        tasks(&sb, seed::PUSH_BETA).len(),
-        1,
-        "the task exists before the build"
-    );
+    tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        sb.until(|d| d.projects[seed::PUSH_BETA].tasks.len() == 1),
+    )
+    .await
+    .expect("the push task is created while the build waits");
     sb.set_faults(Faults {
         fail_next: u32::MAX,
         fail_status: 503,

@@ -132,6 +132,8 @@ pub(crate) struct Shared {
     in_flight: Mutex<std::collections::HashMap<String, (usize, usize)>>,
     /// 429s answered.
     rate_limited: AtomicU64,
+    /// Told after every request handled: [`Sandbox::until`] looks again.
+    answered: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -303,6 +305,7 @@ impl Sandbox {
             events: Mutex::new(EventLog::default()),
             in_flight: Mutex::new(std::collections::HashMap::new()),
             rate_limited: AtomicU64::new(0),
+            answered: tokio::sync::Notify::new(),
         });
         let app = http::router(shared.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -485,6 +488,21 @@ impl Sandbox {
                 .with_context(|| format!("cannot write {}", p.display()))?;
         }
         Ok(out)
+    }
+
+    /// Waits until `cond` holds of the data, looking again after every
+    /// request the sandbox has handled: how a test waits for another
+    /// process's Asana write without a clock.
+    pub async fn until(&self, cond: impl Fn(&Data) -> bool) {
+        loop {
+            let answered = self.shared.answered.notified();
+            tokio::pin!(answered);
+            answered.as_mut().enable();
+            if cond(&self.shared.data()) {
+                return;
+            }
+            answered.await;
+        }
     }
 
     /// Stops serving and waits for the server task to end.

@@ -304,6 +304,7 @@ async fn gatekeeper(State(s): St, mut req: Request, next: Next) -> Response {
         return ApiError::forbidden("You do not have access to this resource.").into_response();
     }
     let resp = next.run(req).await;
+    s.answered.notify_waiters();
     if latency > 0 && late {
         tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
     }
