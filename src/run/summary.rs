@@ -1,7 +1,9 @@
 //! What a push's comments say about its hosts, at any fleet size: a few
 //! hosts get a line each, as always; past [`LIST_ALL`] hosts a comment (and
-//! so its Asana notification) holds the counts, the slowest hosts and every
-//! host that failed, with its cause — never a line per host that is fine.
+//! so its Asana notification) holds the counts, the slowest hosts and the
+//! hosts that failed with their causes — each up to [`NAME_EACH`], past it
+//! grouped by cause in a bounded number of lines — never a line per host
+//! that is fine.
 //! The full per-host record stays in `push --json` and in the state
 //! directory (`clusters/NAME/runs/RUN_ID.hosts.json`).
 //!
@@ -13,6 +15,12 @@ use crate::domain::text::{bytes, count};
 pub const LIST_ALL: usize = 10;
 /// How many of the slowest hosts a summary names.
 pub const SLOWEST: usize = 5;
+/// Up to this many hosts that are not fine get a line each; past it they
+/// are grouped by what happened ([`grouped`]).
+pub const NAME_EACH: usize = 20;
+/// How many groups, and how many hosts per group, a grouped list names.
+pub const GROUPS: usize = 10;
+pub const NAMED_PER_GROUP: usize = 3;
 
 /// One host's stage, as a comment tells it.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,10 +80,21 @@ pub fn stage(head: &str, lines: &[StageLine]) -> String {
         }
         out.push(slowest(ok.iter().map(|l| (l.host.as_str(), l.seconds))));
     }
-    let bad: Vec<String> = lines.iter().filter_map(failed).collect();
+    let bad: Vec<&StageLine> = lines.iter().filter(|l| l.outcome.is_err()).collect();
     if !bad.is_empty() {
         out.push(format!("{} failed:", count(bad.len(), "host")));
-        out.extend(bad);
+        if bad.len() <= NAME_EACH {
+            out.extend(bad.iter().filter_map(|l| failed(l)));
+        } else {
+            let why: Vec<(String, String)> = bad
+                .iter()
+                .map(|l| {
+                    let e = l.outcome.as_ref().err().cloned().unwrap_or_default();
+                    (l.host.clone(), format!("FAILED: {e}"))
+                })
+                .collect();
+            out.extend(grouped(&why));
+        }
     }
     out.join("\n")
 }
@@ -93,14 +112,60 @@ pub fn slowest<'a>(hosts: impl Iterator<Item = (&'a str, f64)>) -> String {
 }
 
 /// The lines of a switch comment after its head: every host's line for a
-/// few hosts, else only the hosts whose line is not `fine`, each of them.
+/// few hosts, else only the hosts whose line is not `fine` — each of them
+/// up to [`NAME_EACH`], past it grouped by what happened.
 pub fn hosts_not_fine(lines: &[(String, String)], fine: &str) -> Vec<String> {
-    let all = lines.len() <= LIST_ALL;
-    lines
+    if lines.len() <= LIST_ALL {
+        return lines.iter().map(|(h, r)| format!("- {h}: {r}")).collect();
+    }
+    let not_fine: Vec<(String, String)> =
+        lines.iter().filter(|(_, r)| r != fine).cloned().collect();
+    if not_fine.len() <= NAME_EACH {
+        return not_fine
+            .iter()
+            .map(|(h, r)| format!("- {h}: {r}"))
+            .collect();
+    }
+    grouped(&not_fine)
+}
+
+/// Many hosts and what happened to each, as a bounded list: one line per
+/// distinct outcome, the most common first (at most [`GROUPS`]), each with
+/// how many hosts and the first [`NAMED_PER_GROUP`] of them; the rest in
+/// one line. However large the fleet, at most `GROUPS + 1` lines.
+pub fn grouped(hosts: &[(String, String)]) -> Vec<String> {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (h, why) in hosts {
+        match groups.iter_mut().find(|(w, _)| *w == why.as_str()) {
+            Some((_, v)) => v.push(h),
+            None => groups.push((why, vec![h])),
+        }
+    }
+    // Most hosts first; equal counts keep the order they were met in.
+    groups.sort_by_key(|g| std::cmp::Reverse(g.1.len()));
+    let mut out: Vec<String> = groups
         .iter()
-        .filter(|(_, r)| all || r != fine)
-        .map(|(h, r)| format!("- {h}: {r}"))
-        .collect()
+        .take(GROUPS)
+        .map(|(why, hs)| {
+            let named: Vec<&str> = hs.iter().take(NAMED_PER_GROUP).copied().collect();
+            let more = hs.len().saturating_sub(NAMED_PER_GROUP);
+            let names = if more > 0 {
+                format!("{} and {more} more", named.join(", "))
+            } else {
+                named.join(", ")
+            };
+            format!("- {}: {why} ({names})", count(hs.len(), "host"))
+        })
+        .collect();
+    if groups.len() > GROUPS {
+        let rest: usize = groups.iter().skip(GROUPS).map(|(_, hs)| hs.len()).sum();
+        out.push(format!(
+            "- {} with {} other outcomes (every host's own is in the run's record)",
+            count(rest, "host"),
+            groups.len() - GROUPS
+        ));
+    }
+    out
 }
 
 /// For a failure message: the failed hosts and why, the first `n` of
@@ -165,6 +230,49 @@ mod tests {
             - web-1000: FAILED after 3 attempts: timed out after 10m (host_timeout)"#]]
         .assert_eq(&text);
         assert_eq!(text.lines().count(), 6);
+    }
+
+    #[test]
+    fn a_fleet_wide_failure_is_grouped_by_cause_in_a_few_lines() {
+        let mut lines: Vec<StageLine> = (1..=1000)
+            .map(|i| line(i, Err("timed out after 10m (host_timeout)".into()), 600.0))
+            .collect();
+        for (i, l) in lines.iter_mut().enumerate().take(30) {
+            l.outcome = Err(format!("unreachable: host {i} refused"));
+        }
+        lines[500].outcome = Ok(Some(1 << 20));
+        let text = stage("stage: 1/1000 hosts staged R in 600.0 s", &lines);
+        expect![[r#"
+            stage: 1/1000 hosts staged R in 600.0 s
+            sent 1.0 MiB in all, at most 1.0 MiB to one host
+            slowest: web-501 600.0 s
+            999 hosts failed:
+            - 969 hosts: FAILED: timed out after 10m (host_timeout) (web-31, web-32, web-33 and 966 more)
+            - 1 host: FAILED: unreachable: host 0 refused (web-1)
+            - 1 host: FAILED: unreachable: host 1 refused (web-2)
+            - 1 host: FAILED: unreachable: host 2 refused (web-3)
+            - 1 host: FAILED: unreachable: host 3 refused (web-4)
+            - 1 host: FAILED: unreachable: host 4 refused (web-5)
+            - 1 host: FAILED: unreachable: host 5 refused (web-6)
+            - 1 host: FAILED: unreachable: host 6 refused (web-7)
+            - 1 host: FAILED: unreachable: host 7 refused (web-8)
+            - 1 host: FAILED: unreachable: host 8 refused (web-9)
+            - 21 hosts with 21 other outcomes (every host's own is in the run's record)"#]]
+        .assert_eq(&text);
+        let fine = "runs R";
+        let switch: Vec<(String, String)> = (1..=5000)
+            .map(|i| {
+                (
+                    format!("web-{i}"),
+                    "runs R, but after_switch failed: exit 1".to_owned(),
+                )
+            })
+            .collect();
+        let out = hosts_not_fine(&switch, fine);
+        assert_eq!(
+            out,
+            vec!["- 5000 hosts: runs R, but after_switch failed: exit 1 (web-1, web-2, web-3 and 4997 more)"]
+        );
     }
 
     #[test]
