@@ -1713,8 +1713,9 @@ def report19(b, quick):
           f"hosts, the peer {cpu('parallel-rsync', ms, 'cpu')} and {cpu('parallel-rsync', ms, 'host_cpu')}"
           for ms in RTTS) + ".\n")
     w("## 8. Past one bastion's link (issue #19)\n")
-    w(f"{N_LINK} hosts on one bridge; the bastion's veth limited to {LINK_RATE} (`tc tbf`, egress: what leaves "
-      f"the bastion), host-to-host traffic unlimited; a full push of a {size(LINK_BYTES)}, {LINK_FILES}-file "
+    w(f"{N_LINK} hosts on one bridge; the bastion's veth limited to {LINK_RATE.replace('mbit', ' Mbit/s')} "
+      f"(`tc tbf`, egress: what leaves "
+      f"the bastion), host-to-host traffic unlimited; a full push of a {LINK_BYTES // MIB} MiB, {LINK_FILES:,}-file "
       f"artifact to hosts that hold nothing. Bytes are the bastion veth's `tx_bytes` over the run (ssh, "
       f"rsync, tracker and BitTorrent traffic, headers included).\n")
     w("| tool | wall | left the bastion | × the artifact | CPU here | CPU on the hosts |\n|---|---|---|---|---|---|")
@@ -1746,8 +1747,8 @@ def report19(b, quick):
     w("## 9. Asana off the critical path (issue #19)\n")
     w(f"The same push of a 2 MiB, 200-file artifact (cached: no build), with the sandbox answering at once and "
       f"with `Faults {{ latency_ms: {ASANA_LATENCY_MS} }}` on every call (a bastion far from Asana): to three "
-      f"`local:` hosts, a push whose own work is a fraction of a second, and to {N_RTT} ssh hosts, about a "
-      f"second of work. Round trips on the critical path = (wall with latency − wall without) / "
+      f"`local:` hosts, a push whose own work is a fraction of a second, and to {N_RTT} ssh hosts, a few "
+      f"seconds of work. Round trips on the critical path = (wall with latency − wall without) / "
       f"{ASANA_LATENCY_MS} ms; the target is at most 3.\n")
     w("| hosts | Asana latency | wall | Asana requests | round trips on the critical path | target ≤ 3 |\n"
       "|---|---|---|---|---|---|")
