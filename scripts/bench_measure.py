@@ -244,14 +244,16 @@ def run_ok(argv, **kw):
 # The artifact: 5,000 files, 200 MiB, incompressible, fixed times.
 # --------------------------------------------------------------------------
 
-def tree_layout(rng):
+def tree_layout(rng, total=TREE_BYTES, count=TREE_FILES):
     """(path, size) for every file: one 40 MiB binary, 20 assets of 2 MiB,
     the 1 MiB library the incremental push changes, and 4,978 small files
-    (a few bytes to ~130 KiB, log-uniform) making up the rest."""
-    files = [("bin/app", 40 * MIB), (CHANGED, CHANGED_BYTES)]
-    files += [(f"assets/bundle-{i:02}.bin", 2 * MIB) for i in range(20)]
-    small = TREE_FILES - len(files)
-    rest = TREE_BYTES - sum(s for _, s in files)
+    (a few bytes to ~130 KiB, log-uniform) making up the rest. A smaller
+    `total` scales the binary and the assets down with it."""
+    k = total / TREE_BYTES
+    files = [("bin/app", int(40 * MIB * k)), (CHANGED, CHANGED_BYTES)]
+    files += [(f"assets/bundle-{i:02}.bin", int(2 * MIB * k)) for i in range(20)]
+    small = count - len(files)
+    rest = total - sum(s for _, s in files)
     weights = [rng.lognormvariate(0, 1.2) for _ in range(small)]
     scale = rest / sum(weights)
     sizes = [max(1, int(w * scale)) for w in weights]
@@ -914,6 +916,12 @@ def verdict(ok):
     return "met" if ok else "**missed**"
 
 
+def ratio(x, limit):
+    """`x` to two decimals, or three where two would round onto `limit`
+    and hide which side of it `x` is."""
+    return f"{x:.3f}" if f"{x:.2f}" == f"{limit:.2f}" and x != limit else f"{x:.2f}"
+
+
 def machine():
     with open("/proc/meminfo") as f:
         mem = int(next(l for l in f if l.startswith("MemTotal:")).split()[1]) / 1024 / 1024
@@ -977,8 +985,10 @@ def report(b, quick):
     w("Figures measured on this project's machines; each section says how to reproduce it.\n")
     w("Sections 1–3, 5 and 6 are written by `scripts/bench` (issue #8), which measures pushgate "
       "side by side with what people use instead, in one run on one machine; the crash-closure "
-      "section by `cargo bench --bench crash_closure`, which the script runs too. No test asserts "
-      "on these numbers.\n")
+      "section by `cargo bench --bench crash_closure`, which the script runs too; sections 7–10 "
+      "(issue #19: round trips, a limited bastion link, Asana latency, ciphers) and their Summary "
+      "rows by `scripts/bench --issue 19`, which keeps the rest, as the issue #8 run keeps them. "
+      "No test asserts on these numbers.\n")
     if quick:
         w("> **A development run (`--quick`)**: one run per figure, a short idle window, and the "
           "crash-closure section from its own last run. Re-measure with `sudo scripts/bench` on a "
@@ -1007,7 +1017,9 @@ def report(b, quick):
     w("## How to reproduce\n")
     w("```\nsudo scripts/bench                 # everything, about 45 minutes; rewrites this file\n"
       "sudo scripts/bench --quick         # development: 1 run each, 30 s idle, no crash closure\n"
-      "sudo scripts/bench --runs 9 --idle 600 --keep   # more runs; keep the work directory\n```\n")
+      "sudo scripts/bench --runs 9 --idle 600 --keep   # more runs; keep the work directory\n"
+      "sudo scripts/bench --issue 19      # sections 7–10 only, about 20 minutes\n"
+      "sudo scripts/bench --issue 19 --quick   # development: 1 run each\n```\n")
     w("As root on a Debian machine (2 cores, 24 GiB here). The script installs rsync, OpenSSH, pssh "
       "(`parallel-rsync`, `parallel-ssh`) and Ansible from Debian and the Asana client `asana>=5,<6` "
       "from PyPI, builds `target/release/pushgate`, and makes 16 hosts: each a network namespace with a "
@@ -1015,6 +1027,7 @@ def report(b, quick):
       "bind-mounts the host's own directory over the common `target`. Everything it made is removed on "
       "exit. The other engineers' builds share this machine's 2 cores: the figures are only as quiet as "
       "the machine was.\n")
+    w("**Issue #19's rig** (`--issue 19`, sections 7–10): the same 16 hosts, but wired to one Linux bridge (in a network namespace of its own) together with the bastion, which reaches it through one veth. Section 8 limits that veth's egress with `tc tbf` (what leaves the bastion), leaving host-to-host traffic over the bridge unlimited, and counts the bytes that left by its `tx_bytes`. Section 7 adds RTT to every ssh connection to a host: with `tc netem` on each host's veth where the kernel has it; this machine's kernel does not (`CONFIG_NET_SCH_NETEM` is not set), so here it is a delay relay as every tool's ssh `ProxyCommand` (section 7 says what it does and does not model). It also needs `aria2c`, `opentracker` and `cc`, which it installs from Debian, and not Ansible or the Asana client.\n")
     w("**The artifact**: 5,000 files, 200 MiB of incompressible bytes (a 40 MiB binary, 20 assets of "
       "2 MiB, a 1 MiB library, 4,978 small files of lognormal sizes), fixed modification times, made "
       "from a fixed seed so every machine gets the same bytes. pushgate builds it from a git "
@@ -1156,12 +1169,715 @@ def write_doc(path, generated):
                 kept[k] = body
     crash = kept.get("## Crash closure", "## Crash closure (issue #5)\n\nNot measured yet: `cargo bench --bench crash_closure`.\n")
     text = generated.replace("<!-- crash closure -->\n", crash.rstrip("\n") + "\n")
+    # Issue #19's sections and Summary rows (`--issue 19`) stay as they were.
+    old_parts = sections(old)
+    rows19 = [l for h, b in old_parts.items() if h.startswith("## Summary")
+              for l in b.split("\n") if SUMMARY19.match(l)]
+    if rows19:
+        parts = sections(text)
+        head = text.split("\n## ", 1)[0]
+        text = head.rstrip("\n") + "\n\n" + "".join(
+            (merge_summary(b, rows19) if h.startswith("## Summary") else b).rstrip("\n") + "\n\n"
+            for h, b in parts.items())
+    t19 = [b for h, b in old_parts.items() if h.startswith(T19_SECTIONS)]
+    if t19:
+        text = text.rstrip("\n") + "\n\n" + "".join(b.rstrip("\n") + "\n\n" for b in t19)
     if "## Findings" in kept:
         text = text.rstrip("\n") + "\n\n" + kept["## Findings"].rstrip("\n") + "\n"
     with open(path + ".tmp", "w") as f:
         f.write(text)
     os.replace(path + ".tmp", path)
     return text
+
+
+# --------------------------------------------------------------------------
+# Issue #19: round trips, the bastion's link, Asana off the critical path,
+# CPU per byte. Run by `scripts/bench --issue 19` on hosts wired to one
+# bridge with the bastion (WORK/bastion.veth, WORK/netns.txt).
+# --------------------------------------------------------------------------
+
+RTTS = (0, 20)              # ms added per host (Transport19.set_rtt)
+N_RTT = 8                   # hosts for the round-trip comparison
+N_LINK = 16                 # hosts behind the limited bastion link
+LINK_RATE = "100mbit"
+LINK_BYTES = 40 * MIB       # the limited-link artifact
+LINK_FILES = 1000
+ASANA_LATENCY_MS = 300
+T19_SECTIONS = ("## 7.", "## 8.", "## 9.", "## 10.")
+
+
+# An ssh ProxyCommand that relays the connection to HOST:PORT with MS of
+# round-trip time added: every chunk read is held MS/2 before it is passed
+# on, in each direction, and the connection waits one MS before it opens
+# (TCP's handshake). Used where the kernel has no sch_netem; compiled with
+# cc into WORK (a Python relay cost as much CPU as ssh and rsync together).
+DELAY_PROXY = r"""/* written by scripts/bench_measure.py: ssh ProxyCommand HOST PORT MS */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SLOTS 1024
+#define CHUNK (64 * 1024)
+
+struct chunk { long long due; size_t len, off; char *buf; };
+struct dir { int in, out, sock_out, eof, done; size_t head, tail; struct chunk q[SLOTS]; };
+static long long half;
+static struct dir up, down;
+
+static long long now_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000LL + t.tv_nsec / 1000;
+}
+
+static int rd(struct dir *d) {
+    struct chunk *c = &d->q[d->tail % SLOTS];
+    if (!c->buf && !(c->buf = malloc(CHUNK))) return -1;
+    ssize_t n = read(d->in, c->buf, CHUNK);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+    if (n < 0) n = 0;
+    c->len = (size_t)n; c->off = 0; c->due = now_us() + half;
+    d->tail++;
+    if (n == 0) d->eof = 1;
+    return 0;
+}
+
+static int wr(struct dir *d) {
+    while (d->head != d->tail) {
+        struct chunk *c = &d->q[d->head % SLOTS];
+        if (c->due > now_us()) return 0;
+        if (c->len == 0) {
+            if (d->sock_out) shutdown(d->out, SHUT_WR); else close(d->out);
+            d->done = 1; d->head++;
+            return 0;
+        }
+        ssize_t n = write(d->out, c->buf + c->off, c->len - c->off);
+        if (n < 0) return (errno == EAGAIN || errno == EINTR) ? 0 : -1;
+        c->off += (size_t)n;
+        if (c->off < c->len) return 0;
+        d->head++;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4) return 2;
+    signal(SIGPIPE, SIG_IGN);
+    long long us = (long long)(atof(argv[3]) * 1000);
+    half = us / 2;
+    struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
+    nanosleep(&ts, 0);
+    struct addrinfo hints = {0}, *ai, *a;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(argv[1], argv[2], &hints, &ai)) return 1;
+    int s = -1;
+    for (a = ai; a; a = a->ai_next) {
+        s = socket(a->ai_family, SOCK_STREAM, 0);
+        if (s >= 0 && connect(s, a->ai_addr, a->ai_addrlen) == 0) break;
+        if (s >= 0) close(s);
+        s = -1;
+    }
+    if (s < 0) return 1;
+    int one = 1;
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+    fcntl(1, F_SETFL, fcntl(1, F_GETFL) | O_NONBLOCK);
+    fcntl(s, F_SETFL, fcntl(s, F_GETFL) | O_NONBLOCK);
+    up.in = 0; up.out = s; up.sock_out = 1;
+    down.in = s; down.out = 1;
+    struct dir *dirs[2] = { &up, &down };
+    for (;;) {
+        if (down.done) return 0;
+        struct pollfd p[4];
+        int n = 0, ix[2] = { -1, -1 }, ox[2] = { -1, -1 }, wait = -1;
+        long long t = now_us();
+        for (int k = 0; k < 2; k++) {
+            struct dir *d = dirs[k];
+            if (!d->eof && d->tail - d->head < SLOTS) {
+                p[n].fd = d->in; p[n].events = POLLIN; p[n].revents = 0; ix[k] = n++;
+            }
+            if (!d->done && d->head != d->tail) {
+                long long due = d->q[d->head % SLOTS].due;
+                if (due <= t) {
+                    p[n].fd = d->out; p[n].events = POLLOUT; p[n].revents = 0; ox[k] = n++;
+                } else {
+                    int w = (int)((due - t + 999) / 1000);
+                    if (wait < 0 || w < wait) wait = w;
+                }
+            }
+        }
+        if (poll(p, (nfds_t)n, wait) < 0 && errno != EINTR) return 1;
+        for (int k = 0; k < 2; k++) {
+            if (ix[k] >= 0 && p[ix[k]].revents && rd(dirs[k]) < 0) return 1;
+            if (ox[k] >= 0 && p[ox[k]].revents && wr(dirs[k]) < 0) return 0;
+        }
+    }
+}
+"""
+
+
+def make_tree(path, total, count, seed):
+    """A tree of `count` incompressible files, `total` bytes, fixed times:
+    its own (BASE_NS + seed days), so that rsync's quick check (size and
+    time) never takes another tree's file of the same name and size for
+    this one's when a host runs one tree and --link-dest points at it."""
+    rng = random.Random(seed)
+    ns = BASE_NS + seed * 86400 * 10**9
+    made = 0
+    for rel, size in tree_layout(rng, total, count):
+        p = os.path.join(path, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(rng.randbytes(size))
+        os.utime(p, ns=(ns, ns))
+        made += size
+    for dirpath, _, _ in os.walk(path, topdown=False):
+        os.utime(dirpath, ns=(ns, ns))
+    return made
+
+
+def tree_digest(tree):
+    with open(os.path.join(tree, CHANGED), "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def count_files(tree):
+    return sum(len(fs) for _, _, fs in os.walk(tree))
+
+
+class Transport19(Bench):
+    def __init__(self, args):
+        super().__init__(args)
+        with open(os.path.join(self.work, "bastion.veth")) as f:
+            self.veth = f.read().strip()
+        with open(os.path.join(self.work, "bastion.addr")) as f:
+            self.bastion = f.read().strip()
+        with open(os.path.join(self.work, "netns.txt")) as f:
+            self.netns = [l.strip() for l in f if l.strip()]
+
+    # ---- the network ----
+
+    def set_rtt(self, ms):
+        """`ms` of round-trip time added to every ssh connection to a host.
+        With `tc netem` where the kernel has it (on each host's veth), else
+        (CONFIG_NET_SCH_NETEM unset, as on this project's machines) with
+        DELAY_PROXY as every tool's ssh ProxyCommand, through the
+        ssh_config all of them are given (`-F`)."""
+        self.rtt_via = "netem" if self.has_netem() else "proxy"
+        for ns in self.netns:
+            subprocess.run(["tc", "-n", ns, "qdisc", "del", "dev", f"{ns}p", "root"], capture_output=True)
+        with open(self.hosts.ssh_config, "w") as f:
+            f.write("# written by scripts/bench_measure.py\n")
+            if ms and self.rtt_via == "proxy":
+                f.write(f"Host *\n    ProxyCommand {self.delay_proxy} %h %p {ms}\n")
+        if ms and self.rtt_via == "netem":
+            for ns in self.netns:
+                run_ok(["tc", "-n", ns, "qdisc", "add", "dev", f"{ns}p", "root", "netem",
+                        "delay", f"{ms}ms", "limit", "100000"])
+
+    def has_netem(self):
+        if not hasattr(self, "_netem"):
+            ns = self.netns[-1]
+            p = subprocess.run(["tc", "-n", ns, "qdisc", "add", "dev", f"{ns}p", "root", "netem", "delay", "1ms"],
+                               capture_output=True)
+            subprocess.run(["tc", "-n", ns, "qdisc", "del", "dev", f"{ns}p", "root"], capture_output=True)
+            self._netem = p.returncode == 0
+            if not self._netem:
+                src = os.path.join(self.work, "delay_proxy.c")
+                self.delay_proxy = os.path.join(self.work, "delay_proxy")
+                with open(src, "w") as f:
+                    f.write(DELAY_PROXY)
+                run_ok(["cc", "-O2", "-Wall", "-o", self.delay_proxy, src])
+        return self._netem
+
+    def ssh_round(self, n, what):
+        """One ssh session to each of the first n hosts at once: what one
+        round trip of sessions costs at the current RTT."""
+        h = self.hosts
+        ssh = " ".join(["ssh"] + ssh_options(h))
+        script = os.path.join(self.logs, "ssh-round.sh")
+        with open(script, "w") as f:
+            f.write(f"while read -r host; do {ssh} -n \"$host\" true & done < {shq(self.hosts_file(n))}; wait\n")
+        return timed(["sh", script], h, self.tracked, self.logs, self.name(what))
+
+    def set_rate(self, rate):
+        subprocess.run(["tc", "qdisc", "del", "dev", self.veth, "root"], capture_output=True)
+        if rate:
+            run_ok(["tc", "qdisc", "add", "dev", self.veth, "root", "tbf", "rate", rate,
+                    "burst", "256kb", "latency", "100ms"])
+
+    def tx(self):
+        with open(f"/sys/class/net/{self.veth}/statistics/tx_bytes") as f:
+            return int(f.read())
+
+    # ---- pushgate with a transport ----
+
+    def config19(self, n, transport, hosts=None):
+        h = self.hosts
+        sb = self.sandbox
+        port = 16969 + (self.seq % 500)
+        sync = ""
+        if transport == "bittorrent":
+            sync = f'transport = "bittorrent"\ntracker = "http://{self.bastion}:{port}/announce"\n'
+        host_lines = f'hosts_file = "{self.hosts_file(n)}"\ntarget = "{h.target}"' if hosts is None else \
+            "hosts = [" + ", ".join(f'"{x}"' for x in hosts) + "]"
+        text = f"""# written by scripts/bench_measure.py (issue #19)
+state_dir = "{self.work}/state"
+
+[asana]
+base_url = "{sb.base_url}"
+token_env = "{TOKEN_ENV}"
+workspace = "{sb.info['workspace']}"
+timeout = "30s"
+
+[repo]
+url = "{self.repo}"
+branch = "main"
+
+[build]
+command = ["sh", "build.sh"]
+output = "dist"
+timeout = "10m"
+
+[sync]
+parallelism = {n}
+max_failed_hosts = 0
+keep_releases = 5
+ssh_config = "{h.ssh_config}"
+ssh_identity = "{h.key}"
+known_hosts = "{h.known_hosts}"
+host_timeout = "10m"
+{sync}
+[clusters.beta]
+schedule = "0 */15 * * * *"
+timezone = "UTC"
+lock_project = "{sb.project('Lock Beta Release')}"
+push_project = "{sb.project('Beta Push Tasks')}"
+{host_lines}
+"""
+        path = os.path.join(self.work, f"pushgate-19-{transport}-{n}.toml")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def push19(self, n, name, transport, what, hosts=None):
+        cfg = self.config19(n, transport, hosts)
+        self.sandbox.clear_requests()
+        tx0 = self.tx()
+        r = timed([self.binary, "--config", cfg, "push", "beta", "--commit", self.commits[name], "--json"],
+                  self.hosts, self.tracked, self.logs, self.name(what), env=self.pushgate_env())
+        r.sent = self.tx() - tx0
+        r.asana_requests = len(self.sandbox.requests())
+        doc = json.loads(r.out)
+        res = doc.get("result") or {}
+        if res.get("outcome") != "pushed":
+            die(f"{what}: pushgate did not push: {r.out[-2000:]}")
+        r.children = res.get("children_ms", 0) / 1000
+        self.deployed = name
+        return r
+
+    def prsync19(self, n, tree, what):
+        tx0 = self.tx()
+        r = self.prsync(n, tree, f"bench-{self.seq + 1:04}", what)
+        r.sent = self.tx() - tx0
+        return r
+
+    def sessions(self, n):
+        """(connections, sessions) each of the first n hosts' sshd accepted
+        so far (its log, LogLevel VERBOSE)."""
+        out = []
+        for i in range(n):
+            with open(os.path.join(self.work, "hosts", f"host-{i + 1}", "sshd.log"), errors="replace") as f:
+                text = f.read()
+            out.append((text.count("Connection from "), text.count("Starting session:")))
+        return out
+
+    def most_sessions(self, n, before):
+        """The most connections and sessions any one host saw since `before`."""
+        now = self.sessions(n)
+        return (max(a[0] - b[0] for a, b in zip(now, before)), max(a[1] - b[1] for a, b in zip(now, before)))
+
+    # ---- the measurements ----
+
+    def setup19(self):
+        log("making the trees: 200 MiB / 5,000 files (and its one-file change), 40 MiB / 1,000 files")
+        trees = os.path.join(self.work, "trees")
+        self.trees, self.digests = make_trees(self.work)
+        small = os.path.join(trees, "small")
+        make_tree(small, LINK_BYTES, LINK_FILES, 19)
+        self.trees["small"] = small
+        self.digests["small"] = tree_digest(small)
+        tiny = os.path.join(trees, "tiny")
+        make_tree(tiny, 2 * MIB, 200, 20)
+        self.trees["tiny"] = tiny
+        self.digests["tiny"] = tree_digest(tiny)
+        self.repo = os.path.join(self.work, "repo")
+        os.makedirs(self.repo)
+        run_ok(["git", "-C", self.repo, "init", "-q", "-b", "main"])
+        self.commits = {}
+        v = 0
+        for name, tree in (("full-1", "full"), ("full-2", "full"), ("changed", "changed"),
+                           ("small-1", "small"), ("small-2", "small"), ("tiny-1", "tiny"), ("tiny-2", "tiny")):
+            v += 1
+            self.commits[name] = commit(self.repo, name, str(v), self.trees[tree])
+        self.sandbox = Sandbox(self.binary, self.work, self.tracked, "push", data=False)
+        log(f"sandbox at {self.sandbox.base_url}")
+        # Each commit built once, untimed.
+        self.hosts.reset()
+        for c in self.commits:
+            self.push19(2, c, "rsync", f"warm-up: build {c}")
+        self.hosts.reset()
+        self.tool19("parallel-rsync", 2, "full", "warm-up parallel-rsync")
+
+    def tool19(self, tool, n, tree, what):
+        """One push of `tree` (full, changed, small) by `tool`; checked."""
+        if tool == "parallel-rsync":
+            r = self.prsync19(n, self.trees[tree], what)
+        else:
+            name = tree if tree == "changed" else (
+                f"{tree}-2" if self.deployed == f"{tree}-1" else f"{tree}-1")
+            r = self.push19(n, name, "bittorrent" if tool == "pushgate bittorrent" else "rsync", what)
+        self.check_tree(n, tree, what)
+        log(f"  {what}: {r.wall:6.2f} s wall, {size(r.sent)} left the bastion")
+        return r
+
+    def check_tree(self, n, tree, what):
+        want = count_files(self.trees[tree])
+        for i in range(n):
+            root = self.hosts.root(i)
+            rel = os.path.join(root, os.readlink(os.path.join(root, "current")))
+            got = count_files(rel)
+            if got != want or tree_digest(rel) != self.digests[tree]:
+                die(f"{what}: host {i + 1} holds {got} files (want {want}) or the wrong bytes")
+
+    def rtt(self):
+        res = {}
+        tools = ("pushgate", "parallel-rsync")
+        rounds = {}
+        try:
+            for ms in RTTS:
+                self.set_rtt(ms)
+                log(f"round trips: {N_RTT} hosts, {ms} ms added RTT{f' ({self.rtt_via})' if ms else ''}, "
+                    f"{self.runs} runs per tool")
+                for k in range(self.runs):
+                    r = self.ssh_round(N_RTT, f"ssh round {ms} ms #{k + 1}")
+                    rounds.setdefault(ms, []).append(r)
+                    log(f"  {N_RTT} ssh sessions at once ({ms} ms): {r.wall:.3f} s")
+                for k in range(self.runs):
+                    order = tools if k % 2 == 0 else tools[::-1]
+                    for t in order:
+                        self.hosts.reset(N_RTT)
+                        s0 = self.sessions(N_RTT)
+                        r = self.tool19(t, N_RTT, "full", f"rtt {ms} full {t} #{k + 1}")
+                        r.sessions = self.most_sessions(N_RTT, s0)
+                        res.setdefault((t, ms, "full"), []).append(r)
+                        # The hosts run the full tree: one file changes.
+                        s0 = self.sessions(N_RTT)
+                        r = self.tool19(t, N_RTT, "changed", f"rtt {ms} incremental {t} #{k + 1}")
+                        r.sessions = self.most_sessions(N_RTT, s0)
+                        res.setdefault((t, ms, "incremental"), []).append(r)
+        finally:
+            self.set_rtt(0)
+        self.results["rtt"] = res
+        self.results["rounds"] = rounds
+
+    def link(self):
+        res = {}
+        tools = ("pushgate bittorrent", "pushgate", "parallel-rsync")
+        self.set_rate(LINK_RATE)
+        log(f"limited link: {N_LINK} hosts behind {LINK_RATE}, {size(LINK_BYTES)}, {self.runs} runs per tool")
+        try:
+            for k in range(self.runs):
+                order = tools[k % 3:] + tools[:k % 3]
+                for t in order:
+                    self.hosts.reset(N_LINK)
+                    r = self.tool19(t, N_LINK, "small", f"link {t} #{k + 1}")
+                    res.setdefault(t, []).append(r)
+        finally:
+            self.set_rate(None)
+        self.results["link"] = res
+
+    def asana(self):
+        """The same small push (the 2 MiB tree) with Asana answering at once
+        and with ASANA_LATENCY_MS added to every call: to three `local:`
+        hosts (a push whose own work is a fraction of a second), and to
+        N_RTT ssh hosts (a second or so of work the calls can hide behind)."""
+        local = [f"local:{self.work}/local/h{i}" for i in range(1, 4)]
+        res = {}
+        self.results["asana_calls"] = {}
+        for where, n, hosts in (("local", 3, local), ("ssh", N_RTT, None)):
+            if hosts is None:
+                self.hosts.reset(n)
+            for lat in (0, ASANA_LATENCY_MS):
+                self.sandbox.call("PUT", "/_sandbox/faults", {"latency_ms": lat})
+                for k in range(self.runs + 1):
+                    name = "tiny-2" if self.deployed == "tiny-1" else "tiny-1"
+                    r = self.push19(n, name, "rsync", f"asana {where} {lat} ms #{k}", hosts=hosts)
+                    if hosts is None:
+                        self.check_tree(n, "tiny", f"asana {where} {lat} ms #{k}")
+                    log(f"  asana {where} {lat} ms #{k}: {r.wall:.2f} s wall, {r.asana_requests} requests")
+                    if k > 0:
+                        res.setdefault((where, lat), []).append(r)
+                self.results["asana_calls"][where] = [
+                    re.sub(r"\d{6,}", "GID", f"{q['method']} {q['path']}") for q in self.sandbox.requests()]
+        self.sandbox.call("PUT", "/_sandbox/faults", {})
+        self.results["asana"] = res
+
+    def ciphers(self):
+        """One host: 200 MiB through ssh alone (`cat > /dev/null`: the cipher,
+        the MAC and the copies), then the 200 MiB tree by rsync over ssh
+        with each cipher and checksum; CPU here and on the host."""
+        h = self.hosts
+        blob = os.path.join(self.work, "trees", "blob")
+        if not os.path.exists(blob):
+            with open(blob, "wb") as f:
+                f.write(random.Random(10).randbytes(TREE_BYTES))
+        res = {}
+        cases = [("ssh", c, "") for c in ("chacha20-poly1305@openssh.com", "aes128-gcm@openssh.com",
+                                          "aes256-gcm@openssh.com")]
+        cases += [("rsync", "chacha20-poly1305@openssh.com", ""), ("rsync", "aes128-gcm@openssh.com", ""),
+                  ("rsync", "aes128-gcm@openssh.com", "--checksum-choice=md5"),
+                  ("rsync", "aes128-gcm@openssh.com", "--whole-file")]
+        for k in range(self.runs):
+            for how, cipher, opt in cases:
+                h.reset(1)
+                ssh = ["ssh"] + ssh_options(h) + ["-c", cipher]
+                if how == "ssh":
+                    script = os.path.join(self.logs, "cipher-ssh.sh")
+                    with open(script, "w") as f:
+                        f.write(" ".join(shq(a) for a in ssh + [h.specs[0], "cat > /dev/null"]) + f" < {shq(blob)}\n")
+                    argv = ["sh", script]
+                else:
+                    argv = ["rsync", "-a", "--mkpath"] + ([opt] if opt else []) + \
+                        ["-e", " ".join(ssh), self.trees["full"] + "/", f"{h.specs[0]}:{h.target}/releases/x/"]
+                r = timed(argv, h, self.tracked, self.logs, self.name(f"cipher {how} {cipher} {opt} #{k + 1}"))
+                res.setdefault((how, cipher, opt), []).append(r)
+        self.results["ciphers"] = res
+
+
+def report19(b, quick):
+    R = b.results
+    out = []
+    w = out.append
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rtt, link, asana, ciph = R["rtt"], R["link"], R["asana"], R["ciphers"]
+    wall = lambda rs: med([r.wall for r in rs])
+    w("## 7. Round trips per host (issue #19)\n")
+    w(f"Measured {now}{' (a `--quick` run: one run per figure)' if quick else ''}, "
+      f"{b.runs} run{'s' if b.runs != 1 else ''} per figure, medians (fastest–slowest). {N_RTT} hosts on one "
+      f"bridge with the bastion (`scripts/bench --issue 19`), the 200 MiB, 5,000-file artifact; "
+      f"pushgate's rsync transport (a cached artifact, as prod ships beta's) against `parallel-rsync -p {N_RTT}` "
+      f"then `parallel-ssh -p {N_RTT}` (the same `--link-dest` stage and symlink switch); the incremental push "
+      f"changes one 1 MiB file. Each tool uses its own ssh defaults: pushgate puts AES-GCM first "
+      f"(`sync.ssh_ciphers`, section 10), parallel-rsync and parallel-ssh leave OpenSSH's order "
+      f"(chacha20-poly1305 first). ")
+    if b.rtt_via == "netem":
+        out[-1] += "Added RTT is `tc netem delay` on each host's veth. "
+    else:
+        out[-1] += ("Added RTT: this kernel has no `sch_netem` (`CONFIG_NET_SCH_NETEM` is not set), so "
+                    "`tc netem` cannot delay the hosts' veths; instead every tool's ssh goes through a delay "
+                    "relay (`DELAY_PROXY` in `scripts/bench_measure.py`, as `ProxyCommand` in the `ssh_config` "
+                    "all of them are given) that holds each chunk half the RTT in each direction and waits one "
+                    "RTT before it connects (TCP's handshake). It delays every exchange the tools wait for "
+                    "(ssh's key exchange and authentication, each session's opening, rsync's turns); it "
+                    "does not model TCP's window over a long path, which at these rates a 20 ms path would "
+                    "not limit either, and it costs CPU on the bastion (a small C relay per connection, "
+                    "compiled with `cc` by the script), which both tools pay per byte alike. ")
+    rounds = R["rounds"]
+    out[-1] += (f"One round of {N_RTT} ssh sessions at once (`ssh host true`, connection and authentication "
+                f"included) takes " + ", ".join(f"{spread([r.wall for r in rounds[ms]])} at {ms} ms" for ms in RTTS)
+                + ". Connections / sessions is the most any one host's sshd accepted / started for the push "
+                  "(its log, `LogLevel VERBOSE`).\n")
+    w("| RTT added | push | pushgate | parallel-rsync + parallel-ssh | ratio | target ≤ 0.90× | connections / sessions per host (pushgate; peer) |\n"
+      "|---|---|---|---|---|---|---|")
+    for ms in RTTS:
+        for kind in ("full", "incremental"):
+            pg, pr = rtt[("pushgate", ms, kind)], rtt[("parallel-rsync", ms, kind)]
+            x = wall(pg) / wall(pr)
+            cs = lambda rs: f"{max(r.sessions[0] for r in rs)} / {max(r.sessions[1] for r in rs)}"
+            w(f"| {ms} ms | {kind} | {spread([r.wall for r in pg])} | {spread([r.wall for r in pr])} | "
+              f"{ratio(x, 0.90)}× | {verdict(x <= 0.90)} | {cs(pg)}; {cs(pr)} |")
+    w("")
+    cpu = lambda t, ms, f: secs(med([getattr(r, f) for r in rtt[(t, ms, "full")]]))
+    w("CPU of a full push (medians), here (the bastion: the tool, rsync, ssh) and on the hosts (sshd, the "
+      "receiving rsync): " + "; ".join(
+          f"at {ms} ms pushgate {cpu('pushgate', ms, 'cpu')} here and {cpu('pushgate', ms, 'host_cpu')} on the "
+          f"hosts, the peer {cpu('parallel-rsync', ms, 'cpu')} and {cpu('parallel-rsync', ms, 'host_cpu')}"
+          for ms in RTTS) + ".\n")
+    w("## 8. Past one bastion's link (issue #19)\n")
+    w(f"{N_LINK} hosts on one bridge; the bastion's veth limited to {LINK_RATE.replace('mbit', ' Mbit/s')} "
+      f"(`tc tbf`, egress: what leaves "
+      f"the bastion), host-to-host traffic unlimited; a full push of a {LINK_BYTES // MIB} MiB, {LINK_FILES:,}-file "
+      f"artifact to hosts that hold nothing. Bytes are the bastion veth's `tx_bytes` over the run (ssh, "
+      f"rsync, tracker and BitTorrent traffic, headers included).\n")
+    w("| tool | wall | left the bastion | × the artifact | CPU here | CPU on the hosts |\n|---|---|---|---|---|---|")
+    for t in ("pushgate bittorrent", "pushgate", "parallel-rsync"):
+        rs = link[t]
+        sent = med([r.sent for r in rs])
+        w(f"| {t if t != 'pushgate' else 'pushgate rsync'} | {spread([r.wall for r in rs])} | {size(sent)} | "
+          f"{sent / LINK_BYTES:.2f}× | {secs(med([r.cpu for r in rs]))} | {secs(med([r.host_cpu for r in rs]))} |")
+    w("")
+    steps = [stage_steps(r.err) for r in link["pushgate bittorrent"]]
+    steps = [x for x in steps if x]
+    if steps:
+        w("Where the bittorrent push's time goes (its log; medians): the stage took "
+          f"{secs(med([x['stage'] for x in steps]))}, of which the slowest host's session (ssh, the skeleton, "
+          f"`aria2c` fetching and verifying, its seeder started) {secs(med([x['slowest'] for x in steps]))} and "
+          f"the rest ({secs(med([x['stage'] - x['slowest'] for x in steps]))}) the bastion's preparation before "
+          f"the hosts start: the torrent (every piece hashed), the skeleton bundle, `opentracker` and the "
+          f"bastion's seeder; the switch (each host's seeder stopped, `current` swapped) "
+          f"{secs(med([x['switch'] for x in steps]))}; the rest of the push "
+          f"{secs(med([r.wall - x['stage'] - x['switch'] for r, x in zip(link['pushgate bittorrent'], steps)]))}.")
+    bt, rs_ = link["pushgate bittorrent"], link["pushgate"]
+    bt_bytes = med([r.sent for r in bt]) / LINK_BYTES
+    bt_ratio = wall(bt) / wall(rs_)
+    w("")
+    w("| target | result | |\n|---|---|---|")
+    w(f"| bittorrent: bytes from the bastion ≤ 2.5× the artifact | {ratio(bt_bytes, 2.5)}× | {verdict(bt_bytes <= 2.5)} |")
+    w(f"| bittorrent wall ≤ 0.30× the rsync transport's | {ratio(bt_ratio, 0.30)}× | {verdict(bt_ratio <= 0.30)} |")
+    w("")
+    w("## 9. Asana off the critical path (issue #19)\n")
+    w(f"The same push of a 2 MiB, 200-file artifact (cached: no build), with the sandbox answering at once and "
+      f"with `Faults {{ latency_ms: {ASANA_LATENCY_MS} }}` on every call (a bastion far from Asana): to three "
+      f"`local:` hosts, a push whose own work is a fraction of a second, and to {N_RTT} ssh hosts, a few "
+      f"seconds of work. Round trips on the critical path = (wall with latency − wall without) / "
+      f"{ASANA_LATENCY_MS} ms; the target is at most 3.\n")
+    w("| hosts | Asana latency | wall | Asana requests | round trips on the critical path | target ≤ 3 |\n"
+      "|---|---|---|---|---|---|")
+    for where, label in (("local", "3 `local:`"), ("ssh", f"{N_RTT} ssh")):
+        base = wall(asana[(where, 0)])
+        for lat in (0, ASANA_LATENCY_MS):
+            rs = asana[(where, lat)]
+            trips = (wall(rs) - base) / (ASANA_LATENCY_MS / 1000)
+            w(f"| {label} | {lat} ms | {spread([r.wall for r in rs])} | {int(med([r.asana_requests for r in rs]))} | "
+              f"{f'{trips:.1f}' if lat else '—'} | {verdict(trips <= 3) if lat else ''} |")
+    w("")
+    calls = R["asana_calls"]["local"]
+    w("A push's Asana requests, in the order the sandbox received them: " +
+      ", ".join(f"`{c}`" for c in calls) + ".\n")
+    w("## 10. CPU per byte: ssh ciphers and rsync checksums (issue #19)\n")
+    w(f"One host. First 200 MiB of incompressible bytes through ssh alone (`ssh -c CIPHER host 'cat > /dev/null' "
+      f"< FILE`: the cipher, its MAC, the copies), then the 200 MiB, 5,000-file tree by `rsync -a` over ssh to an "
+      f"empty directory (rsync {machine()['rsync']} negotiates its checksum itself; `--checksum-choice=md5` and "
+      f"`--whole-file` for comparison). CPU here is ssh (and rsync's sender); on the host, sshd (and the "
+      f"receiving rsync). Per GiB: both sides' CPU over the bytes moved. This machine's CPU has AES "
+      f"instructions (`aes`, `pclmulqdq` in `/proc/cpuinfo`).\n")
+    w("| what | cipher | rsync option | wall | CPU here | CPU on the host | CPU per GiB (both sides) |\n"
+      "|---|---|---|---|---|---|---|")
+    for (how, c, opt), rs in ciph.items():
+        cpu = med([r.cpu for r in rs])
+        hcpu = med([r.host_cpu for r in rs])
+        what = "ssh `cat`" if how == "ssh" else "rsync the tree"
+        o = ('`' + opt + '`') if opt else ("—" if how == "ssh" else "(negotiated)")
+        w(f"| {what} | `{c}` | {o} | {spread([r.wall for r in rs])} | {secs(cpu)} | {secs(hcpu)} | "
+          f"{secs((cpu + hcpu) * 1024 / (TREE_BYTES / MIB))} |")
+    w("")
+    return "\n".join(out) + "\n"
+
+
+def stage_steps(err):
+    """The stage's and the switch's seconds, and the slowest host's, from a
+    push's log (`stage: 16/16 hosts staged R in 23.0 s`, `slowest: h 18.8 s,
+    ...`, `switch: ... (1.4 s)`); None if a line is missing."""
+    st = re.search(r"stage: \d+/\d+ hosts staged \S+ in ([\d.]+) s", err)
+    slow = re.search(r"^slowest: \S+ ([\d.]+) s", err, re.M)
+    sw = re.search(r"switch: \d+/\d+ hosts now run \S+ \(([\d.]+) s\)", err)
+    if not (st and slow and sw):
+        return None
+    return {"stage": float(st.group(1)), "slowest": float(slow.group(1)), "switch": float(sw.group(1))}
+
+
+def summary19(b):
+    """The Summary table's rows for issue #19's targets (sections 7–9)."""
+    R = b.results
+    fmt = ratio
+    wall = lambda rs: med([r.wall for r in rs])
+    rows = []
+    for ms in RTTS:
+        for kind in ("full", "incremental"):
+            r = wall(R["rtt"][("pushgate", ms, kind)]) / wall(R["rtt"][("parallel-rsync", ms, kind)])
+            rows.append(f"| 7 | rsync transport / parallel-rsync + parallel-ssh (wall), {kind}, {N_RTT} hosts, "
+                        f"{ms} ms added RTT | ≤ 0.90× | {fmt(r, 0.90)}× | {verdict(r <= 0.90)} |")
+    link = R["link"]
+    bt_bytes = med([r.sent for r in link["pushgate bittorrent"]]) / LINK_BYTES
+    bt_ratio = wall(link["pushgate bittorrent"]) / wall(link["pushgate"])
+    rate = LINK_RATE.replace("mbit", " Mbit/s")
+    rows.append(f"| 8 | bittorrent transport: bytes from the bastion, {N_LINK} hosts behind {rate} | ≤ 2.5× "
+                f"the artifact | {fmt(bt_bytes, 2.5)}× | {verdict(bt_bytes <= 2.5)} |")
+    rows.append(f"| 8 | bittorrent / rsync transport (wall), {N_LINK} hosts behind {rate} | ≤ 0.30× | "
+                f"{fmt(bt_ratio, 0.30)}× | {verdict(bt_ratio <= 0.30)} |")
+    for where, label in (("local", "3 `local:` hosts"), ("ssh", f"{N_RTT} ssh hosts")):
+        base = wall(R["asana"][(where, 0)])
+        trips = (wall(R["asana"][(where, ASANA_LATENCY_MS)]) - base) / (ASANA_LATENCY_MS / 1000)
+        rows.append(f"| 9 | Asana round trips a push adds to its work ({ASANA_LATENCY_MS} ms a call), {label} | "
+                    f"≤ 3 | {trips:.1f} | {verdict(trips <= 3)} |")
+    return rows
+
+
+SUMMARY19 = re.compile(r"^\| (7|8|9|10) \|")
+
+
+def merge_summary(summary, rows19):
+    """The Summary section with its #19 rows (sections 7–10) replaced by
+    `rows19`, after the other rows of its table."""
+    lines = [l for l in summary.split("\n") if not SUMMARY19.match(l)]
+    last = max((i for i, l in enumerate(lines) if l.startswith("| ")), default=len(lines) - 1)
+    return "\n".join(lines[:last + 1] + rows19 + lines[last + 1:])
+
+
+def write_doc19(path, generated, rows19):
+    """Sections 7–10 from `generated`; every other section kept as it was."""
+    old = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    parts = sections(old)
+    head = old.split("\n## ", 1)[0].rstrip("\n") + "\n"
+    new_parts = sections(generated)
+    keep = [(h, merge_summary(b, rows19) if h.startswith("## Summary") else b)
+            for h, b in parts.items() if not h.startswith(T19_SECTIONS)]
+    findings = [(h, b) for h, b in keep if h.startswith("## Findings")]
+    keep = [(h, b) for h, b in keep if not h.startswith("## Findings")]
+    text = head + "\n" + "".join(b.rstrip("\n") + "\n\n" for _, b in keep)
+    text += "".join(b.rstrip("\n") + "\n\n" for b in new_parts.values())
+    text += "".join(b.rstrip("\n") + "\n" for _, b in findings)
+    with open(path + ".tmp", "w") as f:
+        f.write(text.rstrip("\n") + "\n")
+    os.replace(path + ".tmp", path)
+    return text
+
+
+def transport_main(args):
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    b = Transport19(args)
+    try:
+        b.setup19()
+        b.rtt()
+        b.link()
+        b.asana()
+        b.ciphers()
+    finally:
+        b.tracked.stop_all()
+        reap_orphans(b.tracked)
+    with open(os.path.join(args.work, "results19.json"), "w") as f:
+        def plain(x):
+            if isinstance(x, Run):
+                return {k: v for k, v in vars(x).items() if k not in ("out", "err")}
+            if isinstance(x, dict):
+                return {str(k): plain(v) for k, v in x.items()}
+            if isinstance(x, (list, tuple)):
+                return [plain(v) for v in x]
+            return x
+        json.dump(plain(b.results), f, indent=1)
+    generated = report19(b, bool(args.quick))
+    write_doc19(args.doc, generated, summary19(b))
+    print(generated)
+    print(f"wrote {args.doc}")
 
 
 def main():
@@ -1172,8 +1888,11 @@ def main():
     ap.add_argument("--idle", type=int, default=600)
     ap.add_argument("--quick", type=int, default=0)
     ap.add_argument("--doc", required=True)
+    ap.add_argument("--issue", type=int, default=8)
     args = ap.parse_args()
     become_subreaper()
+    if args.issue == 19:
+        return transport_main(args)
     # scripts/bench's trap sends SIGTERM: stop what we started on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     b = Bench(args)
