@@ -204,7 +204,7 @@ impl Fleet<'_> {
             if run_tracker {
                 listening(announce.port().unwrap_or(6969)).await;
             }
-            let argv = bt_seeder_argv(&prepared.torrent, &prepared.seed, stop_secs);
+            let argv = bt_seeder_argv(&prepared.torrent, &prepared.seed);
             match process::run(&argv, None, helpers_bound, self.env).await {
                 Ok(out) if !out.success() => {
                     tracing::error!(error = %out.failure(), "the bastion's aria2c stopped seeding")
