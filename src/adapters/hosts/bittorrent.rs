@@ -436,3 +436,31 @@ impl Fleet<'_> {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    /// Whether another descriptor could take the port's lock now.
+    fn free(port: u16) -> bool {
+        let f = std::fs::File::open(tracker_lock_path(port)).unwrap();
+        rustix::fs::flock(
+            f.as_fd(),
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        )
+        .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_tracker_port_is_held_by_one_stage_until_it_ends() {
+        // A port no test's tracker gets (they bind port 0).
+        let port = 1;
+        let held = lock_tracker_port(port).await.unwrap();
+        assert!(!free(port), "a second stage would wait");
+        drop(held);
+        assert!(free(port), "the next stage goes on");
+        let _again = lock_tracker_port(port).await.unwrap();
+        assert!(!free(port));
+    }
+}
