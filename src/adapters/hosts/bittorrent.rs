@@ -202,35 +202,47 @@ fn tracker_lock_path(port: u16) -> PathBuf {
 
 /// Takes the lock of `port` (see [`tracker_lock_path`]), waiting as long
 /// as another stage holds it; released when the file is dropped (or the
-/// process dies).
+/// process dies). It asks again every quarter second rather than block a
+/// thread: a stage dropped while it waits leaves nothing waiting behind.
 async fn lock_tracker_port(port: u16) -> Result<std::fs::File, HostError> {
+    use std::os::fd::AsFd;
     let path = tracker_lock_path(port);
-    tokio::task::spawn_blocking(move || {
-        use std::os::fd::AsFd;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            // Made by another user: a lock needs only a descriptor.
-            .or_else(|_| std::fs::File::open(&path))
-            .map_err(|e| format!("cannot open the tracker port's lock {}: {e}", path.display()))?;
-        if rustix::fs::flock(
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        // Made by another user: a lock needs only a descriptor.
+        .or_else(|_| std::fs::File::open(&path))
+        .map_err(|e| {
+            HostError::other(format!(
+                "cannot open the tracker port's lock {}: {e}",
+                path.display()
+            ))
+        })?;
+    let mut said = false;
+    loop {
+        match rustix::fs::flock(
             file.as_fd(),
             rustix::fs::FlockOperation::NonBlockingLockExclusive,
-        )
-        .is_err()
-        {
-            tracing::info!(port, lock = %path.display(), "another bittorrent stage runs a tracker on this port; waiting for it to end");
-            rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockExclusive)
-                .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+        ) {
+            Ok(()) => return Ok(file),
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                if !said {
+                    tracing::info!(port, lock = %path.display(), "another bittorrent stage runs a tracker on this port; waiting for it to end");
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => {
+                return Err(HostError::other(format!(
+                    "cannot lock {}: {e}",
+                    path.display()
+                )))
+            }
         }
-        Ok::<_, String>(file)
-    })
-    .await
-    .map_err(other)?
-    .map_err(HostError::other)
+    }
 }
 
 /// The tracker's failure, for every host not staged yet.
