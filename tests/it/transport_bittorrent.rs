@@ -44,11 +44,12 @@ fn free_port() -> u16 {
 const BUILD: &str = r#"["sh", "-c", "mkdir -p dist/empty-dir && cp -R app/. dist/ && : > dist/empty && ln -s index.html dist/link && printf '#!/bin/sh\necho hi\n' > dist/run.sh && chmod 0755 dist/run.sh && dd if=/dev/zero of=dist/big.bin bs=1024 count=300 2>/dev/null"]"#;
 
 fn bin(sb: &Sandbox, hosts: &Hosts, extra: &str) -> Bin {
-    let tracker = format!(
-        "http://{}:{}/announce",
-        hosts.bastion_addr().unwrap(),
-        free_port()
-    );
+    bin_with(sb, hosts, extra, BUILD, free_port())
+}
+
+/// [`bin`] with its own build command and tracker port.
+fn bin_with(sb: &Sandbox, hosts: &Hosts, extra: &str, build: &str, port: u16) -> Bin {
+    let tracker = format!("http://{}:{port}/announce", hosts.bastion_addr().unwrap(),);
     Bin::with(
         sb,
         Setup {
@@ -58,10 +59,24 @@ fn bin(sb: &Sandbox, hosts: &Hosts, extra: &str) -> Bin {
             ),
             beta: hosts.cluster_toml(),
             beta_hosts: Some(hosts.specs()),
-            build_command: Some(BUILD.into()),
+            build_command: Some(build.into()),
             ..Setup::default()
         },
     )
+}
+
+/// The comments on the newest push task.
+fn comments(sb: &Sandbox) -> Vec<String> {
+    sb.with_data(|d| {
+        let g = d.projects[seed::PUSH_BETA].tasks.last().unwrap().clone();
+        d.tasks[&g]
+            .stories
+            .iter()
+            .filter(|s| s.subtype == "comment_added")
+            .map(|s| s.text.clone())
+            .collect()
+    })
+    .unwrap()
 }
 
 fn check(run: &Run, code: i32, hosts: &Hosts) {
@@ -351,4 +366,140 @@ async fn check_names_the_host_without_aria2c() {
     assert!(ok.contains("; aria2c 1."), "{ok}");
     let bad = line(&format!("FAIL  beta host {}: ", specs[1]));
     assert!(bad.contains("no aria2c"), "{bad}");
+}
+
+/// Pushes twice, the second push incremental (every file but
+/// `index.html` reused from the release the hosts run), and checks that
+/// every host's `current` then holds exactly the artifact.
+async fn push_twice_and_compare(hosts: &Hosts, n: usize, build: &str) {
+    let sb = support::sandbox().await;
+    let bin = bin_with(&sb, hosts, "", build, free_port());
+    let run = bin.run(&["-vv", "push", "beta"]).await;
+    check(&run, 0, hosts);
+    let r1 = release(hosts, 0).expect("host 1 switched");
+    let artifact = bin.path(&format!("state/artifacts/{}", bin.first));
+    for i in 0..n {
+        assert_eq!(release(hosts, i).as_deref(), Some(r1.as_str()));
+        assert_same_tree(
+            &artifact,
+            &hosts.dir(i).join("current"),
+            &format!("push 1, host {}", i + 1),
+        );
+    }
+    let second = bin.repo.commit(&[("app/index.html", b"v2\n")], "v2");
+    let run = bin.run(&["-vv", "push", "beta"]).await;
+    check(&run, 0, hosts);
+    let r2 = release(hosts, 0).expect("host 1 switched");
+    assert_ne!(r1, r2);
+    let artifact = bin.path(&format!("state/artifacts/{second}"));
+    for i in 0..n {
+        assert_eq!(release(hosts, i).as_deref(), Some(r2.as_str()));
+        assert_same_tree(
+            &artifact,
+            &hosts.dir(i).join("releases").join(&r2),
+            &format!("push 2, host {}", i + 1),
+        );
+    }
+    assert_no_scratch(hosts, n, "push 2");
+}
+
+#[tokio::test]
+async fn files_named_like_options_are_reused_whole_by_an_incremental_push() {
+    if let Some(why) = unavailable() {
+        return hosts::skip(&why);
+    }
+    let hosts = match Hosts::start_switched(2, None, None).await {
+        Ok(h) => h,
+        Err(why) => return hosts::skip(&why),
+    };
+    // `--help` given to cp as an option prints its help and links nothing.
+    const DASHES: &str = r#"["sh", "-c", "mkdir -p dist && cp -R app/. dist/ && printf 'help me\n' > dist/--help && printf 'ex\n' > dist/-x && dd if=/dev/zero of=dist/big.bin bs=1024 count=64 2>/dev/null"]"#;
+    push_twice_and_compare(&hosts, 2, DASHES).await;
+}
+
+#[tokio::test]
+async fn a_non_root_deploy_user_stages_read_only_directories_again_and_again() {
+    if let Some(why) = unavailable() {
+        return hosts::skip(&why);
+    }
+    let hosts = match Hosts::start_on(
+        &[hosts::Kind::Deploy, hosts::Kind::Deploy],
+        hosts::Net::Switch {
+            bastion_rate: None,
+            host_delay: None,
+        },
+    )
+    .await
+    {
+        Ok(h) => h,
+        Err(why) => return hosts::skip(&why),
+    };
+    // A 0555 directory with files in it, reused by the second push.
+    const READ_ONLY: &str = r#"["sh", "-c", "mkdir -p dist/ro/deeper && cp -R app/. dist/ && printf 'kept\n' > dist/ro/f && printf 'deep\n' > dist/ro/deeper/g && : > dist/ro/empty && chmod 0555 dist/ro/deeper dist/ro"]"#;
+    push_twice_and_compare(&hosts, 2, READ_ONLY).await;
+}
+
+#[tokio::test]
+async fn a_tracker_port_taken_by_another_program_fails_the_stage_at_once_naming_it() {
+    if let Some(why) = unavailable() {
+        return hosts::skip(&why);
+    }
+    let hosts = match Hosts::start_switched(2, None, None).await {
+        Ok(h) => h,
+        Err(why) => return hosts::skip(&why),
+    };
+    // Another program (another push's tracker, say) listens on the port.
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let sb = support::sandbox().await;
+    let bin = bin_with(&sb, &hosts, "", BUILD, port);
+    let started = std::time::Instant::now();
+    let run = bin.run(&["push", "beta"]).await;
+    check(&run, 1, &hosts);
+    // Long before the hosts' 60 s timeout.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(45),
+        "{:?}",
+        started.elapsed()
+    );
+    for i in 0..2 {
+        assert_eq!(hosts.current(i), None, "host {}", i + 1);
+    }
+    let c = comments(&sb);
+    let last = c.last().unwrap();
+    assert!(
+        last.contains(&format!(
+            "the bittorrent tracker (opentracker on port {port}) stopped"
+        )) && last.contains("Address already in use")
+            && !last.contains("timed out"),
+        "{last}"
+    );
+    drop(taken);
+}
+
+#[tokio::test]
+async fn a_file_name_with_a_control_character_is_refused_before_any_host_is_touched() {
+    if let Some(why) = unavailable() {
+        return hosts::skip(&why);
+    }
+    let hosts = match Hosts::start_switched(2, None, None).await {
+        Ok(h) => h,
+        Err(why) => return hosts::skip(&why),
+    };
+    const TAB: &str = r#"["sh", "-c", "mkdir -p dist && cp -R app/. dist/ && printf 'x\n' > \"dist/a$(printf '\\t')b\""]"#;
+    let sb = support::sandbox().await;
+    let bin = bin_with(&sb, &hosts, "", TAB, free_port());
+    let run = bin.run(&["push", "beta"]).await;
+    check(&run, 1, &hosts);
+    for i in 0..2 {
+        assert_eq!(hosts.current(i), None, "host {}", i + 1);
+    }
+    let c = comments(&sb);
+    let last = c.last().unwrap();
+    assert!(
+        last.contains("a\\tb: the bittorrent transport cannot carry this name")
+            && last.contains("sync.transport = \"rsync\" can")
+            && !last.contains('\t'),
+        "{last}"
+    );
 }

@@ -196,20 +196,20 @@ pub const PROBE_MARK: &str = "pushgate-probe";
 /// and one `pushgate-probe release=NAME` per release kept.
 pub fn stage_prefix(target: &Path, release: &ReleaseId, prune: &[ReleaseId]) -> String {
     let t = shell_quote(&target.display().to_string());
-    probe_and_prune(&t, release, prune, " >&2", "")
+    probe_and_prune(&t, release, prune, " >&2", "rm -rf -- \"releases/$r\"")
 }
 
 /// What both transports' stage sessions begin with, in `TARGET`: make
 /// `releases/`, report `current` (then refuse to stage over it), delete
-/// `prune` but the release `current` points at (and, per release, the
-/// paths `also` names after `"releases/$r"`), and report every release
-/// kept. Reports go to `report` (`" >&2"` where stdout is rsync's).
+/// `prune` but the release `current` points at (by `remove`, a command
+/// that removes `"releases/$r"`), and report every release kept. Reports
+/// go to `report` (`" >&2"` where stdout is rsync's).
 fn probe_and_prune(
     t: &str,
     release: &ReleaseId,
     prune: &[ReleaseId],
     report: &str,
-    also: &str,
+    remove: &str,
 ) -> String {
     let mut s = format!(
         "cd -- {t} && mkdir -p releases && c=\"$(readlink current 2>/dev/null)\"; printf '{PROBE_MARK} current=%s\\n' \"$c\"{report} && if [ \"$c\" = releases/{release} ]; then echo 'pushgate: release {release} is the current release of this host; refusing to stage over it' >&2; exit 1; fi"
@@ -221,7 +221,7 @@ fn probe_and_prune(
         .collect();
     if !names.is_empty() {
         s.push_str(&format!(
-            " && for r in {}; do [ \"$c\" = \"releases/$r\" ] || rm -rf -- \"releases/$r\"{also}; done",
+            " && for r in {}; do [ \"$c\" = \"releases/$r\" ] || {remove}; done",
             names.join(" ")
         ));
     }
@@ -330,17 +330,27 @@ fn rsync_words(
 pub const STAGED_MARK: &str = "pushgate-staged";
 
 /// `aria2c`'s options on a host and on the bastion: no DHT or local peer
-/// discovery (the tracker names every peer), files written as they come,
-/// and the whole run bounded by `stop_secs` whatever the peers do.
-fn aria2c_common(stop_secs: u64) -> String {
-    format!(
-        "--enable-dht=false --enable-dht6=false --bt-enable-lpd=false --file-allocation=none --allow-overwrite=true --auto-file-renaming=false --summary-interval=0 --console-log-level=error --download-result=hide --stop={stop_secs}"
-    )
+/// discovery (the tracker names every peer), files written as they come;
+/// on a host, the whole run bounded by `stop_secs` whatever the peers do
+/// (the bastion's seeder has no bound of its own: it lives as long as
+/// the stage).
+fn aria2c_common(stop_secs: Option<u64>) -> String {
+    let mut s = String::from(
+        "--enable-dht=false --enable-dht6=false --bt-enable-lpd=false --file-allocation=none --allow-overwrite=true --auto-file-renaming=false --summary-interval=0 --console-log-level=error --download-result=hide",
+    );
+    if let Some(secs) = stop_secs {
+        s.push_str(&format!(" --stop={secs}"));
+    }
+    s
 }
 
-/// Stops the host's seeder of scratch directory `$1` (its pid in
-/// `$1/seed.pid`, killed only if that process seeds `$1`'s torrent).
-const STOP_SEEDER: &str = "stop_seed() { p=$(cat \"$1/seed.pid\" 2>/dev/null) || return 0; case \"$(tr '\\000' ' ' < \"/proc/$p/cmdline\" 2>/dev/null)\" in *\"$1/meta/t.torrent\"*) kill \"$p\" 2>/dev/null ;; esac; return 0; }";
+/// The host's shell functions for a release's scratch directory:
+/// `stop_seed DIR` kills every aria2c (and the `timeout` around one) that
+/// fetches or seeds DIR's torrent from this target, whatever its pid
+/// file says — a fetch whose ssh client is gone included; `rmw PATH…`
+/// removes paths whose directories may be read-only (an artifact's 0555
+/// directory), which a non-root user could not empty otherwise.
+const STOP_SEEDER: &str = "stop_seed() { [ -d \"$1\" ] || return 0; d=$(cd -- \"$1/../..\" && pwd -P) || return 0; n=${1##*/}; for p in /proc/[0-9]*; do case \"$(tr '\\000' ' ' < \"$p/cmdline\" 2>/dev/null)\" in aria2c\\ *\"releases/$n/meta/t.torrent\"*|timeout\\ *\"releases/$n/meta/t.torrent\"*) [ \"$(readlink \"$p/cwd\" 2>/dev/null)\" = \"$d\" ] && kill -9 \"${p#/proc/}\" 2>/dev/null ;; esac; done; return 0; }; rmw() { chmod -R u+w -- \"$@\" 2>/dev/null; rm -rf -- \"$@\"; }";
 
 /// How a host fetches a release over bittorrent (see [`bt_stage_script`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -353,7 +363,9 @@ pub struct BtStage<'a> {
     pub changed: Option<(usize, usize)>,
     /// Whether the torrent has any file at all.
     pub files: bool,
-    /// `host_timeout`, in seconds: the longest a host's aria2c runs.
+    /// `host_timeout`, in seconds: the longest a host's aria2c runs (its
+    /// fetch is stopped by `timeout` a little earlier, where the host has
+    /// coreutils' `timeout`, so that it ends with the session).
     pub stop_secs: u64,
 }
 
@@ -373,10 +385,15 @@ pub fn bt_stage_script(target: &Path, bt: &BtStage<'_>) -> String {
     let release = bt.release;
     let t = shell_quote(&target.display().to_string());
     let w = format!("releases/.{release}.bt");
-    let opts = aria2c_common(bt.stop_secs);
+    let opts = aria2c_common(Some(bt.stop_secs));
+    // Bounded on the host a little below host_timeout (TERM, then KILL
+    // `kill` seconds later, all within host_timeout: a twentieth of it, at
+    // most HOST_KILL_AFTER): a fetch never outlives its session by long.
+    let kill = (bt.stop_secs / 20).clamp(1, HOST_KILL_AFTER.as_secs());
+    let fetch_secs = bt.stop_secs.saturating_sub(kill).max(1);
     let fetch = |select: Option<(usize, usize)>| -> String {
         format!(
-            "aria2c -T \"$w/meta/t.torrent\" --dir=releases --seed-time=0 {opts}{} 1>&2",
+            "$to aria2c -T \"$w/meta/t.torrent\" --dir=releases --seed-time=0 {opts}{} 1>&2",
             select.map_or(String::new(), |(a, b)| format!(" --select-file={a}-{b}"))
         )
     };
@@ -387,10 +404,21 @@ pub fn bt_stage_script(target: &Path, bt: &BtStage<'_>) -> String {
     };
     let mut s = format!(
         "{STOP_SEEDER}; {}",
-        probe_and_prune(&t, release, bt.prune, "", " \"releases/.$r.bt\"")
+        probe_and_prune(
+            &t,
+            release,
+            bt.prune,
+            "",
+            "{ stop_seed \"releases/.$r.bt\"; rmw \"releases/$r\" \"releases/.$r.bt\"; }"
+        )
     );
+    // A scratch directory an earlier stage left that cannot be removed
+    // is reported, and does not fail this stage: it is not this release's.
     s.push_str(&format!(
-        " && for d in releases/.*.bt; do [ -d \"$d\" ] || continue; stop_seed \"$d\"; rm -rf -- \"$d\"; done && rm -f releases/*.aria2 && w={w} && rm -rf -- releases/{release} && mkdir -p -- \"$w\" releases/{release} && tar -xzpf - --no-same-owner -C \"$w\""
+        " && for d in releases/.*.bt; do [ -d \"$d\" ] || continue; stop_seed \"$d\"; rmw \"$d\" || echo \"pushgate: cannot remove $d; staging anyway\" >&2; done && rm -f -- releases/*.aria2 && w={w} && rmw releases/{release} && mkdir -p -- \"$w\" releases/{release} && tar -xzpf - --no-same-owner -C \"$w\""
+    ));
+    s.push_str(&format!(
+        " && if command -v timeout >/dev/null 2>&1; then to=\"timeout -k {kill} {fetch_secs}\"; else to=; fi"
     ));
     let on = match bt.base {
         Some(b) => format!(" && if [ \"$c\" = releases/{b} ]; then on=1; else on=; fi"),
@@ -400,13 +428,16 @@ pub fn bt_stage_script(target: &Path, bt: &BtStage<'_>) -> String {
     s.push_str(&format!(
         " && if [ -n \"$on\" ]; then {on_base}; else {all}; fi && rm -f -- releases/{release}.aria2"
     ));
+    // The skeleton's read-only directories are made writable while files
+    // are taken out of them, and read-only again in the release.
+    s.push_str(" && (cd \"$w/tree\" && find . -type d ! -perm -u+w -print0 > ../ro && xargs -0 -r chmod u+w -- < ../ro)");
     if let Some(b) = bt.base {
         s.push_str(&format!(
-            " && if [ -n \"$on\" ]; then (cd releases/{b} && xargs -0 -r cp -l -f --parents -t ../{release} < ../.{release}.bt/meta/reuse) && (cd \"$w/tree\" && xargs -0 -r rm -f -- < ../meta/reuse); fi"
+            " && if [ -n \"$on\" ]; then (cd releases/{b} && xargs -0 -r cp -l -f --parents -t ../{release} -- < ../.{release}.bt/meta/reuse) && (cd \"$w/tree\" && xargs -0 -r rm -f -- < ../meta/reuse); fi"
         ));
     }
     s.push_str(&format!(
-        " && cp -R -P --attributes-only --preserve=mode,timestamps -- \"$w/tree/.\" releases/{release}/ && rm -rf -- \"$w/tree\" && (setsid aria2c -T \"$w/meta/t.torrent\" --dir=releases --bt-seed-unverified=true --seed-ratio=0.0 --seed-time={} {opts} > /dev/null 2>&1 < /dev/null & echo $! > \"$w/seed.pid\") && echo {STAGED_MARK}",
+        " && cp -R -P --attributes-only --preserve=mode,timestamps -- \"$w/tree/.\" releases/{release}/ && (cd releases/{release} && xargs -0 -r chmod u-w -- < ../.{release}.bt/ro) && rmw \"$w/tree\" && (setsid aria2c -T \"$w/meta/t.torrent\" --dir=releases --bt-seed-unverified=true --seed-ratio=0.0 --seed-time={} {opts} > /dev/null 2>&1 < /dev/null & echo $! > \"$w/seed.pid\") && echo {STAGED_MARK}",
         bt.stop_secs.div_ceil(60).max(1)
     ));
     s
@@ -417,13 +448,16 @@ pub fn bt_stage_script(target: &Path, bt: &BtStage<'_>) -> String {
 pub fn bt_unseed(target: &Path, release: &ReleaseId) -> String {
     let t = shell_quote(&target.display().to_string());
     format!(
-        "{STOP_SEEDER}; cd -- {t} && stop_seed releases/.{release}.bt; rm -rf -- releases/.{release}.bt releases/{release}.aria2"
+        "{STOP_SEEDER}; cd -- {t} && {{ stop_seed releases/.{release}.bt; rmw releases/.{release}.bt releases/{release}.aria2; }}"
     )
 }
 
 /// The bastion's seeder of a release: every piece, from the seed
 /// directory (the artifact's files hard-linked under the release's name).
-pub fn bt_seeder_argv(torrent: &Path, seed_dir: &Path, stop_secs: u64) -> Vec<OsString> {
+/// It has no bound of its own (`--seed-ratio=0.0` without `--seed-time`
+/// seeds until stopped): it lives exactly as long as the stage, which
+/// kills it, however many rounds of `sync.parallelism` hosts that takes.
+pub fn bt_seeder_argv(torrent: &Path, seed_dir: &Path) -> Vec<OsString> {
     let mut v: Vec<OsString> = vec![
         "aria2c".into(),
         "-T".into(),
@@ -435,9 +469,8 @@ pub fn bt_seeder_argv(torrent: &Path, seed_dir: &Path, stop_secs: u64) -> Vec<Os
         },
         "--bt-seed-unverified=true".into(),
         "--seed-ratio=0.0".into(),
-        format!("--seed-time={}", stop_secs.div_ceil(60).max(1)).into(),
     ];
-    v.extend(aria2c_common(stop_secs).split(' ').map(OsString::from));
+    v.extend(aria2c_common(None).split(' ').map(OsString::from));
     v
 }
 
@@ -535,7 +568,7 @@ pub fn remove_bt_script(target: &Path, releases: &[ReleaseId]) -> String {
     let mut s = format!("{STOP_SEEDER}; cd -- {t}/releases");
     for r in releases {
         s.push_str(&format!(
-            " && stop_seed .{r}.bt && rm -rf -- {r} .{r}.bt {r}.aria2"
+            " && stop_seed .{r}.bt && rmw {r} .{r}.bt {r}.aria2"
         ));
     }
     s
@@ -978,12 +1011,20 @@ mod tests {
             s.contains("if [ \"$c\" = releases/20261121T101500Z-0123456789ab ]; then on=1"),
             "{s}"
         );
-        assert!(s.contains("then aria2c -T \"$w/meta/t.torrent\" --dir=releases --seed-time=0 --enable-dht=false"), "{s}");
+        assert!(s.contains("then $to aria2c -T \"$w/meta/t.torrent\" --dir=releases --seed-time=0 --enable-dht=false"), "{s}");
+        // The fetch ends on the host a little before host_timeout.
         assert!(
-            s.contains("--stop=600 --select-file=4-9 1>&2; else aria2c"),
+            s.contains(
+                "if command -v timeout >/dev/null 2>&1; then to=\"timeout -k 5 595\"; else to=; fi"
+            ),
             "{s}"
         );
-        assert!(s.contains("(cd releases/20261121T101500Z-0123456789ab && xargs -0 -r cp -l -f --parents -t ../20261122T101500Z-3f2a9c13f2a9 < ../.20261122T101500Z-3f2a9c13f2a9.bt/meta/reuse)"), "{s}");
+        assert!(
+            s.contains("--stop=600 --select-file=4-9 1>&2; else $to aria2c"),
+            "{s}"
+        );
+        // A reused file named `--help` is a name, not an option.
+        assert!(s.contains("(cd releases/20261121T101500Z-0123456789ab && xargs -0 -r cp -l -f --parents -t ../20261122T101500Z-3f2a9c13f2a9 -- < ../.20261122T101500Z-3f2a9c13f2a9.bt/meta/reuse)"), "{s}");
         assert!(s.contains("--seed-time=10 "), "{s}");
         assert!(s.ends_with("echo pushgate-staged"), "{s}");
         // No base: every host fetches everything, links nothing.
@@ -1003,14 +1044,65 @@ mod tests {
     }
 
     #[test]
+    fn a_bittorrent_stage_stops_what_it_removes_and_is_not_failed_by_a_leftover() {
+        let r = rel("20261122T101500Z-3f2a9c13f2a9");
+        let old = [rel("20261101T101500Z-0123456789ab")];
+        let s = bt_stage_script(
+            Path::new("/srv/app"),
+            &BtStage {
+                release: &r,
+                prune: &old,
+                base: None,
+                changed: None,
+                files: true,
+                stop_secs: 3,
+            },
+        );
+        // A pruned release's seeder is stopped before its files go.
+        assert!(s.contains("for r in '20261101T101500Z-0123456789ab'; do [ \"$c\" = \"releases/$r\" ] || { stop_seed \"releases/.$r.bt\"; rmw \"releases/$r\" \"releases/.$r.bt\"; }; done"), "{s}");
+        // An earlier stage's scratch that cannot go is reported, not fatal.
+        assert!(
+            s.contains(
+                "rmw \"$d\" || echo \"pushgate: cannot remove $d; staging anyway\" >&2; done && "
+            ),
+            "{s}"
+        );
+        // Read-only directories are made writable before anything is removed.
+        assert!(
+            s.contains("rmw() { chmod -R u+w -- \"$@\" 2>/dev/null; rm -rf -- \"$@\"; }"),
+            "{s}"
+        );
+        assert!(
+            s.contains("&& rmw releases/20261122T101500Z-3f2a9c13f2a9 && mkdir -p"),
+            "{s}"
+        );
+        // A short host_timeout leaves the fetch most of it.
+        assert!(s.contains("to=\"timeout -k 1 2\""), "{s}");
+        // Fetchers of a release are stopped wherever they came from.
+        assert!(s.contains("aria2c\\ *\"releases/$n/meta/t.torrent\"*|timeout\\ *\"releases/$n/meta/t.torrent\"*"), "{s}");
+    }
+
+    #[test]
     fn a_bittorrent_switch_stops_the_hosts_seeder_first() {
         let r = rel("20261122T101500Z-3f2a9c13f2a9");
         let s = switch_then(Path::new("/srv/app"), &r, None, true);
         assert!(s.starts_with("stop_seed() {"), "{s}");
-        assert!(s.contains("stop_seed releases/.20261122T101500Z-3f2a9c13f2a9.bt; rm -rf -- releases/.20261122T101500Z-3f2a9c13f2a9.bt releases/20261122T101500Z-3f2a9c13f2a9.aria2; cd -- '/srv/app' && test -d releases/"), "{s}");
+        // Nothing is removed outside the target when it cannot be entered.
+        assert!(s.contains("cd -- '/srv/app' && { stop_seed releases/.20261122T101500Z-3f2a9c13f2a9.bt; rmw releases/.20261122T101500Z-3f2a9c13f2a9.bt releases/20261122T101500Z-3f2a9c13f2a9.aria2; }; cd -- '/srv/app' && test -d releases/"), "{s}");
         assert_eq!(
             switch_then(Path::new("/srv/app"), &r, None, false),
             switch_then_script(Path::new("/srv/app"), &r, None)
+        );
+        // The bastion's seeder lives as long as the stage, not a bound of its own.
+        let seeder = words(&bt_seeder_argv(
+            Path::new("/s/t.torrent"),
+            Path::new("/s/seed"),
+        ));
+        assert!(
+            seeder.contains("--seed-ratio=0.0")
+                && !seeder.contains("--stop")
+                && !seeder.contains("--seed-time"),
+            "{seeder}"
         );
         assert!(check_aria2c("aria2 version 1.36.0").is_ok());
         assert!(check_aria2c("aria2c: none")

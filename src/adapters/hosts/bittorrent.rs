@@ -4,9 +4,14 @@
 //! it with `aria2c`; each ssh host fetches it with `aria2c` in one session
 //! ([`super::argv::bt_stage_script`]), reuses the files unchanged since the
 //! release it runs, and reports done. The tracker and the seeder live
-//! exactly as long as the stage: they are children of this future, killed
-//! with their process group when it ends, and registered so that a run
-//! killed outright leaves nothing a later run does not stop.
+//! exactly as long as the stage, however many rounds of
+//! `sync.parallelism` hosts it takes: they are children of this future,
+//! killed with their process group when it ends (no bound of their own),
+//! and registered so that a run killed outright leaves nothing a later
+//! run does not stop. A tracker that stops, or never listens, fails the
+//! stage at once. Two stages that would run a tracker on one port (the
+//! daemon's concurrent pushes) take turns: a lock on the port, for the
+//! whole bastion, held for the stage.
 //!
 //! It decides nothing: how many failures are too many, and what the
 //! switch does, are the caller's, as for rsync.
@@ -17,7 +22,7 @@ use std::time::Duration;
 
 use super::argv::{
     bt_seeder_argv, bt_stage_script, parse_stage_probe, ssh_argv, tracker_config, BtStage, Place,
-    STAGED_MARK,
+    HOST_TIMED_OUT, STAGED_MARK,
 };
 use super::error::describe_failure;
 use super::torrent::{self, Layout};
@@ -62,7 +67,7 @@ async fn prepare(
     let port = announce.port().unwrap_or(6969);
     let made = tokio::task::spawn_blocking(move || -> Result<(Layout, PathBuf), String> {
         let s = &scratch_dir;
-        let _ = std::fs::remove_dir_all(s);
+        remove_scratch(s);
         for d in ["bundle/meta", "bundle/tree", "seed", "tracker"] {
             std::fs::create_dir_all(s.join(d))
                 .map_err(|e| format!("create {}: {e}", s.display()))?;
@@ -133,23 +138,120 @@ async fn prepare(
     })
 }
 
-/// Waits (a few seconds at most) until something accepts connections on
-/// `port` here: the tracker the hosts are about to announce to.
-async fn listening(port: u16) {
-    for _ in 0..100 {
+/// Removes the bastion's scratch directory, its read-only directories
+/// (an artifact's 0555 ones, in the skeleton and the seed) made writable
+/// first.
+fn remove_scratch(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(m) = std::fs::symlink_metadata(&d) else {
+            continue;
+        };
+        if !m.is_dir() {
+            continue;
+        }
+        let mode = m.permissions().mode();
+        if mode & 0o700 != 0o700 {
+            let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode | 0o700));
+        }
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            stack.extend(rd.filter_map(|e| Some(e.ok()?.path())));
+        }
+    }
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the bittorrent stage's scratch directory");
+        }
+    }
+}
+
+/// How long the stage waits for its tracker to accept connections.
+const TRACKER_START: Duration = Duration::from_secs(5);
+
+/// Waits (up to [`TRACKER_START`]) until something accepts connections on
+/// `port` here: the tracker the hosts are about to announce to. `false`
+/// if nothing does.
+async fn listening(port: u16) -> bool {
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < TRACKER_START {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()
         {
-            return;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tracing::warn!(
-        port,
-        "the tracker does not accept connections; staging anyway"
-    );
+    false
 }
+
+/// The bastion-wide lock of a tracker port: a file in `/run/lock` (or the
+/// temporary directory where that cannot be written), flocked for the
+/// whole stage. Not the state directory: every app of a daemon has its
+/// own, and two pushgates with different ones would still share the port.
+fn tracker_lock_path(port: u16) -> PathBuf {
+    let name = format!("pushgate-bt-tracker-{port}.lock");
+    let run = Path::new("/run/lock");
+    if rustix::fs::access(run, rustix::fs::Access::WRITE_OK).is_ok() {
+        run.join(name)
+    } else {
+        std::env::temp_dir().join(name)
+    }
+}
+
+/// Takes the lock of `port` (see [`tracker_lock_path`]), waiting as long
+/// as another stage holds it; released when the file is dropped (or the
+/// process dies). It asks again every quarter second rather than block a
+/// thread: a stage dropped while it waits leaves nothing waiting behind.
+async fn lock_tracker_port(port: u16) -> Result<std::fs::File, HostError> {
+    use std::os::fd::AsFd;
+    let path = tracker_lock_path(port);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        // Made by another user: a lock needs only a descriptor.
+        .or_else(|_| std::fs::File::open(&path))
+        .map_err(|e| {
+            HostError::other(format!(
+                "cannot open the tracker port's lock {}: {e}",
+                path.display()
+            ))
+        })?;
+    let mut said = false;
+    loop {
+        match rustix::fs::flock(
+            file.as_fd(),
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        ) {
+            Ok(()) => return Ok(file),
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                if !said {
+                    tracing::info!(port, lock = %path.display(), "another bittorrent stage runs a tracker on this port; waiting for it to end");
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => {
+                return Err(HostError::other(format!(
+                    "cannot lock {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+    }
+}
+
+/// The tracker's failure, for every host not staged yet.
+fn tracker_failed(port: u16, why: &str) -> String {
+    format!("the bittorrent tracker (opentracker on port {port}) {why}")
+}
+
+/// No bound but the stage's: the helper is killed when the stage ends.
+const WHILE_THE_STAGE_RUNS: Duration = Duration::MAX;
 
 impl Fleet<'_> {
     /// Stages over bittorrent: ssh hosts fetch from the swarm, `local:`
@@ -181,47 +283,76 @@ impl Fleet<'_> {
             }
         };
         let stop_secs = self.settings.host_timeout.as_secs().max(1);
-        // Past every host's timeout, the helpers' own bound.
-        let helpers_bound = self.settings.host_timeout * 2 + Duration::from_secs(60);
-        let tracker = async {
-            if run_tracker {
-                let argv: Vec<OsString> = vec![
-                    "opentracker".into(),
-                    "-f".into(),
-                    prepared.tracker_conf.clone().into(),
-                ];
-                match process::run(&argv, None, helpers_bound, self.env).await {
-                    Ok(out) if !out.success() => {
-                        tracing::error!(error = %out.failure(), "opentracker stopped")
-                    }
-                    Err(e) => tracing::error!(error = %e, "cannot run opentracker"),
-                    Ok(_) => {}
-                }
+        let port = announce.port().unwrap_or(6969);
+        // Two stages' trackers on one port: the second waits for the first.
+        let _port_lock = if run_tracker {
+            match lock_tracker_port(port).await {
+                Ok(f) => Some(f),
+                Err(e) => return self.fail_all(&e, &[], done),
             }
-            std::future::pending::<()>().await;
+        } else {
+            None
+        };
+        // Ends only with the tracker's failure: it never stops by itself.
+        let tracker = async {
+            if !run_tracker {
+                return std::future::pending::<String>().await;
+            }
+            let argv: Vec<OsString> = vec![
+                "opentracker".into(),
+                "-f".into(),
+                prepared.tracker_conf.clone().into(),
+            ];
+            match process::run(&argv, None, WHILE_THE_STAGE_RUNS, self.env).await {
+                Ok(out) => tracker_failed(port, &format!("stopped: {}", out.failure())),
+                Err(e) => tracker_failed(port, &format!("cannot run: {e}")),
+            }
         };
         let seeder = async {
-            if run_tracker {
-                listening(announce.port().unwrap_or(6969)).await;
-            }
-            let argv = bt_seeder_argv(&prepared.torrent, &prepared.seed, stop_secs);
-            match process::run(&argv, None, helpers_bound, self.env).await {
-                Ok(out) if !out.success() => {
+            let argv = bt_seeder_argv(&prepared.torrent, &prepared.seed);
+            match process::run(&argv, None, WHILE_THE_STAGE_RUNS, self.env).await {
+                Ok(out) => {
                     tracing::error!(error = %out.failure(), "the bastion's aria2c stopped seeding")
                 }
                 Err(e) => tracing::error!(error = %e, "cannot run aria2c on the bastion"),
-                Ok(_) => {}
             }
             std::future::pending::<()>().await;
         };
         let layout = &prepared.layout;
         let bundle = &prepared.bundle;
+        let timeout = self.settings.host_timeout;
+        let retries = self.settings.retries;
+        // What each host's result was, as soon as it has one: kept when
+        // the tracker fails the hosts still staging.
+        let reported: std::sync::Mutex<Vec<Option<HostResult<Staged>>>> =
+            std::sync::Mutex::new(vec![None; self.hosts.len()]);
+        let heard = |r: &HostResult<Staged>| {
+            if let Some(i) = self.hosts.iter().position(|h| *h == r.host) {
+                reported.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r.clone());
+            }
+            done(r);
+        };
         let hosts = self.each_with(
             1,
-            self.settings.host_timeout,
+            // Each try is bounded below: host_timeout each, as for rsync.
+            (timeout + Duration::from_secs(1)) * (1 + retries as u32),
             |i, place| async move {
                 let Place::Remote { host, target } = place else {
-                    return self.stage_rsync_one(artifact, release, &[], i, place).await;
+                    // On the bastion: copied by rsync, with rsync's retries.
+                    let mut last = HostError::other("");
+                    for attempt in 0..=retries {
+                        if attempt > 0 {
+                            tokio::time::sleep(Duration::from_millis(500 * attempt as u64)).await;
+                        }
+                        let one = self.stage_rsync_one(artifact, release, &[], i, place);
+                        match tokio::time::timeout(timeout, one).await {
+                            Ok(Ok(s)) => return Ok(s),
+                            Ok(Err(e)) => last = e,
+                            Err(_) => last = HostError::timed_out(timeout),
+                        }
+                        tracing::warn!(host = %self.hosts[i], attempt = attempt + 1, error = %last, "host operation failed");
+                    }
+                    return Err(last);
                 };
                 let bt = BtStage {
                     release,
@@ -232,17 +363,20 @@ impl Fleet<'_> {
                     stop_secs,
                 };
                 let argv = ssh_argv(&self.ssh, host, &bt_stage_script(target, &bt));
-                let out = process::run_input(
-                    &argv,
-                    None,
-                    self.settings.host_timeout,
-                    self.env,
-                    Some(bundle),
-                )
-                .await
-                .map_err(other)?;
+                let run = process::run_input(&argv, None, timeout, self.env, Some(bundle));
+                let out = tokio::time::timeout(timeout, run)
+                    .await
+                    .map_err(|_| HostError::timed_out(timeout))?
+                    .map_err(other)?;
+                if out.status.and_then(|s| s.code()) == Some(HOST_TIMED_OUT) {
+                    // The host's own bound on its fetch, just below ours.
+                    return Err(HostError::timed_out(timeout));
+                }
                 if !out.success() || !out.stdout.lines().any(|l| l.trim() == STAGED_MARK) {
-                    return Err(describe_failure(&out, self.settings.host_timeout));
+                    return Err(describe_failure(&out, timeout));
+                }
+                for l in out.stderr.lines().filter(|l| l.starts_with("pushgate: cannot remove")) {
+                    tracing::warn!(%host, "{}", crate::domain::text::printable(l, 300));
                 }
                 let before = parse_stage_probe(&out.stdout).ok_or_else(|| {
                     HostError::other("the host staged but did not report the release it runs")
@@ -253,13 +387,92 @@ impl Fleet<'_> {
                     bytes_sent: None,
                 })
             },
-            done,
+            &heard,
         );
-        let results = tokio::select! {
-            r = hosts => r,
-            () = async { tokio::join!(tracker, seeder); } => unreachable!("the helpers never end by themselves"),
+        let staged = async {
+            if run_tracker && !listening(port).await {
+                return Err(tracker_failed(
+                    port,
+                    &format!(
+                        "does not accept connections {} after it started",
+                        humantime::format_duration(TRACKER_START)
+                    ),
+                ));
+            }
+            tokio::select! {
+                r = hosts => Ok(r),
+                () = seeder => unreachable!("the seeder never ends by itself"),
+            }
         };
-        let _ = tokio::fs::remove_dir_all(scratch).await;
+        let results = tokio::select! {
+            r = staged => r,
+            why = tracker => Err(why),
+        };
+        let results = match results {
+            Ok(r) => r,
+            Err(why) => {
+                tracing::error!(error = %why, "the bittorrent stage fails");
+                let kept = std::mem::take(&mut *reported.lock().unwrap_or_else(|e| e.into_inner()));
+                self.fail_all(&HostError::other(why), &kept, done)
+            }
+        };
+        let dir = scratch.to_owned();
+        let _ = tokio::task::spawn_blocking(move || remove_scratch(&dir)).await;
         results
+    }
+
+    /// Every host's result when the stage cannot go on: those in `kept`
+    /// as they were, the others failed with `e` (and told to `done`).
+    fn fail_all(
+        &self,
+        e: &HostError,
+        kept: &[Option<HostResult<Staged>>],
+        done: &(dyn Fn(&HostResult<Staged>) + Sync),
+    ) -> Vec<HostResult<Staged>> {
+        self.hosts
+            .iter()
+            .enumerate()
+            .map(|(i, host)| match kept.get(i).cloned().flatten() {
+                Some(r) => r,
+                None => {
+                    let r = HostResult {
+                        host: host.clone(),
+                        outcome: Err(e.clone()),
+                        attempts: 0,
+                        duration: Duration::ZERO,
+                    };
+                    done(&r);
+                    r
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    /// Whether another descriptor could take the port's lock now.
+    fn free(port: u16) -> bool {
+        let f = std::fs::File::open(tracker_lock_path(port)).unwrap();
+        rustix::fs::flock(
+            f.as_fd(),
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        )
+        .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_tracker_port_is_held_by_one_stage_until_it_ends() {
+        // A port no test's tracker gets (they bind port 0).
+        let port = 1;
+        let held = lock_tracker_port(port).await.unwrap();
+        assert!(!free(port), "a second stage would wait");
+        drop(held);
+        assert!(free(port), "the next stage goes on");
+        let _again = lock_tracker_port(port).await.unwrap();
+        assert!(!free(port));
     }
 }

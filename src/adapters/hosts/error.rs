@@ -189,11 +189,11 @@ pub fn describe_failure(out: &process::ChildOutput, timeout: Duration) -> HostEr
             HostError::new(kind, format!("{cause}: {} ({ended})", printable(line, 300)))
         }
         None => {
-            // rsync's own first complaint says more than its summary line.
-            let first = text
-                .lines()
-                .map(str::trim)
-                .find(|l| l.starts_with("rsync:") || l.starts_with("ssh:"));
+            // rsync's own first complaint says more than its summary
+            // line; aria2c's says why on its `Exception:` line.
+            let first = text.lines().map(str::trim).find(|l| {
+                l.starts_with("rsync:") || l.starts_with("ssh:") || l.starts_with("Exception:")
+            });
             HostError::other(match first {
                 Some(l) => format!("{ended}: {}", printable(l, 300)),
                 None => ended,
@@ -318,6 +318,11 @@ mod tests {
             ("rsync", Some(12), "sh: 1: rsync: not found\nrsync: connection unexpectedly closed (0 bytes received so far) [sender]\n"),
             ("rsync", Some(5), "rsync: [sender] change_dir \"/nowhere\" failed: No such file or directory (2)\nrsync error: some files/attrs were not transferred (code 23)\n"),
             ("ssh", Some(3), ""),
+            (
+                "ssh",
+                Some(26),
+                "\n12/02 01:20:33 [ERROR] CUID#7 - Download aborted. URI=releases/.20261122T101500Z-3f2a9c13f2a9.bt/meta/t.torrent\nException: [RequestGroup.cc:1200] errorCode=26 Detected directory traversal directive in a\u{1b}b\n",
+            ),
             ("ssh", None, "half a line"),
         ];
         let got: Vec<String> = cases
@@ -335,6 +340,7 @@ mod tests {
             rsync is not installed on the host: sh: 1: rsync: not found (rsync exited with status 12: error in the rsync protocol data stream)
             rsync exited with status 5: error starting the client-server protocol: rsync: [sender] change_dir "/nowhere" failed: No such file or directory (2)
             ssh exited with status 3
+            ssh exited with status 26: Exception: [RequestGroup.cc:1200] errorCode=26 Detected directory traversal directive in a\u{1b}b
             timed out after 20s (sync.host_timeout); ssh was killed"#]]
         .assert_eq(&got.join("\n"));
     }

@@ -34,23 +34,27 @@ pub enum Kind {
     Symlink { target: PathBuf },
 }
 
-/// Why an artifact cannot go out as a torrent.
+/// Why an artifact cannot go out as a torrent. Paths are shown through
+/// `printable`: they come from the build, and reach terminals and Asana.
 #[derive(Debug, thiserror::Error)]
 pub enum TorrentError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {}: {error}", shown(path))]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{0}: the bittorrent transport ships only paths that are UTF-8 without newlines")]
+    #[error("{}: the bittorrent transport cannot carry this name (not UTF-8, or a control character in it, which aria2c refuses); sync.transport = \"rsync\" can", shown(.0))]
     Path(PathBuf),
 }
 
+fn shown(p: &Path) -> String {
+    crate::domain::text::printable(&p.to_string_lossy(), 300)
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TorrentError + '_ {
-    move |source| TorrentError::Io {
+    move |error| TorrentError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -66,7 +70,7 @@ pub fn scan(root: &Path) -> Result<Vec<Entry>, TorrentError> {
             let full = root.join(&rel_path);
             let m = fs::symlink_metadata(&full).map_err(io(&full))?;
             let path = match rel_path.to_str() {
-                Some(p) if !p.contains(['\n', '\0']) => p.to_owned(),
+                Some(p) if !p.contains(|c: char| c.is_ascii_control()) => p.to_owned(),
                 _ => return Err(TorrentError::Path(rel_path)),
             };
             let kind = if m.file_type().is_symlink() {
@@ -444,5 +448,32 @@ mod tests {
                 assert_eq!(a.kind, b.kind);
             }
         }
+    }
+
+    #[test]
+    fn a_name_with_a_control_character_is_refused_and_shown_escaped() {
+        for name in ["tab\there", "cr\r", "esc\u{1b}[31m", "del\u{7f}", "nl\n"] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("sub")).unwrap();
+            std::fs::write(dir.path().join("sub").join(name), b"x").unwrap();
+            let e = scan(dir.path()).unwrap_err().to_string();
+            assert!(!e.contains(|c: char| c.is_control()), "{e:?}");
+            assert!(e.starts_with("sub/"), "{e}");
+            assert!(
+                e.contains("the bittorrent transport cannot carry this name")
+                    && e.contains("sync.transport = \"rsync\" can"),
+                "{e}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("caf\u{e9} \u{2014} ok"), b"x").unwrap();
+        assert_eq!(scan(dir.path()).unwrap().len(), 1);
+        let e = scan(&dir.path().join("gone\u{1b}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("cannot read ") && !e.contains('\u{1b}'),
+            "{e}"
+        );
     }
 }
