@@ -1587,7 +1587,7 @@ impl Validator {
                     Ok(u)
                         if u.scheme() == "http"
                             && u.host_str().is_some()
-                            && u.port().is_some()
+                            && u.port_or_known_default().is_some()
                             && u.query().is_none()
                             && !url.contains(['\'', '"', ' ', '\\']) =>
                     {

@@ -710,3 +710,28 @@ fn a_config_with_apps_keeps_nothing_of_an_app_at_its_top() {
         .iter()
         .any(|p| p.key == "apps.Web"));
 }
+
+#[test]
+fn a_tracker_url_without_a_port_is_port_80_and_a_bad_one_is_named() {
+    let with = |url: &str| {
+        GOOD.replace(
+            "[sync]\n",
+            &format!("[sync]\ntransport = \"bittorrent\"\ntracker = \"{url}\"\n"),
+        )
+    };
+    let c = Config::parse(
+        &with("http://10.0.0.1/announce"),
+        Path::new("/etc/pushgate"),
+    )
+    .unwrap();
+    match &c.sync.transport {
+        Transport::BitTorrent { tracker, .. } => {
+            assert_eq!(tracker.port_or_known_default(), Some(80))
+        }
+        other => panic!("{other:?}"),
+    }
+    check(
+        &with("https://10.0.0.1:6969/announce"),
+        expect!["sync.tracker: `https://10.0.0.1:6969/announce`: expected the tracker's announce URL as the hosts reach it, `http://HOST:PORT/announce`"],
+    );
+}

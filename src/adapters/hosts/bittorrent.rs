@@ -64,7 +64,7 @@ async fn prepare(
     let (artifact, scratch_dir) = (artifact.to_owned(), scratch.to_owned());
     let base_dir = base.map(|b| b.artifact.to_owned());
     let (name, url) = (release.to_string(), announce.to_string());
-    let port = announce.port().unwrap_or(6969);
+    let port = announce.port_or_known_default().unwrap_or(80);
     let made = tokio::task::spawn_blocking(move || -> Result<(Layout, PathBuf), String> {
         let s = &scratch_dir;
         remove_scratch(s);
@@ -283,7 +283,7 @@ impl Fleet<'_> {
             }
         };
         let stop_secs = self.settings.host_timeout.as_secs().max(1);
-        let port = announce.port().unwrap_or(6969);
+        let port = announce.port_or_known_default().unwrap_or(80);
         // Two stages' trackers on one port: the second waits for the first.
         let _port_lock = if run_tracker {
             match lock_tracker_port(port).await {
