@@ -1096,6 +1096,29 @@ impl Run<'_, '_> {
         (!rest.is_empty()).then(|| rest.join("\n"))
     }
 
+    /// What a failed check at `wave` of `of` leaves: `decide::waves::lockdown`
+    /// on this push's facts.
+    fn check_lockdown(
+        &self,
+        rolled_back: bool,
+        wave: usize,
+        of: usize,
+        what: &str,
+    ) -> waves::Lockdown {
+        waves::lockdown(
+            self.cx.run.config.named_app().as_ref(),
+            &self.cx.cluster.name,
+            &self.release,
+            &self.to,
+            self.plan.before.as_ref(),
+            rolled_back,
+            wave,
+            of,
+            what,
+            self.task.as_ref().map(|t| t.link.as_str()),
+        )
+    }
+
     /// A check failed with `auto_rollback`: the commit is marked bad,
     /// every switched host goes back, the cluster is locked.
     async fn roll_back(
@@ -1109,18 +1132,7 @@ impl Run<'_, '_> {
     ) -> Failure {
         let what = self.what_failed(sw, failed, &check_why);
         let before = self.plan.before.clone();
-        let lock = waves::lockdown(
-            self.cx.run.config.named_app().as_ref(),
-            &self.cx.cluster.name,
-            &self.release,
-            &self.to,
-            before.as_ref(),
-            true,
-            k + 1,
-            of,
-            &what,
-            self.task.as_ref().map(|t| t.link.as_str()),
-        );
+        let lock = self.check_lockdown(true, k + 1, of, &what);
         self.stop_automation("rollback", failed, k, of, &what, &lock);
         self.undo(back).await;
         let lock_task = self.lock(lock).await;
@@ -1161,18 +1173,7 @@ impl Run<'_, '_> {
     ) -> Failure {
         let what = self.what_failed(sw, failed, &check_why);
         let before = self.plan.before.clone();
-        let lock = waves::lockdown(
-            self.cx.run.config.named_app().as_ref(),
-            &self.cx.cluster.name,
-            &self.release,
-            &self.to,
-            before.as_ref(),
-            false,
-            k + 1,
-            of,
-            &what,
-            self.task.as_ref().map(|t| t.link.as_str()),
-        );
+        let lock = self.check_lockdown(false, k + 1, of, &what);
         self.stop_automation("halt", failed, k, of, &what, &lock);
         self.remove_release_on(remove).await;
         let lock_task = self.lock(lock).await;
