@@ -14,6 +14,7 @@
 //! journal before its effects, so an interrupted run can be recovered
 //! (`recover.rs`).
 
+use chrono::{DateTime, Utc};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -167,6 +168,11 @@ struct Run<'c, 'a> {
     hosts: Vec<HostLine>,
     /// A failed check stopped the push.
     stopped: Option<CheckStop>,
+    /// The switch's comment once every host switched: the close sends it
+    /// with its own, as one comment, so that the push's last comment and
+    /// its completion are one wave of Asana requests (a failure sends it
+    /// first, alone).
+    held: Option<String>,
 }
 
 /// Runs the plan's steps; `None` when the plan does not push (its verdict
@@ -174,8 +180,9 @@ struct Run<'c, 'a> {
 /// any interrupted run; Asana writes go through `outbox`, posted without
 /// waiting: the caller runs [`Outbox::background`] beside this (joined,
 /// never spawned) so that they go out while the work goes on. The run
-/// waits on Asana only where a later step must follow its writes: before
-/// it records the release as deployed, and when it fails.
+/// waits on Asana only at its end, for the history to carry the task's
+/// link: once its last comment and completion are sent (one wave), or
+/// once its failure's comment is.
 pub async fn push(cx: &Context<'_>, plan: &Plan, outbox: &Outbox) -> Option<PushReport> {
     let (Verdict::Push { from, to }, Some(release)) = (&plan.verdict, &plan.release) else {
         return None;
@@ -203,6 +210,7 @@ pub async fn push(cx: &Context<'_>, plan: &Plan, outbox: &Outbox) -> Option<Push
         staged: Vec::new(),
         hosts: Vec::new(),
         stopped: None,
+        held: None,
     };
     let span = tracing::info_span!("push", app = %cx.run.config.app, cluster = %cx.cluster.name, run = %cx.run_id);
     let failure = run.steps().instrument(span).await;
@@ -1364,7 +1372,11 @@ impl Run<'_, '_> {
             lines.join("\n")
         };
         self.say(text.clone());
-        self.comment(text).await;
+        if ended == Ended::Done {
+            self.held = Some(text);
+        } else {
+            self.comment(text).await;
+        }
     }
 
     /// Every host's line in the report, as the switch ended.
@@ -1398,24 +1410,16 @@ impl Run<'_, '_> {
 
     async fn close(&mut self) {
         let cx = self.cx;
-        // The switch's comments land before the release is recorded as
-        // deployed (and the "pushed" comment and the completion after):
-        // a run killed in between is undone, and says so, in that order.
-        self.settle().await;
         self.journal.write("close", json!({}));
-        let deployed = self.record.deployed(
-            &self.release,
-            cx.clock.now(),
-            self.task
-                .as_ref()
-                .map(|t| (t.gid.to_string(), t.link.clone())),
-        );
-        if let Err(e) = cx.state.set_deployed(&deployed) {
-            tracing::error!(error = %e, "the hosts switched but the deployed release could not be recorded");
-        }
+        // Recorded as deployed at once, with the task if Asana created it
+        // by now; the "pushed" comment and the completion only after (a
+        // run killed in between is found finished, and its task says so).
+        self.learn_task();
+        let known = self.task.is_some();
+        let since = cx.clock.now();
+        self.set_deployed(since);
         crate::adapters::failpoint::hit("deployed");
         self.clear_bad_mark();
-        self.history(RunOutcome::Success, None);
         let duration = cx.clock.elapsed();
         let n = self.plan.hosts.len();
         self.say(format!(
@@ -1426,21 +1430,44 @@ impl Run<'_, '_> {
             self.release,
             secs(duration)
         ));
-        self.comment(format!(
+        let pushed = format!(
             "pushed {} to {n} hosts in {}",
             self.to.short(),
             secs(duration)
-        ))
-        .await;
+        );
+        let text = match self.held.take() {
+            Some(switch) => format!("{switch}\n\n{pushed}"),
+            None => pushed,
+        };
+        self.comment(text).await;
         if let Some(task) = self.task_ref.clone() {
             if !self.outbox.never_created(cx.run_id) {
                 self.outbox.post(cx.run_id, Op::Complete { task }).await;
             }
         }
-        // The journal goes once the task says how the push ended: a run
-        // killed before that is finished by the next one.
-        self.outbox.settle().await;
+        // The journal goes once the task says how the push ended (a run
+        // killed before that is finished by the next one), and the
+        // history, which links the task, once it is known.
+        self.settle().await;
+        if !known && self.task.is_some() {
+            self.set_deployed(since);
+        }
+        self.history(RunOutcome::Success, None);
         self.journal.close();
+    }
+
+    /// Records the release as deployed, with the push task if known.
+    fn set_deployed(&self, since: DateTime<Utc>) {
+        let deployed = self.record.deployed(
+            &self.release,
+            since,
+            self.task
+                .as_ref()
+                .map(|t| (t.gid.to_string(), t.link.clone())),
+        );
+        if let Err(e) = self.cx.state.set_deployed(&deployed) {
+            tracing::error!(error = %e, "the hosts switched but the deployed release could not be recorded");
+        }
     }
 
     /// A commit pushed again by hand after a rollback is good again.
@@ -1455,6 +1482,9 @@ impl Run<'_, '_> {
     }
 
     async fn fail(&mut self, f: &Failure) {
+        if let Some(switch) = self.held.take() {
+            self.comment(switch).await;
+        }
         self.journal.write(
             "failed",
             json!({ "step": f.step, "error": f.message, "tail": f.tail }),

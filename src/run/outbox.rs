@@ -3,17 +3,25 @@
 //! project removals, rollback lock tasks — goes through here (SPEC §7).
 //!
 //! A write is appended to the cluster's `outbox.jsonl` (fsynced) *before*
-//! it is sent, and marked done after Asana applied it. Writes are applied
-//! strictly in the order they were queued; the first one that fails for a
-//! reason that may pass (Asana down, 429s past the retries, 5xx, timeouts,
-//! a refused token) stops the flush, and every later write of the run is
-//! only queued. The next run of the cluster replays the queue before it
-//! does anything else.
+//! it is sent, and marked done after Asana applied it. Writes about one
+//! task are applied in the order they were queued, and nothing about a
+//! task goes before the write that creates it; writes that do not depend
+//! on each other go out together, in waves of at most [`WAVE`] requests
+//! (a push's last comment and its completion, two tasks' writes), and
+//! comments on one task that queued up behind a request in flight (behind
+//! the push task's create, on a push quicker than Asana) go as one
+//! comment, their texts in order, a blank line apart: what costs a push
+//! Asana round trips is how many waves its writes need, not how many
+//! writes it makes. The first write that fails for a reason that may pass
+//! (Asana down, 429s past the retries, 5xx, timeouts, a refused token)
+//! stops the flush, and every later write of the run is only queued. The
+//! next run of the cluster replays the queue before it does anything else.
 //!
 //! Exactly once: a write that this process has not tried yet is sent as
 //! it is; any other (read back from the file: a previous process may have
 //! applied it and died before marking it done) is first looked for in
-//! Asana — the comment among the task's stories, the task in its project,
+//! Asana — the comment among the task's stories (alone, or as one of the
+//! paragraphs of a comment it was sent with), the task in its project,
 //! the completion on the task — and only sent if it is not there.
 //! A write Asana refuses for good (400, 403, 404) is dropped with an error
 //! in the log: retrying it cannot help, and it must not block the queue.
@@ -21,11 +29,12 @@
 //! The file is read and written only under the cluster's lock. It never
 //! holds the token. It does not decide what to write: callers do.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use futures_util::future::join_all;
 use tokio::sync::Notify;
 
 use chrono::{DateTime, Utc};
@@ -222,14 +231,14 @@ struct Inner {
 
 /// The outbox of one cluster. Shared by what queues writes and by the one
 /// flush that sends them ([`Outbox::background`]): every method takes
-/// `&self`, and one flush at a time sends, in the order queued.
+/// `&self`, and one flush at a time sends, wave after wave.
 pub struct Outbox {
     client: Client,
     path: PathBuf,
     /// The run's clock: when a write was queued.
     clock: RunClock,
     inner: Mutex<Inner>,
-    /// Held while writes are sent: they go out one at a time, in order.
+    /// Held while writes are sent: one flush at a time, in waves.
     sending: tokio::sync::Mutex<()>,
     /// Tells [`Outbox::background`] a write was posted, or the run ends.
     wake: Notify,
@@ -238,6 +247,120 @@ pub struct Outbox {
 
 /// How many deliveries `Inner::delivered` keeps.
 const KEEP_DELIVERED: usize = 64;
+
+/// The most requests one wave sends at once: well inside Asana's 15
+/// writes in flight per token (API-FACTS), leaving room for the other
+/// clusters' and apps' writes under the daemon's limiter.
+pub const WAVE: usize = 8;
+
+/// The longest text comments merged into one may have together; past it,
+/// the next comment waits for the next wave.
+const MERGED_TEXT: usize = 16 * 1024;
+
+/// What separates the comments sent as one.
+const PARAGRAPH: &str = "\n\n";
+
+/// One request of a wave: one write, or comments on one task sent as one.
+struct Batch {
+    entries: Vec<Entry>,
+}
+
+/// Whether `text`, a comment queued alone, is in `story`: the story
+/// itself, or one of the comments it was sent with (a paragraph of it).
+fn said_in(story: &str, text: &str) -> bool {
+    story == text
+        || story
+            .strip_prefix(text)
+            .is_some_and(|rest| rest.starts_with(PARAGRAPH))
+        || story
+            .strip_suffix(text)
+            .is_some_and(|rest| rest.ends_with(PARAGRAPH))
+        || story.contains(&format!("{PARAGRAPH}{text}{PARAGRAPH}"))
+}
+
+/// The next wave: the pending writes that depend on no write before them
+/// that is still pending, in order — at most [`WAVE`] requests, each
+/// task's consecutive comments as one. A write about a task waits while
+/// its create is pending, and while an earlier write about the task
+/// waits; a comment also waits while a completion, rename or removal of
+/// its task goes in this wave (so it never lands before them), and a
+/// second such write while the first goes.
+fn next_wave(inner: &Inner) -> Vec<Batch> {
+    let creating: BTreeSet<&str> = inner
+        .pending
+        .iter()
+        .filter_map(|e| e.op.creates())
+        .collect();
+    let mut wave: Vec<Batch> = Vec::new();
+    // Tasks no later write about may join this wave.
+    let mut blocked: BTreeSet<String> = BTreeSet::new();
+    // Task → its comment's request in this wave, while more may join it.
+    let mut merging: BTreeMap<String, usize> = BTreeMap::new();
+    // Tasks a completion, rename or removal goes to in this wave.
+    let mut other: BTreeSet<String> = BTreeSet::new();
+    for e in &inner.pending {
+        let Some(r) = e.op.task() else {
+            if wave.len() >= WAVE {
+                break;
+            }
+            wave.push(Batch {
+                entries: vec![e.clone()],
+            });
+            continue;
+        };
+        let key = match r {
+            TaskRef::Gid(g) => g.clone(),
+            TaskRef::Created(k) => match inner.created.get(k) {
+                Some(Some(c)) => c.gid.clone(),
+                _ => format!("created {k}"),
+            },
+        };
+        if blocked.contains(&key) {
+            continue;
+        }
+        if matches!(r, TaskRef::Created(k) if creating.contains(k.as_str())) {
+            blocked.insert(key);
+            continue;
+        }
+        if let Op::Comment { text, .. } = &e.op {
+            if let Some(&i) = merging.get(&key) {
+                let len: usize = wave[i]
+                    .entries
+                    .iter()
+                    .map(|e| comment_text(e).len() + PARAGRAPH.len())
+                    .sum();
+                if len + text.len() <= MERGED_TEXT {
+                    wave[i].entries.push(e.clone());
+                    continue;
+                }
+            }
+            if other.contains(&key) || merging.contains_key(&key) || wave.len() >= WAVE {
+                blocked.insert(key);
+                continue;
+            }
+            merging.insert(key, wave.len());
+        } else {
+            if other.contains(&key) || wave.len() >= WAVE {
+                blocked.insert(key);
+                continue;
+            }
+            merging.remove(&key);
+            other.insert(key);
+        }
+        wave.push(Batch {
+            entries: vec![e.clone()],
+        });
+    }
+    wave
+}
+
+/// A comment write's text ("" for any other write).
+fn comment_text(e: &Entry) -> &str {
+    match &e.op {
+        Op::Comment { text, .. } => text,
+        _ => "",
+    }
+}
 
 impl Outbox {
     /// Reads the cluster's outbox (empty if there is none).
@@ -467,56 +590,25 @@ impl Outbox {
         if let Some(d) = seq.and_then(|s| self.inner().delivered.get(&s).cloned()) {
             return Some(d);
         }
-        let mut result = None;
         loop {
-            let entry = {
+            let wave = {
                 let inner = self.inner();
                 if inner.deferred.is_some() {
                     break;
                 }
-                match inner.pending.front() {
-                    Some(e) => e.clone(),
-                    None => break,
-                }
+                next_wave(&inner)
             };
-            let delivery = match self.apply(&entry).await {
-                Ok((task, already)) => {
-                    let mut inner = self.inner();
-                    if already {
-                        inner.tally.already += 1;
-                    } else {
-                        inner.tally.applied += 1;
-                    }
-                    Delivery::Applied(task)
-                }
-                Err(Failed::Later(why)) => {
-                    let mut inner = self.inner();
-                    // It may have been applied all the same: look first
-                    // next time, even in this process.
-                    if let Some(e) = inner.pending.front_mut() {
-                        e.fresh = false;
-                    }
-                    tracing::warn!(write = %entry.op.describe(), error = %why, queued = inner.pending.len(), "Asana write failed; queued for a later run");
-                    inner.deferred = Some(why);
-                    break;
-                }
-                Err(Failed::Never(why)) => {
-                    tracing::error!(write = %entry.op.describe(), error = %why, "Asana refused a write; dropping it");
-                    Delivery::Dropped(why)
-                }
-            };
-            crate::adapters::failpoint::hit("outbox:applied");
-            self.done(&entry, &delivery);
-            let mut inner = self.inner();
-            inner.pending.pop_front();
-            inner.delivered.insert(entry.seq, delivery.clone());
-            while inner.delivered.len() > KEEP_DELIVERED {
-                inner.delivered.pop_first();
+            if wave.is_empty() {
+                break;
             }
-            if Some(entry.seq) == seq {
-                result = Some(delivery);
+            let sent = join_all(wave.iter().map(|b| self.apply_batch(b))).await;
+            for (batch, results) in wave.iter().zip(sent) {
+                for (entry, result) in batch.entries.iter().zip(results) {
+                    self.settled(entry, result);
+                }
             }
         }
+        let result = seq.and_then(|s| self.inner().delivered.get(&s).cloned());
         let compact = {
             let inner = self.inner();
             inner.pending.is_empty() && inner.lines >= COMPACT_AT
@@ -525,6 +617,101 @@ impl Outbox {
             self.compact();
         }
         result
+    }
+
+    /// Records how one write of a wave went: done (applied, found, or
+    /// dropped), or kept for later — and then nothing more is sent by
+    /// this run.
+    fn settled(&self, entry: &Entry, result: Result<(Option<Created>, bool), Failed>) {
+        let delivery = match result {
+            Ok((task, already)) => {
+                let mut inner = self.inner();
+                if already {
+                    inner.tally.already += 1;
+                } else {
+                    inner.tally.applied += 1;
+                }
+                Delivery::Applied(task)
+            }
+            Err(Failed::Later(why)) => {
+                let mut inner = self.inner();
+                // It may have been applied all the same: look first
+                // next time, even in this process.
+                if let Some(e) = inner.pending.iter_mut().find(|e| e.seq == entry.seq) {
+                    e.fresh = false;
+                }
+                tracing::warn!(write = %entry.op.describe(), error = %why, queued = inner.pending.len(), "Asana write failed; queued for a later run");
+                inner.deferred.get_or_insert(why);
+                return;
+            }
+            Err(Failed::Never(why)) => {
+                tracing::error!(write = %entry.op.describe(), error = %why, "Asana refused a write; dropping it");
+                Delivery::Dropped(why)
+            }
+        };
+        crate::adapters::failpoint::hit("outbox:applied");
+        self.done(entry, &delivery);
+        let mut inner = self.inner();
+        inner.pending.retain(|e| e.seq != entry.seq);
+        inner.delivered.insert(entry.seq, delivery);
+        while inner.delivered.len() > KEEP_DELIVERED {
+            inner.delivered.pop_first();
+        }
+    }
+
+    /// Sends one request of a wave; how each of its writes went.
+    async fn apply_batch(&self, b: &Batch) -> Vec<Result<(Option<Created>, bool), Failed>> {
+        match b.entries.as_slice() {
+            [one] => vec![self.apply(one).await],
+            many => self.comments(many).await,
+        }
+    }
+
+    /// Comments queued one after another on one task, sent as one: those
+    /// this process has not tried are sent as they are; any other is
+    /// first looked for among the task's stories, and left out if found.
+    async fn comments(&self, many: &[Entry]) -> Vec<Result<(Option<Created>, bool), Failed>> {
+        let all = |f: Failed| many.iter().map(|_| Err(f.clone())).collect();
+        let Some(task) = many[0].op.task() else {
+            return all(Failed::Never("the write names no task".into()));
+        };
+        let gid = match self.resolve(task) {
+            Ok(g) => g,
+            Err(f) => return all(f),
+        };
+        let mut found = vec![false; many.len()];
+        if many.iter().any(|e| !e.fresh) {
+            let stories = match self.client.stories(&gid).await {
+                Ok(s) => s,
+                Err(e) => return all(Failed::from(e)),
+            };
+            for (i, e) in many.iter().enumerate() {
+                found[i] = !e.fresh && said(&stories, comment_text(e));
+            }
+        }
+        let texts: Vec<&str> = many
+            .iter()
+            .zip(&found)
+            .filter(|(_, f)| !**f)
+            .map(|(e, _)| comment_text(e))
+            .collect();
+        let sent = if texts.is_empty() {
+            Ok(())
+        } else {
+            self.client
+                .add_comment(&gid, &Comment::Text(texts.join(PARAGRAPH)))
+                .await
+                .map(|_| ())
+                .map_err(Failed::from)
+        };
+        found
+            .iter()
+            .map(|&f| match (&sent, f) {
+                (_, true) => Ok((None, true)),
+                (Ok(()), false) => Ok((None, false)),
+                (Err(e), false) => Err(e.clone()),
+            })
+            .collect()
     }
 
     /// Marks a write done in the file and in the counts.
@@ -712,10 +899,7 @@ impl Outbox {
             (Op::Comment { text, .. }, Some(gid)) => {
                 if !e.fresh {
                     let stories = c.stories(&gid).await.map_err(Failed::from)?;
-                    if stories.iter().any(|s| {
-                        s.resource_subtype.as_deref() == Some("comment_added")
-                            && s.text.as_deref() == Some(text.as_str())
-                    }) {
+                    if said(&stories, text) {
                         return Ok((None, true));
                     }
                 }
@@ -761,7 +945,16 @@ impl Outbox {
     }
 }
 
+/// Whether one of the task's comments says `text` (see [`said_in`]).
+fn said(stories: &[crate::adapters::asana::Story], text: &str) -> bool {
+    stories.iter().any(|s| {
+        s.resource_subtype.as_deref() == Some("comment_added")
+            && s.text.as_deref().is_some_and(|t| said_in(t, text))
+    })
+}
+
 /// Why a write did not go through.
+#[derive(Clone)]
 enum Failed {
     /// Asana down, rate limits past the retries, 5xx, timeouts, a refused
     /// token: keep it and stop the flush.

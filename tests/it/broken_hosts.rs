@@ -20,13 +20,7 @@ fn last_push_task(sb: &Sandbox) -> TaskRec {
     .expect("a push task")
 }
 
-fn comments(t: &TaskRec) -> Vec<String> {
-    t.stories
-        .iter()
-        .filter(|s| s.subtype == "comment_added")
-        .map(|s| s.text.clone())
-        .collect()
-}
+use crate::support::comments;
 
 /// Each host's release (`current` without `releases/`).
 fn currents(hosts: &Hosts, n: usize) -> Vec<Option<String>> {

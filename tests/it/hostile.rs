@@ -61,13 +61,7 @@ fn task(sb: &Sandbox, gid: &str) -> TaskRec {
     sb.with_data(|d| d.tasks[gid].clone()).unwrap()
 }
 
-fn comments(t: &TaskRec) -> Vec<String> {
-    t.stories
-        .iter()
-        .filter(|s| s.subtype == "comment_added")
-        .map(|s| s.text.clone())
-        .collect()
-}
+use crate::support::comments;
 
 async fn create(sb: &Sandbox, data: Value) -> String {
     let (s, t) = Raw::new(sb).post("/tasks", json!({ "data": data })).await;

@@ -7,7 +7,7 @@ use pushgate::domain::model::ClusterName;
 use pushgate::run::outbox::{Delivery, Op, Outbox, TaskRef};
 use pushgate::sandbox::Faults;
 
-use crate::support::{self, comments, seed, task};
+use crate::support::{self, raw_comments as comments, seed, task};
 
 fn beta() -> ClusterName {
     ClusterName::parse("beta").unwrap()
@@ -78,13 +78,132 @@ async fn writes_wait_in_order_and_a_later_process_applies_each_once() {
     );
     assert_eq!(ob.flush().await, 0);
     let t = task(&sb, &made.gid);
-    assert_eq!(comments(&t), vec!["one", "two"]);
+    // The two comments that waited go as one, in order.
+    assert_eq!(comments(&t), vec!["one\n\ntwo"]);
     assert!(t.completed);
     assert_eq!(ob.tally().applied, 3);
     // Nothing is left to send again.
     let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
     assert_eq!(ob.flush().await, 0);
-    assert_eq!(comments(&task(&sb, &made.gid)).len(), 2);
+    assert_eq!(comments(&task(&sb, &made.gid)).len(), 1);
+}
+
+#[tokio::test]
+async fn comments_queued_behind_a_create_go_as_one_and_the_completion_beside_it() {
+    let sb = support::sandbox().await;
+    let (client, _) = support::client(&sb);
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::new(dir.path());
+    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let other = support::add_lock(&sb, seed::LOCK_BETA, "another task").await;
+    sb.clear_requests();
+    // Each answer takes a while, so that writes sent together are in
+    // flight together.
+    sb.set_faults(Faults {
+        latency_ms: 300,
+        ..Faults::default()
+    });
+    // Posted while nothing is sent: a push quicker than Asana.
+    ob.post("r1", create("r1")).await;
+    ob.post("r1", comment("r1", "stage: 3/3 hosts staged"))
+        .await;
+    ob.post("r1", comment("r1", "switch: 3/3 hosts now run it"))
+        .await;
+    ob.post(
+        "r1",
+        Op::Complete {
+            task: TaskRef::Created("r1".into()),
+        },
+    )
+    .await;
+    // Another task's comment does not wait for r1's create.
+    ob.post(
+        "r1",
+        Op::Comment {
+            task: TaskRef::Gid(other.clone()),
+            text: "elsewhere".into(),
+        },
+    )
+    .await;
+    assert_eq!(ob.flush().await, 0);
+    let made = ob.created("r1").unwrap();
+    let t = task(&sb, &made.gid);
+    assert_eq!(
+        comments(&t),
+        vec!["stage: 3/3 hosts staged\n\nswitch: 3/3 hosts now run it"]
+    );
+    assert!(t.completed);
+    assert_eq!(comments(&task(&sb, &other)), vec!["elsewhere"]);
+    assert_eq!(ob.tally().applied, 5);
+    let writes: Vec<String> = sb
+        .requests()
+        .iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(writes.len(), 4, "{writes:?}");
+    // The create and the other task's comment went together, then the
+    // comment and the completion.
+    assert_eq!(sb.most_writes_in_flight(), 2, "{writes:?}");
+}
+
+#[tokio::test]
+async fn comments_sent_as_one_are_each_found_and_never_repeated() {
+    let sb = support::sandbox().await;
+    let (client, _) = support::client(&sb);
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::new(dir.path());
+    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let made = match ob.submit("r1", create("r1")).await {
+        Delivery::Applied(Some(t)) => t,
+        other => panic!("{other:?}"),
+    };
+    // Applied, but the answers are lost: this process never learns it.
+    sb.set_faults(Faults {
+        drop_next: u32::MAX,
+        drop_after_apply: true,
+        ..Faults::default()
+    });
+    ob.post("r1", comment("r1", "one")).await;
+    ob.post("r1", comment("r1", "two")).await;
+    assert_eq!(ob.flush().await, 2);
+    drop(ob);
+    sb.set_faults(Faults::default());
+    assert_eq!(comments(&task(&sb, &made.gid)), vec!["one\n\ntwo"]);
+    // A later process finds each of them inside the one comment.
+    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    ob.post("r1", comment("r1", "three")).await;
+    assert_eq!(ob.flush().await, 0);
+    assert_eq!(ob.tally().already, 2);
+    assert_eq!(comments(&task(&sb, &made.gid)), vec!["one\n\ntwo", "three"]);
+
+    // One of two found (sent alone), the other not: only it is sent.
+    sb.set_faults(Faults {
+        only: Some("POST /tasks/*/stories".into()),
+        fail_next: u32::MAX,
+        fail_status: 503,
+        ..Faults::default()
+    });
+    ob.post("r1", comment("r1", "four")).await;
+    ob.post("r1", comment("r1", "five")).await;
+    assert_eq!(ob.flush().await, 2);
+    drop(ob);
+    sb.set_faults(Faults::default());
+    let (status, body) = support::Raw::new(&sb)
+        .post(
+            &format!("/tasks/{}/stories", made.gid),
+            serde_json::json!({"data": {"text": "four"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    assert_eq!(ob.flush().await, 0);
+    assert_eq!(ob.tally().already, 1);
+    assert_eq!(ob.tally().applied, 1);
+    assert_eq!(
+        comments(&task(&sb, &made.gid)),
+        vec!["one\n\ntwo", "three", "four", "five"]
+    );
 }
 
 #[tokio::test]

@@ -110,8 +110,11 @@ const KILL_POINTS: &[(&str, bool)] = &[
     ("journal:switch", false),
     ("switch:host", false),
     ("switch:host#2", false),
-    ("outbox:applied#4", false),
+    ("journal:close", false),
     ("deployed", true),
+    // The close's comment (the switch's with it) and the completion are
+    // queued once the release is recorded as deployed.
+    ("outbox:applied#4", true),
     ("outbox:applied#5", true),
 ];
 

@@ -24,13 +24,7 @@ fn tasks(sb: &Sandbox, project: &str) -> Vec<TaskRec> {
     .unwrap()
 }
 
-fn comments(t: &TaskRec) -> Vec<String> {
-    t.stories
-        .iter()
-        .filter(|s| s.subtype == "comment_added")
-        .map(|s| s.text.clone())
-        .collect()
-}
+use crate::support::comments;
 
 fn skip(why: &str) {
     assert!(

@@ -87,15 +87,7 @@ fn comments(sb: &Sandbox) -> (Vec<String>, bool, chrono::DateTime<chrono::Utc>) 
     sb.with_data(|d| {
         let gid = d.projects[seed::PUSH_BETA].tasks.last().unwrap().clone();
         let t = &d.tasks[&gid];
-        (
-            t.stories
-                .iter()
-                .filter(|s| s.subtype == "comment_added")
-                .map(|s| s.text.clone())
-                .collect(),
-            t.completed,
-            t.created_at,
-        )
+        (crate::support::comments(t), t.completed, t.created_at)
     })
     .unwrap()
 }
@@ -144,6 +136,55 @@ async fn the_hosts_switch_while_asana_is_still_creating_the_push_task() {
             "host {n} switched at {switched}, the task was created at {created}"
         );
     }
+    let v = bin.run(&["history", "beta", "--json"]).await.json();
+    assert!(v["runs"][0]["push_task"].is_string(), "{v}");
+}
+
+/// With every Asana call slow, the end of a push is one wave of requests:
+/// the switch's comment goes as the first paragraph of the close's, and
+/// the completion is in flight beside it; nothing is lost or reordered,
+/// and the history links the task.
+#[tokio::test]
+async fn the_last_comment_and_the_completion_are_one_wave_of_asana_requests() {
+    let sb = support::sandbox().await;
+    let bin = Bin::with(
+        &sb,
+        Setup {
+            asana: "timeout = \"30s\"".into(),
+            ..Setup::default()
+        },
+    );
+    support::faults(&sb, |f| f.latency_ms = 1000);
+    sb.clear_requests();
+    let run = bin.run(&["push", "beta"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let (c, completed, _) = comments(&sb);
+    assert!(completed, "{c:?}");
+    let prefixes = [
+        "build: built",
+        "stage: 3/3 hosts staged",
+        "switch: 3/3 hosts now run",
+        "pushed ",
+    ];
+    assert_eq!(c.len(), 4, "{c:?}");
+    for (text, prefix) in c.iter().zip(prefixes) {
+        assert!(text.starts_with(prefix), "in order: {c:?}");
+    }
+    let raw = sb
+        .with_data(|d| {
+            let gid = d.projects[seed::PUSH_BETA].tasks.last().unwrap().clone();
+            crate::support::raw_comments(&d.tasks[&gid])
+        })
+        .unwrap();
+    let last = raw.last().unwrap();
+    let switch = last.find("switch: 3/3 hosts now run");
+    let pushed = last.find("\n\npushed ");
+    assert!(
+        matches!((switch, pushed), (Some(a), Some(b)) if a < b),
+        "one comment says the switch, then the push: {raw:?}"
+    );
+    // The create went alone; then the comment(s) and the completion.
+    assert_eq!(sb.most_writes_in_flight(), 2, "{:?}", sb.requests());
     let v = bin.run(&["history", "beta", "--json"]).await.json();
     assert!(v["runs"][0]["push_task"].is_string(), "{v}");
 }

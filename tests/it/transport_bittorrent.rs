@@ -69,12 +69,7 @@ fn bin_with(sb: &Sandbox, hosts: &Hosts, extra: &str, build: &str, port: u16) ->
 fn comments(sb: &Sandbox) -> Vec<String> {
     sb.with_data(|d| {
         let g = d.projects[seed::PUSH_BETA].tasks.last().unwrap().clone();
-        d.tasks[&g]
-            .stories
-            .iter()
-            .filter(|s| s.subtype == "comment_added")
-            .map(|s| s.text.clone())
-            .collect()
+        crate::support::comments(&d.tasks[&g])
     })
     .unwrap()
 }
@@ -249,17 +244,7 @@ async fn a_host_that_never_finishes_stops_the_switch_and_the_others_lose_what_th
     }
     assert_no_scratch(&hosts, 2, "after the failed stage");
     let specs = hosts.specs();
-    let c: Vec<String> = sb
-        .with_data(|d| {
-            let g = d.projects[seed::PUSH_BETA].tasks.last().unwrap().clone();
-            d.tasks[&g]
-                .stories
-                .iter()
-                .filter(|s| s.subtype == "comment_added")
-                .map(|s| s.text.clone())
-                .collect()
-        })
-        .unwrap();
+    let c = comments(&sb);
     let last = c.last().unwrap();
     assert!(
         last.contains("1 of 3 hosts failed to stage")

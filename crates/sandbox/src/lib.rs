@@ -132,6 +132,9 @@ pub(crate) struct Shared {
     in_flight: Mutex<std::collections::HashMap<String, (usize, usize)>>,
     /// 429s answered.
     rate_limited: AtomicU64,
+    /// The most writes one person had in flight at once since the log
+    /// was last cleared.
+    most_writes: AtomicU64,
     /// Told after every request handled: [`Sandbox::until`] looks again.
     answered: tokio::sync::Notify,
 }
@@ -305,6 +308,7 @@ impl Sandbox {
             events: Mutex::new(EventLog::default()),
             in_flight: Mutex::new(std::collections::HashMap::new()),
             rate_limited: AtomicU64::new(0),
+            most_writes: AtomicU64::new(0),
             answered: tokio::sync::Notify::new(),
         });
         let app = http::router(shared.clone());
@@ -472,6 +476,18 @@ impl Sandbox {
 
     pub fn clear_requests(&self) {
         self.shared.clear_requests();
+        self.shared
+            .most_writes
+            .store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The most writes (POST, PUT, DELETE) one person had in flight at
+    /// once since the request log was last cleared: 1 for a client that
+    /// waits for each answer before its next write.
+    pub fn most_writes_in_flight(&self) -> u64 {
+        self.shared
+            .most_writes
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Pins the sandbox's clock (timestamps it writes); `None` follows real time.

@@ -493,7 +493,39 @@ pub fn task(sb: &Sandbox, gid: &str) -> TaskRec {
 }
 
 /// A task's comments, oldest first.
+/// What pushgate said on a task, one entry per comment it wrote: the
+/// outbox sends comments that queued up behind a request in flight as one
+/// (and a push's switch comment with its close's), a blank line apart, so
+/// a story is split where a paragraph begins one of pushgate's comments.
+/// [`raw_comments`] gives the stories as they are.
 pub fn comments(t: &TaskRec) -> Vec<String> {
+    said(raw_comments(t))
+}
+
+/// Comment texts split as [`comments`] splits them.
+pub fn said(texts: impl IntoIterator<Item = String>) -> Vec<String> {
+    const BEGINS: [&str; 7] = [
+        "build: ", "stage: ", "switch: ", "pushed ", "wave ", "push ", "this ",
+    ];
+    let mut out = Vec::new();
+    for text in texts {
+        let mut cur: Option<String> = None;
+        for p in text.split("\n\n") {
+            match cur.as_mut() {
+                Some(c) if !BEGINS.iter().any(|b| p.starts_with(b)) => {
+                    c.push_str("\n\n");
+                    c.push_str(p);
+                }
+                _ => out.extend(cur.replace(p.to_owned())),
+            }
+        }
+        out.extend(cur);
+    }
+    out
+}
+
+/// A task's comments as Asana holds them.
+pub fn raw_comments(t: &TaskRec) -> Vec<String> {
     t.stories
         .iter()
         .filter(|s| s.subtype == "comment_added")

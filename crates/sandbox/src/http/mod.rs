@@ -339,6 +339,10 @@ impl<'a> InFlight<'a> {
             return None;
         }
         *count += 1;
+        if write {
+            s.most_writes
+                .fetch_max(*count as u64, std::sync::atomic::Ordering::SeqCst);
+        }
         Some(InFlight {
             s,
             actor: actor.to_owned(),
