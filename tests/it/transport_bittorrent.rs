@@ -134,8 +134,20 @@ fn assert_same_tree(a: &Path, b: &Path, what: &str) {
     }
 }
 
-/// No stage scratch left on the hosts.
+/// No stage scratch left on the hosts, and no aria2c running on one (the
+/// switch stopped every host's seeder).
 fn assert_no_scratch(hosts: &Hosts, n: usize, what: &str) {
+    let seeding: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid = e.ok()?.file_name().into_string().ok()?;
+            let n = pid.parse::<u32>().ok()?;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            (cmd.starts_with("aria2c ") && hosts.runs_on_a_host(n)).then(|| format!("{pid}: {cmd}"))
+        })
+        .collect();
+    assert!(seeding.is_empty(), "{what}: still seeding: {seeding:?}");
     for i in 0..n {
         let left: Vec<String> = std::fs::read_dir(hosts.dir(i).join("releases"))
             .unwrap()

@@ -348,10 +348,13 @@ fn aria2c_common(stop_secs: Option<u64>) -> String {
 /// The host's shell functions for a release's scratch directory:
 /// `stop_seed DIR` kills every aria2c (and the `timeout` around one) that
 /// fetches or seeds DIR's torrent from this target, whatever its pid
-/// file says — a fetch whose ssh client is gone included; `rmw PATH…`
+/// file says — a fetch whose ssh client is gone included. It reads the
+/// command line and directory only of the processes `pgrep -f` names
+/// (a host without procps: of every process, two forks each, which on a
+/// busy host costs a second or more per switch); `rmw PATH…`
 /// removes paths whose directories may be read-only (an artifact's 0555
 /// directory), which a non-root user could not empty otherwise.
-const STOP_SEEDER: &str = "stop_seed() { [ -d \"$1\" ] || return 0; d=$(cd -- \"$1/../..\" && pwd -P) || return 0; n=${1##*/}; for p in /proc/[0-9]*; do case \"$(tr '\\000' ' ' < \"$p/cmdline\" 2>/dev/null)\" in aria2c\\ *\"releases/$n/meta/t.torrent\"*|timeout\\ *\"releases/$n/meta/t.torrent\"*) [ \"$(readlink \"$p/cwd\" 2>/dev/null)\" = \"$d\" ] && kill -9 \"${p#/proc/}\" 2>/dev/null ;; esac; done; return 0; }; rmw() { chmod -R u+w -- \"$@\" 2>/dev/null; rm -rf -- \"$@\"; }";
+const STOP_SEEDER: &str = "stop_seed() { [ -d \"$1\" ] || return 0; d=$(cd -- \"$1/../..\" && pwd -P) || return 0; n=${1##*/}; if command -v pgrep >/dev/null 2>&1; then ps=$(pgrep -f \"releases/$n/meta/t.torrent\"); else ps=$(cd /proc && echo [0-9]*); fi; for p in $ps; do p=/proc/$p; case \"$(tr '\\000' ' ' < \"$p/cmdline\" 2>/dev/null)\" in aria2c\\ *\"releases/$n/meta/t.torrent\"*|timeout\\ *\"releases/$n/meta/t.torrent\"*) [ \"$(readlink \"$p/cwd\" 2>/dev/null)\" = \"$d\" ] && kill -9 \"${p#/proc/}\" 2>/dev/null ;; esac; done; return 0; }; rmw() { chmod -R u+w -- \"$@\" 2>/dev/null; rm -rf -- \"$@\"; }";
 
 /// How a host fetches a release over bittorrent (see [`bt_stage_script`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1081,6 +1084,8 @@ mod tests {
         assert!(s.contains("to=\"timeout -k 1 2\""), "{s}");
         // Fetchers of a release are stopped wherever they came from.
         assert!(s.contains("aria2c\\ *\"releases/$n/meta/t.torrent\"*|timeout\\ *\"releases/$n/meta/t.torrent\"*"), "{s}");
+        // Only the processes pgrep names are read, where there is pgrep.
+        assert!(s.contains("then ps=$(pgrep -f \"releases/$n/meta/t.torrent\"); else ps=$(cd /proc && echo [0-9]*); fi; for p in $ps; do p=/proc/$p; case"), "{s}");
     }
 
     #[test]

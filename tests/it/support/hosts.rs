@@ -655,6 +655,19 @@ impl Hosts {
         }
     }
 
+    /// Whether process `pid` runs in one of these hosts' network
+    /// namespaces (as their sshd's children do).
+    pub fn runs_on_a_host(&self, pid: u32) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(its) = std::fs::metadata(format!("/proc/{pid}/ns/net")) else {
+            return false;
+        };
+        self.hosts.iter().any(|h| {
+            std::fs::metadata(format!("/run/netns/{}", h.ns))
+                .is_ok_and(|m| m.ino() == its.ino() && m.dev() == its.dev())
+        })
+    }
+
     /// Host `i`'s `current` link, as written (`releases/<id>`), if any.
     pub fn current(&self, i: usize) -> Option<String> {
         std::fs::read_link(self.dir(i).join("current"))
