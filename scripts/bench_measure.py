@@ -1598,6 +1598,8 @@ push_project = "{sb.project('Beta Push Tasks')}"
             for k in range(self.runs):
                 order = tools[k % 3:] + tools[:k % 3]
                 for t in order:
+                    if os.environ.get("BENCH19_TOOL", t) != t:
+                        continue
                     self.hosts.reset(N_LINK)
                     r = self.tool19(t, N_LINK, "small", f"link {t} #{k + 1}")
                     res.setdefault(t, []).append(r)
@@ -1856,7 +1858,8 @@ def transport_main(args):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     b = Transport19(args)
     # For development: BENCH19_ONLY="asana link" measures only those and
-    # prints their runs; docs/benchmarks.md is left as it is.
+    # prints their runs (BENCH19_TOOL="pushgate bittorrent": only that
+    # tool behind the limited link); docs/benchmarks.md is left as it is.
     only = os.environ.get("BENCH19_ONLY", "").split()
     try:
         b.setup19()
