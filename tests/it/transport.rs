@@ -92,6 +92,20 @@ fn comments(sb: &Sandbox) -> (Vec<String>, bool, chrono::DateTime<chrono::Utc>) 
     .unwrap()
 }
 
+/// A successful push's task said each step once, in order.
+fn assert_said_every_step_in_order(c: &[String]) {
+    let prefixes = [
+        "build: built",
+        "stage: 3/3 hosts staged",
+        "switch: 3/3 hosts now run",
+        "pushed ",
+    ];
+    assert_eq!(c.len(), 4, "{c:?}");
+    for (text, prefix) in c.iter().zip(prefixes) {
+        assert!(text.starts_with(prefix), "in order: {c:?}");
+    }
+}
+
 #[tokio::test]
 async fn the_hosts_switch_while_asana_is_still_creating_the_push_task() {
     let sb = support::sandbox().await;
@@ -112,16 +126,7 @@ async fn the_hosts_switch_while_asana_is_still_creating_the_push_task() {
     assert_eq!(run.code, 0, "{run:?}");
     let (c, completed, created) = comments(&sb);
     assert!(completed, "{c:?}");
-    let prefixes = [
-        "build: built",
-        "stage: 3/3 hosts staged",
-        "switch: 3/3 hosts now run",
-        "pushed ",
-    ];
-    assert_eq!(c.len(), 4, "{c:?}");
-    for (text, prefix) in c.iter().zip(prefixes) {
-        assert!(text.starts_with(prefix), "in order: {c:?}");
-    }
+    assert_said_every_step_in_order(&c);
     // Every host switched before Asana had made the task: the build, the
     // stage and the switch did not wait for it.
     for n in 1..=3 {
@@ -160,16 +165,7 @@ async fn the_last_comment_and_the_completion_are_one_wave_of_asana_requests() {
     assert_eq!(run.code, 0, "{run:?}");
     let (c, completed, _) = comments(&sb);
     assert!(completed, "{c:?}");
-    let prefixes = [
-        "build: built",
-        "stage: 3/3 hosts staged",
-        "switch: 3/3 hosts now run",
-        "pushed ",
-    ];
-    assert_eq!(c.len(), 4, "{c:?}");
-    for (text, prefix) in c.iter().zip(prefixes) {
-        assert!(text.starts_with(prefix), "in order: {c:?}");
-    }
+    assert_said_every_step_in_order(&c);
     let raw = sb
         .with_data(|d| {
             let gid = d.projects[seed::PUSH_BETA].tasks.last().unwrap().clone();
