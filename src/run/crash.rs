@@ -59,7 +59,8 @@ pub fn check_many(mirror: &Mirror, tasks: &mut [LockTask], tip: &CommitId) -> an
 }
 
 /// Reads the crash project's incomplete tasks and checks their fixes
-/// against `deployed`.
+/// against `deployed`. Approval tasks there are left alone: pushgate
+/// never completes one (that would approve it).
 pub async fn crash_tasks(
     client: &Client,
     state: &StateDir,
@@ -67,10 +68,11 @@ pub async fn crash_tasks(
     deployed: &CommitId,
 ) -> anyhow::Result<Vec<LockTask>> {
     let raw = client
-        .project_tasks(&crash.project, CompletedSince::Now, fields::LOCK_TASK)
+        .project_tasks(&crash.project, CompletedSince::Now, fields::CRASH_TASK)
         .await?;
     let mut tasks: Vec<LockTask> = raw
         .into_iter()
+        .filter(|t| t.resource_subtype.as_deref() != Some("approval"))
         .filter_map(|t| crate::run::gather::lock_task(t, Some(&crash.fix_commit_field)))
         .filter(|t| !matches!(t.fix, Fix::None))
         .collect();

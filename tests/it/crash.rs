@@ -118,10 +118,24 @@ async fn beta_closes_the_crash_tasks_it_ships_including_fixes_recorded_later() {
     let side = side_commit(&bin);
     let shipped = crash_task(&sb, "fixed in the first commit", Some(&bin.first[..7]), &[]).await;
     let pending = crash_task(&sb, "fixed on a branch", Some(&side), &[]).await;
+    // An approval task in the crash project, fix and all: completing it
+    // would approve it, so it is not taken for a crash task.
+    let approval = create(
+        &sb,
+        json!({
+            "name": "approve the fix",
+            "resource_subtype": "approval",
+            "projects": [seed::CRASH],
+            "custom_fields": { seed::FIX_COMMIT_FIELD: &bin.first[..7] },
+        }),
+    )
+    .await;
     let run = bin.run(&["push", "beta"]).await;
     assert_eq!(run.code, 0, "{run:?}");
     let t = task(&sb, &shipped);
     assert!(t.completed, "a crash task whose fix beta runs is completed");
+    let a = task(&sb, &approval);
+    assert!(!a.completed && comments(&a).is_empty(), "{a:?}");
     let push_task = sb
         .with_data(|d| d.projects[seed::PUSH_BETA].tasks[0].clone())
         .unwrap();

@@ -38,6 +38,10 @@ use crate::domain::model::{ProjectGid, TaskGid, WorkspaceGid};
 pub mod fields {
     /// What the gate and `status` need of a lock task.
     pub const LOCK_TASK: &str = "name,completed,completed_at,assignee.name,permalink_url,notes,custom_fields.name,custom_fields.text_value";
+    /// A crash project's task: a lock task's fields, and its subtype (an
+    /// approval task there is never taken for a crash task: completing it
+    /// would approve it).
+    pub const CRASH_TASK: &str = "name,completed,completed_at,assignee.name,permalink_url,notes,custom_fields.name,custom_fields.text_value,resource_subtype";
     /// A task as `unlock` and the push record read it.
     pub const TASK: &str = "name,notes,completed,completed_at,assignee.name,permalink_url,projects.name,custom_fields.name,custom_fields.text_value";
     /// A task with its custom fields' gids, for writing one.
