@@ -168,11 +168,11 @@ struct Run<'c, 'a> {
     hosts: Vec<HostLine>,
     /// A failed check stopped the push.
     stopped: Option<CheckStop>,
-    /// The switch's comment once every host switched: the close sends it
-    /// with its own, as one comment, so that the push's last comment and
-    /// its completion are one wave of Asana requests (a failure sends it
-    /// first, alone).
-    held: Option<String>,
+    /// Posted (durable) once every host switched, the switch's comment is
+    /// not sent before the close has posted its own comment and the
+    /// completion: they go as one comment beside the completion, one wave
+    /// of Asana requests. A failure before the close lets it go first.
+    held: Option<outbox::Hold<'c>>,
 }
 
 /// Runs the plan's steps; `None` when the plan does not push (its verdict
@@ -1373,10 +1373,9 @@ impl Run<'_, '_> {
         };
         self.say(text.clone());
         if ended == Ended::Done {
-            self.held = Some(text);
-        } else {
-            self.comment(text).await;
+            self.held = Some(self.outbox.hold());
         }
+        self.comment(text).await;
     }
 
     /// Every host's line in the report, as the switch ended.
@@ -1430,21 +1429,18 @@ impl Run<'_, '_> {
             self.release,
             secs(duration)
         ));
-        let pushed = format!(
+        self.comment(format!(
             "pushed {} to {n} hosts in {}",
             self.to.short(),
             secs(duration)
-        );
-        let text = match self.held.take() {
-            Some(switch) => format!("{switch}\n\n{pushed}"),
-            None => pushed,
-        };
-        self.comment(text).await;
+        ))
+        .await;
         if let Some(task) = self.task_ref.clone() {
             if !self.outbox.never_created(cx.run_id) {
                 self.outbox.post(cx.run_id, Op::Complete { task }).await;
             }
         }
+        self.held = None;
         // The journal goes once the task says how the push ended (a run
         // killed before that is finished by the next one), and the
         // history, which links the task, once it is known.
@@ -1482,9 +1478,7 @@ impl Run<'_, '_> {
     }
 
     async fn fail(&mut self, f: &Failure) {
-        if let Some(switch) = self.held.take() {
-            self.comment(switch).await;
-        }
+        self.held = None;
         self.journal.write(
             "failed",
             json!({ "step": f.step, "error": f.message, "tail": f.tail }),

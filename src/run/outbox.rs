@@ -31,7 +31,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use futures_util::future::join_all;
@@ -243,6 +243,20 @@ pub struct Outbox {
     /// Tells [`Outbox::background`] a write was posted, or the run ends.
     wake: Notify,
     closing: AtomicBool,
+    /// Live [`Hold`]s.
+    holds: AtomicUsize,
+}
+
+/// See [`Outbox::hold`]; dropping it lets the background send again.
+pub struct Hold<'o> {
+    outbox: &'o Outbox,
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.outbox.holds.fetch_sub(1, Ordering::SeqCst);
+        self.outbox.wake.notify_one();
+    }
 }
 
 /// How many deliveries `Inner::delivered` keeps.
@@ -419,6 +433,7 @@ impl Outbox {
             sending: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
             closing: AtomicBool::new(false),
+            holds: AtomicUsize::new(0),
         })
     }
 
@@ -565,7 +580,9 @@ impl Outbox {
             let woken = self.wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            self.settle().await;
+            if self.holds.load(Ordering::SeqCst) == 0 {
+                self.settle().await;
+            }
             let idle = {
                 let inner = self.inner();
                 inner.pending.is_empty() || inner.deferred.is_some()
@@ -575,6 +592,17 @@ impl Outbox {
             }
             woken.await;
         }
+    }
+
+    /// Keeps [`Outbox::background`] from starting a wave while the guard
+    /// lives (a wave in flight finishes), so that what is posted meanwhile
+    /// goes in one: the push's switch comment, held from the end of the
+    /// switch until the close has posted its own comment and the
+    /// completion. Only the background waits: `submit`, `settle` and
+    /// `flush` send at once.
+    pub fn hold(&self) -> Hold<'_> {
+        self.holds.fetch_add(1, Ordering::SeqCst);
+        Hold { outbox: self }
     }
 
     /// Tells [`Outbox::background`] to return once nothing waits.

@@ -288,3 +288,34 @@ async fn the_file_is_compacted_once_nothing_waits_and_keeps_what_recovery_needs(
 fn clock() -> pushgate::run::clock::RunClock {
     pushgate::run::clock::RunClock::starting_at(chrono::Utc::now())
 }
+
+#[tokio::test]
+async fn while_a_hold_lives_the_background_sends_nothing_and_then_one_wave() {
+    let sb = support::sandbox().await;
+    let (client, _) = support::client(&sb);
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::new(dir.path());
+    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let made = match ob.submit("r1", create("r1")).await {
+        Delivery::Applied(Some(t)) => t,
+        other => panic!("{other:?}"),
+    };
+    let work = async {
+        let hold = ob.hold();
+        ob.post("r1", comment("r1", "switch: 3/3 hosts now run it"))
+            .await;
+        // The background gets its turns: it would send the comment alone.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        ob.post("r1", comment("r1", "pushed it to 3 hosts")).await;
+        drop(hold);
+        ob.close_background();
+    };
+    tokio::join!(work, ob.background());
+    assert_eq!(ob.pending(), 0);
+    assert_eq!(
+        comments(&task(&sb, &made.gid)),
+        vec!["switch: 3/3 hosts now run it\n\npushed it to 3 hosts"]
+    );
+}
