@@ -32,13 +32,38 @@ fn comment(key: &str, text: &str) -> Op {
     }
 }
 
+/// A sandbox and one cluster's state directory; [`Rig::open`] is a
+/// new process's outbox.
+struct Rig {
+    sb: pushgate::sandbox::Sandbox,
+    client: pushgate::adapters::asana::Client,
+    state: StateDir,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    async fn new() -> Rig {
+        let sb = support::sandbox().await;
+        let (client, _) = support::client(&sb);
+        let dir = tempfile::tempdir().unwrap();
+        Rig {
+            state: StateDir::new(dir.path()),
+            sb,
+            client,
+            _dir: dir,
+        }
+    }
+
+    fn open(&self) -> Outbox {
+        Outbox::open(&self.state.cluster(&beta()), &self.client, clock()).unwrap()
+    }
+}
+
 #[tokio::test]
 async fn writes_wait_in_order_and_a_later_process_applies_each_once() {
-    let sb = support::sandbox().await;
-    let (client, _) = support::client(&sb);
-    let dir = tempfile::tempdir().unwrap();
-    let state = StateDir::new(dir.path());
-    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let rig = Rig::new().await;
+    let sb = &rig.sb;
+    let ob = rig.open();
     // Asana refuses comments: the create goes through, the rest waits.
     sb.set_faults(Faults {
         only: Some("POST /tasks/*/stories".into()),
@@ -65,37 +90,35 @@ async fn writes_wait_in_order_and_a_later_process_applies_each_once() {
     );
     assert_eq!(ob.submit("r1", done).await, Delivery::Queued);
     assert_eq!(ob.pending(), 3);
-    assert!(!task(&sb, &made.gid).completed);
+    assert!(!task(sb, &made.gid).completed);
     drop(ob);
 
     // A later process, Asana back: everything once, in order.
     sb.set_faults(Faults::default());
-    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let ob = rig.open();
     assert_eq!(ob.pending(), 3);
     assert_eq!(
         ob.created("r1").map(|c| c.gid.clone()),
         Some(made.gid.clone())
     );
     assert_eq!(ob.flush().await, 0);
-    let t = task(&sb, &made.gid);
+    let t = task(sb, &made.gid);
     // The two comments that waited go as one, in order.
     assert_eq!(comments(&t), vec!["one\n\ntwo"]);
     assert!(t.completed);
     assert_eq!(ob.tally().applied, 3);
     // Nothing is left to send again.
-    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let ob = rig.open();
     assert_eq!(ob.flush().await, 0);
-    assert_eq!(comments(&task(&sb, &made.gid)).len(), 1);
+    assert_eq!(comments(&task(sb, &made.gid)).len(), 1);
 }
 
 #[tokio::test]
 async fn comments_queued_behind_a_create_go_as_one_and_the_completion_beside_it() {
-    let sb = support::sandbox().await;
-    let (client, _) = support::client(&sb);
-    let dir = tempfile::tempdir().unwrap();
-    let state = StateDir::new(dir.path());
-    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
-    let other = support::add_lock(&sb, seed::LOCK_BETA, "another task").await;
+    let rig = Rig::new().await;
+    let sb = &rig.sb;
+    let ob = rig.open();
+    let other = support::add_lock(sb, seed::LOCK_BETA, "another task").await;
     sb.clear_requests();
     // Each answer takes a while, so that writes sent together are in
     // flight together.
@@ -127,13 +150,13 @@ async fn comments_queued_behind_a_create_go_as_one_and_the_completion_beside_it(
     .await;
     assert_eq!(ob.flush().await, 0);
     let made = ob.created("r1").unwrap();
-    let t = task(&sb, &made.gid);
+    let t = task(sb, &made.gid);
     assert_eq!(
         comments(&t),
         vec!["stage: 3/3 hosts staged\n\nswitch: 3/3 hosts now run it"]
     );
     assert!(t.completed);
-    assert_eq!(comments(&task(&sb, &other)), vec!["elsewhere"]);
+    assert_eq!(comments(&task(sb, &other)), vec!["elsewhere"]);
     assert_eq!(ob.tally().applied, 5);
     let writes: Vec<String> = sb
         .requests()
@@ -149,11 +172,9 @@ async fn comments_queued_behind_a_create_go_as_one_and_the_completion_beside_it(
 
 #[tokio::test]
 async fn comments_sent_as_one_are_each_found_and_never_repeated() {
-    let sb = support::sandbox().await;
-    let (client, _) = support::client(&sb);
-    let dir = tempfile::tempdir().unwrap();
-    let state = StateDir::new(dir.path());
-    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let rig = Rig::new().await;
+    let sb = &rig.sb;
+    let ob = rig.open();
     let made = match ob.submit("r1", create("r1")).await {
         Delivery::Applied(Some(t)) => t,
         other => panic!("{other:?}"),
@@ -169,13 +190,13 @@ async fn comments_sent_as_one_are_each_found_and_never_repeated() {
     assert_eq!(ob.flush().await, 2);
     drop(ob);
     sb.set_faults(Faults::default());
-    assert_eq!(comments(&task(&sb, &made.gid)), vec!["one\n\ntwo"]);
+    assert_eq!(comments(&task(sb, &made.gid)), vec!["one\n\ntwo"]);
     // A later process finds each of them inside the one comment.
-    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let ob = rig.open();
     ob.post("r1", comment("r1", "three")).await;
     assert_eq!(ob.flush().await, 0);
     assert_eq!(ob.tally().already, 2);
-    assert_eq!(comments(&task(&sb, &made.gid)), vec!["one\n\ntwo", "three"]);
+    assert_eq!(comments(&task(sb, &made.gid)), vec!["one\n\ntwo", "three"]);
 
     // One of two found (sent alone), the other not: only it is sent.
     sb.set_faults(Faults {
@@ -189,29 +210,27 @@ async fn comments_sent_as_one_are_each_found_and_never_repeated() {
     assert_eq!(ob.flush().await, 2);
     drop(ob);
     sb.set_faults(Faults::default());
-    let (status, body) = support::Raw::new(&sb)
+    let (status, body) = support::Raw::new(sb)
         .post(
             &format!("/tasks/{}/stories", made.gid),
             serde_json::json!({"data": {"text": "four"}}),
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let ob = rig.open();
     assert_eq!(ob.flush().await, 0);
     assert_eq!(ob.tally().already, 1);
     assert_eq!(ob.tally().applied, 1);
     assert_eq!(
-        comments(&task(&sb, &made.gid)),
+        comments(&task(sb, &made.gid)),
         vec!["one\n\ntwo", "three", "four", "five"]
     );
 }
 
 #[tokio::test]
 async fn a_write_applied_by_a_process_that_died_is_found_not_repeated() {
-    let sb = support::sandbox().await;
-    let (client, _) = support::client(&sb);
-    let dir = tempfile::tempdir().unwrap();
-    let state = StateDir::new(dir.path());
+    let rig = Rig::new().await;
+    let sb = &rig.sb;
     // The answers are lost after Asana applied the writes, and the probes
     // fail too: the writes are applied but this process never learns it.
     sb.set_faults(Faults {
@@ -219,26 +238,23 @@ async fn a_write_applied_by_a_process_that_died_is_found_not_repeated() {
         drop_after_apply: true,
         ..Faults::default()
     });
-    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let ob = rig.open();
     assert_eq!(ob.submit("r1", create("r1")).await, Delivery::Queued);
     drop(ob);
-    let before: usize = support::tasks(&sb, seed::PUSH_BETA).len();
+    let before: usize = support::tasks(sb, seed::PUSH_BETA).len();
     assert_eq!(before, 1, "the create was applied");
     sb.set_faults(Faults::default());
-    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let ob = rig.open();
     assert_eq!(ob.flush().await, 0);
     assert_eq!(ob.tally().already, 1, "found, not sent again");
-    assert_eq!(support::tasks(&sb, seed::PUSH_BETA).len(), 1);
+    assert_eq!(support::tasks(sb, seed::PUSH_BETA).len(), 1);
     assert!(ob.created("r1").is_some());
 }
 
 #[tokio::test]
 async fn a_refused_write_is_dropped_and_does_not_block_the_queue() {
-    let sb = support::sandbox().await;
-    let (client, _) = support::client(&sb);
-    let dir = tempfile::tempdir().unwrap();
-    let state = StateDir::new(dir.path());
-    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let rig = Rig::new().await;
+    let ob = rig.open();
     let gone = Op::Comment {
         task: TaskRef::Gid("1299999999999999".into()),
         text: "to a task that does not exist".into(),
@@ -254,11 +270,9 @@ async fn a_refused_write_is_dropped_and_does_not_block_the_queue() {
 
 #[tokio::test]
 async fn the_file_is_compacted_once_nothing_waits_and_keeps_what_recovery_needs() {
-    let sb = support::sandbox().await;
-    let (client, _) = support::client(&sb);
-    let dir = tempfile::tempdir().unwrap();
-    let state = StateDir::new(dir.path());
-    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let rig = Rig::new().await;
+    let sb = &rig.sb;
+    let ob = rig.open();
     assert!(matches!(
         ob.submit("r0", create("r0")).await,
         Delivery::Applied(Some(_))
@@ -269,11 +283,11 @@ async fn the_file_is_compacted_once_nothing_waits_and_keeps_what_recovery_needs(
             .await;
         assert_eq!(d, Delivery::Applied(None), "{i}");
     }
-    let path = state.cluster(&beta()).outbox_path();
+    let path = rig.state.cluster(&beta()).outbox_path();
     let lines = std::fs::read_to_string(&path).unwrap().lines().count();
     assert!(lines < 50, "compacted to {lines} lines");
     // The created task is still known, and new writes get new numbers.
-    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let ob = rig.open();
     assert!(ob.created("r0").is_some());
     assert_eq!(ob.pending(), 0);
     assert_eq!(
@@ -281,7 +295,7 @@ async fn the_file_is_compacted_once_nothing_waits_and_keeps_what_recovery_needs(
         Delivery::Applied(None)
     );
     let gid = ob.created("r0").unwrap().gid.clone();
-    assert_eq!(comments(&task(&sb, &gid)).len(), 121);
+    assert_eq!(comments(&task(sb, &gid)).len(), 121);
 }
 
 /// A run's clock, read now.
@@ -291,11 +305,9 @@ fn clock() -> pushgate::run::clock::RunClock {
 
 #[tokio::test]
 async fn while_a_hold_lives_the_background_sends_nothing_and_then_one_wave() {
-    let sb = support::sandbox().await;
-    let (client, _) = support::client(&sb);
-    let dir = tempfile::tempdir().unwrap();
-    let state = StateDir::new(dir.path());
-    let ob = Outbox::open(&state.cluster(&beta()), &client, clock()).unwrap();
+    let rig = Rig::new().await;
+    let sb = &rig.sb;
+    let ob = rig.open();
     let made = match ob.submit("r1", create("r1")).await {
         Delivery::Applied(Some(t)) => t,
         other => panic!("{other:?}"),
@@ -315,7 +327,7 @@ async fn while_a_hold_lives_the_background_sends_nothing_and_then_one_wave() {
     tokio::join!(work, ob.background());
     assert_eq!(ob.pending(), 0);
     assert_eq!(
-        comments(&task(&sb, &made.gid)),
+        comments(&task(sb, &made.gid)),
         vec!["switch: 3/3 hosts now run it\n\npushed it to 3 hosts"]
     );
 }

@@ -92,6 +92,17 @@ fn comments(sb: &Sandbox) -> (Vec<String>, bool, chrono::DateTime<chrono::Utc>) 
     .unwrap()
 }
 
+/// A push whose Asana calls may take seconds each.
+fn patient_bin(sb: &Sandbox) -> Bin {
+    Bin::with(
+        sb,
+        Setup {
+            asana: "timeout = \"30s\"".into(),
+            ..Setup::default()
+        },
+    )
+}
+
 /// A successful push's task said each step once, in order.
 fn assert_said_every_step_in_order(c: &[String]) {
     let prefixes = [
@@ -109,13 +120,7 @@ fn assert_said_every_step_in_order(c: &[String]) {
 #[tokio::test]
 async fn the_hosts_switch_while_asana_is_still_creating_the_push_task() {
     let sb = support::sandbox().await;
-    let bin = Bin::with(
-        &sb,
-        Setup {
-            asana: "timeout = \"30s\"".into(),
-            ..Setup::default()
-        },
-    );
+    let bin = patient_bin(&sb);
     // Only the create is slow: 3 s before Asana applies it. The gate
     // (a read) is not.
     support::faults(&sb, |f| {
@@ -152,13 +157,7 @@ async fn the_hosts_switch_while_asana_is_still_creating_the_push_task() {
 #[tokio::test]
 async fn the_last_comment_and_the_completion_are_one_wave_of_asana_requests() {
     let sb = support::sandbox().await;
-    let bin = Bin::with(
-        &sb,
-        Setup {
-            asana: "timeout = \"30s\"".into(),
-            ..Setup::default()
-        },
-    );
+    let bin = patient_bin(&sb);
     support::faults(&sb, |f| f.latency_ms = 1000);
     sb.clear_requests();
     let run = bin.run(&["push", "beta"]).await;
