@@ -71,10 +71,7 @@ async fn writes_wait_in_order_and_a_later_process_applies_each_once() {
         fail_status: 503,
         ..Faults::default()
     });
-    let made = match ob.submit("r1", create("r1")).await {
-        Delivery::Applied(Some(t)) => t,
-        other => panic!("{other:?}"),
-    };
+    let made = created(&ob, "r1").await;
     assert_eq!(
         ob.submit("r1", comment("r1", "one")).await,
         Delivery::Queued
@@ -175,10 +172,7 @@ async fn comments_sent_as_one_are_each_found_and_never_repeated() {
     let rig = Rig::new().await;
     let sb = &rig.sb;
     let ob = rig.open();
-    let made = match ob.submit("r1", create("r1")).await {
-        Delivery::Applied(Some(t)) => t,
-        other => panic!("{other:?}"),
-    };
+    let made = created(&ob, "r1").await;
     // Applied, but the answers are lost: this process never learns it.
     sb.set_faults(Faults {
         drop_next: u32::MAX,
@@ -298,6 +292,14 @@ async fn the_file_is_compacted_once_nothing_waits_and_keeps_what_recovery_needs(
     assert_eq!(comments(&task(sb, &gid)).len(), 121);
 }
 
+/// Creates `key`'s task through `ob`, which must apply it at once.
+async fn created(ob: &Outbox, key: &str) -> pushgate::run::outbox::Created {
+    match ob.submit(key, create(key)).await {
+        Delivery::Applied(Some(t)) => t,
+        other => panic!("{other:?}"),
+    }
+}
+
 /// A run's clock, read now.
 fn clock() -> pushgate::run::clock::RunClock {
     pushgate::run::clock::RunClock::starting_at(chrono::Utc::now())
@@ -308,10 +310,7 @@ async fn while_a_hold_lives_the_background_sends_nothing_and_then_one_wave() {
     let rig = Rig::new().await;
     let sb = &rig.sb;
     let ob = rig.open();
-    let made = match ob.submit("r1", create("r1")).await {
-        Delivery::Applied(Some(t)) => t,
-        other => panic!("{other:?}"),
-    };
+    let made = created(&ob, "r1").await;
     let work = async {
         let hold = ob.hold();
         ob.post("r1", comment("r1", "switch: 3/3 hosts now run it"))
