@@ -130,6 +130,11 @@ impl Got {
     }
 }
 
+/// The status a plain GET of `url` gets.
+async fn status_of(url: &str) -> u16 {
+    get(url, &[]).await.status
+}
+
 pub async fn get(url: &str, headers: &[(&str, &str)]) -> Got {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -424,15 +429,11 @@ async fn the_overview_says_what_status_says_and_its_json_is_status_and_history_j
         badge.body
     );
     assert_eq!(
-        get(&format!("{}/badge/repo/nope.svg", daemon.url), &[])
-            .await
-            .status,
+        status_of(&format!("{}/badge/repo/nope.svg", daemon.url)).await,
         404
     );
     assert_eq!(
-        get(&format!("{}/cluster/repo/nope", daemon.url), &[])
-            .await
-            .status,
+        status_of(&format!("{}/cluster/repo/nope", daemon.url)).await,
         404
     );
     // The metrics moved under the same listener.
@@ -614,15 +615,11 @@ async fn every_page_escapes_hostile_text_and_shows_the_runs_as_they_went() {
 
     // A run id that is not one, or not this cluster's.
     assert_eq!(
-        get(&format!("{}/run/repo/beta/..%2F..%2Fetc", daemon.url), &[])
-            .await
-            .status,
+        status_of(&format!("{}/run/repo/beta/..%2F..%2Fetc", daemon.url)).await,
         404
     );
     assert_eq!(
-        get(&format!("{}/run/repo/prod/{id}", daemon.url), &[])
-            .await
-            .status,
+        status_of(&format!("{}/run/repo/prod/{id}", daemon.url)).await,
         404
     );
     assert_eq!(daemon.stop().await, 0);
