@@ -594,6 +594,13 @@ async fn a_run_killed_during_the_build_is_recorded_and_the_next_push_takes_over(
         .await
         .unwrap();
     assert_eq!(said, "ready\n");
+    // The push task is created beside the build: kill once it exists.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        sb.until(|d| d.projects[seed::PUSH_BETA].tasks.len() == 1),
+    )
+    .await
+    .expect("the push task is created while the build runs");
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     let build_pid: i32 = std::fs::read_to_string(probe.path().join("build.pid"))
