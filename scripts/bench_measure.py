@@ -1024,7 +1024,12 @@ def report(b, quick):
       "(`parallel-rsync`, `parallel-ssh`) and Ansible from Debian and the Asana client `asana>=5,<6` "
       "from PyPI, builds `target/release/pushgate`, and makes 16 hosts: each a network namespace with a "
       "veth pair and its own sshd (as `tests/it/support/hosts.rs` does), whose mount namespace "
-      "bind-mounts the host's own directory over the common `target`. Everything it made is removed on "
+      "bind-mounts the host's own directory over the common `target` and, over root's home, a fresh "
+      "Debian host's (base-files' `dot.bashrc` and `dot.profile`): sshd runs each session's command "
+      "through root's bash, which reads `~/.bashrc`, and this machine's own runs `pyenv init` (about a "
+      "hundred processes, 165 ms, per session), which no fleet host would. Sections 7–10 are measured "
+      "so since 2026-12-02; the sections of issue #8 were measured before, each session paying it. "
+      "Everything it made is removed on "
       "exit. The other engineers' builds share this machine's 2 cores: the figures are only as quiet as "
       "the machine was.\n")
     w("**Issue #19's rig** (`--issue 19`, sections 7–10): the same 16 hosts, but wired to one Linux bridge (in a network namespace of its own) together with the bastion, which reaches it through one veth. Section 8 limits that veth's egress with `tc tbf` (what leaves the bastion), leaving host-to-host traffic over the bridge unlimited, and counts the bytes that left by its `tx_bytes`. Section 7 adds RTT to every ssh connection to a host: with `tc netem` on each host's veth where the kernel has it; this machine's kernel does not (`CONFIG_NET_SCH_NETEM` is not set), so here it is a delay relay as every tool's ssh `ProxyCommand` (section 7 says what it does and does not model). It also needs `aria2c`, `opentracker` and `cc`, which it installs from Debian, and not Ansible or the Asana client.\n")
