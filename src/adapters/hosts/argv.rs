@@ -401,7 +401,17 @@ pub fn bt_stage_script(target: &Path, bt: &BtStage<'_>) -> String {
             select.map_or(String::new(), |(a, b)| format!(" --select-file={a}-{b}"))
         )
     };
-    let all = if bt.files { fetch(None) } else { ":".into() };
+    let seed = format!(
+        "--bt-seed-unverified=true --seed-ratio=0.0 --seed-time={}",
+        bt.stop_secs.div_ceil(60).max(1)
+    );
+    // A host that fetches every file goes on seeding them from the same
+    // aria2c (see [`fetch_then_seed`]).
+    let all = if bt.files {
+        fetch_then_seed(&opts, &seed)
+    } else {
+        ":".into()
+    };
     let on_base = match bt.changed {
         Some(r) => fetch(Some(r)),
         None => ":".into(),
@@ -422,7 +432,7 @@ pub fn bt_stage_script(target: &Path, bt: &BtStage<'_>) -> String {
         " && for d in releases/.*.bt; do [ -d \"$d\" ] || continue; stop_seed \"$d\"; rmw \"$d\" || echo \"pushgate: cannot remove $d; staging anyway\" >&2; done && rm -f -- releases/*.aria2 && w={w} && rmw releases/{release} && mkdir -p -- \"$w\" releases/{release} && tar -xzpf - --no-same-owner -C \"$w\""
     ));
     s.push_str(&format!(
-        " && if command -v timeout >/dev/null 2>&1; then to=\"timeout -k {kill} {fetch_secs}\"; else to=; fi"
+        " && if command -v timeout >/dev/null 2>&1; then to=\"timeout -k {kill} {fetch_secs}\"; else to=; fi && a="
     ));
     let on = match bt.base {
         Some(b) => format!(" && if [ \"$c\" = releases/{b} ]; then on=1; else on=; fi"),
@@ -441,10 +451,26 @@ pub fn bt_stage_script(target: &Path, bt: &BtStage<'_>) -> String {
         ));
     }
     s.push_str(&format!(
-        " && cp -R -P --attributes-only --preserve=mode,timestamps -- \"$w/tree/.\" releases/{release}/ && (cd releases/{release} && xargs -0 -r chmod u-w -- < ../.{release}.bt/ro) && rmw \"$w/tree\" && (setsid aria2c -T \"$w/meta/t.torrent\" --dir=releases --bt-seed-unverified=true --seed-ratio=0.0 --seed-time={} {opts} > /dev/null 2>&1 < /dev/null & echo $! > \"$w/seed.pid\") && echo {STAGED_MARK}",
-        bt.stop_secs.div_ceil(60).max(1)
+        " && cp -R -P --attributes-only --preserve=mode,timestamps -- \"$w/tree/.\" releases/{release}/ && (cd releases/{release} && xargs -0 -r chmod u-w -- < ../.{release}.bt/ro) && rmw \"$w/tree\" && if [ -n \"$a\" ]; then echo \"$a\" > \"$w/seed.pid\"; else (setsid aria2c -T \"$w/meta/t.torrent\" --dir=releases {seed} {opts} > /dev/null 2>&1 < /dev/null & echo $! > \"$w/seed.pid\"); fi && echo {STAGED_MARK}"
     ));
     s
+}
+
+/// A host's fetch of every file that goes on seeding them, in one
+/// `aria2c`: a host that ended its fetch and then started a seeder would
+/// leave the swarm meanwhile, while the others still fetch from it. In a
+/// session of its own, its output in `$w/log`, aria2c runs `$w/done` once
+/// every piece is verified (which writes `done` to aria2c's descriptor 3,
+/// a FIFO the stage reads), and seeds on. The stage waits for that line,
+/// or for the FIFO's end (aria2c gone: its exit status and log are the
+/// stage's), bounded by `$to` (then aria2c is stopped, and the stage
+/// exits with `timeout`'s status). Every descriptor is opened before
+/// aria2c starts, so neither side can see the FIFO end early. Sets `$a`
+/// to the seeder's pid.
+fn fetch_then_seed(opts: &str, seed: &str) -> String {
+    format!(
+        "{{ mkfifo -- \"$w/ev\" && printf '#!/bin/sh\\necho done >&3\\n' > \"$w/done\" && chmod +x -- \"$w/done\"; }} && {{ exec 5<>\"$w/ev\" 3>\"$w/ev\" 6<\"$w/ev\"; {{ setsid aria2c -T \"$w/meta/t.torrent\" --dir=releases --on-bt-download-complete=\"$w/done\" {seed} {opts}; }} > \"$w/log\" 2>&1 < /dev/null 5<&- 6<&- & a=$!; exec 3>&- 5<&-; ev=$($to head -n 1 <&6); st=$?; exec 6<&-; if [ \"$ev\" != done ]; then if [ \"$st\" -eq {HOST_TIMED_OUT} ]; then stop_seed \"$w\"; else wait \"$a\"; st=$?; fi; cat -- \"$w/log\" >&2; [ \"$st\" -ne 0 ] || st=1; exit \"$st\"; fi; }}"
+    )
 }
 
 /// What the switch of a release staged over bittorrent does first: stop
@@ -1024,7 +1050,21 @@ mod tests {
             "{s}"
         );
         assert!(
-            s.contains("--stop=600 --select-file=4-9 1>&2; else $to aria2c"),
+            s.contains("--stop=600 --select-file=4-9 1>&2; else { mkfifo -- \"$w/ev\""),
+            "{s}"
+        );
+        // A host off the base fetches everything and seeds on from the
+        // same aria2c; one on it seeds from a second one, started after.
+        assert!(s.contains("{ setsid aria2c -T \"$w/meta/t.torrent\" --dir=releases --on-bt-download-complete=\"$w/done\" --bt-seed-unverified=true --seed-ratio=0.0 --seed-time=10 --enable-dht=false"), "{s}");
+        // The group's descriptors are the log's, not the session's: the
+        // session ends while aria2c seeds on.
+        assert!(
+            s.contains("; } > \"$w/log\" 2>&1 < /dev/null 5<&- 6<&- & a=$!;"),
+            "{s}"
+        );
+        assert!(s.contains("ev=$($to head -n 1 <&6); st=$?"), "{s}");
+        assert!(
+            s.contains("if [ -n \"$a\" ]; then echo \"$a\" > \"$w/seed.pid\"; else (setsid aria2c"),
             "{s}"
         );
         // A reused file named `--help` is a name, not an option.
