@@ -11,7 +11,7 @@ use std::path::Path;
 
 use pushgate::sandbox::Sandbox;
 
-use crate::support::hosts::{self, Hosts};
+use crate::support::hosts::{self, Hosts, Kind, Net};
 use crate::support::{self, seed, Bin, Run, Setup};
 
 /// Why these tests cannot run here, if they cannot.
@@ -49,20 +49,39 @@ fn bin(sb: &Sandbox, hosts: &Hosts, extra: &str) -> Bin {
 
 /// [`bin`] with its own build command and tracker port.
 fn bin_with(sb: &Sandbox, hosts: &Hosts, extra: &str, build: &str, port: u16) -> Bin {
+    Bin::with(sb, setup(hosts, extra, build, port))
+}
+
+/// The setup of [`bin_with`].
+fn setup(hosts: &Hosts, extra: &str, build: &str, port: u16) -> Setup {
     let tracker = format!("http://{}:{port}/announce", hosts.bastion_addr().unwrap(),);
-    Bin::with(
-        sb,
-        Setup {
-            sync: format!(
-                "{}transport = \"bittorrent\"\ntracker = \"{tracker}\"\n{extra}",
-                hosts.sync_toml_with_timeout("60s")
-            ),
-            beta: hosts.cluster_toml(),
-            beta_hosts: Some(hosts.specs()),
-            build_command: Some(build.into()),
-            ..Setup::default()
-        },
-    )
+    Setup {
+        sync: format!(
+            "{}transport = \"bittorrent\"\ntracker = \"{tracker}\"\n{extra}",
+            hosts.sync_toml_with_timeout("60s")
+        ),
+        beta: hosts.cluster_toml(),
+        beta_hosts: Some(hosts.specs()),
+        build_command: Some(build.into()),
+        ..Setup::default()
+    }
+}
+
+/// Every aria2c running on a host: (host, command line).
+fn aria2c_on_hosts(hosts: &Hosts) -> Vec<(usize, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid = e.ok()?.file_name().into_string().ok()?;
+            let n = pid.parse::<u32>().ok()?;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if !cmd.starts_with("aria2c ") {
+                return None;
+            }
+            Some((hosts.host_of(n)?, cmd))
+        })
+        .collect()
 }
 
 /// The comments on the newest push task.
@@ -137,16 +156,7 @@ fn assert_same_tree(a: &Path, b: &Path, what: &str) {
 /// No stage scratch left on the hosts, and no aria2c running on one (the
 /// switch stopped every host's seeder).
 fn assert_no_scratch(hosts: &Hosts, n: usize, what: &str) {
-    let seeding: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| {
-            let pid = e.ok()?.file_name().into_string().ok()?;
-            let n = pid.parse::<u32>().ok()?;
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            (cmd.starts_with("aria2c ") && hosts.runs_on_a_host(n)).then(|| format!("{pid}: {cmd}"))
-        })
-        .collect();
+    let seeding = aria2c_on_hosts(hosts);
     assert!(seeding.is_empty(), "{what}: still seeding: {seeding:?}");
     for i in 0..n {
         let left: Vec<String> = std::fs::read_dir(hosts.dir(i).join("releases"))
@@ -499,4 +509,118 @@ async fn a_file_name_with_a_control_character_is_refused_before_any_host_is_touc
             && !last.contains('\t'),
         "{last}"
     );
+}
+
+#[tokio::test]
+async fn a_host_seeds_from_the_aria2c_that_fetched_it_until_its_switch() {
+    if let Some(why) = unavailable() {
+        return hosts::skip(&why);
+    }
+    let hosts = match Hosts::start_switched(3, None, None).await {
+        Ok(h) => h,
+        Err(why) => return hosts::skip(&why),
+    };
+    let sb = support::sandbox().await;
+    // The first host switches alone; the first wave check holds the push
+    // there until the test has looked (FIFOs: no clock).
+    let mut s = setup(&hosts, "", BUILD, free_port());
+    s.beta
+        .push_str("waves = [\"1\", \"100%\"]\nwave_check = [\"./hold.sh\"]\n");
+    let bin = Bin::with(&sb, s);
+    let (ready, gate) = (bin.path("ready"), bin.path("gate"));
+    for f in [&ready, &gate] {
+        rustix::fs::mkfifoat(rustix::fs::CWD, f, rustix::fs::Mode::from(0o600)).unwrap();
+    }
+    let hold = bin.path("hold.sh");
+    std::fs::write(
+        &hold,
+        format!(
+            "#!/bin/sh\n[ \"$PUSHGATE_WAVE\" = 1 ] || exit 0\necho \"$PUSHGATE_WAVE\" > '{}'\ncat '{}' > /dev/null\n",
+            ready.display(),
+            gate.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hold, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let look = async {
+        let r = ready.clone();
+        let wave = tokio::task::spawn_blocking(move || std::fs::read_to_string(r).unwrap())
+            .await
+            .unwrap();
+        let seen = aria2c_on_hosts(&hosts);
+        // Let the push go on: the check's `cat` reads to the end.
+        let g = gate.clone();
+        tokio::task::spawn_blocking(move || drop(std::fs::File::create(g).unwrap()))
+            .await
+            .unwrap();
+        (wave, seen)
+    };
+    let (run, (wave, seen)) = tokio::join!(bin.run(&["push", "beta"]), look);
+    check(&run, 0, &hosts);
+    assert_eq!(wave.trim(), "1");
+    let r = release(&hosts, 0).unwrap();
+    let torrent = format!("releases/.{r}.bt/meta/t.torrent");
+    for i in 0..3 {
+        let mine: Vec<&String> = seen
+            .iter()
+            .filter(|(h, c)| *h == i && c.contains(&torrent))
+            .map(|(_, c)| c)
+            .collect();
+        if i == 0 {
+            assert!(mine.is_empty(), "its switch stopped its seeder: {mine:?}");
+        } else {
+            // One aria2c: the one that fetched (its completion hook), not
+            // a second one started after it.
+            assert_eq!(mine.len(), 1, "host {}: {seen:?}", i + 1);
+            assert!(
+                mine[0].contains("--on-bt-download-complete=") && mine[0].contains("--seed-time="),
+                "host {}: {}",
+                i + 1,
+                mine[0]
+            );
+        }
+    }
+    for i in 0..3 {
+        assert_eq!(release(&hosts, i).as_deref(), Some(r.as_str()));
+    }
+    assert_no_scratch(&hosts, 3, "after the push");
+}
+
+#[tokio::test]
+async fn a_host_whose_aria2c_fails_says_why_at_once_and_nothing_switches() {
+    if let Some(why) = unavailable() {
+        return hosts::skip(&why);
+    }
+    // Host 3's TARGET is a tmpfs smaller than the artifact's 300 KiB.
+    let hosts = match Hosts::start_on(
+        &[Kind::Plain, Kind::Plain, Kind::Tmpfs { kib: 128 }],
+        Net::Switch {
+            bastion_rate: None,
+            host_delay: None,
+        },
+    )
+    .await
+    {
+        Ok(h) => h,
+        Err(why) => return hosts::skip(&why),
+    };
+    let sb = support::sandbox().await;
+    let bin = bin(&sb, &hosts, "");
+    let run = bin.run(&["push", "beta"]).await;
+    check(&run, 1, &hosts);
+    for i in 0..3 {
+        assert_eq!(release(&hosts, i), None, "host {}", i + 1);
+    }
+    let specs = hosts.specs();
+    let c = comments(&sb);
+    let last = c.last().unwrap();
+    // aria2c's own reason, from its log, long before host_timeout (60 s).
+    assert!(
+        last.contains("1 of 3 hosts failed to stage")
+            && last.contains(&specs[2])
+            && last.contains("disk full")
+            && !last.contains("timed out"),
+        "{last}"
+    );
+    assert_no_scratch(&hosts, 2, "after the failed stage");
 }

@@ -348,13 +348,15 @@ fn aria2c_common(stop_secs: Option<u64>) -> String {
 /// The host's shell functions for a release's scratch directory:
 /// `stop_seed DIR` kills every aria2c (and the `timeout` around one) that
 /// fetches or seeds DIR's torrent from this target, whatever its pid
-/// file says — a fetch whose ssh client is gone included. It reads the
+/// file says — a fetch whose ssh client is gone included — and only in
+/// this mount namespace: a container beside it with the same target path
+/// is another host. It reads the
 /// command line and directory only of the processes `pgrep -f` names
 /// (a host without procps: of every process, two forks each, which on a
 /// busy host costs a second or more per switch); `rmw PATH…`
 /// removes paths whose directories may be read-only (an artifact's 0555
 /// directory), which a non-root user could not empty otherwise.
-const STOP_SEEDER: &str = "stop_seed() { [ -d \"$1\" ] || return 0; d=$(cd -- \"$1/../..\" && pwd -P) || return 0; n=${1##*/}; if command -v pgrep >/dev/null 2>&1; then ps=$(pgrep -f \"releases/$n/meta/t.torrent\"); else ps=$(cd /proc && echo [0-9]*); fi; for p in $ps; do p=/proc/$p; case \"$(tr '\\000' ' ' < \"$p/cmdline\" 2>/dev/null)\" in aria2c\\ *\"releases/$n/meta/t.torrent\"*|timeout\\ *\"releases/$n/meta/t.torrent\"*) [ \"$(readlink \"$p/cwd\" 2>/dev/null)\" = \"$d\" ] && kill -9 \"${p#/proc/}\" 2>/dev/null ;; esac; done; return 0; }; rmw() { chmod -R u+w -- \"$@\" 2>/dev/null; rm -rf -- \"$@\"; }";
+const STOP_SEEDER: &str = "stop_seed() { [ -d \"$1\" ] || return 0; d=$(cd -- \"$1/../..\" && pwd -P) || return 0; n=${1##*/}; if command -v pgrep >/dev/null 2>&1; then ps=$(pgrep -f \"releases/$n/meta/t.torrent\"); else ps=$(cd /proc && echo [0-9]*); fi; for p in $ps; do p=/proc/$p; case \"$(tr '\\000' ' ' < \"$p/cmdline\" 2>/dev/null)\" in aria2c\\ *\"releases/$n/meta/t.torrent\"*|timeout\\ *\"releases/$n/meta/t.torrent\"*) [ \"$(readlink \"$p/cwd\" 2>/dev/null)\" = \"$d\" ] && [ \"$(readlink \"$p/ns/mnt\" 2>/dev/null)\" = \"$(readlink /proc/$$/ns/mnt 2>/dev/null)\" ] && kill -9 \"${p#/proc/}\" 2>/dev/null ;; esac; done; return 0; }; rmw() { chmod -R u+w -- \"$@\" 2>/dev/null; rm -rf -- \"$@\"; }";
 
 /// How a host fetches a release over bittorrent (see [`bt_stage_script`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -458,20 +460,27 @@ pub fn bt_stage_script(target: &Path, bt: &BtStage<'_>) -> String {
 
 /// A host's fetch of every file that goes on seeding them, in one
 /// `aria2c`: a host that ended its fetch and then started a seeder would
-/// leave the swarm meanwhile, while the others still fetch from it. In a
-/// session of its own, its output in `$w/log`, aria2c runs `$w/done` once
-/// every piece is verified (which writes `done` to aria2c's descriptor 3,
-/// a FIFO the stage reads), and seeds on. The stage waits for that line,
-/// or for the FIFO's end (aria2c gone: its exit status and log are the
-/// stage's), bounded by `$to` (then aria2c is stopped, and the stage
-/// exits with `timeout`'s status). Every descriptor is opened before
-/// aria2c starts, so neither side can see the FIFO end early. Sets `$a`
-/// to the seeder's pid.
+/// leave the swarm meanwhile, while the others still fetch from it.
+/// aria2c runs in a session of its own, its output into a FIFO the stage
+/// reads, and runs `$w/done` once every piece is verified, which prints
+/// [`FETCHED_MARK`] there, and seeds on. The stage copies aria2c's lines
+/// to its stderr until the mark (`sed`, which then exits 7): a cause
+/// reaches pushgate even when the disk is full. Then a `cat` drains the
+/// FIFO for as long as aria2c lives, holding none of the session's
+/// descriptors, so the session ends while aria2c seeds. The FIFO's end
+/// before the mark means aria2c is gone: its exit status is the stage's.
+/// `$to` bounds the wait (then aria2c is stopped, and the stage exits
+/// with `timeout`'s status). Every descriptor is opened before aria2c
+/// starts, so neither side can see the FIFO end early. Sets `$a` to the
+/// seeder's pid.
 fn fetch_then_seed(opts: &str, seed: &str) -> String {
     format!(
-        "{{ mkfifo -- \"$w/ev\" && printf '#!/bin/sh\\necho done >&3\\n' > \"$w/done\" && chmod +x -- \"$w/done\"; }} && {{ exec 5<>\"$w/ev\" 3>\"$w/ev\" 6<\"$w/ev\"; {{ setsid aria2c -T \"$w/meta/t.torrent\" --dir=releases --on-bt-download-complete=\"$w/done\" {seed} {opts}; }} > \"$w/log\" 2>&1 < /dev/null 5<&- 6<&- & a=$!; exec 3>&- 5<&-; ev=$($to head -n 1 <&6); st=$?; exec 6<&-; if [ \"$ev\" != done ]; then if [ \"$st\" -eq {HOST_TIMED_OUT} ]; then stop_seed \"$w\"; else wait \"$a\"; st=$?; fi; cat -- \"$w/log\" >&2; [ \"$st\" -ne 0 ] || st=1; exit \"$st\"; fi; }}"
+        "{{ mkfifo -- \"$w/ev\" && printf '#!/bin/sh\\necho {FETCHED_MARK}\\n' > \"$w/done\" && chmod +x -- \"$w/done\"; }} && {{ exec 5<>\"$w/ev\" 3>\"$w/ev\" 6<\"$w/ev\"; {{ setsid aria2c -T \"$w/meta/t.torrent\" --dir=releases --on-bt-download-complete=\"$w/done\" {seed} {opts}; }} 1>&3 2>&3 3>&- < /dev/null 5<&- 6<&- & a=$!; exec 3>&- 5<&-; $to sed -n -e '/^{FETCHED_MARK}$/q7' -e p <&6 >&2; st=$?; if [ \"$st\" -eq 7 ]; then cat <&6 > /dev/null 2>&1 & exec 6<&-; else exec 6<&-; if [ \"$st\" -eq {HOST_TIMED_OUT} ]; then stop_seed \"$w\"; else wait \"$a\"; st=$?; fi; [ \"$st\" -ne 0 ] || st=1; exit \"$st\"; fi; }}"
     )
 }
+
+/// What a host's `$w/done` prints once aria2c has every piece.
+const FETCHED_MARK: &str = "pushgate-fetched";
 
 /// What the switch of a release staged over bittorrent does first: stop
 /// the host's seeder of it and remove its scratch directory.
@@ -1056,13 +1065,13 @@ mod tests {
         // A host off the base fetches everything and seeds on from the
         // same aria2c; one on it seeds from a second one, started after.
         assert!(s.contains("{ setsid aria2c -T \"$w/meta/t.torrent\" --dir=releases --on-bt-download-complete=\"$w/done\" --bt-seed-unverified=true --seed-ratio=0.0 --seed-time=10 --enable-dht=false"), "{s}");
-        // The group's descriptors are the log's, not the session's: the
-        // session ends while aria2c seeds on.
+        // aria2c's output is the FIFO's, not the session's: the session
+        // ends while it seeds on, a drain reading what it says after.
         assert!(
-            s.contains("; } > \"$w/log\" 2>&1 < /dev/null 5<&- 6<&- & a=$!;"),
+            s.contains("; } 1>&3 2>&3 3>&- < /dev/null 5<&- 6<&- & a=$!;"),
             "{s}"
         );
-        assert!(s.contains("ev=$($to head -n 1 <&6); st=$?"), "{s}");
+        assert!(s.contains("$to sed -n -e '/^pushgate-fetched$/q7' -e p <&6 >&2; st=$?; if [ \"$st\" -eq 7 ]; then cat <&6 > /dev/null 2>&1 &"), "{s}");
         assert!(
             s.contains("if [ -n \"$a\" ]; then echo \"$a\" > \"$w/seed.pid\"; else (setsid aria2c"),
             "{s}"

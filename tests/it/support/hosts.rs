@@ -655,14 +655,11 @@ impl Hosts {
         }
     }
 
-    /// Whether process `pid` runs in one of these hosts' network
-    /// namespaces (as their sshd's children do).
-    pub fn runs_on_a_host(&self, pid: u32) -> bool {
+    /// The host (0-based) in whose network namespace process `pid` runs.
+    pub fn host_of(&self, pid: u32) -> Option<usize> {
         use std::os::unix::fs::MetadataExt;
-        let Ok(its) = std::fs::metadata(format!("/proc/{pid}/ns/net")) else {
-            return false;
-        };
-        self.hosts.iter().any(|h| {
+        let its = std::fs::metadata(format!("/proc/{pid}/ns/net")).ok()?;
+        self.hosts.iter().position(|h| {
             std::fs::metadata(format!("/run/netns/{}", h.ns))
                 .is_ok_and(|m| m.ino() == its.ino() && m.dev() == its.dev())
         })
