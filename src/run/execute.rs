@@ -231,6 +231,10 @@ pub async fn push(cx: &Context<'_>, plan: &Plan, outbox: &Outbox) -> Option<Push
     })
 }
 
+/// The longest a push's stage comment waits for a plain switch to end
+/// (see [`Outbox::hold_at_most`]).
+const STAGE_COMMENT_WAITS: Duration = Duration::from_secs(2);
+
 impl Run<'_, '_> {
     /// Walks the plan's steps; the failed step and why, if one failed.
     async fn steps(&mut self) -> Option<(String, String)> {
@@ -606,10 +610,20 @@ impl Run<'_, '_> {
             })
             .collect();
         let text = summary::stage(&head, &lines);
+        self.staged = results;
+        let decided = after_stage(&self.plan.policy, &self.staged_outcomes());
+        // Before a plain switch (one session per host, no checks), the
+        // stage comment waits for the switch's and the close's, to go as
+        // one comment with the completion beside it: bounded, so that a
+        // slow switch does not keep it from the task.
+        if matches!(decided, AfterStage::Switch(_))
+            && self.plan.steps.iter().any(|s| matches!(s, Step::Switch))
+        {
+            self.held = Some(self.outbox.hold_at_most(STAGE_COMMENT_WAITS));
+        }
         self.say(text.clone());
         self.comment(text).await;
-        self.staged = results;
-        match after_stage(&self.plan.policy, &self.staged_outcomes()) {
+        match decided {
             AfterStage::Switch(_) => Ok(()),
             AfterStage::Abort { failed, remove } => {
                 self.hosts = self

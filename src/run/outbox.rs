@@ -243,18 +243,25 @@ pub struct Outbox {
     /// Tells [`Outbox::background`] a write was posted, or the run ends.
     wake: Notify,
     closing: AtomicBool,
-    /// Live [`Hold`]s.
+    /// Live [`Hold`]s without a bound.
     holds: AtomicUsize,
+    /// The end of the live bounded hold ([`Outbox::hold_at_most`]).
+    held_until: Mutex<Option<tokio::time::Instant>>,
 }
 
 /// See [`Outbox::hold`]; dropping it lets the background send again.
 pub struct Hold<'o> {
     outbox: &'o Outbox,
+    bounded: bool,
 }
 
 impl Drop for Hold<'_> {
     fn drop(&mut self) {
-        self.outbox.holds.fetch_sub(1, Ordering::SeqCst);
+        if self.bounded {
+            *self.outbox.until() = None;
+        } else {
+            self.outbox.holds.fetch_sub(1, Ordering::SeqCst);
+        }
         self.outbox.wake.notify_one();
     }
 }
@@ -434,11 +441,16 @@ impl Outbox {
             wake: Notify::new(),
             closing: AtomicBool::new(false),
             holds: AtomicUsize::new(0),
+            held_until: Mutex::new(None),
         })
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn until(&self) -> MutexGuard<'_, Option<tokio::time::Instant>> {
+        self.held_until.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// This run's counts so far.
@@ -580,7 +592,8 @@ impl Outbox {
             let woken = self.wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            if self.holds.load(Ordering::SeqCst) == 0 {
+            let bound = self.until().filter(|t| tokio::time::Instant::now() < *t);
+            if self.holds.load(Ordering::SeqCst) == 0 && bound.is_none() {
                 self.settle().await;
             }
             let idle = {
@@ -590,7 +603,16 @@ impl Outbox {
             if idle && self.closing.load(Ordering::SeqCst) {
                 return;
             }
-            woken.await;
+            match bound {
+                // A bounded hold ends by itself too.
+                Some(t) => {
+                    tokio::select! {
+                        () = woken => {}
+                        () = tokio::time::sleep_until(t) => {}
+                    }
+                }
+                None => woken.await,
+            }
         }
     }
 
@@ -602,7 +624,23 @@ impl Outbox {
     /// `flush` send at once.
     pub fn hold(&self) -> Hold<'_> {
         self.holds.fetch_add(1, Ordering::SeqCst);
-        Hold { outbox: self }
+        Hold {
+            outbox: self,
+            bounded: false,
+        }
+    }
+
+    /// [`Outbox::hold`] for at most `bound`: then the background sends
+    /// what waits though the guard lives. The push's stage comment, held
+    /// while a plain switch runs so that it goes with the switch's and
+    /// the close's, is never late by more than that. One bounded hold at
+    /// a time: a second one replaces the first.
+    pub fn hold_at_most(&self, bound: std::time::Duration) -> Hold<'_> {
+        *self.until() = Some(tokio::time::Instant::now() + bound);
+        Hold {
+            outbox: self,
+            bounded: true,
+        }
     }
 
     /// Tells [`Outbox::background`] to return once nothing waits.

@@ -292,6 +292,43 @@ async fn the_file_is_compacted_once_nothing_waits_and_keeps_what_recovery_needs(
     assert_eq!(comments(&task(sb, &gid)).len(), 121);
 }
 
+#[tokio::test]
+async fn a_bounded_hold_keeps_the_background_only_until_its_bound() {
+    let rig = Rig::new().await;
+    let sb = &rig.sb;
+    let ob = rig.open();
+    let made = created(&ob, "r1").await;
+    let gid = made.gid.to_string();
+    let work = async {
+        let hold = ob.hold_at_most(std::time::Duration::from_millis(200));
+        ob.post("r1", comment("r1", "stage: 3/3 hosts staged it"))
+            .await;
+        // The background gets its turns, and sends nothing yet.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(ob.pending(), 1, "held");
+        // Past the bound it goes though the guard lives (no clock here:
+        // the sandbox says when it has the comment; a hold that never
+        // ends fails the test at the timeout).
+        let sent = sb.until(|d| {
+            d.tasks
+                .get(&gid)
+                .is_some_and(|t| !support::comments(t).is_empty())
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(20), sent)
+            .await
+            .expect("the comment was sent while the bounded hold lived");
+        drop(hold);
+        ob.close_background();
+    };
+    tokio::join!(work, ob.background());
+    assert_eq!(
+        comments(&task(sb, &made.gid)),
+        vec!["stage: 3/3 hosts staged it"]
+    );
+}
+
 /// Creates `key`'s task through `ob`, which must apply it at once.
 async fn created(ob: &Outbox, key: &str) -> pushgate::run::outbox::Created {
     match ob.submit(key, create(key)).await {
