@@ -30,6 +30,22 @@ fn unavailable() -> Option<String> {
     (!missing.is_empty()).then(|| format!("not installed: {}", missing.join(", ")))
 }
 
+/// `n` plain hosts on a bridge with the bastion; `None`, the test
+/// skipped, where they cannot run here.
+async fn swarm(n: usize) -> Option<Hosts> {
+    if let Some(why) = unavailable() {
+        hosts::skip(&why);
+        return None;
+    }
+    match Hosts::start_switched(n, None, None).await {
+        Ok(h) => Some(h),
+        Err(why) => {
+            hosts::skip(&why);
+            None
+        }
+    }
+}
+
 /// A port nothing listens on now, for the tracker.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("0.0.0.0:0")
@@ -170,12 +186,8 @@ fn assert_no_scratch(hosts: &Hosts, n: usize, what: &str) {
 
 #[tokio::test]
 async fn a_swarm_stages_every_host_and_an_incremental_push_links_what_did_not_change() {
-    if let Some(why) = unavailable() {
-        return hosts::skip(&why);
-    }
-    let hosts = match Hosts::start_switched(3, None, None).await {
-        Ok(h) => h,
-        Err(why) => return hosts::skip(&why),
+    let Some(hosts) = swarm(3).await else {
+        return;
     };
     let sb = support::sandbox().await;
     let bin = bin(&sb, &hosts, "");
@@ -230,12 +242,8 @@ async fn a_swarm_stages_every_host_and_an_incremental_push_links_what_did_not_ch
 
 #[tokio::test]
 async fn a_host_that_never_finishes_stops_the_switch_and_the_others_lose_what_they_staged() {
-    if let Some(why) = unavailable() {
-        return hosts::skip(&why);
-    }
-    let mut hosts = match Hosts::start_switched(3, None, None).await {
-        Ok(h) => h,
-        Err(why) => return hosts::skip(&why),
+    let Some(mut hosts) = swarm(3).await else {
+        return;
     };
     let sb = support::sandbox().await;
     let bin = bin(&sb, &hosts, "");
@@ -277,12 +285,8 @@ async fn a_host_that_never_finishes_stops_the_switch_and_the_others_lose_what_th
 
 #[tokio::test]
 async fn killed_mid_transfer_the_next_run_converges_and_leaves_no_swarm_behind() {
-    if let Some(why) = unavailable() {
-        return hosts::skip(&why);
-    }
-    let hosts = match Hosts::start_switched(3, None, None).await {
-        Ok(h) => h,
-        Err(why) => return hosts::skip(&why),
+    let Some(hosts) = swarm(3).await else {
+        return;
     };
     let sb = support::sandbox().await;
     let bin = bin(&sb, &hosts, "");
@@ -349,12 +353,8 @@ async fn killed_mid_transfer_the_next_run_converges_and_leaves_no_swarm_behind()
 
 #[tokio::test]
 async fn check_names_the_host_without_aria2c() {
-    if let Some(why) = unavailable() {
-        return hosts::skip(&why);
-    }
-    let mut hosts = match Hosts::start_switched(2, None, None).await {
-        Ok(h) => h,
-        Err(why) => return hosts::skip(&why),
+    let Some(mut hosts) = swarm(2).await else {
+        return;
     };
     hosts.without_program(1, "aria2c").await;
     let sb = support::sandbox().await;
@@ -412,12 +412,8 @@ async fn push_twice_and_compare(hosts: &Hosts, n: usize, build: &str) {
 
 #[tokio::test]
 async fn files_named_like_options_are_reused_whole_by_an_incremental_push() {
-    if let Some(why) = unavailable() {
-        return hosts::skip(&why);
-    }
-    let hosts = match Hosts::start_switched(2, None, None).await {
-        Ok(h) => h,
-        Err(why) => return hosts::skip(&why),
+    let Some(hosts) = swarm(2).await else {
+        return;
     };
     // `--help` given to cp as an option prints its help and links nothing.
     const DASHES: &str = r#"["sh", "-c", "mkdir -p dist && cp -R app/. dist/ && printf 'help me\n' > dist/--help && printf 'ex\n' > dist/-x && dd if=/dev/zero of=dist/big.bin bs=1024 count=64 2>/dev/null"]"#;
@@ -448,12 +444,8 @@ async fn a_non_root_deploy_user_stages_read_only_directories_again_and_again() {
 
 #[tokio::test]
 async fn a_tracker_port_taken_by_another_program_fails_the_stage_at_once_naming_it() {
-    if let Some(why) = unavailable() {
-        return hosts::skip(&why);
-    }
-    let hosts = match Hosts::start_switched(2, None, None).await {
-        Ok(h) => h,
-        Err(why) => return hosts::skip(&why),
+    let Some(hosts) = swarm(2).await else {
+        return;
     };
     // Another program (another push's tracker, say) listens on the port.
     let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
@@ -486,12 +478,8 @@ async fn a_tracker_port_taken_by_another_program_fails_the_stage_at_once_naming_
 
 #[tokio::test]
 async fn a_file_name_with_a_control_character_is_refused_before_any_host_is_touched() {
-    if let Some(why) = unavailable() {
-        return hosts::skip(&why);
-    }
-    let hosts = match Hosts::start_switched(2, None, None).await {
-        Ok(h) => h,
-        Err(why) => return hosts::skip(&why),
+    let Some(hosts) = swarm(2).await else {
+        return;
     };
     const TAB: &str = r#"["sh", "-c", "mkdir -p dist && cp -R app/. dist/ && printf 'x\n' > \"dist/a$(printf '\\t')b\""]"#;
     let sb = support::sandbox().await;
@@ -513,12 +501,8 @@ async fn a_file_name_with_a_control_character_is_refused_before_any_host_is_touc
 
 #[tokio::test]
 async fn a_host_seeds_from_the_aria2c_that_fetched_it_until_its_switch() {
-    if let Some(why) = unavailable() {
-        return hosts::skip(&why);
-    }
-    let hosts = match Hosts::start_switched(3, None, None).await {
-        Ok(h) => h,
-        Err(why) => return hosts::skip(&why),
+    let Some(hosts) = swarm(3).await else {
+        return;
     };
     let sb = support::sandbox().await;
     // The first host switches alone; the first wave check holds the push
