@@ -397,12 +397,6 @@ pub fn bt_stage_script(target: &Path, bt: &BtStage<'_>) -> String {
     // most HOST_KILL_AFTER): a fetch never outlives its session by long.
     let kill = (bt.stop_secs / 20).clamp(1, HOST_KILL_AFTER.as_secs());
     let fetch_secs = bt.stop_secs.saturating_sub(kill).max(1);
-    let fetch = |select: Option<(usize, usize)>| -> String {
-        format!(
-            "$to aria2c -T \"$w/meta/t.torrent\" --dir=releases --seed-time=0 {opts}{} 1>&2",
-            select.map_or(String::new(), |(a, b)| format!(" --select-file={a}-{b}"))
-        )
-    };
     let seed = format!(
         "--bt-seed-unverified=true --seed-ratio=0.0 --seed-time={}",
         bt.stop_secs.div_ceil(60).max(1)
@@ -414,8 +408,12 @@ pub fn bt_stage_script(target: &Path, bt: &BtStage<'_>) -> String {
     } else {
         ":".into()
     };
+    // A host on the base fetches only the changed files (a range of the
+    // torrent's), then a separate seeder serves them.
     let on_base = match bt.changed {
-        Some(r) => fetch(Some(r)),
+        Some((a, b)) => format!(
+            "$to aria2c -T \"$w/meta/t.torrent\" --dir=releases --seed-time=0 {opts} --select-file={a}-{b} 1>&2"
+        ),
         None => ":".into(),
     };
     let mut s = format!(
