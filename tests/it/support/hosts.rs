@@ -738,6 +738,16 @@ impl Drop for Hosts {
             if let Some(sshd) = &mut h.sshd {
                 let _ = sshd.start_kill();
             }
+            // And every session sshd forked, and what they started (a
+            // seeder): once the veth is gone no FIN reaches a session
+            // whose client has exited, and it would wait for ever.
+            if let Ok(pids) = run("ip", &["netns", "pids", &h.ns]) {
+                for pid in pids.split_whitespace().filter_map(|p| p.parse().ok()) {
+                    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
+                }
+            }
             // Deleting one end deletes the pair at once; a namespace's
             // devices otherwise go only when the kernel gets to it.
             let _ = run("ip", &["link", "del", &h.veth]);
