@@ -1593,6 +1593,9 @@ push_project = "{sb.project('Beta Push Tasks')}"
                         r.sessions = self.most_sessions(N_RTT, s0)
                         res.setdefault((t, ms, "full"), []).append(r)
                         # The hosts run the full tree: one file changes.
+                        # The full push's writes are flushed first, so that
+                        # the incremental push does not pay for them.
+                        os.sync()
                         s0 = self.sessions(N_RTT)
                         r = self.tool19(t, N_RTT, "changed", f"rtt {ms} incremental {t} #{k + 1}")
                         r.sessions = self.most_sessions(N_RTT, s0)
