@@ -1034,13 +1034,13 @@ def report(b, quick):
       "own filesystem is an ext4 without a journal, whose inode allocator gives no new file the number "
       "of one freed in the last minute (`recently_deleted`): after the reset between runs freed the "
       "last run's files, each file a full push created scanned past all of them, which `perf` showed "
-      "as most of the receiving rsync's CPU (2.6 s per host and 200 MiB, against 0.9 s on the "
+      "as most of the receiving rsync's CPU (2.6 s per host and 200 MiB, against 1.0 s on the "
       "journaled disk), for every tool alike. Sections 7–10 are measured on that disk since "
       "2026-12-02 (the run whose Findings say so); earlier figures paid the scan. "
       "Everything it made is removed on "
       "exit. The other engineers' builds share this machine's 2 cores: the figures are only as quiet as "
       "the machine was.\n")
-    w("**Issue #19's rig** (`--issue 19`, sections 7–10): the same 16 hosts, but wired to one Linux bridge (in a network namespace of its own) together with the bastion, which reaches it through one veth. Section 8 limits that veth's egress with `tc tbf` (what leaves the bastion), leaving host-to-host traffic over the bridge unlimited, and counts the bytes that left by its `tx_bytes`. Section 7 adds RTT to every ssh connection to a host: with `tc netem` on each host's veth where the kernel has it; this machine's kernel does not (`CONFIG_NET_SCH_NETEM` is not set), so here it is a delay relay as every tool's ssh `ProxyCommand` (section 7 says what it does and does not model). It also needs `aria2c`, `opentracker` and `cc`, which it installs from Debian, and not Ansible or the Asana client.\n")
+    w("**Issue #19's rig** (`--issue 19`, sections 7–10): the same 16 hosts, but wired to one Linux bridge (in a network namespace of its own) together with the bastion, which reaches it through one veth. Section 8 limits that veth's egress with `tc tbf` (what leaves the bastion), leaving host-to-host traffic over the bridge unlimited, and counts the bytes that left by its `tx_bytes`. Section 7 adds RTT to every ssh connection to a host: with `tc netem` on each host's veth where the kernel has it; this machine's kernel does not (`CONFIG_NET_SCH_NETEM` is not set), so here it is a delay relay as every tool's ssh `ProxyCommand` (section 7 says what it does and does not model). It also needs `aria2c`, `opentracker` and `cc`, which it installs from Debian, and not Ansible or the Asana client. Since 2026-12-02 every host's root home is a fresh Debian host's and its directories are on a journaled ext4 of their own (the Findings for issue #19 say why).\n")
     w("**The artifact**: 5,000 files, 200 MiB of incompressible bytes (a 40 MiB binary, 20 assets of "
       "2 MiB, a 1 MiB library, 4,978 small files of lognormal sizes), fixed modification times, made "
       "from a fixed seed so every machine gets the same bytes. pushgate builds it from a git "
